@@ -1,0 +1,104 @@
+// Package generate runs `hardway generate`: from a validated spec it brings
+// the PKI state up to date and writes every artifact of the cluster directory.
+package generate
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/hardway-dev/hardway/kubeconfig"
+	"github.com/hardway-dev/hardway/output"
+	"github.com/hardway-dev/hardway/pki"
+	"github.com/hardway-dev/hardway/spec"
+)
+
+// Options tune a run.
+type Options struct {
+	Out   string   // output root; the cluster goes to <Out>/<name>
+	Renew []string // pki leaves to re-issue
+	Log   *slog.Logger
+}
+
+// Result describes what a run did.
+type Result struct {
+	Dir     string
+	Bundle  *pki.Bundle
+	Changed []string // files written or removed, relative to Dir
+}
+
+// Run generates the cluster directory for doc, which must have passed validation.
+func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := doc.Cluster
+	root := filepath.Join(o.Out, c.Metadata.Name)
+	unlock, err := output.Lock(root, func(msg string) { log.Warn(msg) })
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	d, err := output.Open(root)
+	if err != nil {
+		return nil, err
+	}
+
+	b, err := pki.Ensure(c, d.Sub("pki", "pki"), pki.Options{Renew: o.Renew})
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	for _, ch := range b.Changes {
+		log.Info("pki", "issued", ch.Name, "reason", ch.Reason)
+	}
+	if err := notePKI(d, b); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	for _, k := range kubeconfig.Set(c) {
+		data := kubeconfig.Render(c, b, k, k.URL(c))
+		if err := d.Write("kubeconfigs/"+k.Name+".kubeconfig", data, 0o600, "kubeconfig", k.Node); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.Write("pki/encryption-config.yaml", kubeconfig.EncryptionConfig(c, b), 0o600, "encryption-config", ""); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	// The pki directory is state: Finish never removes anything under it.
+	if err := d.Finish("pki"); err != nil {
+		return nil, err
+	}
+	return &Result{Dir: root, Bundle: b, Changed: d.Changed()}, nil
+}
+
+// notePKI lists the pki state in the manifest.
+func notePKI(d *output.Dir, b *pki.Bundle) error {
+	for _, row := range b.Plan {
+		p := b.Get(row.Name)
+		kind := "cert"
+		if row.IsCA() {
+			kind = "ca"
+		}
+		d.Note("pki/"+row.Name+".crt", p.CertPEM, kind, row.Node)
+		if len(p.KeyPEM) > 0 {
+			d.Note("pki/"+row.Name+".key", p.KeyPEM, kind+"-key", row.Node)
+		}
+	}
+	d.Note("pki/"+pki.SAKey+".key", b.SAKeyPEM, "sa-key", "")
+	d.Note("pki/"+pki.SAKey+".pub", b.SAPubPEM, "sa-pub", "")
+	key, err := d.ReadFile("pki/" + pki.EncryptionKeyFile)
+	if err != nil {
+		return err
+	}
+	d.Note("pki/"+pki.EncryptionKeyFile, key, "encryption-key", "")
+	return nil
+}

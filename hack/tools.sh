@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Build pinned helper binaries from the Go module proxy and cache them by version.
+#
+# Usage:
+#   hack/tools.sh GROUP...        build (if needed) and print each group's bin dir
+#   hack/tools.sh path GROUP      print GROUP's cached bin dir without building;
+#                                 prints nothing and exits 1 when it is not built
+#
+# GROUP is one of: k8s etcd cfssl all
+#
+# Each group has its own Go module under tools/<group>/ whose go.mod pins the
+# exact version (the module proxy here refuses @latest, so `go install pkg@v`
+# does not work). Binaries land in
+#   ${HARDWAY_CACHE:-$HOME/.cache/hardway}/bin/<group>-<version>/<binary>
+# and a rerun with the binaries present does no Go work at all.
+#
+# Safe to run in parallel: a per-group lock (flock, when present) serialises
+# builds of the same group, and every build goes to a temp dir next to the
+# destination that is renamed into place only once complete and verified.
+set -euo pipefail
+
+readonly GROUPS_ALL=(k8s etcd cfssl)
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly ROOT
+CACHE_BIN="${HARDWAY_CACHE:-${HOME}/.cache/hardway}/bin"
+readonly CACHE_BIN
+
+# Temp dirs to remove if we exit early (build failure, signal).
+CLEANUP=()
+cleanup() {
+  local d
+  for d in "${CLEANUP[@]+"${CLEANUP[@]}"}"; do
+    [[ -n "${d}" ]] && rm -rf -- "${d}"
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log() { printf 'tools.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+  cat >&2 <<'EOF'
+usage: hack/tools.sh GROUP...      build (if needed) and print the bin dir of each group
+       hack/tools.sh path GROUP    print the cached bin dir of GROUP (exit 1 if not built)
+groups: k8s etcd cfssl all
+EOF
+  exit 2
+}
+
+# group_config GROUP sets, for GROUP:
+#   MODULE   module whose required version (in tools/GROUP/go.mod) names the cache dir
+#   PKGS     main packages, built in one `go build` so they share the compile cache
+#   BINS     final binary names, in the same order as PKGS
+#   TAGS     build tags
+#   LDFLAGS  extra linker flags (version stamping); VERSION is set before the call
+#   CHECK_*  per-binary version command and the text its output must contain
+group_config() {
+  TAGS=""
+  LDFLAGS=""
+  case "$1" in
+    k8s)
+      MODULE=k8s.io/kubernetes
+      PKGS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubeadm kubectl)
+      PKGS=("${PKGS[@]/#/k8s.io/kubernetes/cmd/}")
+      BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubeadm kubectl)
+      # Same tags as upstream hack/lib/golang.sh for non-debug builds.
+      TAGS=selinux,notest,grpcnotrace
+      ;;
+    etcd)
+      MODULE=go.etcd.io/etcd/server/v3
+      PKGS=(go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3)
+      BINS=(etcd etcdctl)
+      ;;
+    cfssl)
+      MODULE=github.com/cloudflare/cfssl
+      PKGS=(github.com/cloudflare/cfssl/cmd/cfssl github.com/cloudflare/cfssl/cmd/cfssljson)
+      BINS=(cfssl cfssljson)
+      ;;
+    *)
+      die "unknown tool group '$1' (want one of: ${GROUPS_ALL[*]} all)"
+      ;;
+  esac
+}
+
+# Linker flags; needs VERSION.
+group_ldflags() {
+  case "$1" in
+    k8s)
+      local major minor rest pkg key val
+      rest="${VERSION#v}"
+      major="${rest%%.*}"
+      rest="${rest#*.}"
+      minor="${rest%%.*}"
+      for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        for key in gitVersion gitMajor gitMinor; do
+          case "${key}" in
+            gitVersion) val="${VERSION}" ;;
+            gitMajor) val="${major}" ;;
+            gitMinor) val="${minor}" ;;
+          esac
+          LDFLAGS+=" -X ${pkg}.${key}=${val}"
+        done
+      done
+      ;;
+    etcd)
+      # Version itself is a constant in etcd; GitSHA is the only stamped var.
+      LDFLAGS="-X go.etcd.io/etcd/api/v3/version.GitSHA=${VERSION}"
+      ;;
+    cfssl)
+      LDFLAGS="-X github.com/cloudflare/cfssl/cli/version.version=${VERSION#v}"
+      ;;
+  esac
+}
+
+# check_version GROUP BIN_PATH: run the binary's version command and make sure
+# it reports VERSION.
+check_version() {
+  local group="$1" bin="$2" want out
+  local -a cmd
+  case "${bin##*/}" in
+    kubectl) cmd=("${bin}" version --client) ;;
+    kubeadm) cmd=("${bin}" version -o short) ;;
+    etcdctl | cfssl) cmd=("${bin}" version) ;;
+    cfssljson) cmd=("${bin}" -version) ;;
+    *) cmd=("${bin}" --version) ;;
+  esac
+  case "${group}" in
+    k8s) want="${VERSION}" ;;
+    *) want="${VERSION#v}" ;;
+  esac
+  if ! out="$("${cmd[@]}" 2>&1)"; then
+    printf '%s\n' "${out}" >&2
+    die "built ${bin##*/} does not run: ${cmd[*]}"
+  fi
+  if [[ "${out}" != *"${want}"* ]]; then
+    printf '%s\n' "${out}" >&2
+    die "built ${bin##*/} does not report version ${want}"
+  fi
+}
+
+# module_version GROUP prints the version of MODULE required by tools/GROUP/go.mod.
+module_version() {
+  local gomod="${ROOT}/tools/$1/go.mod" v
+  [[ -f "${gomod}" ]] || die "missing ${gomod}"
+  v="$(awk -v m="${MODULE}" '
+    $1 == "require" && $2 == m { print $3; exit }
+    $1 == m && $2 ~ /^v/ { print $2; exit }
+  ' "${gomod}")"
+  [[ -n "${v}" ]] || die "${gomod} does not require ${MODULE}"
+  printf '%s\n' "${v}"
+}
+
+# complete DIR: every binary of the group is present and executable.
+complete() {
+  local b
+  [[ -d "$1" ]] || return 1
+  for b in "${BINS[@]}"; do
+    [[ -x "$1/${b}" ]] || return 1
+  done
+}
+
+# group_dir GROUP: configure GROUP and set VERSION and DEST.
+group_dir() {
+  group_config "$1"
+  VERSION="$(module_version "$1")"
+  DEST="${CACHE_BIN}/$1-${VERSION}"
+}
+
+build_group() {
+  local group="$1" lock_fd="" tmp old start elapsed i src
+  group_dir "${group}"
+  if complete "${DEST}"; then
+    return 0
+  fi
+  command -v go >/dev/null 2>&1 || die "go not found in PATH; needed to build ${group} ${VERSION}"
+  mkdir -p "${CACHE_BIN}"
+
+  # Serialise concurrent builds of the same group; whoever waited re-checks.
+  if command -v flock >/dev/null 2>&1; then
+    exec {lock_fd}>"${CACHE_BIN}/.${group}-${VERSION}.lock"
+    if ! flock -n "${lock_fd}"; then
+      log "waiting for another build of ${group} ${VERSION}"
+      flock "${lock_fd}"
+    fi
+    if complete "${DEST}"; then
+      exec {lock_fd}>&-
+      return 0
+    fi
+  fi
+
+  group_ldflags "${group}"
+  tmp="$(mktemp -d "${CACHE_BIN}/.${group}-${VERSION}.tmp.XXXXXX")"
+  CLEANUP+=("${tmp}")
+  chmod 0755 "${tmp}" # mktemp makes it 0700; the published dir should be readable
+  log "building ${group} ${VERSION} (${BINS[*]}) into ${DEST}"
+  start="${SECONDS}"
+  mkdir -p "${tmp}/out"
+  if ! (
+    cd "${ROOT}/tools/${group}"
+    export GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
+    go build -trimpath -tags="${TAGS}" -ldflags="-s -w ${LDFLAGS}" -o "${tmp}/out/" "${PKGS[@]}"
+  ); then
+    die "building ${group} ${VERSION} failed (go build in tools/${group}; see the errors above)"
+  fi
+
+  # `go build -o DIR` names each binary after its package path (etcd's server
+  # main package is go.etcd.io/etcd/server/v3, so it comes out as "server").
+  for i in "${!PKGS[@]}"; do
+    src="${PKGS[i]%/v[0-9]*}"
+    src="${src##*/}"
+    [[ -x "${tmp}/out/${src}" ]] || die "go build did not produce ${src} for ${PKGS[i]}"
+    mv -f -- "${tmp}/out/${src}" "${tmp}/${BINS[i]}"
+  done
+  rmdir -- "${tmp}/out"
+  for i in "${BINS[@]}"; do
+    check_version "${group}" "${tmp}/${i}"
+  done
+
+  # Publish atomically. A stale incomplete DEST (e.g. the group gained a
+  # binary) is moved aside first; a complete one from a racing run wins.
+  if [[ -e "${DEST}" ]] && ! complete "${DEST}"; then
+    old="$(mktemp -d "${CACHE_BIN}/.${group}-${VERSION}.old.XXXXXX")"
+    CLEANUP+=("${old}")
+    mv -- "${DEST}" "${old}/" 2>/dev/null || true
+  fi
+  if ! mv -T -- "${tmp}" "${DEST}" 2>/dev/null; then
+    complete "${DEST}" || die "could not move ${tmp} to ${DEST}"
+  fi
+  elapsed=$((SECONDS - start))
+  log "built ${group} ${VERSION} in ${elapsed}s"
+  if [[ -n "${lock_fd}" ]]; then
+    exec {lock_fd}>&-
+  fi
+}
+
+expand_groups() {
+  local g
+  for g in "$@"; do
+    if [[ "${g}" == all ]]; then
+      printf '%s\n' "${GROUPS_ALL[@]}"
+    else
+      printf '%s\n' "${g}"
+    fi
+  done
+}
+
+main() {
+  local g
+  local -a groups dirs=()
+  [[ $# -ge 1 ]] || usage
+  case "$1" in
+    -h | --help | help) usage ;;
+    path)
+      [[ $# -eq 2 && "$2" != all ]] || usage
+      group_dir "$2"
+      complete "${DEST}" || exit 1
+      printf '%s\n' "${DEST}"
+      return 0
+      ;;
+  esac
+  mapfile -t groups < <(expand_groups "$@")
+  for g in "${groups[@]}"; do
+    group_config "${g}" # validate every name before building anything
+  done
+  for g in "${groups[@]}"; do
+    build_group "${g}"
+    dirs+=("${DEST}")
+  done
+  printf '%s\n' "${dirs[@]}"
+}
+
+main "$@"

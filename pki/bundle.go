@@ -1,0 +1,569 @@
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	cfconfig "github.com/cloudflare/cfssl/config"
+	"github.com/cloudflare/cfssl/csr"
+	"github.com/cloudflare/cfssl/helpers"
+	"github.com/cloudflare/cfssl/initca"
+	cflog "github.com/cloudflare/cfssl/log"
+	"github.com/cloudflare/cfssl/signer"
+	"github.com/cloudflare/cfssl/signer/local"
+
+	"github.com/hardway-dev/hardway/spec"
+)
+
+func init() {
+	// cfssl logs every signature at info level; hardway reports changes itself.
+	cflog.Level = cflog.LevelFatal
+}
+
+// Store is where the pki state lives; paths are relative to the pki directory.
+// ReadFile returns an error satisfying errors.Is(err, fs.ErrNotExist) for a missing file.
+type Store interface {
+	ReadFile(name string) ([]byte, error)
+	WriteFile(name string, data []byte, perm fs.FileMode) error
+}
+
+// File modes, as kubeadm writes them.
+const (
+	KeyMode  fs.FileMode = 0o600
+	CertMode fs.FileMode = 0o644
+)
+
+// Pair is an issued certificate with its key.
+type Pair struct {
+	Cert    Cert
+	CertPEM []byte
+	KeyPEM  []byte // empty for an external CA
+	X509    *x509.Certificate
+	key     crypto.Signer
+}
+
+// Change records a certificate or key that a run created or replaced.
+type Change struct {
+	Name   string
+	Reason string
+}
+
+// Bundle is the cluster's complete PKI state.
+type Bundle struct {
+	Plan          []Cert
+	Pairs         map[string]*Pair
+	SAKeyPEM      []byte
+	SAPubPEM      []byte
+	EncryptionKey []byte // 32 random bytes, the secret of the EncryptionConfiguration
+	Changes       []Change
+}
+
+// Get returns the pair called name; the plan guarantees it exists.
+func (b *Bundle) Get(name string) *Pair {
+	p, ok := b.Pairs[name]
+	if !ok {
+		panic("pki: no pair " + name)
+	}
+	return p
+}
+
+// Options tune Ensure.
+type Options struct {
+	// Renew lists leaf names to re-issue (new key, same CA) even if they are valid.
+	Renew []string
+	// Now is the clock; zero means time.Now.
+	Now time.Time
+}
+
+// Ensure loads the PKI state from st and creates or re-issues whatever the
+// spec needs: missing CAs and keys are created, leaves whose identity
+// (subject, SANs, usages, signer, key algorithm) no longer matches the plan,
+// or that have expired, are re-issued with the same CA. Nothing else changes.
+func Ensure(c *spec.Cluster, st Store, o Options) (*Bundle, error) {
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	algo, err := keyRequest(c.Spec.PKI.Algorithm)
+	if err != nil {
+		return nil, err
+	}
+	caValidity, _ := time.ParseDuration(c.Spec.PKI.CAValidity)
+	leafValidity, _ := time.ParseDuration(c.Spec.PKI.CertValidity)
+
+	b := &Bundle{Plan: Plan(c), Pairs: map[string]*Pair{}}
+	for _, name := range o.Renew {
+		row, err := Find(b.Plan, name)
+		if err != nil {
+			return nil, err
+		}
+		if row.IsCA() {
+			return nil, fmt.Errorf("%s is a CA; CAs are not renewed (delete %s.crt and %s.key to replace it and every certificate it signed)", name, name, name)
+		}
+	}
+
+	var leaves []Cert
+	for _, row := range b.Plan {
+		if row.IsCA() {
+			p, err := ensureCA(st, row, algo, caValidity, b)
+			if err != nil {
+				return nil, err
+			}
+			b.Pairs[row.Name] = p
+			continue
+		}
+		leaves = append(leaves, row)
+	}
+
+	// Decide which leaves to (re)issue, then issue them in parallel.
+	type job struct {
+		row    Cert
+		reason string
+	}
+	var jobs []job
+	for _, row := range leaves {
+		ca := b.Pairs[row.CA]
+		p, reason := loadLeaf(st, row, ca.X509, algo, now)
+		if slices.Contains(o.Renew, row.Name) && reason == "" {
+			reason = "renewed on request"
+		}
+		if reason == "" {
+			b.Pairs[row.Name] = p
+			continue
+		}
+		if ca.key == nil {
+			return nil, fmt.Errorf("%s must be issued (%s) but %s.key is missing: the %s CA is managed externally; issue %s.crt/.key with it", row.Name, reason, row.CA, row.CA, row.Name)
+		}
+		jobs = append(jobs, job{row, reason})
+	}
+	signers := map[string]*local.Signer{}
+	for _, row := range b.Plan {
+		if row.IsCA() && b.Pairs[row.Name].key != nil {
+			s, err := newSigner(b.Pairs[row.Name], leafValidity, now)
+			if err != nil {
+				return nil, err
+			}
+			signers[row.Name] = s
+		}
+	}
+	results := make([]*Pair, len(jobs))
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				results[i], errs[i] = issueLeaf(signers[jobs[i].row.CA], jobs[i].row, algo)
+			}
+		}()
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, j := range jobs {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("issue %s: %w", j.row.Name, errs[i])
+		}
+		// Key first: a run killed between the two writes leaves a cert that
+		// does not match its key, which the next run detects and re-issues.
+		if err := st.WriteFile(j.row.Name+".key", results[i].KeyPEM, KeyMode); err != nil {
+			return nil, err
+		}
+		if err := st.WriteFile(j.row.Name+".crt", results[i].CertPEM, CertMode); err != nil {
+			return nil, err
+		}
+		b.Pairs[j.row.Name] = results[i]
+		b.Changes = append(b.Changes, Change{j.row.Name, j.reason})
+	}
+
+	if err := ensureSA(st, algo, b); err != nil {
+		return nil, err
+	}
+	if err := ensureEncryptionKey(st, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func keyRequest(algorithm string) (*csr.KeyRequest, error) {
+	a, size, ok := strings.Cut(algorithm, "-")
+	if !ok {
+		return nil, fmt.Errorf("unknown key algorithm %q", algorithm)
+	}
+	var s int
+	switch size {
+	case "p256":
+		s = 256
+	case "p384":
+		s = 384
+	default:
+		if _, err := fmt.Sscanf(size, "%d", &s); err != nil {
+			return nil, fmt.Errorf("unknown key algorithm %q", algorithm)
+		}
+	}
+	return &csr.KeyRequest{A: a, S: s}, nil
+}
+
+// keyMatches reports whether pub is of the requested algorithm and size.
+func keyMatches(pub crypto.PublicKey, kr *csr.KeyRequest) bool {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		return kr.A == "ecdsa" && k.Curve.Params().BitSize == kr.S
+	case *rsa.PublicKey:
+		return kr.A == "rsa" && k.N.BitLen() == kr.S
+	}
+	return false
+}
+
+func read(st Store, name string) ([]byte, bool, error) {
+	data, err := st.ReadFile(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return data, true, nil
+}
+
+func ensureCA(st Store, row Cert, kr *csr.KeyRequest, validity time.Duration, b *Bundle) (*Pair, error) {
+	certPEM, haveCert, err := read(st, row.Name+".crt")
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, haveKey, err := read(st, row.Name+".key")
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case haveCert:
+		cert, err := helpers.ParseCertificatePEM(certPEM)
+		if err != nil {
+			return nil, fmt.Errorf("%s.crt: %w (fix or delete it; deleting a CA re-issues everything it signed)", row.Name, err)
+		}
+		if !cert.IsCA {
+			return nil, fmt.Errorf("%s.crt is not a CA certificate", row.Name)
+		}
+		p := &Pair{Cert: row, CertPEM: certPEM, X509: cert}
+		if haveKey {
+			key, err := helpers.ParsePrivateKeyPEM(keyPEM)
+			if err != nil {
+				return nil, fmt.Errorf("%s.key: %w", row.Name, err)
+			}
+			if !publicKeyEqual(key.Public(), cert.PublicKey) {
+				return nil, fmt.Errorf("%s.key does not belong to %s.crt; restore the matching key (a CA is never replaced silently)", row.Name, row.Name)
+			}
+			p.KeyPEM, p.key = keyPEM, key
+		}
+		return p, nil
+	case haveKey:
+		return nil, fmt.Errorf("%s.key exists without %s.crt; restore the certificate or delete the key to create a new CA", row.Name, row.Name)
+	}
+	certPEM, _, keyPEM, err = initca.New(&csr.CertificateRequest{
+		CN:         row.CN,
+		KeyRequest: &csr.KeyRequest{A: kr.A, S: kr.S},
+		CA:         &csr.CAConfig{Expiry: validity.String()},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create CA %s: %w", row.Name, err)
+	}
+	cert, err := helpers.ParseCertificatePEM(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	key, err := helpers.ParsePrivateKeyPEM(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.WriteFile(row.Name+".key", keyPEM, KeyMode); err != nil {
+		return nil, err
+	}
+	if err := st.WriteFile(row.Name+".crt", certPEM, CertMode); err != nil {
+		return nil, err
+	}
+	b.Changes = append(b.Changes, Change{row.Name, "new CA"})
+	return &Pair{Cert: row, CertPEM: certPEM, KeyPEM: keyPEM, X509: cert, key: key}, nil
+}
+
+// loadLeaf loads an existing leaf and returns why it must be re-issued, or "".
+func loadLeaf(st Store, row Cert, ca *x509.Certificate, kr *csr.KeyRequest, now time.Time) (*Pair, string) {
+	certPEM, haveCert, err := read(st, row.Name+".crt")
+	if err != nil || !haveCert {
+		return nil, "missing"
+	}
+	keyPEM, haveKey, err := read(st, row.Name+".key")
+	if err != nil || !haveKey {
+		return nil, "key missing"
+	}
+	cert, err := helpers.ParseCertificatePEM(certPEM)
+	if err != nil {
+		return nil, "unreadable certificate"
+	}
+	key, err := helpers.ParsePrivateKeyPEM(keyPEM)
+	if err != nil {
+		return nil, "unreadable key"
+	}
+	if !publicKeyEqual(key.Public(), cert.PublicKey) {
+		return nil, "key does not match certificate"
+	}
+	if !keyMatches(cert.PublicKey, kr) {
+		return nil, "key algorithm changed"
+	}
+	if cert.CheckSignatureFrom(ca) != nil {
+		return nil, "signed by another CA"
+	}
+	if d := Diff(row, cert); d != "" {
+		return nil, d
+	}
+	if now.After(cert.NotAfter) {
+		return nil, "expired"
+	}
+	return &Pair{Cert: row, CertPEM: certPEM, KeyPEM: keyPEM, X509: cert, key: key}, ""
+}
+
+// Diff compares a certificate with its plan row and describes the first
+// difference in identity, or returns "" when they agree.
+func Diff(row Cert, cert *x509.Certificate) string {
+	if cert.Subject.CommonName != row.CN {
+		return fmt.Sprintf("CN changed (%s → %s)", cert.Subject.CommonName, row.CN)
+	}
+	if !sameSet(cert.Subject.Organization, row.O) {
+		return fmt.Sprintf("O changed (%v → %v)", cert.Subject.Organization, row.O)
+	}
+	var ips []string
+	for _, ip := range cert.IPAddresses {
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			ips = append(ips, a.Unmap().String())
+		}
+	}
+	var want []string
+	for _, a := range row.IPs {
+		want = append(want, a.String())
+	}
+	if d := setDiff(append(ips, cert.DNSNames...), append(want, row.DNS...)); d != "" {
+		return "SANs changed (" + d + ")"
+	}
+	var usages []x509.ExtKeyUsage
+	if row.Server {
+		usages = append(usages, x509.ExtKeyUsageServerAuth)
+	}
+	if row.Client {
+		usages = append(usages, x509.ExtKeyUsageClientAuth)
+	}
+	if !sameSet(cert.ExtKeyUsage, usages) {
+		return "key usages changed"
+	}
+	return ""
+}
+
+func sameSet[T comparable](a, b []T) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// setDiff describes b relative to a as "+added -removed".
+func setDiff(a, b []string) string {
+	var parts []string
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			parts = append(parts, "+"+x)
+		}
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			parts = append(parts, "-"+x)
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	e, ok := a.(equaler)
+	return ok && e.Equal(b)
+}
+
+func newSigner(ca *Pair, validity time.Duration, now time.Time) (*local.Signer, error) {
+	usages := func(u ...string) *cfconfig.SigningProfile {
+		p := &cfconfig.SigningProfile{Usage: append([]string{"digital signature", "key encipherment"}, u...), Expiry: validity, ExpiryString: validity.String()}
+		// A leaf never outlives its CA.
+		if now.Add(validity).After(ca.X509.NotAfter) {
+			p.NotAfter = ca.X509.NotAfter
+		}
+		return p
+	}
+	policy := &cfconfig.Signing{
+		Profiles: map[string]*cfconfig.SigningProfile{
+			"server": usages("server auth"),
+			"client": usages("client auth"),
+			"both":   usages("server auth", "client auth"),
+		},
+		Default: usages("client auth"),
+	}
+	return local.NewSigner(ca.key, ca.X509, signer.DefaultSigAlgo(ca.key), policy)
+}
+
+func issueLeaf(s *local.Signer, row Cert, kr *csr.KeyRequest) (*Pair, error) {
+	req := &csr.CertificateRequest{CN: row.CN, KeyRequest: &csr.KeyRequest{A: kr.A, S: kr.S}}
+	for _, o := range row.O {
+		req.Names = append(req.Names, csr.Name{O: o})
+	}
+	var hosts []string
+	for _, ip := range row.IPs {
+		hosts = append(hosts, ip.String())
+	}
+	hosts = append(hosts, row.DNS...)
+	csrPEM, keyPEM, err := csr.ParseRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	profile := "client"
+	switch {
+	case row.Server && row.Client:
+		profile = "both"
+	case row.Server:
+		profile = "server"
+	}
+	certPEM, err := s.Sign(signer.SignRequest{Request: string(csrPEM), Hosts: hosts, Profile: profile})
+	if err != nil {
+		return nil, err
+	}
+	cert, err := helpers.ParseCertificatePEM(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	key, err := helpers.ParsePrivateKeyPEM(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return &Pair{Cert: row, CertPEM: certPEM, KeyPEM: keyPEM, X509: cert, key: key}, nil
+}
+
+// ensureSA keeps or creates the service-account key pair; sa.pub is always derived from sa.key.
+func ensureSA(st Store, kr *csr.KeyRequest, b *Bundle) error {
+	keyPEM, ok, err := read(st, SAKey+".key")
+	if err != nil {
+		return err
+	}
+	var key crypto.Signer
+	if ok {
+		key, err = helpers.ParsePrivateKeyPEM(keyPEM)
+		if err != nil {
+			return fmt.Errorf("%s.key: %w (delete it to create a new service-account key; existing tokens become invalid)", SAKey, err)
+		}
+	} else {
+		key, keyPEM, err = newKey(kr)
+		if err != nil {
+			return err
+		}
+		if err := st.WriteFile(SAKey+".key", keyPEM, KeyMode); err != nil {
+			return err
+		}
+		b.Changes = append(b.Changes, Change{SAKey, "new service-account key"})
+	}
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return err
+	}
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	old, _, err := read(st, SAKey+".pub")
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(old, pubPEM) {
+		if err := st.WriteFile(SAKey+".pub", pubPEM, CertMode); err != nil {
+			return err
+		}
+	}
+	b.SAKeyPEM, b.SAPubPEM = keyPEM, pubPEM
+	return nil
+}
+
+// newKey creates a private key in kubeadm's PEM encodings (SEC1 or PKCS#1).
+func newKey(kr *csr.KeyRequest) (crypto.Signer, []byte, error) {
+	switch kr.A {
+	case "ecdsa":
+		curve := elliptic.P256()
+		if kr.S == 384 {
+			curve = elliptic.P384()
+		}
+		k, err := ecdsa.GenerateKey(curve, rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
+		der, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		return k, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
+	case "rsa":
+		k, err := rsa.GenerateKey(rand.Reader, kr.S)
+		if err != nil {
+			return nil, nil, err
+		}
+		return k, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}), nil
+	}
+	return nil, nil, fmt.Errorf("unknown key algorithm %s", kr.A)
+}
+
+// EncryptionKeyFile holds the base64 secret of the EncryptionConfiguration.
+const EncryptionKeyFile = "encryption.key"
+
+func ensureEncryptionKey(st Store, b *Bundle) error {
+	data, ok, err := read(st, EncryptionKeyFile)
+	if err != nil {
+		return err
+	}
+	if ok {
+		key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+		if err != nil || len(key) != 32 {
+			return fmt.Errorf("%s must hold 32 bytes in base64; restore it (it decrypts the cluster's Secrets)", EncryptionKeyFile)
+		}
+		b.EncryptionKey = key
+		return nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	if err := st.WriteFile(EncryptionKeyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), KeyMode); err != nil {
+		return err
+	}
+	b.EncryptionKey = key
+	b.Changes = append(b.Changes, Change{EncryptionKeyFile, "new encryption-at-rest key"})
+	return nil
+}

@@ -1,0 +1,109 @@
+package spec
+
+import (
+	"fmt"
+	"math/big"
+	"net/netip"
+	"slices"
+)
+
+// Has reports whether the node holds role r.
+func (n Node) Has(r string) bool { return slices.Contains(n.Roles, r) }
+
+// IP is the node's address without prefix length.
+func (n Node) IP() netip.Addr {
+	p, _ := netip.ParsePrefix(n.Address)
+	return p.Addr()
+}
+
+// FQDN is <name>.<domain>.
+func (c *Cluster) FQDN(n Node) string { return n.Name + "." + c.Spec.Domain }
+
+// NodesWith returns the nodes holding role r, in spec order.
+func (c *Cluster) NodesWith(r string) []Node {
+	var out []Node
+	for _, n := range c.Spec.Nodes {
+		if n.Has(r) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Node returns the node called name.
+func (c *Cluster) Node(name string) (Node, bool) {
+	for _, n := range c.Spec.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
+// Prefix parses a CIDR field already checked by Validate.
+func mustPrefix(s string) netip.Prefix {
+	p, _ := netip.ParsePrefix(s)
+	return p.Masked()
+}
+
+// FirstServiceIP is the kubernetes service's cluster IP: the first address of serviceCIDR.
+func (c *Cluster) FirstServiceIP() netip.Addr {
+	return mustPrefix(c.Spec.Network.ServiceCIDR).Addr().Next()
+}
+
+// APIHost is the address kubelets, kube-proxy and remote admins use: the VIP
+// when there is one, else the first controller's address.
+func (c *Cluster) APIHost() netip.Addr {
+	if c.Spec.APIServer.VIP != "" {
+		a, _ := netip.ParseAddr(c.Spec.APIServer.VIP)
+		return a
+	}
+	if cs := c.NodesWith(RoleController); len(cs) > 0 {
+		return cs[0].IP()
+	}
+	return netip.Addr{}
+}
+
+// APIServerURL is https://<APIHost>:<port>.
+func (c *Cluster) APIServerURL() string {
+	return fmt.Sprintf("https://%s", netip.AddrPortFrom(c.APIHost(), uint16(c.Spec.APIServer.Port)))
+}
+
+// LocalAPIServerURL is the URL of the apiserver on the same controller.
+func (c *Cluster) LocalAPIServerURL() string {
+	return fmt.Sprintf("https://127.0.0.1:%d", c.Spec.APIServer.Port)
+}
+
+// PodCIDRs assigns every worker, in spec order, the next subnet of
+// network.podCIDR of size network.podCIDRMaskSize. Append new workers at the
+// end of the list so that existing ones keep their pod CIDR.
+func (c *Cluster) PodCIDRs() map[string]netip.Prefix {
+	out := map[string]netip.Prefix{}
+	base := mustPrefix(c.Spec.Network.PodCIDR)
+	size := c.Spec.Network.PodCIDRMaskSize
+	for i, n := range c.NodesWith(RoleWorker) {
+		p, ok := subnet(base, size, i)
+		if ok {
+			out[n.Name] = p
+		}
+	}
+	return out
+}
+
+// subnet returns the i-th /size subnet of base.
+func subnet(base netip.Prefix, size, i int) (netip.Prefix, bool) {
+	if size < base.Bits() || size > base.Addr().BitLen() {
+		return netip.Prefix{}, false
+	}
+	bits := size - base.Bits()
+	if bits < 62 && i >= 1<<bits {
+		return netip.Prefix{}, false
+	}
+	b := base.Addr().AsSlice()
+	v := new(big.Int).SetBytes(b)
+	off := new(big.Int).Lsh(big.NewInt(int64(i)), uint(base.Addr().BitLen()-size))
+	v.Add(v, off)
+	out := v.FillBytes(make([]byte, len(b)))
+	a, _ := netip.AddrFromSlice(out)
+	return netip.PrefixFrom(a, size), true
+}

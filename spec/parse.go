@@ -1,0 +1,406 @@
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Issue is one finding about a spec, pointing into the user's file.
+type Issue struct {
+	File    string
+	Line    int
+	Col     int
+	Path    string // field path such as spec.nodes[3].address
+	Msg     string
+	Warning bool
+}
+
+func (i Issue) String() string {
+	kind := ""
+	if i.Warning {
+		kind = "warning: "
+	}
+	return fmt.Sprintf("%s:%d:%d: %s%s: %s", i.File, i.Line, i.Col, kind, i.Path, i.Msg)
+}
+
+// Issues is a list of findings; it is an error when it holds at least one error.
+type Issues []Issue
+
+func (is Issues) Error() string {
+	var b strings.Builder
+	for i, x := range is {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(x.String())
+	}
+	return b.String()
+}
+
+// Errors returns the non-warning issues, or nil when there are none.
+func (is Issues) Errors() Issues {
+	var out Issues
+	for _, x := range is {
+		if !x.Warning {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Warnings returns the warnings.
+func (is Issues) Warnings() Issues {
+	var out Issues
+	for _, x := range is {
+		if x.Warning {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (is Issues) sort() {
+	sort.SliceStable(is, func(a, b int) bool {
+		if is[a].Line != is[b].Line {
+			return is[a].Line < is[b].Line
+		}
+		return is[a].Col < is[b].Col
+	})
+}
+
+// Document is a parsed spec together with where each field came from.
+type Document struct {
+	File    string // the name used in messages
+	Dir     string // directory of the spec; relative paths in the spec are relative to it
+	Cluster *Cluster
+	pos     map[string]*yaml.Node
+	root    *yaml.Node
+}
+
+// at returns an issue located at the node that produced path, or at the
+// closest ancestor that exists in the file.
+func (d *Document) at(path, format string, args ...any) Issue {
+	p := path
+	for {
+		if n, ok := d.pos[p]; ok {
+			return Issue{File: d.File, Line: n.Line, Col: n.Column, Path: path, Msg: fmt.Sprintf(format, args...)}
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	line, col := 1, 1
+	if d.root != nil {
+		line, col = d.root.Line, d.root.Column
+	}
+	return Issue{File: d.File, Line: line, Col: col, Path: path, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Has reports whether the file set the field at path.
+func (d *Document) Has(path string) bool { _, ok := d.pos[path]; return ok }
+
+// LoadFile reads and parses a spec file. Structural problems (syntax,
+// unknown fields, wrong types, missing required fields, unknown enum values)
+// are returned as Issues. Semantic checks are done by Validate.
+func LoadFile(path string) (*Document, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dir := "."
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		dir = path[:i]
+	}
+	return Parse(path, dir, data)
+}
+
+// maxSpecBytes bounds the input; a cluster spec is a few kilobytes.
+const maxSpecBytes = 16 << 20
+
+// Parse parses a spec from data; name is used in messages, dir resolves relative paths.
+func Parse(name, dir string, data []byte) (*Document, error) {
+	d := &Document{File: name, Dir: dir, Cluster: &Cluster{}, pos: map[string]*yaml.Node{}}
+	if len(data) > maxSpecBytes {
+		return nil, Issues{{File: name, Line: 1, Col: 1, Path: "(document)", Msg: "file is larger than 16 MiB"}}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, Issues{{File: name, Line: 1, Col: 1, Path: "(document)", Msg: "the file is empty"}}
+		}
+		return nil, Issues{yamlIssue(name, err)}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, Issues{{File: name, Line: extra.Line, Col: extra.Column, Path: "(document)", Msg: "only one YAML document is allowed"}}
+	}
+	doc := &root
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		doc = doc.Content[0]
+	}
+	d.root = doc
+	var is Issues
+	dc := decoder{d: d, issues: &is, depth: 0}
+	dc.decode(doc, reflect.ValueOf(d.Cluster).Elem(), "")
+	if len(is) > 0 {
+		is.sort()
+		return nil, is
+	}
+	return d, nil
+}
+
+// yamlIssue turns a yaml.v3 syntax error ("yaml: line 3: ...") into an Issue.
+func yamlIssue(name string, err error) Issue {
+	msg := err.Error()
+	line := 1
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	if strings.HasPrefix(msg, "line ") {
+		rest := msg[len("line "):]
+		if i := strings.IndexByte(rest, ':'); i > 0 {
+			if n, e := strconv.Atoi(rest[:i]); e == nil {
+				line = n
+				msg = strings.TrimSpace(rest[i+1:])
+			}
+		}
+	}
+	return Issue{File: name, Line: line, Col: 1, Path: "(document)", Msg: "YAML syntax: " + msg}
+}
+
+type decoder struct {
+	d      *Document
+	issues *Issues
+	depth  int
+}
+
+func (dc *decoder) fail(n *yaml.Node, path, format string, args ...any) {
+	if path == "" {
+		path = "(document)"
+	}
+	*dc.issues = append(*dc.issues, Issue{File: dc.d.File, Line: n.Line, Col: n.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// kindName names a YAML node for messages ("a string", "a list", ...).
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!int":
+			return "an integer"
+		case "!!float":
+			return "a number"
+		case "!!bool":
+			return "a boolean"
+		case "!!null":
+			return "null"
+		case "!!str":
+			return "a string"
+		}
+		return "a " + strings.TrimPrefix(n.Tag, "!!")
+	}
+	return "something else"
+}
+
+// maxDepth stops alias bombs and absurd nesting; the spec is four levels deep.
+const maxDepth = 32
+
+func (dc *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	dc.depth++
+	defer func() { dc.depth-- }()
+	if dc.depth > maxDepth {
+		dc.fail(n, path, "nesting is too deep")
+		return
+	}
+	if n.Kind == yaml.AliasNode {
+		dc.fail(n, path, "YAML aliases are not supported in a cluster spec")
+		return
+	}
+	if path != "" {
+		dc.d.pos[path] = n
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		dc.decodeStruct(n, v, path)
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			dc.fail(n, path, "must be a list, got %s", kindName(n))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, c := range n.Content {
+			dc.decode(c, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(s)
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			dc.fail(n, path, "must be a mapping, got %s", kindName(n))
+			return
+		}
+		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			kp := join(path, k.Value)
+			if m.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
+				dc.fail(k, kp, "duplicate key")
+				continue
+			}
+			ev := reflect.New(v.Type().Elem()).Elem()
+			dc.decode(val, ev, kp)
+			m.SetMapIndex(reflect.ValueOf(k.Value), ev)
+		}
+		v.Set(m)
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
+			dc.fail(n, path, "must be a string, got %s", kindName(n))
+			return
+		}
+		v.SetString(n.Value)
+	case reflect.Int:
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+			dc.fail(n, path, "must be an integer, got %s", kindName(n))
+			return
+		}
+		i, err := strconv.ParseInt(n.Value, 0, 32)
+		if err != nil {
+			dc.fail(n, path, "integer %s is out of range", n.Value)
+			return
+		}
+		v.SetInt(i)
+	default:
+		dc.fail(n, path, "unsupported field type %s", v.Type())
+	}
+}
+
+func (dc *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		dc.fail(n, path, "must be a mapping, got %s", kindName(n))
+		return
+	}
+	fields := Fields(v.Type())
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		kp := join(path, k.Value)
+		f, ok := fieldByKey(fields, k.Value)
+		if !ok {
+			dc.fail(k, kp, "unknown field %q%s", k.Value, suggest(k.Value, fields))
+			continue
+		}
+		if seen[k.Value] {
+			dc.fail(k, kp, "duplicate key")
+			continue
+		}
+		seen[k.Value] = true
+		if val.Kind == yaml.ScalarNode && val.Tag == "!!null" {
+			dc.d.pos[kp] = val
+			if f.Required {
+				dc.fail(val, kp, "required field is empty")
+			}
+			continue
+		}
+		fv := v.Field(f.Index)
+		before := len(*dc.issues)
+		dc.decode(val, fv, kp)
+		if len(*dc.issues) == before && len(f.Enum) > 0 {
+			dc.checkEnum(val, fv, kp, f.Enum)
+		}
+	}
+	for _, f := range fields {
+		if f.Required && !seen[f.Key] {
+			dc.fail(n, join(path, f.Key), "required field is missing")
+		}
+	}
+}
+
+func (dc *decoder) checkEnum(n *yaml.Node, v reflect.Value, path string, enum []string) {
+	check := func(n *yaml.Node, s, p string) {
+		for _, e := range enum {
+			if s == e {
+				return
+			}
+		}
+		dc.fail(n, p, "%q is not one of %s", s, strings.Join(enum, ", "))
+	}
+	switch v.Kind() {
+	case reflect.String:
+		check(n, v.String(), path)
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			check(n.Content[i], v.Index(i).String(), fmt.Sprintf("%s[%d]", path, i))
+		}
+	}
+}
+
+func fieldByKey(fs []Field, key string) (Field, bool) {
+	for _, f := range fs {
+		if f.Key == key {
+			return f, true
+		}
+	}
+	return Field{}, false
+}
+
+// suggest proposes a known key that differs only by case, a frequent mistake.
+func suggest(key string, fs []Field) string {
+	for _, f := range fs {
+		if strings.EqualFold(f.Key, key) {
+			return fmt.Sprintf(" (did you mean %q?)", f.Key)
+		}
+	}
+	return ""
+}
+
+// Field is the metadata of one spec field, read from its struct tags.
+type Field struct {
+	Key      string
+	Index    int
+	Type     reflect.Type
+	Required bool
+	Enum     []string
+	Doc      string
+}
+
+// Fields lists the spec fields of a struct type in declaration order.
+func Fields(t reflect.Type) []Field {
+	var out []Field
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		key := strings.Split(sf.Tag.Get("yaml"), ",")[0]
+		if key == "" || key == "-" {
+			continue
+		}
+		f := Field{Key: key, Index: i, Type: sf.Type, Doc: sf.Tag.Get("doc")}
+		for _, opt := range strings.Split(sf.Tag.Get("hw"), ",") {
+			switch {
+			case opt == "required":
+				f.Required = true
+			case strings.HasPrefix(opt, "enum="):
+				f.Enum = strings.Split(strings.TrimPrefix(opt, "enum="), "|")
+			}
+		}
+		out = append(out, f)
+	}
+	return out
+}

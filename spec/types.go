@@ -1,0 +1,111 @@
+// Package spec defines the hardway.dev/v1alpha1 Cluster document: its Go
+// types, the YAML parser that reports file:line:col errors, defaults and validation.
+package spec
+
+// The struct tags below are the single description of the spec:
+//   yaml:"name"          the field's key in the document
+//   hw:"required"        the field must be present
+//   hw:"enum=a|b"        the allowed values
+//   doc:"..."            the reference text, used by `hardway schema` and the docs
+// Parsing, schema generation and the README's field table all read them.
+
+// APIVersion and Kind identify the document.
+const (
+	APIVersion = "hardway.dev/v1alpha1"
+	Kind       = "Cluster"
+)
+
+// Cluster is the whole document.
+type Cluster struct {
+	APIVersion string      `yaml:"apiVersion" hw:"required,enum=hardway.dev/v1alpha1" doc:"Always hardway.dev/v1alpha1."`
+	Kind       string      `yaml:"kind" hw:"required,enum=Cluster" doc:"Always Cluster."`
+	Metadata   Metadata    `yaml:"metadata" hw:"required" doc:"Identity of the cluster."`
+	Spec       ClusterSpec `yaml:"spec" hw:"required" doc:"The cluster's desired shape."`
+}
+
+// Metadata names the cluster.
+type Metadata struct {
+	Name string `yaml:"name" hw:"required" doc:"Cluster name (a DNS-1123 label); outputs go to <out>/<name>/."`
+}
+
+// ClusterSpec is the body of the document.
+type ClusterSpec struct {
+	KubernetesVersion string     `yaml:"kubernetesVersion" hw:"required" doc:"Kubernetes release, vX.Y.Z."`
+	Domain            string     `yaml:"domain" doc:"DNS domain of the nodes: a node's FQDN is <name>.<domain>. Default example.com."`
+	ClusterDomain     string     `yaml:"clusterDomain" doc:"In-cluster DNS domain. Default cluster.local."`
+	Network           Network    `yaml:"network" hw:"required" doc:"Node, pod and service addressing."`
+	APIServer         APIServer  `yaml:"apiServer" doc:"How clients reach the API servers."`
+	PKI               PKI        `yaml:"pki" doc:"Key algorithm and certificate lifetimes."`
+	Encryption        Encryption `yaml:"encryption" doc:"Encryption of Secrets at rest in etcd."`
+	Binaries          Binaries   `yaml:"binaries" doc:"Where the Kubernetes binaries come from."`
+	Images            []string   `yaml:"images" doc:"OCI image archives (paths relative to the spec) imported into containerd at first boot on workers."`
+	SSH               SSH        `yaml:"ssh" doc:"SSH access to the nodes."`
+	Proxmox           Proxmox    `yaml:"proxmox" doc:"Proxmox host settings used by the generated pct/qm configuration."`
+	Nodes             []Node     `yaml:"nodes" hw:"required" doc:"Every machine of the cluster, in order (order sets pod CIDRs and keepalived priorities)."`
+}
+
+// Network holds the cluster's address plan.
+type Network struct {
+	NodeCIDR        string   `yaml:"nodeCIDR" hw:"required" doc:"The nodes' L2 network (the Proxmox bridge)."`
+	Gateway         string   `yaml:"gateway" doc:"Default route of every node. Default: first address of nodeCIDR."`
+	DNS             []string `yaml:"dns" doc:"Resolvers of the nodes. Default: [gateway]."`
+	PodCIDR         string   `yaml:"podCIDR" doc:"Cluster pod network. Default 10.200.0.0/16."`
+	PodCIDRMaskSize int      `yaml:"podCIDRMaskSize" doc:"Prefix length of each worker's pod CIDR; the i-th worker gets the i-th subnet. Default 24."`
+	ServiceCIDR     string   `yaml:"serviceCIDR" doc:"Service cluster IP range; its first address is the kubernetes service. Default 10.32.0.0/24."`
+	ClusterDNS      string   `yaml:"clusterDNS" doc:"Cluster DNS service IP. Default: the 10th address of serviceCIDR."`
+}
+
+// APIServer describes the API endpoint.
+type APIServer struct {
+	VIP       string   `yaml:"vip" doc:"Virtual IP held by keepalived on the lb nodes; kubelets, kube-proxy and admins use it. Requires lb nodes."`
+	Port      int      `yaml:"port" doc:"Secure port of kube-apiserver and of the load balancer. Default 6443."`
+	ExtraSANs []string `yaml:"extraSANs" doc:"Extra DNS names or IPs in the API server certificate."`
+}
+
+// PKI selects key algorithm and validity periods.
+type PKI struct {
+	Algorithm    string `yaml:"algorithm" hw:"enum=ecdsa-p256|ecdsa-p384|rsa-2048|rsa-3072|rsa-4096" doc:"Key algorithm of every key. Default ecdsa-p256."`
+	CAValidity   string `yaml:"caValidity" doc:"Lifetime of the CAs, a Go duration. Default 87600h (10 years)."`
+	CertValidity string `yaml:"certValidity" doc:"Lifetime of leaf certificates, a Go duration. Default 8760h (1 year)."`
+}
+
+// Encryption configures the apiserver's EncryptionConfiguration.
+type Encryption struct {
+	Provider string `yaml:"provider" hw:"enum=aescbc|aesgcm|secretbox" doc:"Provider for Secrets. Default aescbc."`
+}
+
+// Binaries says where binaries come from.
+type Binaries struct {
+	Mode   string            `yaml:"mode" hw:"enum=upstream|packaged" doc:"upstream: pinned files from dir are installed under /usr/local/bin; packaged: the distribution's packages in the base image provide them under /usr/bin. Default upstream."`
+	Dir    string            `yaml:"dir" doc:"Directory of the upstream binaries, relative to the spec file. Default artifacts."`
+	SHA256 map[string]string `yaml:"sha256" doc:"Pinned SHA-256 of each file in dir, by file name (for example kube-apiserver)."`
+}
+
+// SSH holds access settings.
+type SSH struct {
+	AuthorizedKeys []string `yaml:"authorizedKeys" doc:"Public keys installed for root on every node."`
+	BastionPort    int      `yaml:"bastionPort" doc:"sshd port on gateway nodes. Default 7022."`
+}
+
+// Proxmox holds the host-side names.
+type Proxmox struct {
+	Bridge          string `yaml:"bridge" doc:"Bridge of the nodes' network. Default vmbr0."`
+	Storage         string `yaml:"storage" doc:"Storage for root disks. Default local-lvm."`
+	TemplateStorage string `yaml:"templateStorage" doc:"Storage holding LXC templates (vztmpl). Default local."`
+	SnippetsStorage string `yaml:"snippetsStorage" doc:"Storage holding cloud-init snippets. Default local."`
+}
+
+// Node is one machine.
+type Node struct {
+	Name      string   `yaml:"name" hw:"required" doc:"Host name, a DNS-1123 label, unique."`
+	Roles     []string `yaml:"roles" hw:"required,enum=etcd|controller|worker|lb|gateway" doc:"What the node runs: etcd, controller, worker, lb, gateway."`
+	Target    string   `yaml:"target" hw:"required,enum=lxc|kvm" doc:"lxc (Proxmox container) or kvm (virtual machine)."`
+	Address   string   `yaml:"address" hw:"required" doc:"The node's address with prefix length, inside network.nodeCIDR."`
+	VMID      int      `yaml:"vmid" hw:"required" doc:"Proxmox VM/CT id, unique."`
+	Cores     int      `yaml:"cores" doc:"CPU cores. Default 1 (2 for controllers, 4 for workers)."`
+	MemoryMiB int      `yaml:"memoryMiB" doc:"Memory in MiB. Default 1024 (2048 for controllers, 4096 for workers)."`
+	SwapMiB   int      `yaml:"swapMiB" doc:"Swap in MiB (LXC). Default 0; a worker with swap gets failSwapOn: false."`
+	DiskGiB   int      `yaml:"diskGiB" doc:"Root disk size in GiB. Default 10 (20 for workers)."`
+	Boot      string   `yaml:"boot" hw:"enum=cloud-init|ignition" doc:"KVM boot configuration: cloud-init (NoCloud) or ignition. Default cloud-init."`
+	Ignition  string   `yaml:"ignitionVariant" hw:"enum=fcos|flatcar" doc:"Butane variant when boot is ignition. Default fcos."`
+}

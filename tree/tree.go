@@ -1,0 +1,153 @@
+// Package tree is the node file tree: the in-memory set of files, directories
+// and symlinks a node needs, with the systemd units to enable. Generators
+// produce trees; emitters (overlay dir, tar, cloud-init, Ignition, bake) consume them.
+package tree
+
+import (
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+)
+
+// Entry is one file system object at its final path on the node.
+type Entry struct {
+	Path   string      // absolute and clean, e.g. /etc/etcd/ca.crt
+	Mode   fs.FileMode // type bits (fs.ModeDir, fs.ModeSymlink or none) and permissions
+	UID    int
+	GID    int
+	Data   []byte // file content
+	Target string // symlink target
+	Secret bool   // private key material: mode must be 0600 or stricter, never logged
+}
+
+// IsDir, IsSymlink and IsFile tell the entry's type.
+func (e *Entry) IsDir() bool     { return e.Mode&fs.ModeDir != 0 }
+func (e *Entry) IsSymlink() bool { return e.Mode&fs.ModeSymlink != 0 }
+func (e *Entry) IsFile() bool    { return e.Mode&fs.ModeType == 0 }
+
+// Unit is a systemd unit to enable.
+type Unit struct {
+	Name     string // e.g. etcd.service
+	WantedBy string // e.g. multi-user.target
+}
+
+// Tree is a node's file tree.
+type Tree struct {
+	Node    string
+	entries map[string]*Entry
+	units   []Unit
+}
+
+// New returns an empty tree for node.
+func New(node string) *Tree { return &Tree{Node: node, entries: map[string]*Entry{}} }
+
+func clean(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		panic(fmt.Sprintf("tree: path %q is not absolute", p))
+	}
+	return path.Clean(p)
+}
+
+// add inserts e; two generators writing the same path with different content is a bug.
+func (t *Tree) add(e *Entry) {
+	e.Path = clean(e.Path)
+	if old, ok := t.entries[e.Path]; ok {
+		if old.Mode == e.Mode && string(old.Data) == string(e.Data) && old.Target == e.Target && old.UID == e.UID && old.GID == e.GID {
+			return
+		}
+		panic(fmt.Sprintf("tree %s: %s is written twice with different content", t.Node, e.Path))
+	}
+	t.entries[e.Path] = e
+}
+
+// File adds a regular file owned by root.
+func (t *Tree) File(p string, perm fs.FileMode, data []byte) {
+	t.add(&Entry{Path: p, Mode: perm.Perm(), Data: data})
+}
+
+// Secret adds a private key or other secret: 0600 root:root.
+func (t *Tree) Secret(p string, data []byte) {
+	t.add(&Entry{Path: p, Mode: 0o600, Data: data, Secret: true})
+}
+
+// FileOwned adds a regular file with an owner.
+func (t *Tree) FileOwned(p string, perm fs.FileMode, uid, gid int, data []byte, secret bool) {
+	t.add(&Entry{Path: p, Mode: perm.Perm(), UID: uid, GID: gid, Data: data, Secret: secret})
+}
+
+// Dir adds a directory (parents of files are added implicitly as 0755 root:root).
+func (t *Tree) Dir(p string, perm fs.FileMode) {
+	t.add(&Entry{Path: p, Mode: fs.ModeDir | perm.Perm()})
+}
+
+// DirOwned adds a directory with an owner.
+func (t *Tree) DirOwned(p string, perm fs.FileMode, uid, gid int) {
+	t.add(&Entry{Path: p, Mode: fs.ModeDir | perm.Perm(), UID: uid, GID: gid})
+}
+
+// Symlink adds a symbolic link at p pointing to target.
+func (t *Tree) Symlink(p, target string) {
+	t.add(&Entry{Path: p, Mode: fs.ModeSymlink | 0o777, Target: target})
+}
+
+// UnitDir is where hardway installs its units.
+const UnitDir = "/etc/systemd/system"
+
+// Enable records that unit must start at boot, and adds the symlink
+// `systemctl enable` would create, so every emitter carries the enablement.
+func (t *Tree) Enable(unit, wantedBy string) {
+	for _, u := range t.units {
+		if u.Name == unit {
+			return
+		}
+	}
+	t.units = append(t.units, Unit{Name: unit, WantedBy: wantedBy})
+	t.Symlink(path.Join(UnitDir, wantedBy+".wants", unit), path.Join(UnitDir, unit))
+}
+
+// Units returns the units to enable, in the order they were enabled.
+func (t *Tree) Units() []Unit { return append([]Unit(nil), t.units...) }
+
+// Get returns the entry at p.
+func (t *Tree) Get(p string) (*Entry, bool) {
+	e, ok := t.entries[clean(p)]
+	return e, ok
+}
+
+// Entries returns every entry sorted by path, including the parent
+// directories that were not added explicitly (0755 root:root).
+func (t *Tree) Entries() []*Entry {
+	all := make(map[string]*Entry, len(t.entries)*2)
+	for p, e := range t.entries {
+		all[p] = e
+		for d := path.Dir(p); d != "/"; d = path.Dir(d) {
+			if _, ok := t.entries[d]; ok {
+				continue
+			}
+			if _, ok := all[d]; !ok {
+				all[d] = &Entry{Path: d, Mode: fs.ModeDir | 0o755}
+			}
+		}
+	}
+	out := make([]*Entry, 0, len(all))
+	for _, e := range all {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// Check enforces the invariants every emitter relies on.
+func (t *Tree) Check() error {
+	for _, e := range t.entries {
+		if e.Secret && e.Mode.Perm()&0o077 != 0 {
+			return fmt.Errorf("tree %s: secret %s has mode %04o; secrets must not be readable by group or others", t.Node, e.Path, e.Mode.Perm())
+		}
+		if e.IsDir() && e.Data != nil {
+			return fmt.Errorf("tree %s: directory %s has content", t.Node, e.Path)
+		}
+	}
+	return nil
+}
