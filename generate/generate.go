@@ -3,11 +3,15 @@
 package generate
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 
+	"github.com/hardway-dev/hardway/emit"
+	"github.com/hardway-dev/hardway/generators"
+	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/kubeconfig"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/pki"
@@ -73,11 +77,81 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 		return nil, err
 	}
 
+	if err := nodes(d, doc.Cluster, b); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
 	// The pki directory is state: Finish never removes anything under it.
 	if err := d.Finish("pki"); err != nil {
 		return nil, err
 	}
 	return &Result{Dir: root, Bundle: b, Changed: d.Changed()}, nil
+}
+
+// nodes writes every node's outputs and the cluster-level files.
+func nodes(d *output.Dir, c *spec.Cluster, b *pki.Bundle) error {
+	x := gen.New(c, b)
+	files, err := generators.Cluster(x)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := d.Write(f.Path, f.Data, f.Mode, f.Kind, f.Node); err != nil {
+			return err
+		}
+	}
+	trees, err := generators.Nodes(x)
+	if err != nil {
+		return err
+	}
+	for i, t := range trees {
+		n := c.Spec.Nodes[i]
+		dir := "nodes/" + n.Name
+		if err := emit.Rootfs(d, dir+"/rootfs", t); err != nil {
+			return err
+		}
+		var tarball bytes.Buffer
+		if err := emit.Tar(&tarball, t); err != nil {
+			return err
+		}
+		if err := d.Write(dir+"/overlay.tar", tarball.Bytes(), 0o600, "overlay-tar", n.Name); err != nil {
+			return err
+		}
+		if n.Target != spec.TargetKVM {
+			continue
+		}
+		if n.Boot == "ignition" {
+			ign, err := emit.Ignition(x, n, t)
+			if err != nil {
+				return fmt.Errorf("node %s: ignition: %w", n.Name, err)
+			}
+			if err := d.Write(dir+"/ignition.json", ign, 0o600, "ignition", n.Name); err != nil {
+				return err
+			}
+			continue
+		}
+		ud, md, nc, err := emit.CloudInit(x, n, t)
+		if err != nil {
+			return fmt.Errorf("node %s: cloud-init: %w", n.Name, err)
+		}
+		seed := map[string][]byte{"user-data": ud, "meta-data": md, "network-config": nc}
+		for _, name := range []string{"user-data", "meta-data", "network-config"} {
+			if err := d.Write(dir+"/cloud-init/"+name, seed[name], 0o600, "cloud-init", n.Name); err != nil {
+				return err
+			}
+		}
+		iso, err := emit.SeedISO(seed)
+		if err != nil {
+			return fmt.Errorf("node %s: seed.iso: %w", n.Name, err)
+		}
+		if err := d.Write(dir+"/seed.iso", iso, 0o600, "seed-iso", n.Name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // notePKI lists the pki state in the manifest.

@@ -1,0 +1,13 @@
+// Package common generates the files every node gets, whatever its roles.
+package common
+
+import (
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
+)
+
+// Generate adds the common role's files for node n to t.
+func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
+	return nil
+}

@@ -1,0 +1,96 @@
+// Package gen is what every role generator shares: the generation context
+// (spec, PKI, derived values), the node paths, and helpers that place units,
+// certificates and kubeconfigs in a tree. Role generators live in sibling packages.
+package gen
+
+import (
+	"io/fs"
+	"net/netip"
+	"path"
+
+	"github.com/hardway-dev/hardway/kubeconfig"
+	"github.com/hardway-dev/hardway/pki"
+	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/templates"
+	"github.com/hardway-dev/hardway/tree"
+)
+
+// Paths on the nodes (the seed's upstream layout, kept for both binary modes).
+const (
+	KubeDir    = "/var/lib/kubernetes" // control-plane certs, kubeconfigs and configs
+	EtcdDir    = "/etc/etcd"           // etcd member certs
+	EtcdData   = "/var/lib/etcd"
+	KubeletDir = "/var/lib/kubelet"
+	ProxyDir   = "/var/lib/kube-proxy"
+	CNIConfDir = "/etc/cni/net.d"
+)
+
+// Context is everything a generator may read. Generators are pure: same
+// Context and node, same tree.
+type Context struct {
+	C        *spec.Cluster
+	PKI      *pki.Bundle
+	PodCIDRs map[string]netip.Prefix // worker name → pinned pod CIDR
+}
+
+// New builds a Context.
+func New(c *spec.Cluster, b *pki.Bundle) *Context {
+	return &Context{C: c, PKI: b, PodCIDRs: c.PodCIDRs()}
+}
+
+// File is a cluster-level output (relative to the cluster directory), such as
+// manifests/ or proxmox/.
+type File struct {
+	Path string
+	Mode fs.FileMode
+	Data []byte
+	Node string // the node it belongs to, if any
+	Kind string // manifest kind, e.g. "manifest", "proxmox"
+}
+
+// Bin is the path of a binary on the node: /usr/local/bin in upstream mode
+// (hardway bakes the pinned files there), /usr/bin in packaged mode (the
+// distribution's packages provide them).
+func (x *Context) Bin(name string) string {
+	if x.C.Spec.Binaries.Mode == spec.ModePackaged {
+		return "/usr/bin/" + name
+	}
+	return "/usr/local/bin/" + name
+}
+
+// Render renders a template under templates/files.
+func (x *Context) Render(name string, data any) []byte { return templates.MustRender(name, data) }
+
+// Unit renders a systemd unit into /etc/systemd/system/<name> and enables it
+// for multi-user.target.
+func (x *Context) Unit(t *tree.Tree, name, tmpl string, data any) {
+	t.File(path.Join(tree.UnitDir, name), 0o644, x.Render(tmpl, data))
+	t.Enable(name, "multi-user.target")
+}
+
+// CACert places the certificate of CA ca at p.
+func (x *Context) CACert(t *tree.Tree, p, ca string) {
+	t.File(p, 0o644, x.PKI.Get(ca).CertPEM)
+}
+
+// Pair places a pki pair as <base>.crt (0644) and <base>.key (0600) in dir.
+func (x *Context) Pair(t *tree.Tree, dir, name, base string) {
+	p := x.PKI.Get(name)
+	t.File(path.Join(dir, base+".crt"), 0o644, p.CertPEM)
+	t.Secret(path.Join(dir, base+".key"), p.KeyPEM)
+}
+
+// Kubeconfig places kubeconfig row name at p (0600), pointing at server
+// (empty: the row's own server).
+func (x *Context) Kubeconfig(t *tree.Tree, p, name, server string) {
+	for _, k := range kubeconfig.Set(x.C) {
+		if k.Name == name {
+			if server == "" {
+				server = k.URL(x.C)
+			}
+			t.Secret(p, kubeconfig.Render(x.C, x.PKI, k, server))
+			return
+		}
+	}
+	panic("gen: no kubeconfig " + name)
+}

@@ -1,0 +1,92 @@
+// Package generators turns a validated spec and its PKI into one file tree
+// per node (role generators in sub-packages) and the cluster-level files.
+package generators
+
+import (
+	"fmt"
+
+	"github.com/hardway-dev/hardway/generators/common"
+	"github.com/hardway-dev/hardway/generators/controller"
+	"github.com/hardway-dev/hardway/generators/etcd"
+	"github.com/hardway-dev/hardway/generators/gateway"
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/lb"
+	"github.com/hardway-dev/hardway/generators/manifests"
+	"github.com/hardway-dev/hardway/generators/proxmox"
+	"github.com/hardway-dev/hardway/generators/worker"
+	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
+)
+
+// A role generator adds its role's files for one node.
+type roleGen func(*gen.Context, spec.Node, *tree.Tree) error
+
+// roles maps each role to its generator; "" runs on every node. Order is
+// the order of generation (it does not change the tree, which is sorted).
+var roles = []struct {
+	role string
+	gen  roleGen
+}{
+	{"", common.Generate},
+	{spec.RoleEtcd, etcd.Generate},
+	{spec.RoleController, controller.Generate},
+	{spec.RoleWorker, worker.Generate},
+	{spec.RoleLB, lb.Generate},
+	{spec.RoleGateway, gateway.Generate},
+}
+
+// Node returns the file tree of node n.
+func Node(x *gen.Context, n spec.Node) (t *tree.Tree, err error) {
+	t = tree.New(n.Name)
+	defer func() {
+		// A tree conflict (two generators writing one path differently) is a bug; report it, don't crash.
+		if r := recover(); r != nil {
+			t, err = nil, fmt.Errorf("node %s: %v", n.Name, r)
+		}
+	}()
+	for _, r := range roles {
+		if r.role != "" && !n.Has(r.role) {
+			continue
+		}
+		if err := r.gen(x, n, t); err != nil {
+			return nil, fmt.Errorf("node %s, role %s: %w", n.Name, name(r.role), err)
+		}
+	}
+	if err := t.Check(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func name(role string) string {
+	if role == "" {
+		return "common"
+	}
+	return role
+}
+
+// Nodes returns every node's tree, in spec order.
+func Nodes(x *gen.Context) ([]*tree.Tree, error) {
+	var out []*tree.Tree
+	for _, n := range x.C.Spec.Nodes {
+		t, err := Node(x, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// Cluster returns the cluster-level files: manifests/ and the Proxmox host contract.
+func Cluster(x *gen.Context) ([]gen.File, error) {
+	m, err := manifests.Files(x)
+	if err != nil {
+		return nil, err
+	}
+	p, err := proxmox.Files(x)
+	if err != nil {
+		return nil, err
+	}
+	return append(m, p...), nil
+}

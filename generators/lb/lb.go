@@ -1,0 +1,13 @@
+// Package lb generates the files of the lb role.
+package lb
+
+import (
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
+)
+
+// Generate adds the lb role's files for node n to t.
+func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
+	return nil
+}
