@@ -94,3 +94,43 @@ func (x *Context) Kubeconfig(t *tree.Tree, p, name, server string) {
 	}
 	panic("gen: no kubeconfig " + name)
 }
+
+// Route is a static route a node needs.
+type Route struct {
+	To  netip.Prefix
+	Via netip.Addr
+}
+
+// PodRoutes returns, for a worker, a route to every other worker's pod CIDR
+// via that worker's address (the seed's pod routing, made persistent). Other
+// nodes get none: their traffic to pods goes through the default route,
+// where the Proxmox host holds the same routes (see generators/proxmox).
+func (x *Context) PodRoutes(n spec.Node) []Route {
+	if !n.Has(spec.RoleWorker) {
+		return nil
+	}
+	var out []Route
+	for _, w := range x.C.NodesWith(spec.RoleWorker) {
+		if w.Name != n.Name {
+			out = append(out, Route{To: x.PodCIDRs[w.Name], Via: w.IP()})
+		}
+	}
+	return out
+}
+
+// TreeManagesNetwork reports whether the node's tree carries its network
+// configuration (a systemd-networkd file). KVM nodes booted by cloud-init get
+// theirs from the NoCloud network-config instead, rendered from the same data.
+func (x *Context) TreeManagesNetwork(n spec.Node) bool {
+	return !(n.Target == spec.TargetKVM && n.Boot == "cloud-init")
+}
+
+// NetworkFile is the systemd-networkd file of a node whose tree manages its
+// network. On LXC it has the name Proxmox would write (eth0.network), guarded
+// by a .pve-ignore marker so Proxmox leaves it alone.
+func (x *Context) NetworkFile(n spec.Node) string {
+	if n.Target == spec.TargetLXC {
+		return "/etc/systemd/network/eth0.network"
+	}
+	return "/etc/systemd/network/10-hardway.network"
+}
