@@ -1,0 +1,52 @@
+package spec
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+)
+
+// Reference returns the Markdown field reference of the spec, generated from
+// the same struct tags as the parser and the schema (docs/spec.md).
+func Reference() string {
+	var b strings.Builder
+	b.WriteString("# Cluster spec reference (" + APIVersion + ")\n\n")
+	b.WriteString("Generated from `spec/types.go` by `go test ./spec -update`; do not edit.\n")
+	b.WriteString("Defaults are applied in one place (`spec/defaults.go`); `hardway validate --show-defaults` prints the effective spec.\n\n")
+	b.WriteString("| Field | Type | Required | Values | Description |\n|---|---|---|---|---|\n")
+	walkFields(&b, reflect.TypeOf(Cluster{}), "")
+	return b.String()
+}
+
+func walkFields(b *strings.Builder, t reflect.Type, prefix string) {
+	for _, f := range Fields(t) {
+		p := prefix + f.Key
+		ft := f.Type
+		typ := typeName(ft)
+		req := ""
+		if f.Required {
+			req = "yes"
+		}
+		fmt.Fprintf(b, "| `%s` | %s | %s | %s | %s |\n", p, typ, req, strings.Join(f.Enum, ", "), f.Doc)
+		switch {
+		case ft.Kind() == reflect.Struct:
+			walkFields(b, ft, p+".")
+		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+			walkFields(b, ft.Elem(), p+"[].")
+		}
+	}
+}
+
+func typeName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Struct:
+		return "object"
+	case reflect.Slice:
+		return "list of " + typeName(t.Elem())
+	case reflect.Map:
+		return "map of " + typeName(t.Elem())
+	case reflect.Int:
+		return "integer"
+	}
+	return "string"
+}
