@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build run deps tools test test-short vet fuzz bench clean
+.PHONY: all build run deps tools test test-short vet fuzz bench base clean
 
 all: build
 
@@ -53,3 +53,7 @@ bench: build tools
 
 clean:
 	rm -rf bin out
+
+## base: a Debian bookworm base rootfs (debootstrap), cached under ~/.cache/hardway/base
+base:
+	hack/base.sh

@@ -7,8 +7,11 @@ require (
 	github.com/cloudflare/cfssl v1.6.5
 	github.com/coreos/butane v0.27.0
 	github.com/coreos/ignition/v2 v2.26.0
+	github.com/klauspost/compress v1.18.0
 	github.com/spf13/cobra v1.10.1
+	github.com/ulikunitz/xz v0.5.12
 	golang.org/x/sys v0.40.0
+	golang.org/x/term v0.39.0
 	gopkg.in/yaml.v3 v3.0.1
 	k8s.io/apiserver v0.34.2
 	k8s.io/client-go v0.34.2
@@ -68,7 +71,6 @@ require (
 	golang.org/x/crypto v0.47.0 // indirect
 	golang.org/x/net v0.49.0 // indirect
 	golang.org/x/oauth2 v0.34.0 // indirect
-	golang.org/x/term v0.39.0 // indirect
 	golang.org/x/text v0.33.0 // indirect
 	golang.org/x/time v0.14.0 // indirect
 	google.golang.org/protobuf v1.36.11 // indirect

@@ -10,3 +10,10 @@ import (
 	_ "k8s.io/kubelet/config/v1beta1"
 	_ "sigs.k8s.io/yaml"
 )
+
+// Bake (rootfs layering, LXC templates).
+import (
+	_ "github.com/klauspost/compress/zstd"
+	_ "github.com/ulikunitz/xz"
+	_ "golang.org/x/term"
+)
