@@ -95,8 +95,14 @@ func (t *Tree) Symlink(p, target string) {
 // UnitDir is where hardway installs its units.
 const UnitDir = "/etc/systemd/system"
 
-// Enable records that unit must start at boot, and adds the symlink
-// `systemctl enable` would create, so every emitter carries the enablement.
+// VendorUnitDir is where the distribution's packages install their units
+// (Debian; /lib is /usr/lib on merged-/usr systems, so the path works on both).
+const VendorUnitDir = "/lib/systemd/system"
+
+// Enable records that unit must start at boot. Every emitter carries the
+// symlink `systemctl enable` would create: <UnitDir>/<wantedBy>.wants/<unit>
+// pointing at the tree's own unit file when the tree has one, else at the
+// distribution's copy in VendorUnitDir (chrony, haproxy, systemd-networkd...).
 func (t *Tree) Enable(unit, wantedBy string) {
 	for _, u := range t.units {
 		if u.Name == unit {
@@ -104,26 +110,55 @@ func (t *Tree) Enable(unit, wantedBy string) {
 		}
 	}
 	t.units = append(t.units, Unit{Name: unit, WantedBy: wantedBy})
-	t.Symlink(path.Join(UnitDir, wantedBy+".wants", unit), path.Join(UnitDir, unit))
+}
+
+// enablement returns the enablement symlinks of the recorded units.
+func (t *Tree) enablement() []*Entry {
+	var out []*Entry
+	for _, u := range t.units {
+		target := path.Join(VendorUnitDir, u.Name)
+		if _, ok := t.entries[path.Join(UnitDir, u.Name)]; ok {
+			target = path.Join(UnitDir, u.Name)
+		}
+		out = append(out, &Entry{Path: path.Join(UnitDir, u.WantedBy+".wants", u.Name), Mode: fs.ModeSymlink | 0o777, Target: target})
+	}
+	return out
 }
 
 // Units returns the units to enable, in the order they were enabled.
 func (t *Tree) Units() []Unit { return append([]Unit(nil), t.units...) }
 
-// Get returns the entry at p.
+// Get returns the entry at p, including enablement symlinks.
 func (t *Tree) Get(p string) (*Entry, bool) {
-	e, ok := t.entries[clean(p)]
-	return e, ok
+	p = clean(p)
+	if e, ok := t.entries[p]; ok {
+		return e, true
+	}
+	for _, e := range t.enablement() {
+		if e.Path == p {
+			return e, true
+		}
+	}
+	return nil, false
 }
 
 // Entries returns every entry sorted by path, including the parent
 // directories that were not added explicitly (0755 root:root).
 func (t *Tree) Entries() []*Entry {
 	all := make(map[string]*Entry, len(t.entries)*2)
+	own := make(map[string]*Entry, len(t.entries)+len(t.units))
 	for p, e := range t.entries {
+		own[p] = e
+	}
+	for _, e := range t.enablement() {
+		if _, ok := own[e.Path]; !ok {
+			own[e.Path] = e
+		}
+	}
+	for p, e := range own {
 		all[p] = e
 		for d := path.Dir(p); d != "/"; d = path.Dir(d) {
-			if _, ok := t.entries[d]; ok {
+			if _, ok := own[d]; ok {
 				continue
 			}
 			if _, ok := all[d]; !ok {

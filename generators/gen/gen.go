@@ -4,6 +4,8 @@
 package gen
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"path"
@@ -133,4 +135,13 @@ func (x *Context) NetworkFile(n spec.Node) string {
 		return "/etc/systemd/network/eth0.network"
 	}
 	return "/etc/systemd/network/10-hardway.network"
+}
+
+// MAC is the node's deterministic Ethernet address: a locally administered
+// unicast address (02:...) derived from the cluster and node names. The
+// Proxmox config pins it on net0 and the NoCloud network-config matches it,
+// so the guest's interface is found whatever the kernel names it.
+func (x *Context) MAC(n spec.Node) string {
+	h := sha256.Sum256([]byte(x.C.Metadata.Name + "/" + n.Name))
+	return fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", h[0], h[1], h[2], h[3], h[4])
 }

@@ -1,0 +1,231 @@
+package emit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"path"
+	"strconv"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
+)
+
+// CloudInit returns the NoCloud user-data, meta-data and network-config of
+// node n, carrying tree t.
+//
+// user-data (#cloud-config) creates the tree in cloud-init's own order:
+//   - bootcmd (before write_files) creates every secret as an empty 0600
+//     file, because write_files opens a new file with the process umask and
+//     only then chmods it: a key would be world-readable for a moment;
+//   - write_files writes every regular file: text as a literal string,
+//     secrets and anything not printable UTF-8 base64-encoded, permissions
+//     as an octal string. Owners are not given there: write_files resolves
+//     them by name (getpwnam), and a tree only has numeric ids;
+//   - runcmd creates directories (install -d with mode and owner for the
+//     tree's own, mkdir -p for implicit parents nothing else creates), sets
+//     numeric owners (chown), makes symlinks (ln -sfnT), then runs
+//     systemctl daemon-reload and, per unit in t.Units() order,
+//     systemctl enable --now --no-block (the units may wait for each other,
+//     e.g. etcd members; blocking would stall cloud-init's final stage).
+//
+// The tree writes /etc/hosts, so manage_etc_hosts is false. The spec's SSH
+// keys go to the default user and, with disable_root false, to root as the
+// spec promises. meta-data's instance-id ends with a digest of user-data and
+// network-config, so a changed configuration makes cloud-init run again.
+func CloudInit(x *gen.Context, n spec.Node, t *tree.Tree) (userData, metaData, networkConfig []byte, err error) {
+	es, err := entries(t)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if userData, err = marshalYAML("#cloud-config\n", cloudConfig(x.C, n, t, es)); err != nil {
+		return nil, nil, nil, fmt.Errorf("user-data: %w", err)
+	}
+	if networkConfig, err = marshalYAML("", netConfig(x, n)); err != nil {
+		return nil, nil, nil, fmt.Errorf("network-config: %w", err)
+	}
+	sum := sha256.Sum256(append(append([]byte(nil), userData...), networkConfig...))
+	md := metaDataDoc{InstanceID: n.Name + "-" + hex.EncodeToString(sum[:])[:12], LocalHostname: n.Name}
+	if metaData, err = marshalYAML("", md); err != nil {
+		return nil, nil, nil, fmt.Errorf("meta-data: %w", err)
+	}
+	return userData, metaData, networkConfig, nil
+}
+
+// userDataDoc is the #cloud-config document; field order is output order.
+type userDataDoc struct {
+	Hostname          string      `yaml:"hostname"`
+	FQDN              string      `yaml:"fqdn"`
+	ManageEtcHosts    bool        `yaml:"manage_etc_hosts"`
+	SSHPwauth         bool        `yaml:"ssh_pwauth"`
+	DisableRoot       bool        `yaml:"disable_root"`
+	SSHAuthorizedKeys []string    `yaml:"ssh_authorized_keys,omitempty"`
+	Bootcmd           [][]string  `yaml:"bootcmd,omitempty"`
+	WriteFiles        []writeFile `yaml:"write_files,omitempty"`
+	Runcmd            [][]string  `yaml:"runcmd"`
+}
+
+// writeFile is one write_files item.
+type writeFile struct {
+	Path        string `yaml:"path"`
+	Permissions string `yaml:"permissions"`
+	Encoding    string `yaml:"encoding,omitempty"`
+	Content     string `yaml:"content"`
+}
+
+// metaDataDoc is the NoCloud meta-data.
+type metaDataDoc struct {
+	InstanceID    string `yaml:"instance-id"`
+	LocalHostname string `yaml:"local-hostname"`
+}
+
+// cloudConfig builds the user-data document of n from its tree entries es.
+func cloudConfig(c *spec.Cluster, n spec.Node, t *tree.Tree, es []*tree.Entry) userDataDoc {
+	doc := userDataDoc{
+		Hostname:          n.Name,
+		FQDN:              c.FQDN(n),
+		SSHAuthorizedKeys: c.Spec.SSH.AuthorizedKeys,
+	}
+	var secrets []string
+	for _, e := range es {
+		if e.IsFile() {
+			doc.WriteFiles = append(doc.WriteFiles, fileItem(e))
+			if e.Secret {
+				secrets = append(secrets, e.Path)
+			}
+		}
+	}
+	if len(secrets) > 0 {
+		doc.Bootcmd = [][]string{append([]string{"sh", "-c", precreate, "sh"}, secrets...)}
+	}
+	doc.Runcmd = append(treeCommands(t, es), []string{"systemctl", "daemon-reload"})
+	for _, u := range t.Units() {
+		doc.Runcmd = append(doc.Runcmd, []string{"systemctl", "enable", "--now", "--no-block", u.Name})
+	}
+	return doc
+}
+
+// treeCommands completes what write_files leaves out: directories first
+// (the tree's own with mode and owner, then the implicit parents no file
+// creates), numeric owners of files, then symlinks.
+func treeCommands(t *tree.Tree, es []*tree.Entry) [][]string {
+	written := map[string]bool{} // directories write_files creates as parents
+	for _, e := range es {
+		for d := path.Dir(e.Path); e.IsFile() && d != "/"; d = path.Dir(d) {
+			written[d] = true
+		}
+	}
+	var dirs, owners, links [][]string
+	for _, e := range es {
+		switch {
+		case e.IsDir() && explicit(t, e):
+			dirs = append(dirs, []string{"install", "-d", "-m", octal(e), "-o", strconv.Itoa(e.UID), "-g", strconv.Itoa(e.GID), e.Path})
+		case e.IsDir() && !written[e.Path]:
+			dirs = append(dirs, []string{"mkdir", "-p", e.Path})
+		case e.IsFile() && (e.UID != 0 || e.GID != 0):
+			owners = append(owners, []string{"chown", owner(e), e.Path})
+		case e.IsSymlink():
+			links = append(links, []string{"ln", "-sfnT", e.Target, e.Path})
+			if e.UID != 0 || e.GID != 0 {
+				links = append(links, []string{"chown", "-h", owner(e), e.Path})
+			}
+		}
+	}
+	return append(append(dirs, owners...), links...)
+}
+
+// precreate creates each argument as an empty 0600 file (with its parents)
+// unless it exists. bootcmd runs at every boot; a key written by an earlier
+// boot is kept.
+const precreate = `for f; do [ -e "$f" ] || install -D -m 0600 /dev/null "$f"; done`
+
+// fileItem is the write_files item of regular file e.
+func fileItem(e *tree.Entry) writeFile {
+	w := writeFile{Path: e.Path, Permissions: octal(e)}
+	if e.Secret || !isText(e.Data) {
+		w.Encoding, w.Content = "b64", base64.StdEncoding.EncodeToString(e.Data)
+	} else {
+		w.Content = string(e.Data)
+	}
+	return w
+}
+
+// owner is e's numeric uid:gid.
+func owner(e *tree.Entry) string { return strconv.Itoa(e.UID) + ":" + strconv.Itoa(e.GID) }
+
+// networkDoc is a network-config version 2 document.
+type networkDoc struct {
+	Version   int                 `yaml:"version"`
+	Ethernets map[string]ethernet `yaml:"ethernets"`
+}
+
+// ethernet is one ethernets entry.
+type ethernet struct {
+	Match       match       `yaml:"match"`
+	SetName     string      `yaml:"set-name"`
+	Addresses   []string    `yaml:"addresses"`
+	Routes      []route     `yaml:"routes,omitempty"`
+	Nameservers nameservers `yaml:"nameservers"`
+}
+
+type match struct {
+	MACAddress string `yaml:"macaddress"`
+}
+
+type route struct {
+	To  string `yaml:"to"`
+	Via string `yaml:"via"`
+}
+
+type nameservers struct {
+	Addresses []string `yaml:"addresses,omitempty"`
+	Search    []string `yaml:"search"`
+}
+
+// netConfig is the network of n: its static address on the interface with
+// the node's pinned MAC (x.MAC, also set on net0 by the Proxmox config),
+// renamed eth0, the default route through the spec's gateway,
+// the node's pod routes, and the spec's resolvers with the domain as search
+// list. The default route is written 0.0.0.0/0 (or ::/0), which every
+// cloud-init renderer understands, not netplan's "default".
+func netConfig(x *gen.Context, n spec.Node) networkDoc {
+	nw := x.C.Spec.Network
+	eth := ethernet{
+		Match:       match{MACAddress: x.MAC(n)},
+		SetName:     "eth0",
+		Addresses:   []string{n.Address},
+		Nameservers: nameservers{Addresses: nw.DNS, Search: []string{x.C.Spec.Domain}},
+	}
+	if gw, err := netip.ParseAddr(nw.Gateway); err == nil {
+		to := "0.0.0.0/0"
+		if gw.Is6() {
+			to = "::/0"
+		}
+		eth.Routes = append(eth.Routes, route{To: to, Via: gw.String()})
+	}
+	for _, r := range x.PodRoutes(n) {
+		eth.Routes = append(eth.Routes, route{To: r.To.String(), Via: r.Via.String()})
+	}
+	return networkDoc{Version: 2, Ethernets: map[string]ethernet{"eth0": eth}}
+}
+
+// marshalYAML renders v (structs: fixed field order) after header.
+func marshalYAML(header string, v any) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(header)
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}

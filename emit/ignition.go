@@ -1,0 +1,178 @@
+package emit
+
+import (
+	"encoding/base64"
+	"fmt"
+	"path"
+	"slices"
+
+	"github.com/coreos/butane/config"
+	"github.com/coreos/butane/config/common"
+
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
+)
+
+// butaneVariant is how one spec.Node.Ignition value is written.
+type butaneVariant struct {
+	variant, version string
+	// osLinks are directories the OS ships as symlinks. Ignition refuses a
+	// directory entry whose path is a symlink ("a non-directory already
+	// exists"), so a tree directory there is left to the OS; the entries
+	// below it are written through the link.
+	osLinks []string
+}
+
+// butaneVariants maps spec.Node.Ignition to its Butane variant and version;
+// both translate to Ignition spec 3.4.0. On Fedora CoreOS the writable
+// top-level directories are symlinks into /var (ostree layout).
+var butaneVariants = map[string]butaneVariant{
+	"fcos":    {"fcos", "1.5.0", []string{"/home", "/media", "/mnt", "/opt", "/root", "/srv", "/usr/local"}},
+	"flatcar": {"flatcar", "1.1.0", nil},
+}
+
+// Ignition returns the Ignition config of node n carrying tree t: a Butane
+// config translated strictly (a Butane warning is an error) by
+// github.com/coreos/butane/config.
+//   - storage.files: every regular file, text inline and anything else as a
+//     base64 data URL (Butane may gzip either), mode, numeric owner,
+//     overwrite;
+//   - storage.links: every symlink but the enablement links of t.Units(),
+//     which become systemd.units entries with enabled: true (Ignition
+//     enables through a preset, which follows the unit's [Install] section);
+//   - storage.directories: the tree's own directories with mode and owner,
+//     except those the OS ships as symlinks (butaneVariant.osLinks);
+//     implicit parents are left to Ignition (root 0755 when missing, an
+//     existing one untouched);
+//   - passwd: the spec's SSH keys on user core.
+func Ignition(x *gen.Context, n spec.Node, t *tree.Tree) ([]byte, error) {
+	v, ok := butaneVariants[n.Ignition]
+	if !ok {
+		return nil, fmt.Errorf("unknown Ignition variant %q (want fcos or flatcar)", n.Ignition)
+	}
+	es, err := entries(t)
+	if err != nil {
+		return nil, err
+	}
+	doc := butaneConfig(x.C, t, es, v.osLinks)
+	doc.Variant, doc.Version = v.variant, v.version
+	src, err := marshalYAML("", doc)
+	if err != nil {
+		return nil, fmt.Errorf("butane: %w", err)
+	}
+	out, r, err := config.TranslateBytes(src, common.TranslateBytesOptions{Pretty: true})
+	if err != nil {
+		return nil, fmt.Errorf("butane: %w: %s", err, r.String())
+	}
+	if len(r.Entries) > 0 {
+		return nil, fmt.Errorf("butane (strict): %s", r.String())
+	}
+	return append(out, '\n'), nil
+}
+
+// butaneDoc is the subset of a Butane config we write; field order is output order.
+type butaneDoc struct {
+	Variant string         `yaml:"variant"`
+	Version string         `yaml:"version"`
+	Passwd  *butanePasswd  `yaml:"passwd,omitempty"`
+	Storage butaneStorage  `yaml:"storage"`
+	Systemd *butaneSystemd `yaml:"systemd,omitempty"`
+}
+
+type butanePasswd struct {
+	Users []butaneUser `yaml:"users"`
+}
+
+type butaneUser struct {
+	Name              string   `yaml:"name"`
+	SSHAuthorizedKeys []string `yaml:"ssh_authorized_keys"`
+}
+
+type butaneStorage struct {
+	Directories []butaneNode `yaml:"directories,omitempty"`
+	Files       []butaneNode `yaml:"files,omitempty"`
+	Links       []butaneNode `yaml:"links,omitempty"`
+}
+
+// butaneNode is a directory, file or link; unused fields stay empty.
+type butaneNode struct {
+	Path      string          `yaml:"path"`
+	Mode      *int            `yaml:"mode,omitempty"`
+	User      butaneID        `yaml:"user"`
+	Group     butaneID        `yaml:"group"`
+	Overwrite *bool           `yaml:"overwrite,omitempty"`
+	Contents  *butaneResource `yaml:"contents,omitempty"`
+	Target    string          `yaml:"target,omitempty"`
+}
+
+type butaneID struct {
+	ID int `yaml:"id"`
+}
+
+type butaneResource struct {
+	Inline *string `yaml:"inline,omitempty"`
+	Source string  `yaml:"source,omitempty"`
+}
+
+type butaneSystemd struct {
+	Units []butaneUnit `yaml:"units"`
+}
+
+type butaneUnit struct {
+	Name    string `yaml:"name"`
+	Enabled bool   `yaml:"enabled"`
+}
+
+// butaneConfig builds the Butane document of t (variant and version unset).
+func butaneConfig(c *spec.Cluster, t *tree.Tree, es []*tree.Entry, osLinks []string) butaneDoc {
+	var doc butaneDoc
+	if keys := c.Spec.SSH.AuthorizedKeys; len(keys) > 0 {
+		doc.Passwd = &butanePasswd{Users: []butaneUser{{Name: "core", SSHAuthorizedKeys: keys}}}
+	}
+	enabled := enablementLinks(t)
+	overwrite := true
+	for _, e := range es {
+		mode := int(e.Mode.Perm())
+		node := butaneNode{Path: e.Path, Mode: &mode, User: butaneID{e.UID}, Group: butaneID{e.GID}}
+		switch {
+		case e.IsDir() && explicit(t, e) && !slices.Contains(osLinks, e.Path):
+			doc.Storage.Directories = append(doc.Storage.Directories, node)
+		case e.IsSymlink() && !enabled[e.Path]:
+			node.Mode, node.Overwrite, node.Target = nil, &overwrite, e.Target
+			doc.Storage.Links = append(doc.Storage.Links, node)
+		case e.IsFile():
+			node.Overwrite, node.Contents = &overwrite, resource(e.Data)
+			doc.Storage.Files = append(doc.Storage.Files, node)
+		}
+	}
+	if units := t.Units(); len(units) > 0 {
+		doc.Systemd = &butaneSystemd{}
+		for _, u := range units {
+			doc.Systemd.Units = append(doc.Systemd.Units, butaneUnit{Name: u.Name, Enabled: true})
+		}
+	}
+	return doc
+}
+
+// enablementLinks returns the paths of the symlinks tree.Enable added for
+// t.Units() (a link elsewhere, or to another target, stays a link).
+func enablementLinks(t *tree.Tree) map[string]bool {
+	out := map[string]bool{}
+	for _, u := range t.Units() {
+		p := path.Join(tree.UnitDir, u.WantedBy+".wants", u.Name)
+		if e, ok := t.Get(p); ok && e.IsSymlink() && e.Target == path.Join(tree.UnitDir, u.Name) {
+			out[p] = true
+		}
+	}
+	return out
+}
+
+// resource is data inline when it is printable text, else a base64 data URL.
+func resource(data []byte) *butaneResource {
+	if isText(data) {
+		s := string(data)
+		return &butaneResource{Inline: &s}
+	}
+	return &butaneResource{Source: "data:;base64," + base64.StdEncoding.EncodeToString(data)}
+}
