@@ -2,9 +2,75 @@
 // once the API answers (RBAC, CoreDNS), into manifests/ and onto the first controller.
 package manifests
 
-import "github.com/hardway-dev/hardway/generators/gen"
+import (
+	"fmt"
+
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/pki"
+)
+
+// Dir is the directory of the manifests, relative to the cluster directory.
+// The controller generator places the same files under gen.KubeDir/Dir.
+const Dir = "manifests"
+
+// CoreDNSImage is the pinned CoreDNS image. Nodes pull nothing: the image
+// must be among spec.images (imported into containerd at first boot), which
+// is why the Deployment says imagePullPolicy: IfNotPresent.
+const CoreDNSImage = "registry.k8s.io/coredns/coredns:v1.12.1"
+
+// manifest is one file of manifests/: kubectl applies a directory in
+// lexical order, so the number sets the order.
+type manifest struct {
+	file string // <nn>-<name>.yaml, also the template's name under manifests/
+	data func(x *gen.Context) (any, error)
+}
+
+// set is every manifest, in apply order.
+var set = []manifest{
+	{"00-apiserver-to-kubelet.yaml", apiServerToKubelet},
+	{"01-cluster-admins.yaml", noData},
+	{"10-coredns.yaml", coreDNS},
+}
 
 // Files returns the manifests, with paths relative to the cluster directory (manifests/...).
 func Files(x *gen.Context) ([]gen.File, error) {
-	return nil, nil
+	var out []gen.File
+	for _, m := range set {
+		data, err := m.data(x)
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", m.file, err)
+		}
+		out = append(out, gen.File{
+			Path: Dir + "/" + m.file,
+			Mode: 0o644,
+			Data: x.Render(Dir+"/"+m.file, data),
+			Kind: "manifest",
+		})
+	}
+	return out, nil
+}
+
+func noData(*gen.Context) (any, error) { return struct{}{}, nil }
+
+// apiServerToKubelet binds the apiserver's kubelet-client identity (the CN of
+// pki row apiserver-kubelet-client) to the kubelet API, so that logs, exec
+// and port-forward work against kubelets that authorize by webhook.
+func apiServerToKubelet(x *gen.Context) (any, error) {
+	row, err := pki.Find(x.PKI.Plan, "apiserver-kubelet-client")
+	if err != nil {
+		return nil, err
+	}
+	return struct{ User string }{row.CN}, nil
+}
+
+// coreDNS is the data of the CoreDNS manifest.
+func coreDNS(x *gen.Context) (any, error) {
+	n := x.C.Spec.Network
+	if len(n.DNS) == 0 {
+		return nil, fmt.Errorf("spec.network.dns is empty: CoreDNS needs an upstream resolver")
+	}
+	return struct {
+		Image, ClusterDomain, ClusterIP string
+		Upstreams                       []string
+	}{CoreDNSImage, x.C.Spec.ClusterDomain, n.ClusterDNS, n.DNS}, nil
 }
