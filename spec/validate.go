@@ -207,6 +207,9 @@ func (v *validator) nodes(nodeNet netip.Prefix, okNode bool, vip netip.Addr) {
 		if len(n.Roles) == 0 {
 			v.errf(p+".roles", "a node needs at least one role")
 		}
+		if n.Has(RoleLB) && n.Has(RoleController) {
+			v.errf(p+".roles", "%s cannot be both lb and controller: HAProxy and kube-apiserver would both listen on port %d", n.Name, v.d.Cluster.Spec.APIServer.Port)
+		}
 		seenRole := map[string]bool{}
 		for k, r := range n.Roles {
 			if seenRole[r] {
