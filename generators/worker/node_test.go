@@ -1,0 +1,211 @@
+package worker_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hardway-dev/hardway/generators/worker"
+	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
+)
+
+// What differs between an LXC container and a VM: modules are the host's in
+// a container, /dev/kmsg is missing there; nothing is ever placed under /dev
+// (pct drops it from templates, LXC mounts a new /dev at each start).
+func TestTargetSpecifics(t *testing.T) {
+	for _, e := range expects {
+		tr := nodeTree(t, load(t, e.example), e.node)
+		_, kmsg := tr.Get("/etc/tmpfiles.d/hardway-kmsg.conf")
+		_, modules := tr.Get("/etc/modules-load.d/hardway-kubernetes.conf")
+		if kmsg != e.lxc || modules == e.lxc {
+			t.Errorf("%s %s (lxc=%v): kmsg tmpfiles %v, modules-load.d %v", e.example, e.node, e.lxc, kmsg, modules)
+		}
+		if modules {
+			got := strings.Fields(noComments(file(t, tr, "/etc/modules-load.d/hardway-kubernetes.conf")))
+			if !slices.Equal(got, []string{"overlay", "br_netfilter"}) {
+				t.Errorf("%s: modules %v, want overlay and br_netfilter", e.node, got)
+			}
+		}
+		for _, en := range tr.Entries() {
+			if en.Path == "/dev" || strings.HasPrefix(en.Path, "/dev/") {
+				t.Errorf("%s: %s is under /dev", e.node, en.Path)
+			}
+		}
+	}
+}
+
+func noComments(b []byte) string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// The tmpfiles.d line, applied by the real systemd-tmpfiles exactly as
+// systemd-tmpfiles-setup-dev.service does at boot, links /dev/kmsg to the
+// console on a container's empty /dev, and keeps a /dev/kmsg the host
+// bind-mounted. The Debian base's service has no condition that skips it
+// in a container.
+func TestKmsgInContainer(t *testing.T) {
+	tmpfiles := tool(t, "systemd-tmpfiles", "systemd")
+	unit, err := os.ReadFile("/usr/lib/systemd/system/systemd-tmpfiles-setup-dev.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(unit), "ExecStart=systemd-tmpfiles --prefix=/dev --create --boot") ||
+		strings.Contains(string(unit), "ConditionVirtualization") || strings.Contains(string(unit), "ConditionCapability") {
+		t.Fatalf("systemd-tmpfiles-setup-dev.service is not the one this test assumes:\n%s", unit)
+	}
+	tr := nodeTree(t, load(t, "seed-lxc.yaml"), "worker1")
+	for _, hostDevice := range []bool{false, true} {
+		root := t.TempDir()
+		writeRoot(t, tr, root)
+		kmsg := filepath.Join(root, "dev/kmsg")
+		if err := os.MkdirAll(filepath.Dir(kmsg), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if hostDevice {
+			if err := os.WriteFile(kmsg, []byte("bind-mounted device"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if out, err := exec.Command(tmpfiles, "--root="+root, "--prefix=/dev", "--create", "--boot").CombinedOutput(); err != nil {
+			t.Fatalf("systemd-tmpfiles: %v: %s", err, out)
+		}
+		target, err := os.Readlink(kmsg)
+		switch {
+		case hostDevice && err == nil:
+			t.Errorf("the host's /dev/kmsg was replaced by a link to %s", target)
+		case !hostDevice && target != "/dev/console":
+			t.Errorf("/dev/kmsg: link %q (%v), want a link to /dev/console", target, err)
+		}
+	}
+}
+
+// The sysctl file, applied by the real systemd-sysctl inside a network
+// namespace the test creates, sets every key there and nothing outside it:
+// each key belongs to the network namespace, as an LXC container needs.
+func TestSysctlPerNetworkNamespace(t *testing.T) {
+	ipTool := tool(t, "ip", "iproute2")
+	sysctl := "/lib/systemd/systemd-sysctl"
+	if _, err := os.Stat(sysctl); err != nil {
+		t.Fatalf("%v (apt-get install systemd)", err)
+	}
+	tr := nodeTree(t, load(t, "seed-lxc.yaml"), "worker1")
+	conf := filepath.Join(t.TempDir(), "90-hardway-kubernetes.conf")
+	if err := os.WriteFile(conf, file(t, tr, "/etc/sysctl.d/90-hardway-kubernetes.conf"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{}
+	for _, l := range strings.Split(noComments(file(t, tr, "/etc/sysctl.d/90-hardway-kubernetes.conf")), "\n") {
+		k, v, _ := strings.Cut(l, "=")
+		keys[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	for k, v := range map[string]string{"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1"} {
+		if keys[k] != v {
+			t.Errorf("sysctl %s = %q, want %s", k, keys[k], v)
+		}
+	}
+
+	procFile := func(k string) string { return "/proc/sys/" + strings.ReplaceAll(k, ".", "/") }
+	before := map[string]string{}
+	for k := range keys {
+		if b, err := os.ReadFile(procFile(k)); err == nil {
+			before[k] = string(b)
+		} else {
+			t.Logf("%s does not exist on this kernel (br_netfilter not loaded?): not checked", k)
+		}
+	}
+	ns := fmt.Sprintf("hwk-sysctl-%d", os.Getpid())
+	run(t, ipTool, "netns", "add", ns)
+	t.Cleanup(func() { exec.Command(ipTool, "netns", "delete", ns).Run() })
+	if out, err := exec.Command(ipTool, "netns", "exec", ns, sysctl, conf).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Fatalf("systemd-sysctl in a network namespace: %v: %s", err, out)
+	}
+	for k, was := range before {
+		in := run(t, ipTool, "netns", "exec", ns, "cat", procFile(k))
+		if strings.TrimSpace(in) != keys[k] {
+			t.Errorf("%s in the namespace = %s, want %s", k, strings.TrimSpace(in), keys[k])
+		}
+		if now, _ := os.ReadFile(procFile(k)); string(now) != was {
+			t.Errorf("%s changed outside the namespace: %q → %q", k, was, now)
+		}
+	}
+}
+
+// No spec images: no import unit. With images: one import per archive from
+// /var/lib/hardway/images/<base name>, before the kubelet, once per set.
+func TestImagesUnit(t *testing.T) {
+	tr := nodeTree(t, load(t, "seed-lxc.yaml"), "worker1")
+	if _, ok := tr.Get("/etc/systemd/system/hardway-images.service"); ok {
+		t.Error("hardway-images.service without spec images")
+	}
+	images := func(imgs ...string) *tree.Tree {
+		return nodeTree(t, variant(t, "seed-lxc.yaml", func(c *spec.Cluster) { c.Spec.Images = imgs }), "worker1")
+	}
+	tr = images("artifacts/images/pause.tar", "other/coredns.oci.tar")
+	unit := file(t, tr, "/etc/systemd/system/hardway-images.service")
+	want := [][]string{
+		{"/usr/local/bin/ctr", "--namespace", "k8s.io", "images", "import", "/var/lib/hardway/images/pause.tar"},
+		{"/usr/local/bin/ctr", "--namespace", "k8s.io", "images", "import", "/var/lib/hardway/images/coredns.oci.tar"},
+	}
+	ex := execLines(unit)
+	if !slices.EqualFunc(ex["ExecStart"], want, slices.Equal) {
+		t.Errorf("ExecStart %q, want %q", ex["ExecStart"], want)
+	}
+	for _, l := range []string{"Type=oneshot", "After=containerd.service", "Requires=containerd.service", "Before=kubelet.service"} {
+		if !strings.Contains(string(unit), "\n"+l+"\n") {
+			t.Errorf("hardway-images.service lacks %s", l)
+		}
+	}
+	if e, ok := tr.Get("/etc/systemd/system/kubelet.service.wants/hardway-images.service"); !ok || e.Target != "/etc/systemd/system/hardway-images.service" {
+		t.Error("kubelet.service does not want hardway-images.service")
+	}
+	stamp := stampOf(t, unit)
+	if post := ex["ExecStartPost"]; len(post) != 1 || post[0][len(post[0])-1] != stamp {
+		t.Errorf("ExecStartPost %q does not create the stamp %s", post, stamp)
+	}
+	if other := stampOf(t, file(t, images("artifacts/images/pause.tar"), "/etc/systemd/system/hardway-images.service")); other == stamp {
+		t.Error("two image sets share a stamp: the second would never be imported")
+	}
+
+	// Two archives with one base name would overwrite each other on the node.
+	x := variant(t, "seed-lxc.yaml", func(c *spec.Cluster) { c.Spec.Images = []string{"a/img.tar", "b/img.tar"} })
+	n, _ := x.C.Node("worker1")
+	if err := worker.Generate(x, n, tree.New("worker1")); err == nil || !strings.Contains(err.Error(), "img.tar") {
+		t.Errorf("duplicate image base names: error %v", err)
+	}
+}
+
+// stampOf returns the path of the unit's ConditionPathExists=! stamp.
+func stampOf(t *testing.T, unit []byte) string {
+	t.Helper()
+	for _, l := range strings.Split(string(unit), "\n") {
+		if s, ok := strings.CutPrefix(l, "ConditionPathExists=!"); ok {
+			if !strings.HasPrefix(s, "/var/lib/hardway/") {
+				t.Errorf("stamp %s is not under /var/lib/hardway", s)
+			}
+			return s
+		}
+	}
+	t.Fatal("hardway-images.service has no ConditionPathExists=! stamp")
+	return ""
+}
+
+// The import command line is one the real ctr accepts (global --namespace,
+// images import).
+func TestImagesCtrCommand(t *testing.T) {
+	ctr := tool(t, "ctr", "containerd")
+	out, err := exec.Command(ctr, "--namespace", "k8s.io", "images", "import", "--help").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "import") {
+		t.Errorf("ctr --namespace k8s.io images import: %v: %s", err, out)
+	}
+}
