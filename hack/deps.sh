@@ -11,6 +11,12 @@ PKGS=(
   openssh-server     # sshd -t of the bastion config
   shellcheck         # create-nodes.sh
   xorriso            # reads the generated seed.iso
+  genisoimage        # isoinfo, a second reader of seed.iso
+  chrony             # chronyd -p of the chrony drop-ins
+  ifupdown           # ifquery of the Proxmox host's bridge stanza
+  curl procps        # HAProxy through the VIP; sysctl -p
+  containerd runc containernetworking-plugins # containerd config dump, the real CNI bridge plugin
+  debootstrap zstd systemd-container          # the base rootfs and booting baked templates
   e2fsprogs util-linux iproute2 time
 )
 

@@ -1,13 +1,202 @@
-// Package common generates the files every node gets, whatever its roles.
+// Package common generates the files every node gets, whatever its roles: its
+// identity (hostname, the cluster's hosts file), its network, root's SSH keys,
+// time sync and, on LXC, the markers that keep Proxmox off the files we own.
 package common
 
 import (
+	"net/netip"
+	"path"
+	"slices"
+	"strings"
+
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
 
+// Paths written on every node.
+const (
+	HostnameFile   = "/etc/hostname"
+	HostsFile      = "/etc/hosts"
+	AuthorizedKeys = "/root/.ssh/authorized_keys"
+	// ChronySources is read by Debian's chrony.conf (sourcedir /etc/chrony/sources.d).
+	ChronySources = "/etc/chrony/sources.d/hardway.sources"
+	// Interfaces is ifupdown's file, which Proxmox rewrites for Debian containers.
+	Interfaces = "/etc/network/interfaces"
+)
+
 // Generate adds the common role's files for node n to t.
 func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
+	identity(x, n, t)
+	network(x, n, t)
+	sshKeys(x, n, t)
+	timeSync(x, n, t)
+	pveIgnore(x, n, t)
 	return nil
+}
+
+// identity writes the short host name (the FQDN comes from /etc/hosts, as
+// Debian expects) and the hosts file listing the whole cluster.
+func identity(x *gen.Context, n spec.Node, t *tree.Tree) {
+	t.File(HostnameFile, 0o644, x.Render("common/hostname", n))
+	t.File(HostsFile, 0o644, x.Render("common/hosts", map[string]any{
+		"Node":    n.Name,
+		"Cluster": x.C.Metadata.Name,
+		"Nodes":   hostsNodes(x.C),
+		"API":     hostsAPI(x.C),
+	}))
+}
+
+// hostLine is one node of /etc/hosts.
+type hostLine struct {
+	IP         netip.Addr
+	FQDN, Name string
+}
+
+func hostsNodes(c *spec.Cluster) []hostLine {
+	var out []hostLine
+	for _, n := range c.Spec.Nodes {
+		out = append(out, hostLine{IP: n.IP(), FQDN: c.FQDN(n), Name: n.Name})
+	}
+	return out
+}
+
+// apiLine names the API endpoint in /etc/hosts.
+type apiLine struct {
+	IP    netip.Addr
+	What  string // where the address comes from
+	Names []string
+}
+
+// hostsAPI maps the DNS names of apiServer.extraSANs to the API endpoint (the
+// VIP, else the first controller), so that a client using such a name reaches
+// the apiserver and verifies its certificate, which carries the names. No name
+// is invented for the VIP: one outside the certificate would fail TLS.
+// Wildcards cannot be hosts entries, and node names keep their node's address.
+// It returns nil when there is nothing to add.
+func hostsAPI(c *spec.Cluster) *apiLine {
+	taken := map[string]bool{}
+	for _, n := range c.Spec.Nodes {
+		taken[n.Name], taken[c.FQDN(n)] = true, true
+	}
+	var names []string
+	for _, s := range c.Spec.APIServer.ExtraSANs {
+		if _, err := netip.ParseAddr(s); err == nil || strings.HasPrefix(s, "*.") || taken[s] || slices.Contains(names, s) {
+			continue
+		}
+		names = append(names, s)
+	}
+	if len(names) == 0 || !c.APIHost().IsValid() {
+		return nil
+	}
+	what := "spec.apiServer.vip"
+	if c.Spec.APIServer.VIP == "" {
+		what = "no VIP: the first controller"
+	}
+	return &apiLine{IP: c.APIHost(), What: what, Names: names}
+}
+
+// routeLine is a pod route with the worker it leads to.
+type routeLine struct {
+	To     netip.Prefix
+	Via    netip.Addr
+	Worker string
+}
+
+// network writes the node's systemd-networkd file when the tree carries the
+// network (everything but cloud-init KVM nodes, whose NoCloud network-config
+// does it) and enables networkd, with wait-online so that units ordered after
+// network-online.target find the node's address in place.
+func network(x *gen.Context, n spec.Node, t *tree.Tree) {
+	if !x.TreeManagesNetwork(n) {
+		return
+	}
+	var routes []routeLine
+	for _, r := range x.PodRoutes(n) {
+		routes = append(routes, routeLine{To: r.To, Via: r.Via, Worker: nodeAt(x.C, r.Via)})
+	}
+	t.File(x.NetworkFile(n), 0o644, x.Render("common/network", map[string]any{
+		"Node":    n.Name,
+		"LXC":     n.Target == spec.TargetLXC,
+		"Match":   match(x, n),
+		"Address": n.Address,
+		"Gateway": x.C.Spec.Network.Gateway,
+		"DNS":     x.C.Spec.Network.DNS,
+		"Domain":  x.C.Spec.Domain,
+		"Routes":  routes,
+	}))
+	t.Enable("systemd-networkd.service", "multi-user.target")
+	t.Enable("systemd-networkd-wait-online.service", "network-online.target")
+}
+
+// match selects the interface the network file applies to: eth0 in a
+// container (Proxmox's net0 name=eth0); in a VM the NIC with the node's
+// pinned MAC (net0 of its Proxmox config), whatever the kernel names it.
+// Never Type=ether, which would also catch the pods' veth pairs.
+func match(x *gen.Context, n spec.Node) string {
+	if n.Target == spec.TargetLXC {
+		return "Name=eth0"
+	}
+	return "MACAddress=" + x.MAC(n)
+}
+
+// nodeAt returns the name of the node with address a.
+func nodeAt(c *spec.Cluster, a netip.Addr) string {
+	for _, n := range c.Spec.Nodes {
+		if n.IP() == a {
+			return n.Name
+		}
+	}
+	return a.String()
+}
+
+// sshKeys installs root's authorized keys. /root is listed explicitly: a
+// parent added implicitly would be 0755 and loosen Debian's 0700 home.
+func sshKeys(x *gen.Context, n spec.Node, t *tree.Tree) {
+	keys := x.C.Spec.SSH.AuthorizedKeys
+	if len(keys) == 0 {
+		return
+	}
+	t.Dir("/root", 0o700)
+	t.Dir(path.Dir(AuthorizedKeys), 0o700)
+	t.File(AuthorizedKeys, 0o600, x.Render("common/authorized_keys", map[string]any{"Node": n.Name, "Keys": keys}))
+}
+
+// timeSync keeps the clock right where the node has its own:
+//   - LXC: nothing. A container reads the host's clock and cannot set it.
+//   - KVM booted by cloud-init (a Debian base): chrony, the Debian NTP client
+//     that serves and steps well on VMs, with the nodes' gateway as a source.
+//   - KVM booted by Ignition: Fedora CoreOS enables chronyd and Flatcar
+//     systemd-timesyncd out of the box; nothing to add.
+func timeSync(x *gen.Context, n spec.Node, t *tree.Tree) {
+	if n.Target != spec.TargetKVM || n.Boot == "ignition" {
+		return
+	}
+	t.File(ChronySources, 0o644, x.Render("common/chrony.sources", map[string]any{
+		"Node": n.Name, "Gateway": x.C.Spec.Network.Gateway,
+	}))
+	t.Enable("chrony.service", "multi-user.target")
+}
+
+// pveIgnore drops, next to each file of ours that Proxmox would rewrite at
+// every container start, the marker /dir/.pve-ignore.<name> that makes it
+// skip the file (pve-container: ct_is_file_ignored). Besides the hosts and
+// hostname files and our network file, Debian's ifupdown interfaces file is
+// marked: Proxmox would configure eth0 there too, against networkd.
+func pveIgnore(x *gen.Context, n spec.Node, t *tree.Tree) {
+	if n.Target != spec.TargetLXC {
+		return
+	}
+	files := []string{HostsFile, HostnameFile}
+	if x.TreeManagesNetwork(n) {
+		files = append(files, x.NetworkFile(n), Interfaces)
+	}
+	for _, f := range files {
+		t.File(IgnoreMarker(f), 0o644, x.Render("common/pve-ignore", map[string]any{"File": f}))
+	}
+}
+
+// IgnoreMarker is the path of the Proxmox marker that protects file p.
+func IgnoreMarker(p string) string {
+	return path.Join(path.Dir(p), ".pve-ignore."+path.Base(p))
 }

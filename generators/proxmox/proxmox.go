@@ -2,9 +2,322 @@
 // fragments, the host's modules, sysctls and pod routes, and create-nodes.sh.
 package proxmox
 
-import "github.com/hardway-dev/hardway/generators/gen"
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/spec"
+)
+
+// Manifest kinds.
+const (
+	KindConf = "proxmox-conf" // nodes/<node>/proxmox.conf
+	Kind     = "proxmox"      // the files under proxmox/
+)
 
 // Files returns proxmox/... and nodes/<node>/proxmox.conf, relative to the cluster directory.
 func Files(x *gen.Context) ([]gen.File, error) {
-	return nil, nil
+	var out []gen.File
+	gs := guests(x)
+	for _, g := range gs {
+		tmpl := "proxmox/qemu.conf"
+		if g.LXC {
+			tmpl = "proxmox/lxc.conf"
+		}
+		out = append(out, gen.File{Path: "nodes/" + g.Name + "/proxmox.conf", Mode: 0o644, Data: x.Render(tmpl, g), Node: g.Name, Kind: KindConf})
+	}
+	out = append(out, createNodes(x, gs))
+	return append(out, host(x)...), nil
+}
+
+// option is one pct/qm option: `--key value` on the command line, `key: value`
+// in the guest's configuration file.
+type option struct{ Key, Value string }
+
+// Arg is the value quoted for a POSIX shell.
+func (o option) Arg() string { return shellQuote(o.Value) }
+
+var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_@%+=:,./-]+$`)
+
+// shellQuote returns s as one shell word.
+func shellQuote(s string) string {
+	if shellSafe.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// rawKey is a raw LXC key of a container's configuration, with the reason for it.
+type rawKey struct{ Key, Value, Why string }
+
+// snippet is a file copied to the snippets storage for cicustom.
+type snippet struct {
+	Src  string // relative to the cluster directory
+	Name string // file name in the snippets storage
+}
+
+// guest is one node as Proxmox sees it.
+type guest struct {
+	Name, Roles, Cluster string
+	Version              string // the templates' and images' package version
+	VMID                 int
+	LXC                  bool
+	Privilege            string // LXC: why privileged or not
+	TemplateStorage      string // LXC: where its template is
+	Storage              string // KVM: where its disk image is imported to
+	DiskGiB              int
+	Options              []option
+	Raw                  []rawKey
+	Snippets             []snippet
+}
+
+func guests(x *gen.Context) []guest {
+	var out []guest
+	for _, n := range x.C.Spec.Nodes {
+		g := guest{
+			Name: n.Name, Roles: strings.Join(n.Roles, ", "), Cluster: x.C.Metadata.Name, VMID: n.VMID, Version: version(x.C),
+			LXC: n.Target == spec.TargetLXC, TemplateStorage: x.C.Spec.Proxmox.TemplateStorage,
+			Storage: x.C.Spec.Proxmox.Storage, DiskGiB: n.DiskGiB,
+		}
+		if g.LXC {
+			container(x, n, &g)
+		} else {
+			vm(x, n, &g)
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+// kubeletKeys are the raw LXC keys of a container that runs kubelet,
+// containerd and kube-proxy (the seed's worker configuration, corrected for
+// cgroup v2 and with a working /dev/kmsg).
+var kubeletKeys = []rawKey{
+	{"lxc.apparmor.profile", "unconfined", "containerd and runc mount file systems and load AppArmor profiles, which Proxmox's container profile forbids"},
+	{"lxc.cgroup2.devices.allow", "a", "kubelet and the pods may use any device, /dev/kmsg (c 1:11) among them"},
+	{"lxc.cap.drop", "", "keep every capability (Proxmox drops sys_time, sys_module, sys_rawio, mac_admin, mac_override): privileged pods expect the full set"},
+	{"lxc.mount.auto", "proc:rw sys:rw", "writable /proc and /sys: kubelet and kube-proxy set sysctls"},
+	{"lxc.mount.entry", "/dev/kmsg dev/kmsg none defaults,bind,create=file", "kubelet's OOM watcher reads /dev/kmsg (kubernetes#80633): the host's, bound in"},
+}
+
+// Privilege decisions, stated in the configuration and the script.
+const (
+	privileged = "Privileged: kubelet, containerd and kube-proxy need devices, writes to /proc and /sys and every capability, " +
+		"which a user namespace withholds. keyctl is not set: it only matters to unprivileged containers."
+	unprivileged = "Unprivileged: its services need nothing a user namespace withholds. nesting=1 lets systemd's " +
+		"sandboxed services (systemd-networkd among them) set up their mount namespaces."
+)
+
+// container fills in an LXC guest: the options of pct create, and for a
+// worker the raw keys that let Kubernetes run in it. Only workers are
+// privileged: etcd, the control plane, HAProxy, keepalived and sshd are plain
+// processes. net0 carries the node's pinned MAC (gen.Context.MAC).
+// nameserver and searchdomain make Proxmox write the spec's resolvers into
+// /etc/resolv.conf, the one network file it keeps.
+func container(x *gen.Context, n spec.Node, g *guest) {
+	s := x.C.Spec
+	kube := n.Has(spec.RoleWorker)
+	g.Privilege = unprivileged
+	if kube {
+		g.Privilege, g.Raw = privileged, kubeletKeys
+	}
+	g.Options = []option{
+		{"arch", "amd64"},
+		{"hostname", n.Name},
+		{"cores", strconv.Itoa(n.Cores)},
+		{"memory", strconv.Itoa(n.MemoryMiB)},
+		{"swap", strconv.Itoa(n.SwapMiB)},
+		{"net0", fmt.Sprintf("name=eth0,bridge=%s,hwaddr=%s,ip=%s,gw=%s,type=veth", s.Proxmox.Bridge, x.MAC(n), n.Address, s.Network.Gateway)},
+		{"nameserver", strings.Join(s.Network.DNS, " ")},
+		{"searchdomain", s.Domain},
+		{"rootfs", fmt.Sprintf("%s:%d", s.Proxmox.Storage, n.DiskGiB)},
+		{"unprivileged", boolOpt(!kube)},
+		{"features", "nesting=1"},
+		{"onboot", "1"},
+	}
+}
+
+// vm fills in a KVM guest: UEFI on q35 for the baked GPT image, virtio disk
+// and NIC (with the node's pinned MAC, which its network configuration
+// matches), a serial console (the cloud images' console, `qm terminal`), the
+// guest agent, and the boot configuration as cicustom snippets on a
+// cloud-init drive: NoCloud files, or the Ignition config as user-data (the
+// proxmoxve platform of Fedora CoreOS and Flatcar reads it there).
+func vm(x *gen.Context, n spec.Node, g *guest) {
+	s := x.C.Spec
+	store := s.Proxmox.SnippetsStorage
+	dir := "nodes/" + n.Name + "/"
+	var custom []string
+	if n.Boot == "ignition" {
+		g.Snippets = []snippet{{dir + "ignition.json", n.Name + "-ignition.json"}}
+		custom = []string{"user=" + store + ":snippets/" + n.Name + "-ignition.json"}
+	} else {
+		for _, f := range []struct{ key, file string }{{"user", "user-data"}, {"network", "network-config"}, {"meta", "meta-data"}} {
+			name := n.Name + "-" + f.file + ".yaml"
+			g.Snippets = append(g.Snippets, snippet{dir + "cloud-init/" + f.file, name})
+			custom = append(custom, f.key+"="+store+":snippets/"+name)
+		}
+	}
+	g.Options = []option{
+		{"name", n.Name},
+		{"ostype", "l26"},
+		{"machine", "q35"},
+		{"bios", "ovmf"},
+		{"efidisk0", s.Proxmox.Storage + ":1,efitype=4m,pre-enrolled-keys=0"},
+		{"cores", strconv.Itoa(n.Cores)},
+		{"memory", strconv.Itoa(n.MemoryMiB)},
+		{"net0", "virtio=" + x.MAC(n) + ",bridge=" + s.Proxmox.Bridge},
+		{"scsihw", "virtio-scsi-single"},
+		{"serial0", "socket"},
+		{"agent", "enabled=1"},
+		{"ide2", s.Proxmox.Storage + ":cloudinit"},
+		{"cicustom", strings.Join(custom, ",")},
+		{"boot", "order=scsi0"},
+		{"onboot", "1"},
+	}
+}
+
+// version is the package version of the node templates and images: the
+// Kubernetes version without its "v", as hardway bake names them.
+func version(c *spec.Cluster) string { return strings.TrimPrefix(c.Spec.KubernetesVersion, "v") }
+
+func boolOpt(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+func createNodes(x *gen.Context, gs []guest) gen.File {
+	s := x.C.Spec.Proxmox
+	data := x.Render("proxmox/create-nodes.sh", map[string]any{
+		"Cluster":            x.C.Metadata.Name,
+		"Version":            version(x.C),
+		"TemplateStorage":    s.TemplateStorage,
+		"SnippetsStorage":    s.SnippetsStorage,
+		"TemplateStorageArg": shellQuote(s.TemplateStorage),
+		"SnippetsStorageArg": shellQuote(s.SnippetsStorage),
+		"Guests":             gs,
+	})
+	return gen.File{Path: "proxmox/create-nodes.sh", Mode: 0o755, Data: data, Kind: Kind}
+}
+
+// host returns the files the Proxmox host itself needs.
+func host(x *gen.Context) []gen.File {
+	c := x.C
+	file := func(p, tmpl string, data map[string]any) gen.File {
+		data["Cluster"] = c.Metadata.Name
+		return gen.File{Path: "proxmox/" + p, Mode: 0o644, Data: x.Render(tmpl, data), Kind: Kind}
+	}
+	bridge := c.Spec.Proxmox.Bridge
+	ct := conntrack(c)
+	out := []gen.File{
+		file("interfaces.d/hardway-"+bridge, "proxmox/interfaces", map[string]any{
+			"Bridge": bridge, "Gateway": c.Spec.Network.Gateway, "Address": bridgeAddress(c), "Routes": podRoutes(x),
+		}),
+		file("sysctl.d/hardway.conf", "proxmox/sysctl.conf", map[string]any{"Bridge": bridge, "Conntrack": ct}),
+	}
+	if ct != nil {
+		out = append(out,
+			file("modules-load.d/hardway.conf", "proxmox/modules-load.conf", map[string]any{"Modules": hostModules}),
+			file("modprobe.d/hardway-nf_conntrack.conf", "proxmox/modprobe-nf_conntrack.conf", map[string]any{
+				"Worker": ct.Worker, "Cores": ct.Cores, "Hashsize": ct.Hashsize,
+			}))
+	}
+	if servesTime(c) {
+		out = append(out, file("chrony/hardway.conf", "proxmox/chrony.conf", map[string]any{
+			"Gateway": c.Spec.Network.Gateway, "NodeCIDR": c.Spec.Network.NodeCIDR,
+		}))
+	}
+	return out
+}
+
+// module is a kernel module the host loads for the LXC workers.
+type module struct{ Name, Why string }
+
+// hostModules are loaded on the host because a container cannot load them.
+var hostModules = []module{
+	{"overlay", "containerd's overlayfs snapshotter"},
+	{"br_netfilter", "pod traffic on the CNI bridge passes iptables (the workers set its sysctls in their own network namespaces)"},
+	{"nf_conntrack", "kube-proxy's connection tracking, sized by modprobe.d/hardway-nf_conntrack.conf"},
+	{"nf_nat", "Service and masquerade NAT (kube-proxy, the CNI portmap plugin)"},
+	{"nf_tables", "the nftables backend of Debian's iptables, and kube-proxy's nftables mode"},
+	{"ip_tables", "the legacy iptables backend, for images that use it"},
+	{"ip6_tables", "the same for IPv6"},
+}
+
+// kube-proxy's conntrack defaults (KubeProxyConfiguration conntrack.maxPerCore
+// and conntrack.min): it wants nf_conntrack_max = max(maxPerCore × cores, min).
+const (
+	conntrackMaxPerCore = 32 * 1024
+	conntrackMin        = 128 * 1024
+)
+
+// conntrackMax is the nf_conntrack_max kube-proxy wants on a worker with cores CPUs.
+func conntrackMax(cores int) int { return max(conntrackMaxPerCore*cores, conntrackMin) }
+
+// conntrackHashsize is the nf_conntrack hashsize kube-proxy wants on such a
+// worker: a quarter of conntrackMax (it writes max/4 when the current size is
+// smaller, which fails in a container, so the host sets it beforehand).
+func conntrackHashsize(cores int) int { return conntrackMax(cores) / 4 }
+
+// conntrackPlan sizes the host's connection tracking for its largest LXC worker.
+type conntrackPlan struct {
+	Worker        string
+	Cores         int
+	Max, Hashsize int
+}
+
+// conntrack sizes the host's conntrack table for the LXC worker with the most
+// cores (the first of them on a tie): all of them share the host's table.
+// KVM workers have their own kernel, where kube-proxy sets it. nil when no
+// worker is a container.
+func conntrack(c *spec.Cluster) *conntrackPlan {
+	var p *conntrackPlan
+	for _, w := range c.NodesWith(spec.RoleWorker) {
+		if w.Target == spec.TargetLXC && (p == nil || w.Cores > p.Cores) {
+			p = &conntrackPlan{Worker: w.Name, Cores: w.Cores, Max: conntrackMax(w.Cores), Hashsize: conntrackHashsize(w.Cores)}
+		}
+	}
+	return p
+}
+
+// route is a host route to a worker's pod CIDR.
+type route struct {
+	To     netip.Prefix
+	Via    netip.Addr
+	Worker string
+}
+
+// podRoutes lists every worker's pod CIDR via the worker, in spec order: the
+// host, as every node's default gateway, forwards pod traffic to its worker.
+func podRoutes(x *gen.Context) []route {
+	var out []route
+	for _, w := range x.C.NodesWith(spec.RoleWorker) {
+		out = append(out, route{To: x.PodCIDRs[w.Name], Via: w.IP(), Worker: w.Name})
+	}
+	return out
+}
+
+// bridgeAddress is the host's address on the node bridge: the nodes' gateway,
+// with the node network's prefix length.
+func bridgeAddress(c *spec.Cluster) netip.Prefix {
+	gw, _ := netip.ParseAddr(c.Spec.Network.Gateway)
+	nodes, _ := netip.ParsePrefix(c.Spec.Network.NodeCIDR)
+	return netip.PrefixFrom(gw, nodes.Bits())
+}
+
+// servesTime reports whether a node takes its time from the gateway by NTP:
+// the KVM nodes booted by cloud-init (see generators/common).
+func servesTime(c *spec.Cluster) bool {
+	for _, n := range c.Spec.Nodes {
+		if n.Target == spec.TargetKVM && n.Boot != "ignition" {
+			return true
+		}
+	}
+	return false
 }

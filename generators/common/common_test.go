@@ -1,0 +1,313 @@
+package common
+
+import (
+	"bufio"
+	"io/fs"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hardway-dev/hardway/generators/common/commontest"
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
+)
+
+var examples = []string{"../../examples/seed-lxc.yaml", "../../examples/seed-kvm.yaml", "../../examples/mixed.yaml"}
+
+// generate returns node name's tree with only the common role's files.
+func generate(t *testing.T, x *gen.Context, name string) *tree.Tree {
+	t.Helper()
+	tr := tree.New(name)
+	if err := Generate(x, commontest.Node(t, x, name), tr); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Check(); err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// TestHostsListsEveryNodeOnce reads /etc/hosts of every node of every example
+// and expects each node exactly once, on the line of its own address, as
+// "IP <name>.<domain> <name>", with the names taken from the spec here.
+func TestHostsListsEveryNodeOnce(t *testing.T) {
+	for _, ex := range examples {
+		x := commontest.Context(t, ex)
+		for _, n := range x.C.Spec.Nodes {
+			hosts := string(commontest.File(t, generate(t, x, n.Name), HostsFile))
+			lines := hostsLines(hosts)
+			for _, m := range x.C.Spec.Nodes {
+				ip := strings.Split(m.Address, "/")[0]
+				fqdn := m.Name + "." + x.C.Spec.Domain
+				want := []string{ip, fqdn, m.Name}
+				count := 0
+				for _, l := range lines {
+					if slices.Contains(l[1:], m.Name) || slices.Contains(l[1:], fqdn) {
+						count++
+						if !slices.Equal(l, want) {
+							t.Errorf("%s, node %s: line %q, want %q", ex, n.Name, l, want)
+						}
+					}
+				}
+				if count != 1 {
+					t.Errorf("%s, node %s: %s appears on %d lines, want 1", ex, n.Name, m.Name, count)
+				}
+			}
+			if !slices.ContainsFunc(lines, func(l []string) bool { return l[0] == "127.0.0.1" && slices.Contains(l, "localhost") }) {
+				t.Errorf("%s, node %s: no 127.0.0.1 localhost line", ex, n.Name)
+			}
+		}
+	}
+}
+
+// hostsLines returns the fields of every non-comment line.
+func hostsLines(s string) [][]string {
+	var out [][]string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) > 0 && !strings.HasPrefix(f[0], "#") {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// TestHostsAPINames checks the API endpoint line of seed-lxc by hand: its VIP
+// 10.240.0.10 under its only extra SAN, kubernetes.example.com.
+func TestHostsAPINames(t *testing.T) {
+	x := commontest.Context(t, "../../examples/seed-lxc.yaml")
+	lines := hostsLines(string(commontest.File(t, generate(t, x, "gw"), HostsFile)))
+	if !slices.ContainsFunc(lines, func(l []string) bool { return slices.Equal(l, []string{"10.240.0.10", "kubernetes.example.com"}) }) {
+		t.Errorf("no API line 10.240.0.10 kubernetes.example.com in %q", lines)
+	}
+	// IP SANs, wildcards and node names are not hosts entries.
+	x = commontest.Context(t, "../../examples/seed-lxc.yaml", func(c *spec.Cluster) {
+		c.Spec.APIServer.ExtraSANs = []string{"203.0.113.7", "*.apps.example.com", "controller1.example.com"}
+	})
+	for _, l := range hostsLines(string(commontest.File(t, generate(t, x, "gw"), HostsFile))) {
+		if l[0] == "10.240.0.10" {
+			t.Errorf("unexpected API line %q", l)
+		}
+	}
+}
+
+// TestHostsResolve resolves names through glibc (getent) with worker1's hosts
+// file bound over /etc/hosts in a private mount namespace.
+func TestHostsResolve(t *testing.T) {
+	getent := commontest.Tool(t, "getent", "libc-bin")
+	unshare := commontest.Tool(t, "unshare", "util-linux")
+	x := commontest.Context(t, "../../examples/seed-lxc.yaml")
+	p := commontest.WriteFile(t, t.TempDir(), "hosts", commontest.File(t, generate(t, x, "worker1"), HostsFile))
+	out, ok := commontest.Run(t, unshare, "-m", "sh", "-c",
+		`mount --bind "$1" /etc/hosts && "$2" hosts worker2.example.com etcd1 kubernetes.example.com`, "sh", p, getent)
+	if !ok {
+		t.Fatalf("getent: %s", out)
+	}
+	for _, want := range []string{"10.240.0.32 +worker2.example.com", "10.240.0.11 +etcd1.example.com", "10.240.0.10 +kubernetes.example.com"} {
+		if !matchLine(out, want) {
+			t.Errorf("getent output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// matchLine reports whether a line of out has the words of pattern (split on " +").
+func matchLine(out, pattern string) bool {
+	want := strings.Split(pattern, " +")
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) >= len(want) && slices.Equal(f[:len(want)], want) {
+			return true
+		}
+	}
+	return false
+}
+
+// ini is a parsed systemd-style file: sections in order, each with its keys in order.
+type ini []struct {
+	name string
+	keys [][2]string
+}
+
+func parseINI(t *testing.T, s string) ini {
+	t.Helper()
+	var out ini
+	for i, l := range strings.Split(s, "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case l == "" || strings.HasPrefix(l, "#"):
+		case strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]"):
+			out = append(out, struct {
+				name string
+				keys [][2]string
+			}{name: l[1 : len(l)-1]})
+		default:
+			k, v, ok := strings.Cut(l, "=")
+			if !ok || len(out) == 0 {
+				t.Fatalf("line %d: %q is neither a section nor key=value", i+1, l)
+			}
+			out[len(out)-1].keys = append(out[len(out)-1].keys, [2]string{k, v})
+		}
+	}
+	return out
+}
+
+// sections returns the key/value pairs of every section called name.
+func (f ini) sections(name string) [][][2]string {
+	var out [][][2]string
+	for _, s := range f {
+		if s.name == name {
+			out = append(out, s.keys)
+		}
+	}
+	return out
+}
+
+// TestNetworkFile checks the networkd files against values written by hand
+// from seed-lxc: worker1 routes worker2's pods (10.200.1.0/24) via
+// 10.240.0.32; a controller has no pod route.
+func TestNetworkFile(t *testing.T) {
+	x := commontest.Context(t, "../../examples/seed-lxc.yaml")
+	cases := []struct {
+		node    string
+		address string
+		routes  [][][2]string
+	}{
+		{"worker1", "10.240.0.31/24", [][][2]string{{{"Destination", "10.200.1.0/24"}, {"Gateway", "10.240.0.32"}}}},
+		{"worker2", "10.240.0.32/24", [][][2]string{{{"Destination", "10.200.0.0/24"}, {"Gateway", "10.240.0.31"}}}},
+		{"controller1", "10.240.0.21/24", nil},
+	}
+	for _, c := range cases {
+		tr := generate(t, x, c.node)
+		f := parseINI(t, string(commontest.File(t, tr, "/etc/systemd/network/eth0.network")))
+		if got := f.sections("Match"); len(got) != 1 || !slices.Equal(got[0], [][2]string{{"Name", "eth0"}}) {
+			t.Errorf("%s: [Match] = %q", c.node, got)
+		}
+		want := [][2]string{{"Address", c.address}, {"Gateway", "10.240.0.2"}, {"DNS", "10.240.0.2"}, {"Domains", "example.com"}}
+		if got := f.sections("Network"); len(got) != 1 || !slices.Equal(got[0], want) {
+			t.Errorf("%s: [Network] = %q, want %q", c.node, got, want)
+		}
+		if got := f.sections("Route"); !slices.EqualFunc(got, c.routes, slices.Equal) {
+			t.Errorf("%s: [Route] = %q, want %q", c.node, got, c.routes)
+		}
+		if !hasUnit(tr, "systemd-networkd.service") || !hasUnit(tr, "systemd-networkd-wait-online.service") {
+			t.Errorf("%s: networkd is not enabled: %v", c.node, tr.Units())
+		}
+	}
+}
+
+// TestNetworkOwnership: cloud-init KVM nodes get their network from
+// network-config, not from the tree; Ignition KVM nodes do get a file.
+func TestNetworkOwnership(t *testing.T) {
+	x := commontest.Context(t, "../../examples/mixed.yaml")
+	if tr := generate(t, x, "cp1"); hasUnit(tr, "systemd-networkd.service") {
+		t.Error("cp1 (kvm, cloud-init): networkd enabled by the tree")
+	}
+	tr := generate(t, x, "w3")
+	f := parseINI(t, string(commontest.File(t, tr, "/etc/systemd/network/10-hardway.network")))
+	if got := f.sections("Match"); len(got) != 1 || !slices.Equal(got[0], [][2]string{{"MACAddress", x.MAC(commontest.Node(t, x, "w3"))}}) {
+		t.Errorf("w3: [Match] = %q, want its pinned MAC", got)
+	}
+	// w3 is the third worker: w1 (10.244.0.0/24) and w2 (10.244.1.0/24) are its peers.
+	want := [][][2]string{
+		{{"Destination", "10.244.0.0/24"}, {"Gateway", "192.168.50.21"}},
+		{{"Destination", "10.244.1.0/24"}, {"Gateway", "192.168.50.22"}},
+	}
+	if got := f.sections("Route"); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("w3: [Route] = %q, want %q", got, want)
+	}
+}
+
+func hasUnit(tr *tree.Tree, name string) bool {
+	return slices.ContainsFunc(tr.Units(), func(u tree.Unit) bool { return u.Name == name })
+}
+
+// TestPVEIgnoreMarkers: every LXC node carries the four markers pve-container
+// looks for (<dir>/.pve-ignore.<name>), a KVM node none.
+func TestPVEIgnoreMarkers(t *testing.T) {
+	x := commontest.Context(t, "../../examples/mixed.yaml")
+	markers := []string{"/etc/.pve-ignore.hosts", "/etc/.pve-ignore.hostname",
+		"/etc/systemd/network/.pve-ignore.eth0.network", "/etc/network/.pve-ignore.interfaces"}
+	for _, n := range x.C.Spec.Nodes {
+		tr := generate(t, x, n.Name)
+		var got []string
+		for _, e := range tr.Entries() {
+			if strings.HasPrefix(filepath.Base(e.Path), ".pve-ignore.") {
+				got = append(got, e.Path)
+			}
+		}
+		want := markers
+		if n.Target == spec.TargetKVM {
+			want = nil
+		}
+		slices.Sort(got)
+		want = slices.Sorted(slices.Values(want))
+		if !slices.Equal(got, want) {
+			t.Errorf("%s (%s): markers %q, want %q", n.Name, n.Target, got, want)
+		}
+	}
+}
+
+// TestAuthorizedKeys installs a real key and reads the file back with
+// ssh-keygen, which must list exactly that key's fingerprint.
+func TestAuthorizedKeys(t *testing.T) {
+	keygen := commontest.Tool(t, "ssh-keygen", "openssh-client")
+	dir := t.TempDir()
+	if out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-C", "ops@example.com", "-f", filepath.Join(dir, "id")).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	pub, _ := commontest.Run(t, "cat", filepath.Join(dir, "id.pub"))
+	fp, ok := commontest.Run(t, keygen, "-l", "-f", filepath.Join(dir, "id.pub"))
+	if !ok {
+		t.Fatal(fp)
+	}
+	x := commontest.Context(t, "../../examples/seed-lxc.yaml", func(c *spec.Cluster) {
+		c.Spec.SSH.AuthorizedKeys = []string{strings.TrimSpace(pub)}
+	})
+	tr := generate(t, x, "etcd1")
+	for p, mode := range map[string]fs.FileMode{"/root": fs.ModeDir | 0o700, "/root/.ssh": fs.ModeDir | 0o700, AuthorizedKeys: 0o600} {
+		e, ok := tr.Get(p)
+		if !ok || e.Mode != mode {
+			t.Errorf("%s: %v, want mode %v", p, e, mode)
+		}
+	}
+	p := commontest.WriteFile(t, dir, "authorized_keys", commontest.File(t, tr, AuthorizedKeys))
+	got, ok := commontest.Run(t, keygen, "-l", "-f", p)
+	if !ok || strings.TrimSpace(got) != strings.TrimSpace(fp) {
+		t.Errorf("ssh-keygen -l on authorized_keys: %q, want %q", got, fp)
+	}
+}
+
+// TestTimeSync: a cloud-init KVM node syncs with chrony from the gateway
+// (10.240.0.2 in seed-kvm); chronyd parses the file; LXC and Ignition nodes
+// get nothing.
+func TestTimeSync(t *testing.T) {
+	x := commontest.Context(t, "../../examples/seed-kvm.yaml")
+	tr := generate(t, x, "kub-master")
+	src := commontest.File(t, tr, ChronySources)
+	if !slices.ContainsFunc(hostsLines(string(src)), func(l []string) bool { return slices.Equal(l, []string{"server", "10.240.0.2", "iburst"}) }) {
+		t.Errorf("%s: no 'server 10.240.0.2 iburst':\n%s", ChronySources, src)
+	}
+	if !hasUnit(tr, "chrony.service") {
+		t.Error("chrony.service is not enabled")
+	}
+	for ex, node := range map[string]string{"../../examples/seed-lxc.yaml": "worker1", "../../examples/mixed.yaml": "w3"} {
+		if _, ok := generate(t, commontest.Context(t, ex), node).Get(ChronySources); ok {
+			t.Errorf("%s: has %s", node, ChronySources)
+		}
+	}
+
+	chronyd := commontest.Tool(t, "chronyd", "chrony")
+	dir := t.TempDir()
+	commontest.WriteFile(t, dir, "conf.d/hardway.conf", src)
+	main := commontest.WriteFile(t, dir, "chrony.conf", []byte("confdir "+filepath.Join(dir, "conf.d")+"\n"))
+	out, ok := commontest.Run(t, chronyd, "-p", "-f", main)
+	if !ok || !strings.Contains(out, "server 10.240.0.2 iburst") {
+		t.Errorf("chronyd -p: %s", out)
+	}
+	commontest.WriteFile(t, dir, "conf.d/hardway.conf", []byte("servr 10.240.0.2 iburst\n"))
+	if out, ok := commontest.Run(t, chronyd, "-p", "-f", main); ok {
+		t.Errorf("chronyd -p accepted a misspelt directive: %s", out)
+	}
+}
