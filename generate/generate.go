@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
+	"sync"
 
 	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators"
@@ -77,7 +79,7 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	if err := nodes(d, doc.Cluster, b); err != nil {
+	if err := nodes(ctx, d, doc.Cluster, b); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -91,8 +93,10 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	return &Result{Dir: root, Bundle: b, Changed: d.Changed()}, nil
 }
 
-// nodes writes every node's outputs and the cluster-level files.
-func nodes(d *output.Dir, c *spec.Cluster, b *pki.Bundle) error {
+// nodes writes the cluster-level files and every node's outputs. Nodes are
+// generated and emitted one at a time per worker goroutine, so memory holds
+// at most GOMAXPROCS trees whatever the cluster's size.
+func nodes(ctx context.Context, d *output.Dir, c *spec.Cluster, b *pki.Bundle) error {
 	x := gen.New(c, b)
 	files, err := generators.Cluster(x)
 	if err != nil {
@@ -103,55 +107,77 @@ func nodes(d *output.Dir, c *spec.Cluster, b *pki.Bundle) error {
 			return err
 		}
 	}
-	trees, err := generators.Nodes(x)
+	work := make(chan spec.Node)
+	errs := make(chan error, len(c.Spec.Nodes))
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range work {
+				errs <- node(x, d, n)
+			}
+		}()
+	}
+	for _, n := range c.Spec.Nodes {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- n
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// node generates node n's tree and writes it in every format its target uses.
+func node(x *gen.Context, d *output.Dir, n spec.Node) error {
+	t, err := generators.Node(x, n)
 	if err != nil {
 		return err
 	}
-	for i, t := range trees {
-		n := c.Spec.Nodes[i]
-		dir := "nodes/" + n.Name
-		if err := emit.Rootfs(d, dir+"/rootfs", t); err != nil {
-			return err
-		}
-		var tarball bytes.Buffer
-		if err := emit.Tar(&tarball, t); err != nil {
-			return err
-		}
-		if err := d.Write(dir+"/overlay.tar", tarball.Bytes(), 0o600, "overlay-tar", n.Name); err != nil {
-			return err
-		}
-		if n.Target != spec.TargetKVM {
-			continue
-		}
-		if n.Boot == "ignition" {
-			ign, err := emit.Ignition(x, n, t)
-			if err != nil {
-				return fmt.Errorf("node %s: ignition: %w", n.Name, err)
-			}
-			if err := d.Write(dir+"/ignition.json", ign, 0o600, "ignition", n.Name); err != nil {
-				return err
-			}
-			continue
-		}
-		ud, md, nc, err := emit.CloudInit(x, n, t)
+	dir := "nodes/" + n.Name
+	if err := emit.Rootfs(d, dir+"/rootfs", t); err != nil {
+		return err
+	}
+	var tarball bytes.Buffer
+	if err := emit.Tar(&tarball, t); err != nil {
+		return err
+	}
+	if err := d.Write(dir+"/overlay.tar", tarball.Bytes(), 0o600, "overlay-tar", n.Name); err != nil {
+		return err
+	}
+	if n.Target != spec.TargetKVM {
+		return nil
+	}
+	if n.Boot == "ignition" {
+		ign, err := emit.Ignition(x, n, t)
 		if err != nil {
-			return fmt.Errorf("node %s: cloud-init: %w", n.Name, err)
+			return fmt.Errorf("node %s: ignition: %w", n.Name, err)
 		}
-		seed := map[string][]byte{"user-data": ud, "meta-data": md, "network-config": nc}
-		for _, name := range []string{"user-data", "meta-data", "network-config"} {
-			if err := d.Write(dir+"/cloud-init/"+name, seed[name], 0o600, "cloud-init", n.Name); err != nil {
-				return err
-			}
-		}
-		iso, err := emit.SeedISO(seed)
-		if err != nil {
-			return fmt.Errorf("node %s: seed.iso: %w", n.Name, err)
-		}
-		if err := d.Write(dir+"/seed.iso", iso, 0o600, "seed-iso", n.Name); err != nil {
+		return d.Write(dir+"/ignition.json", ign, 0o600, "ignition", n.Name)
+	}
+	ud, md, nc, err := emit.CloudInit(x, n, t)
+	if err != nil {
+		return fmt.Errorf("node %s: cloud-init: %w", n.Name, err)
+	}
+	seed := map[string][]byte{"user-data": ud, "meta-data": md, "network-config": nc}
+	for _, name := range []string{"user-data", "meta-data", "network-config"} {
+		if err := d.Write(dir+"/cloud-init/"+name, seed[name], 0o600, "cloud-init", n.Name); err != nil {
 			return err
 		}
 	}
-	return nil
+	iso, err := emit.SeedISO(seed)
+	if err != nil {
+		return fmt.Errorf("node %s: seed.iso: %w", n.Name, err)
+	}
+	return d.Write(dir+"/seed.iso", iso, 0o600, "seed-iso", n.Name)
 }
 
 // notePKI lists the pki state in the manifest.

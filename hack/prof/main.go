@@ -1,0 +1,24 @@
+package main
+
+import (
+	"context"
+	"os"
+	"runtime/pprof"
+
+	"github.com/hardway-dev/hardway/generate"
+	"github.com/hardway-dev/hardway/spec"
+)
+
+func main() {
+	doc, err := spec.LoadFile(os.Args[1])
+	if err != nil {
+		panic(err)
+	}
+	doc.Validate(spec.Options{})
+	f, _ := os.Create("/tmp/cpu.prof")
+	pprof.StartCPUProfile(f)
+	if _, err := generate.Run(context.Background(), doc, generate.Options{Out: os.Args[2]}); err != nil {
+		panic(err)
+	}
+	pprof.StopCPUProfile()
+}
