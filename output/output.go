@@ -27,6 +27,14 @@ type Artifact struct {
 	Node   string `json:"node,omitempty"`
 	Kind   string `json:"kind"`
 	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// manifest is the content of manifest.json.
+type manifest struct {
+	// Inputs is the digest of everything the outputs were made from; see Unchanged.
+	Inputs    string     `json:"inputs,omitempty"`
+	Artifacts []Artifact `json:"artifacts"`
 }
 
 // ManifestFile is the name of the manifest inside the cluster directory.
@@ -39,6 +47,8 @@ type Dir struct {
 	mu        sync.Mutex
 	artifacts map[string]Artifact
 	changed   []string
+	inputs    string
+	prev      *manifest // the previous run's manifest, read once
 }
 
 // Open prepares root for writing.
@@ -103,7 +113,7 @@ func (d *Dir) Write(rel string, data []byte, perm fs.FileMode, kind, node string
 func (d *Dir) Note(rel string, data []byte, kind, node string) {
 	sum := sha256.Sum256(data)
 	d.mu.Lock()
-	d.artifacts[rel] = Artifact{Path: rel, Node: node, Kind: kind, SHA256: hex.EncodeToString(sum[:])}
+	d.artifacts[rel] = Artifact{Path: rel, Node: node, Kind: kind, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data))}
 	d.mu.Unlock()
 }
 
@@ -179,16 +189,61 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) (bool, error) {
 	return true, nil
 }
 
+// Unchanged reports whether the previous run was made from the same inputs
+// (a digest the caller computes) and every artifact it listed outside the
+// given prefixes is still on disk with its size. If so, those artifacts are
+// taken over into this run's manifest and the caller may skip producing them;
+// a deleted or resized file sends the caller down the full path, which
+// rewrites only what differs.
+func (d *Dir) Unchanged(inputs string, except ...string) bool {
+	d.mu.Lock()
+	d.inputs = inputs
+	d.mu.Unlock()
+	old, err := d.readManifest()
+	if err != nil || old.Inputs == "" || old.Inputs != inputs {
+		return false
+	}
+	var take []Artifact
+	for _, a := range old.Artifacts {
+		if hasPrefix(a.Path, except) {
+			continue
+		}
+		fi, err := os.Lstat(filepath.Join(d.Root, filepath.FromSlash(a.Path)))
+		if err != nil || fi.Size() != a.Size {
+			return false
+		}
+		take = append(take, a)
+	}
+	d.mu.Lock()
+	for _, a := range take {
+		d.artifacts[a.Path] = a
+	}
+	d.mu.Unlock()
+	return true
+}
+
+func (d *Dir) readManifest() (manifest, error) {
+	if d.prev != nil {
+		return *d.prev, nil
+	}
+	var m manifest
+	data, err := d.ReadFile(ManifestFile)
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return manifest{}, err
+	}
+	d.prev = &m
+	return m, nil
+}
+
 // Finish removes files that the previous run's manifest listed and this run
 // did not produce (outside keep, the state directories), flushes the file
 // system, and writes manifest.json last, so a manifest always describes
 // complete files.
 func (d *Dir) Finish(keep ...string) error {
-	prev, _ := d.ReadFile(ManifestFile)
-	var old struct {
-		Artifacts []Artifact `json:"artifacts"`
-	}
-	_ = json.Unmarshal(prev, &old)
+	old, _ := d.readManifest()
 	d.mu.Lock()
 	list := make([]Artifact, 0, len(d.artifacts))
 	for _, a := range d.artifacts {
@@ -205,17 +260,16 @@ func (d *Dir) Finish(keep ...string) error {
 		}
 		d.changed = append(d.changed, a.Path+" (removed)")
 	}
-	syncFS(d.Root)
-	data, err := json.MarshalIndent(struct {
-		Artifacts []Artifact `json:"artifacts"`
-	}{list}, "", "  ")
+	if len(d.changed) > 0 {
+		syncFS(d.Root)
+	}
+	data, err := json.MarshalIndent(manifest{Inputs: d.inputs, Artifacts: list}, "", "  ")
 	if err != nil {
 		return err
 	}
 	_, err = WriteFileAtomic(filepath.Join(d.Root, ManifestFile), append(data, '\n'), 0o644)
 	return err
 }
-
 func hasPrefix(p string, prefixes []string) bool {
 	for _, k := range prefixes {
 		if p == k || strings.HasPrefix(p, k+"/") {

@@ -323,3 +323,22 @@ func TestSchemaAndInit(t *testing.T) {
 		t.Errorf("schema output: %v", err)
 	}
 }
+
+// TestRerunRestores: the no-op fast path (same inputs) must still notice a
+// deleted output and put it back.
+func TestRerunRestores(t *testing.T) {
+	out := t.TempDir()
+	hardway(t, "generate", "-f", seed, "-o", out)
+	victim := filepath.Join(out, "kublxc", "nodes", "worker1", "rootfs", "etc", "hosts")
+	want, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(victim)
+	if o, code := hardway(t, "generate", "-f", seed, "-o", out); code != 0 || !strings.Contains(o, " 1 files changed") {
+		t.Fatalf("rerun after deleting a file: %d %s", code, o)
+	}
+	if got, err := os.ReadFile(victim); err != nil || string(got) != string(want) {
+		t.Errorf("%s not restored: %v", victim, err)
+	}
+}
