@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build run deps tools test test-short vet fuzz bench base clean
+.PHONY: all build run deps tools test test-short vet fuzz bench base verify clean
 
 all: build
 
@@ -50,6 +50,10 @@ fuzz:
 ## bench: generate 3 controllers + N workers against the cfssl CLI and kubeadm baselines
 bench: build tools
 	$(GO) run ./hack/bench -hardway bin/hardway -tools $(TOOLBIN)
+
+## verify: run SPEC's control plane in network namespaces and smoke-test it (root)
+verify: build tools
+	./bin/hardway verify -f $(SPEC) --bin-dir $(TOOLBIN)
 
 clean:
 	rm -rf bin out

@@ -96,7 +96,10 @@ func TestHAProxyServesHealthyController(t *testing.T) {
 
 	script := `
 set -u
-trap 'kill $(jobs -p) 2>/dev/null' EXIT
+# Background processes are stopped by the PIDs recorded here (dash's "jobs -p"
+# lists nothing in an EXIT trap, which leaked HAProxy before).
+PIDS=""
+trap 'kill $PIDS 2>/dev/null; wait' EXIT
 cd "$DIR"
 ip link set lo up
 ip addr add 10.240.0.20/32 dev lo
@@ -106,8 +109,10 @@ echo "nobind=$?"
 sysctl -q -p sysctl.conf
 echo "nonlocal=$(cat /proc/sys/net/ipv4/ip_nonlocal_bind)"
 openssl s_server -quiet -accept 10.240.0.20:6443 -cert apiserver.crt -key apiserver.key -www >/dev/null 2>&1 &
+PIDS="$PIDS $!"
 for _ in $(seq 40); do curl -sk -o /dev/null https://10.240.0.20:6443/ && break; sleep 0.25; done
 haproxy -db -f "$CFG" >haproxy.log 2>&1 &
+PIDS="$PIDS $!"
 for _ in $(seq 60); do
 	grep -q 'controller1 is DOWN' haproxy.log && grep -q 'controller2 is DOWN' haproxy.log && break
 	sleep 0.5

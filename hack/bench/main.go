@@ -26,8 +26,10 @@ func main() {
 	sizes := flag.String("workers", "10,100,1000", "worker counts")
 	baselineMax := flag.Int("baseline-max", 100, "largest worker count for which the slow baselines run")
 	flag.Parse()
+	// The baseline scripts change directory: tool paths must be absolute.
+	*tools, _ = filepath.Abs(*tools)
 
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "workers\ttool\twall\tpeak RSS\tvs hardway\t")
 	for _, s := range strings.Split(*sizes, ",") {
 		var n int
