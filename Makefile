@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build run deps tools test test-short vet fuzz bench base verify clean
+.PHONY: all build run deps tools test test-short vet fuzz bench bench-bake base base-small verify plugin plugin-generate clean
 
 all: build
 
@@ -27,21 +27,24 @@ deps:
 ## cached under ~/.cache/hardway/bin and linked into bin/tools
 tools:
 	@mkdir -p $(TOOLBIN)
-	@for d in $$(hack/tools.sh all); do ln -sf $$d/* $(TOOLBIN)/; done
+	@for d in $$(hack/tools.sh all) $$(hack/packer.sh all); do ln -sf $$d/* $(TOOLBIN)/; done
 	@ls $(TOOLBIN)
 
 vet:
 	$(GO) vet ./...
+	cd packer && $(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
 ## test: everything, with the real tools (installs what it needs)
-test: deps tools vet
+test: deps tools base-small vet
 	HARDWAY_BIN_DIR=$(TOOLBIN) $(GO) test -count=1 -timeout 45m ./...
+	cd packer && HARDWAY_BIN_DIR=$(TOOLBIN) $(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=15s
 
 ## test-short: the quick loop, no external tools
 test-short:
 	$(GO) test -short ./...
+	cd packer && $(GO) test -short ./...
 
 FUZZTIME ?= 2m
 fuzz:
@@ -55,9 +58,31 @@ bench: build tools
 verify: build tools
 	./bin/hardway verify -f $(SPEC) --bin-dir $(TOOLBIN)
 
+PLUGIN_VERSION    ?= 0.1.0
+PLUGIN_PRERELEASE ?= dev
+PLUGIN_LDFLAGS    := -X github.com/hardway-dev/hardway/packer/version.Version=$(PLUGIN_VERSION) -X github.com/hardway-dev/hardway/packer/version.VersionPrerelease=$(PLUGIN_PRERELEASE)
+
+## plugin: bin/packer-plugin-hardway (Packer plugin), its .sha256, and packer-sdc plugin-check
+plugin:
+	cd packer && $(GO) build -trimpath -ldflags "$(PLUGIN_LDFLAGS)" -o ../bin/packer-plugin-hardway ./cmd/packer-plugin-hardway
+	cd bin && sha256sum packer-plugin-hardway > packer-plugin-hardway.sha256
+	cd bin && $$(../hack/packer.sh packer-sdc)/packer-sdc plugin-check packer-plugin-hardway
+
+## plugin-generate: regenerate the plugin's HCL2 specs and docs (packer-sdc v0.6.10)
+plugin-generate:
+	hack/packer.sh generate
+
 clean:
 	rm -rf bin out
 
 ## base: a Debian bookworm base rootfs (debootstrap), cached under ~/.cache/hardway/base
 base:
 	hack/base.sh
+
+## base-small: minbase + systemd only, what the bake tests boot (about 6 minutes once, cached)
+base-small:
+	hack/base.sh --small
+
+## bench-bake: bake the seed's LXC worker (full base, real binaries) against tar -c | zstd -T0 -3 on the same content
+bench-bake: build tools base
+	$(GO) run ./hack/benchbake -hardway bin/hardway -base $$(hack/base.sh path) -bin $$(hack/tools.sh path k8s)

@@ -17,6 +17,7 @@ PKGS=(
   curl procps        # HAProxy through the VIP; sysctl -p
   containerd runc containernetworking-plugins # containerd config dump, the real CNI bridge plugin
   debootstrap zstd systemd-container          # the base rootfs and booting baked templates
+  bzip2 xz-utils     # compressed bases in the rootfs tests
   e2fsprogs util-linux iproute2 time
 )
 

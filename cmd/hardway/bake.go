@@ -1,18 +1,212 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/hardway-dev/hardway/bake"
+	"github.com/hardway-dev/hardway/generate"
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/spec"
 )
 
 func newBake() *cobra.Command {
-	return &cobra.Command{
-		Use:    "bake",
-		Short:  "Bake LXC templates and KVM disk images from a base rootfs and the node trees",
-		Hidden: true,
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("bake is not implemented yet")
+	var file, base, node, role, format, out, dir string
+	var jobs int
+	cmd := &cobra.Command{
+		Use:   "bake",
+		Short: "Bake Proxmox LXC templates from a base rootfs, the pinned binaries and the node trees",
+		Long: `bake turns a base root file system (a tarball: plain, gzip, xz, zstd or
+bzip2), the pinned binaries of the node's roles (binaries.mode upstream) and
+the node's file tree into a Proxmox container template that boots straight
+into its role:
+
+  <out>/<os>-<version>-hardway-<node>_<kubernetes version>_amd64.tar.zst
+  <out>/<same>.tar.zst.sha256     (sha256sum -c)
+  <out>/bake-manifest.json        every artifact: path, node, kind, sha256
+
+It first runs generate (so the baked trees are the ones in <dir>/<cluster>/),
+checks every binary against its pin and reads the whole base once to check
+it (systemd, /sbin, os-release), then streams the base into each template:
+no root, no VM, no network. The same inputs give the same bytes: entries
+are sorted, owners numeric, added files dated SOURCE_DATE_EPOCH (else 1970)
+and, with SOURCE_DATE_EPOCH set, base mtimes clamped to it. A template
+follows pct's rules: an
+sbin entry, at least 10 members, nothing below /dev, only user.* and
+security.capability xattrs. Every bake also empties /etc/machine-id and
+removes the base's SSH host keys (a unit recreates them at first boot).
+
+Without --node or --role it bakes every node of target lxc.`,
+		Example: `  hack/base.sh            # a Debian bookworm base, cached in ~/.cache/hardway/base
+  hardway bake -f cluster.yaml --base ~/.cache/hardway/base/debian-12-base.tar.zst --node etcd1
+  hardway bake -f cluster.yaml --base base.tar.zst --jobs 2 -o /var/lib/vz/template/cache`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if base == "" {
+				return fmt.Errorf("--base is required: a base root file system tarball (hack/base.sh builds one)")
+			}
+			doc, err := loadSpec(cmd.ErrOrStderr(), file, spec.Options{})
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			res, err := generate.Run(ctx, doc, generate.Options{Out: dir, Log: slog.Default()})
+			if err != nil {
+				return err
+			}
+			jobList, err := bake.Jobs(gen.New(doc.Cluster, res.Bundle), format, node, role)
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = filepath.Join(res.Dir, "bake")
+			}
+			progress := &bake.Progress{}
+			log, stop := progressLog(cmd.ErrOrStderr(), progress)
+			defer stop()
+			results, err := bake.Run(ctx, bake.Config{Doc: doc, Base: base, Out: out, Jobs: jobs, Log: log, Progress: progress}, jobList)
+			stop()
+			for _, r := range results {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s  %s\n", r.SHA256, r.Path)
+			}
+			return err
 		},
 	}
+	specFlag(cmd, &file)
+	cmd.Flags().StringVar(&base, "base", "", "base root file system tarball (tar, gzip, xz, zstd or bzip2)")
+	_ = cmd.MarkFlagFilename("base", "tar", "gz", "tgz", "xz", "zst", "bz2")
+	cmd.Flags().StringVar(&node, "node", "", "bake only this node")
+	cmd.Flags().StringVar(&role, "role", "", "bake only the nodes with this role")
+	cmd.Flags().StringVar(&format, "format", bake.FormatLXC, "artifact format: lxc (Proxmox container template)")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "directory of the artifacts (default <dir>/<cluster>/bake)")
+	cmd.Flags().StringVar(&dir, "dir", "out", "output directory of generate, holding <cluster>/pki")
+	cmd.Flags().IntVar(&jobs, "jobs", 1, "artifacts baked in parallel")
+	return cmd
 }
+
+// progressLog returns the logger of a bake and a function that stops its
+// progress display. On a terminal, one line at the bottom shows each running
+// step (percent done, members and content bytes written) and log lines are
+// printed above it; otherwise progress goes to the log every 10 seconds.
+func progressLog(w io.Writer, p *bake.Progress) (*slog.Logger, func()) {
+	f, ok := w.(*os.File)
+	tty := ok && term.IsTerminal(int(f.Fd()))
+	lw := &liveWriter{w: w, p: p, tty: tty}
+	log := slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: logLevel(), ReplaceAttr: dropTime}))
+	every := 10 * time.Second
+	if tty {
+		every = 200 * time.Millisecond
+	}
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if tty {
+					lw.redraw()
+				} else {
+					for _, s := range p.Steps() {
+						if !s.Done.Load() {
+							log.Info("progress", "step", s.Name, "done", pct(s), "members", s.Members.Load(), "content", s.Bytes.Load())
+						}
+					}
+				}
+			}
+		}
+	}()
+	return log, func() {
+		once.Do(func() {
+			close(done)
+			lw.clear()
+		})
+	}
+}
+
+// logLevel is the level of the default logger (-v sets debug).
+func logLevel() slog.Level {
+	if slog.Default().Enabled(context.Background(), slog.LevelDebug) {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+// liveWriter prints log lines above a progress line it keeps at the bottom
+// of the terminal.
+type liveWriter struct {
+	mu    sync.Mutex
+	w     io.Writer
+	p     *bake.Progress
+	tty   bool
+	shown bool
+}
+
+func (l *liveWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.erase()
+	n, err := l.w.Write(b)
+	l.draw()
+	return n, err
+}
+
+func (l *liveWriter) redraw() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.erase()
+	l.draw()
+}
+
+func (l *liveWriter) clear() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.erase()
+	l.tty = false
+}
+
+func (l *liveWriter) erase() {
+	if l.shown {
+		fmt.Fprint(l.w, "\r\x1b[K")
+		l.shown = false
+	}
+}
+
+func (l *liveWriter) draw() {
+	if !l.tty {
+		return
+	}
+	var parts []string
+	for _, s := range l.p.Steps() {
+		if !s.Done.Load() {
+			parts = append(parts, fmt.Sprintf("%s %s %d members %s", s.Name, pct(s), s.Members.Load(), mib(s.Bytes.Load())))
+		}
+	}
+	if len(parts) == 0 {
+		return
+	}
+	line := strings.Join(parts, " | ")
+	if w, _, err := term.GetSize(int(l.w.(*os.File).Fd())); err == nil && w > 4 && len(line) > w-1 {
+		line = line[:w-4] + "..."
+	}
+	fmt.Fprint(l.w, line)
+	l.shown = true
+}
+
+// pct is how far a step is.
+func pct(s *bake.Status) string { return fmt.Sprintf("%d%%", int(s.Fraction()*100)) }
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -1,0 +1,322 @@
+// Package bake turns a base root file system, the roles' pinned binaries and
+// a node's file tree into an artifact that boots into its role: a Proxmox LXC
+// template (.tar.zst). It streams the base once to check it and once to
+// write each artifact; it needs no root, no VM, no loop mount and no network.
+package bake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hardway-dev/hardway/emit"
+	"github.com/hardway-dev/hardway/generators"
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/output"
+	"github.com/hardway-dev/hardway/rootfs"
+	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
+)
+
+// FormatLXC is the Proxmox container template format.
+const FormatLXC = "lxc"
+
+// Config is one bake run.
+type Config struct {
+	Doc      *spec.Document // the validated spec: binaries, images, Kubernetes version
+	Base     string         // base root file system: a tarball, plain or gzip, xz, zstd or bzip2
+	Out      string         // output directory
+	Jobs     int            // artifacts baked at once; at least 1
+	Log      *slog.Logger
+	Progress *Progress // live progress, may be nil
+}
+
+// Job is one artifact to bake.
+type Job struct {
+	Subject string     // node or role name, part of the file name
+	Node    string     // the node whose tree this is ("" for a role artifact)
+	Roles   []string   // roles whose binaries go in
+	Tree    *tree.Tree // the node overlay; nil for a role artifact
+}
+
+// Result is one baked artifact.
+type Result struct {
+	Job      Job
+	Path     string // the artifact file
+	SHA256   string
+	Stats    *rootfs.Stats
+	Duration time.Duration
+}
+
+// errMixed is returned for a selection of both a node and a role.
+var errMixed = errors.New("select artifacts with --node or --role, not both")
+
+// Jobs selects the artifacts of format to bake from the spec: for lxc, one
+// template per node of target lxc (the node's tree is baked in), all of them,
+// only node, or those with role.
+func Jobs(x *gen.Context, format, node, role string) ([]Job, error) {
+	if format != FormatLXC {
+		return nil, fmt.Errorf("unknown format %q (have: %s)", format, FormatLXC)
+	}
+	if node != "" && role != "" {
+		return nil, errMixed
+	}
+	var jobs []Job
+	for _, n := range x.C.Spec.Nodes {
+		switch {
+		case node != "" && n.Name != node:
+			continue
+		case node != "" && n.Target != spec.TargetLXC:
+			return nil, fmt.Errorf("node %s has target %s; an LXC template is for target lxc nodes", n.Name, n.Target)
+		case n.Target != spec.TargetLXC, role != "" && !n.Has(role):
+			continue
+		}
+		t, err := generators.Node(x, n)
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, Job{Subject: n.Name, Node: n.Name, Roles: n.Roles, Tree: t})
+	}
+	if len(jobs) == 0 {
+		switch {
+		case node != "":
+			return nil, fmt.Errorf("no node %s in the spec", node)
+		case role != "":
+			return nil, fmt.Errorf("no node of target lxc has role %s", role)
+		}
+		return nil, errors.New("the spec has no node of target lxc")
+	}
+	return jobs, nil
+}
+
+// Run bakes jobs, cfg.Jobs at a time, and records every artifact it
+// published in the output directory's bake-manifest.json. Inputs are checked
+// before any artifact is written: every pinned binary, then the whole base.
+// An artifact is written to a temporary file and renamed into place once
+// complete and checked; on any error, or when ctx is cancelled, the temporary
+// file is removed and the other jobs stop.
+func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	cfg.Jobs = max(cfg.Jobs, 1)
+	layers, err := roleLayers(cfg.Doc, jobs)
+	if err != nil {
+		return nil, err
+	}
+	info, err := scan(ctx, cfg, jobs)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Log.Info("base", "file", cfg.Base, "os", info.OS.PrettyName, "compression", info.Compression,
+		"members", info.Members, "bytes", info.Size)
+	for i, j := range jobs {
+		layers[i] = append([]rootfs.Layer{rootfs.Sysprep(info), lxcLayer(info)}, layers[i]...)
+		warnMissing(cfg.Log, j, info, layers[i])
+	}
+	results, err := runJobs(ctx, cfg, jobs, layers, info)
+	return results, errors.Join(err, record(cfg.Out, results))
+}
+
+// warnMissing warns about what the node's units need and nothing provides.
+func warnMissing(log *slog.Logger, j Job, info *rootfs.BaseInfo, layers []rootfs.Layer) {
+	if j.Tree == nil {
+		return
+	}
+	for _, w := range missingOnNode(j.Tree, info, layers) {
+		log.Warn(w)
+	}
+}
+
+// record adds the published artifacts to the output directory's manifest.
+func record(dir string, results []Result) error {
+	if len(results) == 0 {
+		return nil
+	}
+	arts := make([]output.Artifact, 0, len(results))
+	for _, r := range results {
+		arts = append(arts, output.Artifact{Path: filepath.Base(r.Path), Node: r.Job.Node, Kind: KindLXC, SHA256: r.SHA256})
+	}
+	return recordArtifacts(dir, arts)
+}
+
+// roleLayers builds each job's binaries layer and node overlay, checking
+// every pinned binary before anything else is done.
+func roleLayers(doc *spec.Document, jobs []Job) ([][]rootfs.Layer, error) {
+	out := make([][]rootfs.Layer, len(jobs))
+	var errs []error
+	pins := pinCache{}
+	for i, j := range jobs {
+		bin, err := binariesLayer(doc, j.Subject, j.Roles, pins)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", j.Subject, err))
+			continue
+		}
+		out[i] = []rootfs.Layer{bin}
+		if j.Tree != nil {
+			node, err := rootfs.FromTree("node "+j.Node, j.Tree)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out[i] = append(out[i], node)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// scan reads the whole base once and checks it.
+func scan(ctx context.Context, cfg Config, jobs []Job) (*rootfs.BaseInfo, error) {
+	f, st, err := openBase(cfg.Base)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	s := cfg.Progress.start("scan "+filepath.Base(cfg.Base), st.Size(), 0)
+	defer s.Done.Store(true)
+	var trees []*tree.Tree
+	for _, j := range jobs {
+		trees = append(trees, j.Tree)
+	}
+	info, err := rootfs.Scan(ctx, countReader{f, &s.Read}, watchNames(trees)...)
+	if err != nil {
+		return nil, fmt.Errorf("base %s: %w", cfg.Base, err)
+	}
+	return info, checkBase(cfg.Base, info)
+}
+
+// openBase opens the base file.
+func openBase(name string) (*os.File, os.FileInfo, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("base: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fmt.Errorf("base %s: not a regular file", name)
+	}
+	return f, st, nil
+}
+
+// runJobs bakes the jobs on cfg.Jobs workers; the first error stops the rest.
+func runJobs(ctx context.Context, cfg Config, jobs []Job, layers [][]rootfs.Layer, info *rootfs.BaseInfo) ([]Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		results []Result
+		errs    []error
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, cfg.Jobs)
+	)
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			r, err := bakeLXC(ctx, cfg, j, layers[i], info)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("bake %s: %w", j.Subject, err))
+				cancel()
+				return
+			}
+			results = append(results, r)
+		}()
+	}
+	wg.Wait()
+	slices.SortFunc(results, func(a, b Result) int { return strings.Compare(a.Path, b.Path) })
+	if len(errs) == 0 && ctx.Err() != nil {
+		errs = append(errs, ctx.Err())
+	}
+	return results, errors.Join(errs...)
+}
+
+// bakeLXC writes one container template.
+func bakeLXC(ctx context.Context, cfg Config, j Job, layers []rootfs.Layer, info *rootfs.BaseInfo) (Result, error) {
+	start := time.Now()
+	plan, err := rootfs.NewPlan(info, layers...)
+	if err != nil {
+		return Result{}, err
+	}
+	name := FileName(info.OS, j.Subject, cfg.Doc.Cluster.Spec.KubernetesVersion)
+	f, st, err := openBase(cfg.Base)
+	if err != nil {
+		return Result{}, err
+	}
+	defer f.Close()
+	s := cfg.Progress.start(name, st.Size(), info.Size+layerBytes(layers))
+	defer s.Done.Store(true)
+	cfg.Log.Info("baking", "artifact", name, "node", j.Node, "roles", j.Roles)
+
+	out, err := create(cfg.Out, name)
+	if err != nil {
+		return Result{}, err
+	}
+	defer out.abort()
+	zw, err := newZstd(countWriter{out, &s.Written})
+	if err != nil {
+		return Result{}, err
+	}
+	stats, err := rootfs.Merge(ctx, zw, countReader{f, &s.Read}, plan, rootfs.Options{
+		Epoch: emit.Epoch(), Clamp: os.Getenv("SOURCE_DATE_EPOCH") != "", Exclude: lxcExclude, Xattr: lxcXattr, Counters: &s.Counters, Log: cfg.Log,
+	})
+	if cerr := zw.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("write %s: %w", name, cerr)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	if err := checkPCT(stats); err != nil {
+		return Result{}, err
+	}
+	sum, err := out.publish()
+	if err != nil {
+		return Result{}, err
+	}
+	logStats(cfg.Log, name, stats, out.n, time.Since(start))
+	return Result{Job: j, Path: filepath.Join(cfg.Out, name), SHA256: sum, Stats: stats, Duration: time.Since(start)}, nil
+}
+
+// layerBytes is the file content of layers.
+func layerBytes(layers []rootfs.Layer) int64 {
+	var n int64
+	for _, l := range layers {
+		for _, e := range l.Entries {
+			n += e.Size
+		}
+	}
+	return n
+}
+
+// logStats says what a bake left out and why.
+func logStats(log *slog.Logger, name string, st *rootfs.Stats, size int64, d time.Duration) {
+	log.Info("baked", "artifact", name, "members", st.Members, "content", st.Bytes, "size", size,
+		"from_base", st.FromBase, "from_layers", st.FromLayers, "replaced", st.Replaced, "took", d.Round(time.Millisecond))
+	if n := st.Dropped[rootfs.DropExcluded]; n > 0 {
+		log.Info("dropped members below /dev: pct extracts templates with --exclude ./dev/*", "artifact", name, "count", n)
+	}
+	if len(st.DroppedXattrs) > 0 {
+		log.Info("dropped xattrs pct does not restore (it keeps user.* and security.capability)", "artifact", name, "xattrs", xattrSummary(st.DroppedXattrs))
+	}
+	if n := st.Dropped[rootfs.DropRemoved]; n > 0 {
+		log.Info("sysprep removed base members (SSH host keys)", "artifact", name, "count", n)
+	}
+}

@@ -1,0 +1,340 @@
+package bake
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/rootfs"
+	"github.com/hardway-dev/hardway/spec"
+)
+
+func TestJobs(t *testing.T) {
+	doc := testSpec(t, spec.ModePackaged, nil, nil)
+	x, _ := generated(t, doc)
+	cases := []struct {
+		node, role string
+		want       []string
+		err        string
+	}{
+		{want: []string{"cp1", "w1"}},
+		{node: "w1", want: []string{"w1"}},
+		{role: spec.RoleEtcd, want: []string{"cp1"}},
+		{node: "w2", err: "target kvm"},
+		{node: "nope", err: "no node nope"},
+		{role: spec.RoleLB, err: "no node of target lxc has role lb"},
+		{node: "cp1", role: spec.RoleEtcd, err: "not both"},
+	}
+	for _, c := range cases {
+		jobs, err := Jobs(x, FormatLXC, c.node, c.role)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("node %q role %q: %v, want an error with %q", c.node, c.role, err, c.err)
+			}
+			continue
+		}
+		var got []string
+		for _, j := range jobs {
+			got = append(got, j.Subject)
+			if j.Tree == nil || j.Tree.Node != j.Node {
+				t.Errorf("job %s has tree %v", j.Subject, j.Tree)
+			}
+		}
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("node %q role %q: %v %v, want %v", c.node, c.role, got, err, c.want)
+		}
+	}
+	if _, err := Jobs(x, "qcow2", "", ""); err == nil {
+		t.Error("unknown format accepted")
+	}
+}
+
+func TestBinariesLayer(t *testing.T) {
+	all := append(append([]string{}, controllerBins...), "containerd", "containerd-shim-runc-v2", "ctr", "runc",
+		"kubelet", "kube-proxy", "bridge", "host-local", "portmap", "loopback")
+	t.Run("upstream", func(t *testing.T) {
+		doc := testSpec(t, spec.ModeUpstream, fakeBins(t, all...), nil)
+		l, err := binariesLayer(doc, "cp1", []string{spec.RoleController, spec.RoleEtcd}, pinCache{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range l.Entries {
+			got = append(got, e.Path)
+			if e.Mode != 0o755 || e.UID != 0 {
+				t.Errorf("%s: mode %v uid %d", e.Path, e.Mode, e.UID)
+			}
+		}
+		want := []string{"/usr/local/bin/etcd", "/usr/local/bin/etcdctl", "/usr/local/bin/kube-apiserver",
+			"/usr/local/bin/kube-controller-manager", "/usr/local/bin/kube-scheduler", "/usr/local/bin/kubectl"}
+		if !slices.Equal(got, want) {
+			t.Errorf("controller+etcd binaries %v, want %v (nothing of the worker's)", got, want)
+		}
+		w, err := binariesLayer(doc, "w1", []string{spec.RoleWorker}, pinCache{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths := map[string]bool{}
+		for _, e := range w.Entries {
+			paths[e.Path] = true
+		}
+		if !paths["/opt/cni/bin/bridge"] || !paths["/usr/local/bin/kubelet"] || paths["/usr/local/bin/etcd"] || len(w.Entries) != 10 {
+			t.Errorf("worker binaries %v", paths)
+		}
+	})
+	t.Run("optional unpinned", func(t *testing.T) {
+		bins := fakeBins(t, controllerBins...)
+		delete(bins, "etcdctl")
+		doc := testSpec(t, spec.ModeUpstream, bins, nil)
+		l, err := binariesLayer(doc, "cp1", []string{spec.RoleEtcd}, pinCache{})
+		if err != nil || len(l.Entries) != 1 || l.Entries[0].Path != "/usr/local/bin/etcd" {
+			t.Errorf("%v %v, want etcd alone", l.Entries, err)
+		}
+	})
+	t.Run("missing pin", func(t *testing.T) {
+		bins := fakeBins(t, controllerBins...)
+		delete(bins, "kube-apiserver")
+		doc := testSpec(t, spec.ModeUpstream, bins, nil)
+		_, err := binariesLayer(doc, "cp1", []string{spec.RoleController}, pinCache{})
+		var mp *MissingPinError
+		if !errors.As(err, &mp) || mp.Name != "kube-apiserver" || !strings.Contains(err.Error(), "role controller of cp1") {
+			t.Errorf("err = %v, want a missing pin for kube-apiserver", err)
+		}
+	})
+	t.Run("sha256 mismatch", func(t *testing.T) {
+		wrong := strings.Repeat("ab", 32)
+		bins := fakeBins(t, controllerBins...)
+		doc := testSpec(t, spec.ModeUpstream, bins, map[string]string{"etcd": wrong})
+		file := filepath.Join(doc.Dir, "artifacts", "etcd")
+		data, _ := os.ReadFile(file)
+		_, err := binariesLayer(doc, "cp1", []string{spec.RoleEtcd}, pinCache{})
+		var hm *rootfs.HashMismatchError
+		if !errors.As(err, &hm) {
+			t.Fatalf("err = %v, want a hash mismatch", err)
+		}
+		for _, s := range []string{file, wrong, sha256hex(data), "spec.binaries.sha256.etcd"} {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("error %q does not name %s", err, s)
+			}
+		}
+	})
+	t.Run("packaged", func(t *testing.T) {
+		doc := testSpec(t, spec.ModePackaged, nil, nil)
+		l, err := binariesLayer(doc, "cp1", []string{spec.RoleController, spec.RoleEtcd, spec.RoleWorker}, pinCache{})
+		if err != nil || len(l.Entries) != 0 {
+			t.Errorf("packaged mode: %v %v, want no binaries", l.Entries, err)
+		}
+	})
+}
+
+// TestZstdDeterministic: the template's bytes do not depend on the number
+// of processors of the machine that bakes it.
+func TestZstdDeterministic(t *testing.T) {
+	data := make([]byte, 12<<20)
+	for i := range data {
+		data[i] = byte(i*i>>7) ^ byte(i>>13)
+	}
+	var first []byte
+	for _, procs := range []int{1, 2, 8} {
+		prev := runtime.GOMAXPROCS(procs)
+		var buf bytes.Buffer
+		w, err := newZstd(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for off := 0; off < len(data); off += 10240 {
+			w.Write(data[off:min(off+10240, len(data))])
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		runtime.GOMAXPROCS(prev)
+		if first == nil {
+			first = buf.Bytes()
+		} else if !bytes.Equal(first, buf.Bytes()) {
+			t.Fatalf("GOMAXPROCS %d compresses differently", procs)
+		}
+	}
+}
+
+func TestFileName(t *testing.T) {
+	got := FileName(rootfs.OSRelease{ID: "debian", VersionID: "12"}, "etcd1", "v1.34.2")
+	if got != "debian-12-hardway-etcd1_1.34.2_amd64.tar.zst" {
+		t.Errorf("FileName = %s", got)
+	}
+}
+
+// bakeOne bakes node ("": every lxc node) of x's spec doc from base into out.
+func bakeOne(t testing.TB, ctx context.Context, x *gen.Context, doc *spec.Document, base, out, node string) ([]Result, error) {
+	t.Helper()
+	jobs, err := Jobs(x, FormatLXC, node, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Run(ctx, Config{Doc: doc, Base: base, Out: out, Jobs: 2}, jobs)
+}
+
+// TestBakeSynthetic bakes cp1 from a synthetic base and checks the template:
+// pct's rules, sysprep, the layers, the sidecar and the manifest.
+func TestBakeSynthetic(t *testing.T) {
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	doc := testSpec(t, spec.ModeUpstream, fakeBins(t, controllerBins...), nil)
+	base := syntheticBase(t)
+	x, _ := generated(t, doc)
+	out := t.TempDir()
+	res, err := bakeOne(t, context.Background(), x, doc, base, out, "cp1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "debian-12-hardway-cp1_1.34.2_amd64.tar.zst"
+	if len(res) != 1 || res[0].Path != filepath.Join(out, name) {
+		t.Fatalf("results %+v, want %s", res, name)
+	}
+	hs, data := listZstdTar(t, res[0].Path)
+	byName := map[string]*tar.Header{}
+	for _, h := range hs {
+		byName[h.Name] = h
+		if strings.HasPrefix(h.Name, "./dev/") && h.Name != "./dev/" {
+			t.Errorf("%s below /dev", h.Name)
+		}
+		for k := range h.PAXRecords {
+			if x, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok && !strings.HasPrefix(x, "user.") && x != "security.capability" {
+				t.Errorf("%s keeps xattr %s", h.Name, x)
+			}
+		}
+		if h.ModTime.Unix() > 1700000000 || h.Uname != "" {
+			t.Errorf("%s: mtime %v, uname %q", h.Name, h.ModTime, h.Uname)
+		}
+	}
+	if byName["./sbin"] == nil || len(hs) < pctMinMembers || byName["./dev/"] == nil {
+		t.Errorf("pct: sbin %v, %d members, /dev %v", byName["./sbin"], len(hs), byName["./dev/"])
+	}
+	if byName["./usr/bin/ping"].PAXRecords["SCHILY.xattr.security.capability"] == "" {
+		t.Error("security.capability of ./usr/bin/ping dropped")
+	}
+	for _, gone := range []string{"./etc/ssh/ssh_host_ed25519_key", "./etc/ssh/ssh_host_ed25519_key.pub", "./dev/null"} {
+		if byName[gone] != nil {
+			t.Errorf("%s kept", gone)
+		}
+	}
+	if string(data["./etc/machine-id"]) != "" || string(data["./etc/hostname"]) != "cp1\n" {
+		t.Errorf("machine-id %q hostname %q", data["./etc/machine-id"], data["./etc/hostname"])
+	}
+	for _, want := range []string{"./usr/local/bin/etcd", "./usr/local/bin/kube-apiserver", "./etc/systemd/system/etcd.service",
+		"./etc/systemd/system/" + rootfs.SSHKeygenUnit, "./etc/systemd/system/multi-user.target.wants/" + rootfs.SSHKeygenUnit} {
+		if byName[want] == nil {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if h := byName["./usr/local/bin/etcd"]; h != nil && (h.Mode != 0o755 || string(data[h.Name]) != "#!/bin/sh\necho fake etcd\n") {
+		t.Errorf("etcd: mode %o content %q", h.Mode, data[h.Name])
+	}
+	side, err := os.ReadFile(res[0].Path + ".sha256")
+	if err != nil || string(side) != res[0].SHA256+"  "+name+"\n" {
+		t.Errorf("sidecar %q %v", side, err)
+	}
+	man, err := os.ReadFile(filepath.Join(out, ManifestFile))
+	if err != nil || !strings.Contains(string(man), `"kind": "lxc-template"`) || !strings.Contains(string(man), res[0].SHA256) {
+		t.Errorf("manifest %s %v", man, err)
+	}
+	if got := entries(t, out); !slices.Equal(got, []string{".hardway.lock", ManifestFile, name, name + ".sha256"}) {
+		t.Errorf("output dir holds %v", got)
+	}
+
+	// Progress: the scan and the bake, both done.
+	p := &Progress{}
+	jobs, _ := Jobs(x, FormatLXC, "cp1", "")
+	if _, err := Run(context.Background(), Config{Doc: doc, Base: base, Out: t.TempDir(), Progress: p}, jobs); err != nil {
+		t.Fatal(err)
+	}
+	steps := p.Steps()
+	if len(steps) != 2 || !strings.HasPrefix(steps[0].Name, "scan ") || steps[1].Name != name {
+		t.Errorf("steps %v", steps)
+	}
+	for _, s := range steps {
+		if s.Fraction() != 1 || s.Read.Load() != s.Total || s.Members.Load() == 0 && s.Name == name {
+			t.Errorf("step %s: fraction %v, read %d of %d, %d members", s.Name, s.Fraction(), s.Read.Load(), s.Total, s.Members.Load())
+		}
+	}
+
+	// The same inputs give the same bytes, also baked in parallel with another node.
+	out2 := t.TempDir()
+	if _, err := bakeOne(t, context.Background(), x, doc, base, out2, ""); err == nil {
+		t.Fatal("baking w1 without its binaries pinned succeeded")
+	}
+	res2, err := bakeOne(t, context.Background(), x, doc, base, out2, "cp1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(res[0].Path)
+	b, _ := os.ReadFile(res2[0].Path)
+	if string(a) != string(b) {
+		t.Error("two bakes of the same inputs differ")
+	}
+}
+
+// TestBakeBadInputs: a bad input is an error that says what is wrong, and
+// no artifact (nor temporary file) is left behind.
+func TestBakeBadInputs(t *testing.T) {
+	doc := testSpec(t, spec.ModeUpstream, fakeBins(t, controllerBins...), nil)
+	x, _ := generated(t, doc)
+	good, err := os.ReadFile(syntheticBase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(data []byte) string {
+		p := filepath.Join(t.TempDir(), "base.tar.zst")
+		os.WriteFile(p, data, 0o644)
+		return p
+	}
+	corrupt := append([]byte{}, good...)
+	corrupt[len(corrupt)/2] ^= 0xff
+	cases := []struct {
+		name, base string
+		want       []string
+	}{
+		{"truncated", write(good[:len(good)*2/3]), []string{"truncated zstd stream"}},
+		{"corrupt", write(corrupt), []string{"zstd"}},
+		{"not a tarball", write([]byte("#!/bin/sh\necho this is not a tarball\n")), []string{"not a tar archive"}},
+		{"missing", filepath.Join(t.TempDir(), "nope.tar.zst"), []string{"no such file"}},
+		{"no systemd", syntheticBase(t, "./usr/lib/systemd/systemd"), []string{"no systemd", "/lib/systemd/systemd"}},
+		{"no sbin", syntheticBase(t, "./sbin"), []string{"no /sbin"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := t.TempDir()
+			_, err := bakeOne(t, context.Background(), x, doc, c.base, out, "cp1")
+			t.Log(err)
+			for _, w := range c.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want it to say %q", err, w)
+				}
+			}
+			if got := entries(t, out); len(got) != 0 {
+				t.Errorf("output dir holds %v", got)
+			}
+		})
+	}
+	t.Run("cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		defer cancel()
+		<-ctx.Done()
+		out := t.TempDir()
+		_, err := bakeOne(t, ctx, x, doc, syntheticBase(t), out, "cp1")
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("err = %v", err)
+		}
+		if got := entries(t, out); len(got) != 0 {
+			t.Errorf("output dir holds %v", got)
+		}
+	})
+}

@@ -1,0 +1,90 @@
+package bake
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hardway-dev/hardway/rootfs"
+)
+
+// Artifact kinds in bake-manifest.json.
+const KindLXC = "lxc-template"
+
+// pct's rules for a container template (pve-container src/PVE/LXC/Create.pm):
+// check_tar_archive wants a sbin directory or symlink and at least 10
+// members; restore_archive extracts with --numeric-owner, --anchored
+// --exclude ./dev/* and --xattrs-include of user.* and security.capability.
+const pctMinMembers = 10
+
+// lxcExclude leaves out everything below /dev: pct's extraction excludes it
+// (the container gets a fresh /dev), so nothing there may be needed. /dev
+// itself stays.
+func lxcExclude(p string) bool { return strings.HasPrefix(p, "/dev/") }
+
+// lxcXattr keeps the extended attributes pct restores; the others would be
+// silently lost at extraction, so they are dropped and counted instead.
+func lxcXattr(name string) bool {
+	return strings.HasPrefix(name, "user.") || name == "security.capability"
+}
+
+// CloudInitDisabled is cloud-init's off switch (cloud-init's
+// ds-identify and generator honour it).
+const CloudInitDisabled = "/etc/cloud/cloud-init.disabled"
+
+// lxcLayer holds what a container template needs on top of sysprep: where
+// the base has cloud-init, it is disabled, because Proxmox gives containers
+// no cloud-init data source and the node's configuration is baked in (as
+// distrobuilder does for LXC images).
+func lxcLayer(info *rootfs.BaseInfo) rootfs.Layer {
+	l := rootfs.Layer{Name: "lxc"}
+	if info.Has("/usr/bin/cloud-init") {
+		l.Entries = append(l.Entries, rootfs.Bytes(CloudInitDisabled, 0o644, 0, 0,
+			[]byte("# hardway bake: a Proxmox container has no cloud-init data source; its configuration is baked in.\n")))
+	}
+	return l
+}
+
+// checkPCT verifies pct's rules on a merged stream before it is published.
+func checkPCT(st *rootfs.Stats) error {
+	var errs []error
+	if !st.HasSbin {
+		errs = append(errs, errors.New("no sbin directory or symlink (pct's check_tar_archive requires one)"))
+	}
+	if st.Members < pctMinMembers {
+		errs = append(errs, fmt.Errorf("%d members, pct requires at least %d", st.Members, pctMinMembers))
+	}
+	if st.Dev > 0 {
+		errs = append(errs, fmt.Errorf("%d members below /dev, which pct does not extract", st.Dev))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("not a valid Proxmox template: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// FileName is the Proxmox name of a template:
+// <os>-<version>-hardway-<node|role>_<kubernetes version>_amd64.tar.zst,
+// for example debian-12-hardway-etcd1_1.34.2_amd64.tar.zst.
+func FileName(os rootfs.OSRelease, subject, kubernetesVersion string) string {
+	v := os.VersionID
+	if v == "" {
+		v = "rolling"
+	}
+	return fmt.Sprintf("%s-%s-hardway-%s_%s_amd64.tar.zst", os.ID, v, subject, strings.TrimPrefix(kubernetesVersion, "v"))
+}
+
+// xattrSummary words the dropped xattrs for a log line: name×count, sorted.
+func xattrSummary(m map[string]int) string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s×%d", n, m[n])
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,92 @@
+package bake
+
+import (
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hardway-dev/hardway/rootfs"
+)
+
+// Status is one step's live progress: the base scan or an artifact's bake.
+// Its counters may be read while the step runs.
+type Status struct {
+	Name  string       // the artifact's file name, or "scan <base>"
+	Total int64        // size of the base file
+	Read  atomic.Int64 // base file bytes read
+	// content is the file content a bake expects to write (0 for the scan).
+	content int64
+	// Written counts the artifact's (compressed) bytes.
+	Written atomic.Int64
+	rootfs.Counters
+	Done atomic.Bool
+}
+
+// Progress collects the steps of a run for a progress display.
+type Progress struct {
+	mu    sync.Mutex
+	steps []*Status
+}
+
+// Fraction is how far the step is, from 0 to 1 (at most 0.99 until done):
+// the base read for the scan, the content written for a bake (the base is
+// read ahead of what is written).
+func (s *Status) Fraction() float64 {
+	if s.Done.Load() {
+		return 1
+	}
+	done, total := s.Read.Load(), s.Total
+	if s.content > 0 {
+		done, total = s.Bytes.Load(), s.content
+	}
+	if total <= 0 {
+		return 0
+	}
+	return min(0.99, float64(done)/float64(total))
+}
+
+// Steps returns the steps started so far.
+func (p *Progress) Steps() []*Status {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*Status(nil), p.steps...)
+}
+
+// start registers a new step over a base file of size total that writes
+// content bytes of files (0 for the scan).
+func (p *Progress) start(name string, total, content int64) *Status {
+	s := &Status{Name: name, Total: total, content: content}
+	if p != nil {
+		p.mu.Lock()
+		p.steps = append(p.steps, s)
+		p.mu.Unlock()
+	}
+	return s
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// countWriter counts the bytes written through it.
+type countWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}

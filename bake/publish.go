@@ -1,0 +1,184 @@
+package bake
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/hardway-dev/hardway/output"
+)
+
+// ManifestFile lists the artifacts of an output directory.
+const ManifestFile = "bake-manifest.json"
+
+// pending is an artifact being written: a temporary file next to its final
+// name, removed unless publish renames it into place.
+type pending struct {
+	dir, name string
+	f         *os.File
+	sum       hash.Hash
+	n         int64
+	done      bool
+}
+
+// create starts writing dir/name.
+func create(dir, name string) (*pending, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	return &pending{dir: dir, name: name, f: f, sum: sha256.New()}, nil
+}
+
+// Write writes to the temporary file and the running checksum.
+func (p *pending) Write(b []byte) (int, error) {
+	n, err := p.f.Write(b)
+	p.sum.Write(b[:n])
+	p.n += int64(n)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		err = fmt.Errorf("write %s: %w", filepath.Join(p.dir, p.name), err)
+	}
+	return n, err
+}
+
+// abort removes the temporary file; after publish it does nothing.
+func (p *pending) abort() {
+	if p.done {
+		return
+	}
+	p.f.Close()
+	os.Remove(p.f.Name())
+}
+
+// SHA256 is the hex checksum of what was written.
+func (p *pending) SHA256() string { return hex.EncodeToString(p.sum.Sum(nil)) }
+
+// publish makes the file durable and renames it into place with its
+// sha256sum(1) sidecar <name>.sha256. Both are written completely before
+// either is renamed, so a full disk leaves neither behind.
+func (p *pending) publish() (string, error) {
+	if err := p.finish(); err != nil {
+		return "", err
+	}
+	sum := p.SHA256()
+	side, err := create(p.dir, p.name+".sha256")
+	if err != nil {
+		return "", err
+	}
+	defer side.abort()
+	if _, err := fmt.Fprintf(side, "%s  %s\n", sum, p.name); err != nil {
+		return "", fmt.Errorf("write %s: %w", side.name, err)
+	}
+	if err := side.finish(); err != nil {
+		return "", err
+	}
+	if err := p.rename(); err != nil {
+		return "", err
+	}
+	if err := side.rename(); err != nil {
+		return "", err
+	}
+	syncDir(p.dir)
+	return sum, nil
+}
+
+// finish flushes and closes the temporary file, readable by all.
+func (p *pending) finish() error {
+	if err := p.f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := p.f.Sync(); err != nil {
+		return fmt.Errorf("write %s: %w", p.name, err)
+	}
+	if err := p.f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", p.name, err)
+	}
+	return nil
+}
+
+// rename moves the finished temporary file to its name.
+func (p *pending) rename() error {
+	if err := os.Rename(p.f.Name(), filepath.Join(p.dir, p.name)); err != nil {
+		return err
+	}
+	p.done = true
+	return nil
+}
+
+// syncDir makes renames in dir durable.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// newZstd is the template compressor: one zstd stream at zstd's default
+// level (3, as `zstd -T0`), its encoder allowed every processor.
+func newZstd(w io.Writer) (*zstd.Encoder, error) {
+	return zstd.NewWriter(w, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderLevel(zstd.SpeedDefault))
+}
+
+// manifest is the JSON document of ManifestFile, the same shape as
+// generate's manifest.json.
+type manifest struct {
+	Artifacts []output.Artifact `json:"artifacts"`
+}
+
+// recordArtifacts adds arts to dir's bake manifest under the directory's
+// lock, replacing entries with the same path and dropping entries whose file
+// is gone, so that bakes into one directory (also by other processes)
+// accumulate in one manifest.
+func recordArtifacts(dir string, arts []output.Artifact) error {
+	unlock, err := output.Lock(dir, nil)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	file := filepath.Join(dir, ManifestFile)
+	var m manifest
+	if data, err := os.ReadFile(file); err == nil {
+		if err := json.Unmarshal(data, &m); err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	byPath := map[string]output.Artifact{}
+	for _, a := range m.Artifacts {
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(a.Path))); err == nil {
+			byPath[a.Path] = a
+		}
+	}
+	for _, a := range arts {
+		byPath[a.Path] = a
+	}
+	m.Artifacts = m.Artifacts[:0]
+	for _, a := range byPath {
+		m.Artifacts = append(m.Artifacts, a)
+	}
+	sort.Slice(m.Artifacts, func(i, j int) bool { return m.Artifacts[i].Path < m.Artifacts[j].Path })
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = output.WriteFileAtomic(file, append(data, '\n'), 0o644)
+	return err
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"archive/tar"
+	"bufio"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// bakeSpec has two LXC nodes and one KVM node, in packaged mode: bake adds
+// no binaries, the base's packages would provide them.
+const bakeSpec = `apiVersion: hardway.dev/v1alpha1
+kind: Cluster
+metadata: {name: clibake}
+spec:
+  kubernetesVersion: v1.34.2
+  network: {nodeCIDR: 10.240.0.0/24}
+  binaries: {mode: packaged}
+  nodes:
+    - {name: cp1, roles: [controller, etcd], target: lxc, address: 10.240.0.21/24, vmid: 221}
+    - {name: w1, roles: [worker], target: lxc, address: 10.240.0.31/24, vmid: 231}
+    - {name: w2, roles: [worker], target: kvm, address: 10.240.0.32/24, vmid: 232}
+`
+
+// writeBase writes a zstd-compressed base with systemd, /sbin and
+// os-release, and filler bytes of content.
+func writeBase(t *testing.T, filler int64) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "base.tar.zst")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zw, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(zw)
+	files := map[string]string{
+		"./usr/lib/os-release":      "ID=debian\nVERSION_ID=12\n",
+		"./usr/lib/systemd/systemd": "ELF",
+	}
+	for _, d := range []string{"./", "./etc/", "./usr/", "./usr/lib/", "./usr/lib/systemd/", "./usr/sbin/", "./var/"} {
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755})
+	}
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "./sbin", Linkname: "usr/sbin"})
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "./etc/os-release", Linkname: "../usr/lib/os-release"})
+	for name, data := range files {
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(data))})
+		io.WriteString(tw, data)
+	}
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "./var/filler", Mode: 0o644, Size: filler})
+	chunk := make([]byte, 1<<20)
+	for i := range chunk {
+		chunk[i] = byte(i)
+	}
+	for left := filler; left > 0; left -= int64(len(chunk)) {
+		tw.Write(chunk[:min(left, int64(len(chunk)))])
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestBakeCommand(t *testing.T) {
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "cluster.yaml")
+	os.WriteFile(spec, []byte(bakeSpec), 0o644)
+	base := writeBase(t, 1<<20)
+
+	out, code := hardway(t, "bake", "-f", spec, "--dir", filepath.Join(dir, "out"))
+	if code == 0 || !strings.Contains(out, "--base is required") {
+		t.Errorf("without --base: exit %d\n%s", code, out)
+	}
+	out, code = hardway(t, "bake", "-f", spec, "--base", base, "--dir", filepath.Join(dir, "out"), "--jobs", "2")
+	if code != 0 {
+		t.Fatalf("bake: exit %d\n%s", code, out)
+	}
+	bakeDir := filepath.Join(dir, "out", "clibake", "bake")
+	for _, node := range []string{"cp1", "w1"} {
+		name := "debian-12-hardway-" + node + "_1.34.2_amd64.tar.zst"
+		if _, err := os.Stat(filepath.Join(bakeDir, name)); err != nil {
+			t.Errorf("%s: %v\n%s", name, err, out)
+		}
+		if !strings.Contains(out, filepath.Join(bakeDir, name)) {
+			t.Errorf("output does not list %s:\n%s", name, out)
+		}
+	}
+	if strings.Contains(out, "hardway-w2") || strings.Contains(out, "\r") {
+		t.Errorf("kvm node baked, or a terminal progress line on a pipe:\n%s", out)
+	}
+	// The generate outputs are there too: the baked trees are those.
+	if _, err := os.Stat(filepath.Join(dir, "out", "clibake", "nodes", "cp1", "overlay.tar")); err != nil {
+		t.Error(err)
+	}
+	out, code = hardway(t, "bake", "-f", spec, "--base", base, "--dir", filepath.Join(dir, "out"), "--node", "w2")
+	if code == 0 || !strings.Contains(out, "target kvm") {
+		t.Errorf("--node w2: exit %d\n%s", code, out)
+	}
+}
+
+// TestBakeInterrupt sends SIGINT (Ctrl-C) to a running bake: it stops,
+// fails, and leaves no partial template behind.
+func TestBakeInterrupt(t *testing.T) {
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "cluster.yaml")
+	os.WriteFile(spec, []byte(bakeSpec), 0o644)
+	base := writeBase(t, 1<<30)
+	out := filepath.Join(dir, "templates")
+	cmd := exec.Command(binary, "bake", "-f", spec, "--base", base, "--dir", filepath.Join(dir, "out"), "--node", "cp1", "-o", out)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "msg=baking") {
+			break
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // into the stream
+	partial, _ := filepath.Glob(filepath.Join(out, ".*.tmp-*"))
+	cmd.Process.Signal(syscall.SIGINT)
+	rest, _ := io.ReadAll(stderr)
+	log.Write(rest)
+	err = cmd.Wait()
+	if err == nil {
+		t.Fatalf("an interrupted bake succeeded:\n%s", log.String())
+	}
+	if len(partial) == 0 {
+		t.Errorf("no temporary file while baking (the bake ended too soon to test?):\n%s", log.String())
+	}
+	if left, _ := os.ReadDir(out); len(left) != 0 {
+		t.Errorf("left behind after Ctrl-C: %v\n%s", left, log.String())
+	}
+	if !strings.Contains(log.String(), "context canceled") {
+		t.Errorf("log does not say it was cancelled:\n%s", log.String())
+	}
+}

@@ -1,0 +1,448 @@
+package rootfs
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Options tune a merge.
+type Options struct {
+	// Epoch is the mtime of every layer entry (emit.Epoch(): SOURCE_DATE_EPOCH,
+	// else the Unix epoch).
+	Epoch time.Time
+	// Clamp clamps every base mtime to Epoch, as reproducible builds do
+	// with SOURCE_DATE_EPOCH. Without it base mtimes are kept as they are
+	// (whole seconds), which is just as reproducible for a given base.
+	Clamp bool
+	// Exclude drops base and layer entries at the paths it returns true for
+	// (pct: everything below /dev). Nil keeps all.
+	Exclude func(p string) bool
+	// Xattr keeps the extended attribute name (pct: user.* and
+	// security.capability). Nil keeps all.
+	Xattr func(name string) bool
+	// Counters, when set, is updated while the merge runs (for progress).
+	Counters *Counters
+	Log      *slog.Logger
+}
+
+// Counters are a running merge's totals, safe to read from another goroutine.
+type Counters struct {
+	Members atomic.Int64 // written so far
+	Bytes   atomic.Int64 // file content written so far
+}
+
+// Stats describe a finished merge.
+type Stats struct {
+	Members    int            // written
+	Bytes      int64          // file content written
+	FromBase   int            // members kept from the base
+	FromLayers int            // members written from the layers
+	Replaced   int            // base members a layer entry took the place of
+	Merged     int            // base directories kept where a layer needed a directory
+	Dropped    map[string]int // base (or layer) members left out, by reason
+	// DroppedXattrs counts extended attributes left out by Options.Xattr, by name.
+	DroppedXattrs map[string]int
+	HasSbin       bool     // the stream has an /sbin directory or symlink
+	Dev           int      // members written below /dev
+	Warnings      []string // things the caller should tell the user
+}
+
+// Reasons a member is dropped, the keys of Stats.Dropped.
+const (
+	DropExcluded    = "excluded"    // Options.Exclude
+	DropRemoved     = "removed"     // a layer's Remove pattern (sysprep)
+	DropShadowed    = "shadowed"    // below a layer entry that is not a directory
+	DropDuplicate   = "duplicate"   // a repeated base member at a path a layer wrote
+	DropHardlink    = "hardlink"    // a hard link to a member that was dropped
+	DropUnsupported = "unsupported" // a tar member type a root file system has no use for
+)
+
+// maxWarnings bounds Stats.Warnings; the rest are counted.
+const maxWarnings = 20
+
+// Merge streams the base tarball (compressed or not) through the plan into w
+// as one tar stream:
+//   - base members the layers replace are dropped, with everything below a
+//     base directory a layer replaced by a file or a link; a layer entry
+//     that replaces a base member takes its place in the stream;
+//   - directories are merged: a layer's directory keeps the base's content
+//     and brings its own mode and owner (an implicit one keeps the base's);
+//   - hard links, symlinks, device nodes, fifos and xattrs of the base are
+//     kept (xattrs as PAX SCHILY.xattr.* records, filtered by Options.Xattr);
+//   - layer entries not in the base follow the base, sorted by path;
+//   - names are "./"-prefixed (directories end in "/"), owners are numeric
+//     only, layer mtimes are Options.Epoch, base mtimes whole seconds
+//     (clamped to the epoch with Options.Clamp), and no atime or ctime is
+//     written, so the same inputs give the same bytes.
+//
+// It holds no file's content: memory does not grow with the base.
+func Merge(ctx context.Context, w io.Writer, base io.Reader, p *Plan, o Options) (*Stats, error) {
+	b, err := openBase(base)
+	if err != nil {
+		return nil, err
+	}
+	defer b.close()
+	m := &merger{
+		ctx: ctx, o: o, plan: p, tw: tar.NewWriter(w), buf: make([]byte, 1<<20),
+		emitted: map[string]bool{},
+		st:      &Stats{Dropped: map[string]int{}, DroppedXattrs: map[string]int{}},
+	}
+	if m.o.Counters == nil {
+		m.o.Counters = &Counters{}
+	}
+	if m.o.Log == nil {
+		m.o.Log = slog.New(slog.DiscardHandler)
+	}
+	for {
+		h, q, err := b.next(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := m.base(b, h, q); err != nil {
+			return nil, err
+		}
+	}
+	for _, e := range p.order {
+		if m.emitted[e.Path] {
+			continue
+		}
+		if m.excluded(e.Path) {
+			m.drop(DropExcluded)
+			m.warn("layer %s: %s left out (excluded from this artifact)", e.layer, e.Path)
+			continue
+		}
+		if err := m.layer(e); err != nil {
+			return nil, err
+		}
+	}
+	if err := m.tw.Close(); err != nil {
+		return nil, err
+	}
+	return m.st, nil
+}
+
+// merger is one running Merge.
+type merger struct {
+	ctx      context.Context
+	o        Options
+	plan     *Plan
+	tw       *tar.Writer
+	buf      []byte
+	emitted  map[string]bool // layer paths already written
+	st       *Stats
+	warnings int
+}
+
+// base handles one base member at clean path q.
+func (m *merger) base(b *baseStream, h *tar.Header, q string) error {
+	if reason := m.fate(q); reason != "" {
+		m.drop(reason)
+		return nil
+	}
+	if e, ok := m.plan.at(q); ok {
+		if m.emitted[q] {
+			m.drop(DropDuplicate)
+			return nil
+		}
+		m.emitted[q] = true
+		if e.Implicit && h.Typeflag == tar.TypeDir {
+			m.st.Merged++
+			return m.copyBase(b, h, q)
+		}
+		m.st.Replaced++
+		return m.layer(e)
+	}
+	if h.Typeflag == tar.TypeLink {
+		if why := m.linkFate(h); why != "" {
+			m.drop(DropHardlink)
+			m.warn("base hard link %s dropped: %s", q, why)
+			return nil
+		}
+	}
+	return m.copyBase(b, h, q)
+}
+
+// fate is why a base member at q is dropped before it meets the layers, or "".
+func (m *merger) fate(q string) string {
+	switch {
+	case q == "/":
+		return ""
+	case m.excluded(q):
+		return DropExcluded
+	case m.plan.removed(q):
+		return DropRemoved
+	case m.plan.shadowed(q):
+		return DropShadowed
+	}
+	return ""
+}
+
+// linkFate is why a base hard link cannot be kept, or "": its target left
+// the stream or became a directory. A target replaced by a layer file stays
+// valid; the link then shares the layer's content, which is said.
+func (m *merger) linkFate(h *tar.Header) string {
+	t := clean(h.Linkname)
+	if reason := m.fate(t); reason != "" {
+		return fmt.Sprintf("its target %s was %s", t, reason)
+	}
+	if e, ok := m.plan.at(t); ok {
+		if e.IsDir() {
+			return fmt.Sprintf("its target %s is a directory of layer %s", t, e.layer)
+		}
+		m.warn("base hard link %s now shares the content of %s from layer %s", clean(h.Name), t, e.layer)
+	}
+	return ""
+}
+
+func (m *merger) excluded(q string) bool { return m.o.Exclude != nil && m.o.Exclude(q) }
+
+func (m *merger) drop(reason string) { m.st.Dropped[reason]++ }
+
+func (m *merger) warn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	m.o.Log.Warn(msg)
+	if m.warnings++; m.warnings <= maxWarnings {
+		m.st.Warnings = append(m.st.Warnings, msg)
+	} else if m.warnings == maxWarnings+1 {
+		m.st.Warnings = append(m.st.Warnings, "more warnings follow in the log")
+	}
+}
+
+// copyBase writes a kept base member, with its content.
+func (m *merger) copyBase(b *baseStream, h *tar.Header, q string) error {
+	out, ok := m.baseHeader(h, q)
+	if !ok {
+		m.drop(DropUnsupported)
+		m.warn("base member %s of tar type %q dropped: not a file, directory, link, device or fifo", q, h.Typeflag)
+		return nil
+	}
+	if err := m.write(out, q); err != nil {
+		return err
+	}
+	m.st.FromBase++
+	if out.Typeflag != tar.TypeReg {
+		return nil
+	}
+	n, err := m.copy(b.tr, out.Size)
+	if err != nil && !isWriteErr(err) {
+		return fmt.Errorf("base %s: %w", q, b.read(err))
+	}
+	if err != nil {
+		return err
+	}
+	if n != out.Size {
+		return b.read(io.ErrUnexpectedEOF)
+	}
+	return nil
+}
+
+// layer writes a layer entry, with its content.
+func (m *merger) layer(e *planned) error {
+	m.emitted[e.Path] = true
+	if err := m.write(m.layerHeader(e), e.Path); err != nil {
+		return err
+	}
+	m.st.FromLayers++
+	if !e.IsFile() || e.Size == 0 {
+		return nil
+	}
+	rc, err := e.Open()
+	if err != nil {
+		return fmt.Errorf("layer %s: %s: %w", e.layer, e.Path, err)
+	}
+	defer rc.Close()
+	n, err := m.copy(rc, e.Size)
+	if err == nil && n < e.Size {
+		err = fmt.Errorf("content is %d bytes, %d expected (did the file change?)", n, e.Size)
+	}
+	if err == nil {
+		// Read to EOF: a verifying reader checks its hash there, and a file
+		// that grew is caught.
+		var one [1]byte
+		if k, rerr := io.ReadFull(rc, one[:]); k > 0 {
+			err = fmt.Errorf("content is longer than the %d bytes expected (did the file change?)", e.Size)
+		} else if rerr != io.EOF {
+			err = rerr
+		}
+	}
+	if err != nil && !isWriteErr(err) {
+		return fmt.Errorf("layer %s: %s: %w", e.layer, e.Path, err)
+	}
+	return err
+}
+
+// write writes a header and counts the member.
+func (m *merger) write(h *tar.Header, q string) error {
+	if err := m.tw.WriteHeader(h); err != nil {
+		return &writeError{fmt.Errorf("write %s: %w", h.Name, err)}
+	}
+	m.st.Members++
+	m.o.Counters.Members.Add(1)
+	switch {
+	case q == "/sbin" && (h.Typeflag == tar.TypeDir || h.Typeflag == tar.TypeSymlink):
+		m.st.HasSbin = true
+	case under(q, "/dev"):
+		m.st.Dev++
+	}
+	return nil
+}
+
+// copy copies n bytes of src into the current member, checking ctx.
+func (m *merger) copy(src io.Reader, n int64) (int64, error) {
+	var total int64
+	for total < n {
+		if err := m.ctx.Err(); err != nil {
+			return total, err
+		}
+		chunk := min(int64(len(m.buf)), n-total)
+		k, rerr := io.ReadFull(src, m.buf[:chunk])
+		if k > 0 {
+			if _, err := m.tw.Write(m.buf[:k]); err != nil {
+				return total, &writeError{err}
+			}
+			total += int64(k)
+			m.st.Bytes += int64(k)
+			m.o.Counters.Bytes.Add(int64(k))
+		}
+		switch {
+		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+			return total, nil
+		case rerr != nil:
+			return total, rerr
+		}
+	}
+	return total, nil
+}
+
+// writeError marks a failure to write the output (a full disk, a closed
+// pipe), which must not be reported as a problem of the input.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+func isWriteErr(err error) bool {
+	var we *writeError
+	return errors.As(err, &we)
+}
+
+// baseHeader is the header a kept base member gets, or false for a type a
+// root file system has no use for.
+func (m *merger) baseHeader(h *tar.Header, q string) (*tar.Header, bool) {
+	typ := h.Typeflag
+	switch typ {
+	case tar.TypeReg, tar.TypeGNUSparse:
+		typ = tar.TypeReg // sparse files come out expanded
+	case tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	default:
+		return nil, false
+	}
+	out := &tar.Header{
+		Typeflag:   typ,
+		Name:       memberName(q, typ == tar.TypeDir),
+		Mode:       h.Mode & 0o7777,
+		Uid:        h.Uid,
+		Gid:        h.Gid,
+		ModTime:    m.clamp(h.ModTime),
+		PAXRecords: m.records(h, q),
+	}
+	switch typ {
+	case tar.TypeReg:
+		out.Size = h.Size
+	case tar.TypeSymlink:
+		out.Linkname = h.Linkname
+	case tar.TypeLink:
+		out.Linkname = memberName(clean(h.Linkname), false)
+	case tar.TypeChar, tar.TypeBlock:
+		out.Devmajor, out.Devminor = h.Devmajor, h.Devminor
+	}
+	return out, true
+}
+
+// records keeps the PAX records that describe the file itself: extended
+// attributes (SCHILY.xattr.*, as GNU tar --xattrs writes and reads them)
+// allowed by Options.Xattr, and POSIX ACLs (SCHILY.acl.*, GNU tar --acls).
+// Times, names, sparse maps and comments are dropped or carried elsewhere.
+func (m *merger) records(h *tar.Header, q string) map[string]string {
+	var out map[string]string
+	keys := make([]string, 0, len(h.PAXRecords))
+	for k := range h.PAXRecords {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		keep := strings.HasPrefix(k, "SCHILY.acl.")
+		if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+			keep = m.o.Xattr == nil || m.o.Xattr(name)
+			if !keep {
+				m.st.DroppedXattrs[name]++
+			}
+		}
+		if keep {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = h.PAXRecords[k]
+		}
+	}
+	return out
+}
+
+// clamp is SOURCE_DATE_EPOCH clamping: t, at most the epoch with
+// Options.Clamp, in whole seconds.
+func (m *merger) clamp(t time.Time) time.Time {
+	if m.o.Clamp && t.After(m.o.Epoch) {
+		t = m.o.Epoch
+	}
+	return time.Unix(t.Unix(), 0)
+}
+
+// layerHeader is the header of a layer entry.
+func (m *merger) layerHeader(e *planned) *tar.Header {
+	h := &tar.Header{
+		Name:    memberName(e.Path, e.IsDir()),
+		Mode:    modeBits(e.Mode),
+		Uid:     e.UID,
+		Gid:     e.GID,
+		ModTime: time.Unix(m.o.Epoch.Unix(), 0),
+	}
+	switch {
+	case e.IsDir():
+		h.Typeflag = tar.TypeDir
+	case e.IsSymlink():
+		h.Typeflag = tar.TypeSymlink
+		h.Linkname = e.Target
+	default:
+		h.Typeflag = tar.TypeReg
+		h.Size = e.Size
+	}
+	return h
+}
+
+// modeBits is the tar mode of a file mode: permissions and the setuid,
+// setgid and sticky bits.
+func modeBits(mode fs.FileMode) int64 {
+	b := int64(mode.Perm())
+	if mode&fs.ModeSetuid != 0 {
+		b |= 0o4000
+	}
+	if mode&fs.ModeSetgid != 0 {
+		b |= 0o2000
+	}
+	if mode&fs.ModeSticky != 0 {
+		b |= 0o1000
+	}
+	return b
+}

@@ -1,0 +1,208 @@
+package rootfs
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+)
+
+// BaseInfo is what a first pass over a base tarball learned about it: enough
+// to place the layers (its symlinks), name the artifact (its os-release) and
+// check that it can boot, without keeping any file's content.
+type BaseInfo struct {
+	Compression Compression
+	Members     int
+	Size        int64 // uncompressed content bytes
+	OS          OSRelease
+
+	links   map[string]string // every symlink of the base: path → target
+	kinds   map[string]byte   // tar type of the watched paths
+	osFiles map[string][]byte // /etc/os-release and /usr/lib/os-release when regular files
+}
+
+// OSRelease holds the fields of os-release(5) that name an artifact.
+type OSRelease struct {
+	ID         string // e.g. debian
+	VersionID  string // e.g. 12
+	PrettyName string
+}
+
+// watched are the base names whose entries Scan records, whatever their
+// directory: the files bake checks for, and os-release.
+var watched = map[string]bool{
+	"os-release": true, "systemd": true, "sbin": true, "init": true,
+	"sshd": true, "ssh-keygen": true, "machine-id": true, "cloud-init": true,
+	"ssh.service": true, "sshd-keygen.service": true, "sshd-keygen@.service": true,
+}
+
+// maxOSRelease bounds the os-release content Scan keeps.
+const maxOSRelease = 64 << 10
+
+// Scan reads the base tarball r once, verifying it end to end (compression
+// checksums, tar headers, the end-of-archive marker), and returns what it
+// learned. Besides the built-in watch list it records entries whose base
+// name is in watch (unit names, binaries). Memory grows with the number of
+// symlinks in the base, not with its size.
+func Scan(ctx context.Context, r io.Reader, watch ...string) (*BaseInfo, error) {
+	b, err := openBase(r)
+	if err != nil {
+		return nil, err
+	}
+	defer b.close()
+	extra := map[string]bool{}
+	for _, w := range watch {
+		extra[w] = true
+	}
+	info := &BaseInfo{Compression: b.comp, links: map[string]string{}, kinds: map[string]byte{}, osFiles: map[string][]byte{}}
+	for {
+		h, p, err := b.next(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		info.Members++
+		info.Size += h.Size
+		base := path.Base(p)
+		if h.Typeflag == tar.TypeSymlink {
+			info.links[p] = h.Linkname
+		}
+		if watched[base] || extra[base] || path.Dir(p) == "/" {
+			info.kinds[p] = h.Typeflag
+		}
+		if base == "os-release" && (p == "/etc/os-release" || p == "/usr/lib/os-release") && isRegular(h.Typeflag) {
+			data, err := io.ReadAll(io.LimitReader(b.tr, maxOSRelease))
+			if err != nil {
+				return nil, b.read(err)
+			}
+			info.osFiles[p] = data
+		}
+	}
+	info.OS = info.osRelease()
+	return info, nil
+}
+
+// isRegular reports whether a tar type is a regular file.
+func isRegular(t byte) bool { return t == tar.TypeReg || t == tar.TypeGNUSparse || t == '\x00' }
+
+// osRelease parses /etc/os-release, or /usr/lib/os-release when the former
+// is missing (os-release(5)); /etc/os-release is usually a link to it.
+func (b *BaseInfo) osRelease() OSRelease {
+	var data []byte
+	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
+		if r, err := b.Resolve(p, true); err == nil {
+			if d, ok := b.osFiles[r]; ok {
+				data = d
+				break
+			}
+		}
+	}
+	var o OSRelease
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+		if !ok {
+			continue
+		}
+		v = strings.Trim(v, `"'`)
+		switch k {
+		case "ID":
+			o.ID = v
+		case "VERSION_ID":
+			o.VersionID = v
+		case "PRETTY_NAME":
+			o.PrettyName = v
+		}
+	}
+	return o
+}
+
+// maxLinks is the symlink hops a resolution follows, as Linux's MAXSYMLINKS.
+const maxLinks = 40
+
+// Resolve returns where p lands in the base once its symlinks are followed:
+// those of its parent directories, and with final its own too. Targets are
+// taken inside the base (an absolute target starts at the base's root).
+func (b *BaseInfo) Resolve(p string, final bool) (string, error) {
+	return b.resolve(p, final, nil)
+}
+
+// resolve is Resolve, except that keep(d) true stops it from following a
+// link at d (a layer that replaces that link with a directory of its own).
+func (b *BaseInfo) resolve(p string, final bool, keep func(string) bool) (string, error) {
+	done := "/"
+	rest := strings.Split(strings.TrimPrefix(path.Clean(p), "/"), "/")
+	hops := 0
+	for len(rest) > 0 {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			done = path.Dir(done)
+			continue
+		}
+		next := path.Join(done, c)
+		t, isLink := b.links[next]
+		if !isLink || (len(rest) == 0 && !final) || (keep != nil && keep(next)) {
+			done = next
+			continue
+		}
+		if hops++; hops > maxLinks {
+			return "", fmt.Errorf("%s: too many levels of symbolic links in the base", p)
+		}
+		if strings.HasPrefix(t, "/") {
+			done = "/"
+		}
+		rest = append(strings.Split(t, "/"), rest...)
+	}
+	return done, nil
+}
+
+// Kind returns the tar type of the base entry at p, following every symlink
+// (a dangling one or one whose target was not watched counts as the link
+// itself). Only watched base names and top-level entries are known.
+func (b *BaseInfo) Kind(p string) (byte, bool) {
+	r, err := b.Resolve(p, true)
+	if err == nil {
+		if k, ok := b.kinds[r]; ok {
+			return k, true
+		}
+	}
+	if r, err := b.Resolve(p, false); err == nil {
+		if k, ok := b.kinds[r]; ok {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+// Has reports whether the base has an entry at p (see Kind).
+func (b *BaseInfo) Has(p string) bool {
+	_, ok := b.Kind(p)
+	return ok
+}
+
+// Link returns the target of the base's symlink at p, without following any link.
+func (b *BaseInfo) Link(p string) (string, bool) {
+	t, ok := b.links[p]
+	return t, ok
+}
+
+// Systemd returns the path of systemd in the base (/usr/lib/systemd/systemd
+// or /lib/systemd/systemd), or "".
+func (b *BaseInfo) Systemd() string {
+	for _, p := range []string{"/usr/lib/systemd/systemd", "/lib/systemd/systemd"} {
+		if k, ok := b.Kind(p); ok && k != tar.TypeDir {
+			return p
+		}
+	}
+	return ""
+}

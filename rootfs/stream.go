@@ -1,0 +1,152 @@
+package rootfs
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+)
+
+// clean is the absolute clean path of a tar member name: "./etc/x",
+// "etc/x/" and "/etc/x" are all /etc/x; ".", "./" and "" are /. A name that
+// tries to leave the root ("../x") stays inside it.
+func clean(name string) string { return path.Clean("/" + name) }
+
+// memberName is the name a path gets in the merged stream: relative to the
+// root and "./"-prefixed, as `tar -C dir .` writes it and pct's
+// `--anchored --exclude ./dev/*` expects; directories end in "/".
+func memberName(p string, dir bool) string {
+	switch {
+	case p == "/":
+		return "./"
+	case dir:
+		return "." + p + "/"
+	}
+	return "." + p
+}
+
+// under reports whether p is strictly below directory d.
+func under(p, d string) bool {
+	if d == "/" {
+		return p != "/"
+	}
+	return len(p) > len(d) && p[len(d)] == '/' && p[:len(d)] == d
+}
+
+// baseStream reads a base tarball member by member, turning every way it can
+// be broken (bad compression, bad checksum, truncation, a missing
+// end-of-archive marker, a bad header) into an error that says so.
+type baseStream struct {
+	dec     io.ReadCloser
+	comp    Compression
+	tail    *zeroTail
+	tr      *tar.Reader
+	members int
+	last    string // name of the last member read, for messages
+}
+
+// openBase starts reading the (compressed) tarball r.
+func openBase(r io.Reader) (*baseStream, error) {
+	dec, comp, err := Decompress(r)
+	if err != nil {
+		return nil, err
+	}
+	tail := &zeroTail{r: dec}
+	return &baseStream{dec: dec, comp: comp, tail: tail, tr: tar.NewReader(tail)}, nil
+}
+
+// next returns the next member and its clean path, or io.EOF after the last
+// one once the whole stream (up to the compression's own checksum) has been
+// verified.
+func (b *baseStream) next(ctx context.Context) (*tar.Header, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	h, err := b.tr.Next()
+	switch {
+	case err == io.EOF:
+		return nil, "", b.finish()
+	case err != nil:
+		return nil, "", b.broken(err)
+	}
+	b.members++
+	b.last = h.Name
+	return h, clean(h.Name), nil
+}
+
+// finish checks what follows the last member: tar's end-of-archive marker
+// (two zero blocks; an archive cut at a member boundary has none), and the
+// rest of the compressed stream, whose checksum the decoder verifies at its end.
+func (b *baseStream) finish() error {
+	if b.tail.zeros < 512 {
+		return fmt.Errorf("truncated: the archive ends after %d members (last %q) without tar's end-of-archive marker", b.members, b.last)
+	}
+	if _, err := io.Copy(io.Discard, b.tail); err != nil {
+		return b.broken(err)
+	}
+	return io.EOF
+}
+
+// broken words a read error of the stream.
+func (b *baseStream) broken(err error) error {
+	where := fmt.Sprintf("after %d members", b.members)
+	if b.last != "" {
+		where += fmt.Sprintf(" (last %q)", b.last)
+	}
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return fmt.Errorf("truncated %s stream %s: %w", b.comp, where, err)
+	case errors.Is(err, tar.ErrHeader):
+		return fmt.Errorf("corrupt tar archive %s: %w", where, err)
+	}
+	return fmt.Errorf("corrupt %s stream %s: %w", b.comp, where, err)
+}
+
+// read wraps an error met while reading the current member's content.
+func (b *baseStream) read(err error) error {
+	if err == nil {
+		return nil
+	}
+	return b.broken(err)
+}
+
+// close releases the decoder.
+func (b *baseStream) close() { b.dec.Close() }
+
+// zeroTail counts how many zero bytes end what has been read so far: at the
+// end of a well-formed tar stream, at least one 512-byte zero block.
+type zeroTail struct {
+	r     io.Reader
+	zeros int64
+}
+
+func (z *zeroTail) Read(p []byte) (int, error) {
+	n, err := z.r.Read(p)
+	i := n
+	for i > 0 && p[i-1] == 0 {
+		i--
+	}
+	if i == 0 {
+		z.zeros += int64(n)
+	} else {
+		z.zeros = int64(n - i)
+	}
+	return n, err
+}
+
+// ctxReader stops a long copy when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
