@@ -1,0 +1,106 @@
+package kvm
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+
+	"github.com/hardway-dev/hardway/packer/internal/plugintest"
+)
+
+func base(t *testing.T) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "base.tar.zst")
+	if err := os.WriteFile(f, []byte("not read by Prepare"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestPrepareValid(t *testing.T) {
+	file := plugintest.Write(t, plugintest.Cluster)
+	b := base(t)
+	for _, tc := range []struct {
+		name    string
+		raw     map[string]interface{}
+		format  string
+		diskMiB int64
+	}{
+		{"node defaults", map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": b}, FormatQCOW2, 30 * 1024},
+		{"role defaults", map[string]interface{}{"spec": file, "role": "worker", "base_rootfs": b}, FormatQCOW2, 30 * 1024},
+		{"raw in MiB", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "format": "raw", "disk_size": "4096"}, FormatRaw, 4096},
+		{"GiB", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "disk_size": "12G"}, FormatQCOW2, 12 * 1024},
+		{"TiB", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "disk_size": "1T"}, FormatQCOW2, 1024 * 1024},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var bd Builder
+			if _, _, err := bd.Prepare(tc.raw); err != nil {
+				t.Fatalf("Prepare: %v", err)
+			}
+			if bd.config.Format != tc.format || bd.config.diskMiB != tc.diskMiB {
+				t.Errorf("format %s, disk %d MiB; want %s, %d MiB", bd.config.Format, bd.config.diskMiB, tc.format, tc.diskMiB)
+			}
+		})
+	}
+}
+
+func TestPrepareInvalid(t *testing.T) {
+	file := plugintest.Write(t, plugintest.Cluster)
+	b := base(t)
+	for _, tc := range []struct {
+		name string
+		raw  map[string]interface{}
+		want []string
+	}{
+		{"nothing", map[string]interface{}{}, []string{
+			"base_rootfs: required", "spec: required", "node: required: set node (one node of target kvm) or role",
+		}},
+		{"lxc node, bad format and size", map[string]interface{}{"spec": file, "node": "cp1", "base_rootfs": b, "format": "vmdk", "disk_size": "10X"}, []string{
+			"node: cp1 has target lxc; hardway-kvm bakes nodes of target kvm (use hardway-lxc)",
+			`format: "vmdk": want qcow2 or raw`,
+			`disk_size: "10X" is not a size`,
+		}},
+		{"too small", map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": b, "disk_size": "512M"}, []string{
+			`disk_size: "512M" is smaller than 1024 MiB`,
+		}},
+		{"role without kvm node", map[string]interface{}{"spec": file, "role": "etcd", "base_rootfs": b}, []string{
+			`role: no node of target kvm has role "etcd" in ` + file + " (their roles: worker)",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var bd Builder
+			_, _, err := bd.Prepare(tc.raw)
+			merr, ok := err.(*packersdk.MultiError)
+			if !ok {
+				t.Fatalf("Prepare returned %T %v, want a *packer.MultiError", err, err)
+			}
+			if len(merr.Errors) != len(tc.want) {
+				t.Fatalf("%d errors, want %d:\n%v", len(merr.Errors), len(tc.want), err)
+			}
+			for i, w := range tc.want {
+				if got := merr.Errors[i].Error(); !strings.Contains(got, w) {
+					t.Errorf("error %d: %q does not contain %q", i, got, w)
+				}
+			}
+		})
+	}
+}
+
+// TestRunNotAvailable checks that Run says plainly that there is no KVM
+// image library yet, and produces nothing.
+func TestRunNotAvailable(t *testing.T) {
+	file := plugintest.Write(t, plugintest.Cluster)
+	var bd Builder
+	if _, _, err := bd.Prepare(map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": base(t)}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := bd.Run(context.Background(), packersdk.TestUi(t), nil)
+	if a != nil || !errors.Is(err, ErrNotAvailable) || !strings.Contains(err.Error(), "KVM baking is not available yet in this hardway version") {
+		t.Fatalf("Run = %v, %v; want ErrNotAvailable", a, err)
+	}
+}
