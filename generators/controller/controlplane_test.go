@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hardway-dev/hardway/generators/common/commontest"
 	"github.com/hardway-dev/hardway/kubeconfig"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -27,7 +28,7 @@ import (
 // etcd, and both components elect a leader through their kubeconfigs.
 func TestControlPlane(t *testing.T) {
 	dirs := binDirs(t)
-	ipTool := requireTool(t, "ip", "iproute2")
+	ipTool := commontest.Tool(t, "ip", "iproute2")
 	x := load(t, "seed-lxc.yaml")
 	names := []string{"etcd1", "etcd2", "controller"}
 	nsOf := network(t, ipTool, x.C, names)
@@ -38,7 +39,7 @@ func TestControlPlane(t *testing.T) {
 	for _, name := range names {
 		trees[name] = nodeTree(t, x, name)
 		roots[name] = t.TempDir()
-		writeRoot(t, trees[name], roots[name])
+		commontest.WriteRoot(t, trees[name], roots[name])
 	}
 	// start runs a unit's ExecStart in the namespace until the test ends.
 	start := func(node, unit string) {

@@ -185,41 +185,6 @@ func execStart(t *testing.T, tr *tree.Tree, p string) (bin string, fl map[string
 	return c[0][0], flags(t, c[0])
 }
 
-// writeRoot writes tr under dir, as an emitter would (modes only; owners are
-// root anyway).
-func writeRoot(t *testing.T, tr *tree.Tree, dir string) {
-	t.Helper()
-	for _, e := range tr.Entries() {
-		p := filepath.Join(dir, filepath.FromSlash(e.Path))
-		var err error
-		switch {
-		case e.IsDir():
-			err = os.MkdirAll(p, e.Mode.Perm())
-		case e.IsSymlink():
-			err = os.Symlink(e.Target, p)
-		default:
-			err = os.WriteFile(p, e.Data, e.Mode.Perm())
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// requireTool returns the path of a command the test needs: skipped in
-// -short mode, a failure when missing otherwise (CI installs it).
-func requireTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skipf("-short: skipping the %s check", name)
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s not found (apt-get install %s): %v", name, pkg, err)
-	}
-	return p
-}
-
 // binDirs returns the directories holding the pinned kube-* and etcd
 // binaries: $HARDWAY_BIN_DIR, else the caches hack/tools.sh builds.
 func binDirs(t *testing.T) []string {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hardway-dev/hardway/generators/common/commontest"
 	"github.com/hardway-dev/hardway/tree"
 )
 
@@ -28,7 +29,7 @@ var verifyNodes = []struct{ spec, node string }{
 // (for targets such as multi-user.target) and, for this check only, stub
 // executables at the ExecStart paths. Warnings count as failures.
 func TestSystemdVerify(t *testing.T) {
-	sa := requireTool(t, "systemd-analyze", "systemd")
+	sa := commontest.Tool(t, "systemd-analyze", "systemd")
 	for _, c := range verifyNodes {
 		t.Run(c.node, func(t *testing.T) {
 			tr := nodeTree(t, load(t, c.spec), c.node)
@@ -43,7 +44,7 @@ func TestSystemdVerify(t *testing.T) {
 // TestSystemdVerifyFails proves the check above can fail: a unit with an
 // invalid setting must be reported.
 func TestSystemdVerifyFails(t *testing.T) {
-	sa := requireTool(t, "systemd-analyze", "systemd")
+	sa := commontest.Tool(t, "systemd-analyze", "systemd")
 	tr := nodeTree(t, load(t, "seed-lxc.yaml"), "controller1")
 	root := verifyRoot(t, tr)
 	p := filepath.Join(root, tree.UnitDir, "kube-scheduler.service")
@@ -68,7 +69,7 @@ func TestSystemdVerifyFails(t *testing.T) {
 func verifyRoot(t *testing.T, tr *tree.Tree) string {
 	t.Helper()
 	root := t.TempDir()
-	writeRoot(t, tr, root)
+	commontest.WriteRoot(t, tr, root)
 	host := "/usr/lib/systemd/system"
 	dst := filepath.Join(root, "usr/lib/systemd")
 	if err := os.MkdirAll(dst, 0o755); err != nil {

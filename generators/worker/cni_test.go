@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hardway-dev/hardway/generators/common/commontest"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -138,8 +139,8 @@ func TestCNIPlugins(t *testing.T) {
 // namespaces this test creates, gives the pod an address in the node's
 // pinned CIDR, the bridge the gateway address, and the pod a default route.
 func TestCNIBridgeAdd(t *testing.T) {
-	ipTool := tool(t, "ip", "iproute2")
-	tool(t, "iptables", "iptables")
+	ipTool := commontest.Tool(t, "ip", "iproute2")
+	commontest.Tool(t, "iptables", "iptables")
 	if os.Geteuid() != 0 {
 		t.Fatal("creating network namespaces needs root")
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hardway-dev/hardway/generators/common/commontest"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -39,7 +40,7 @@ func tomlSections(data []byte) map[string]map[string]string {
 // plugin looks for them: a key in the wrong table or misspelt would show the
 // default instead.
 func TestContainerdConfigDump(t *testing.T) {
-	containerd := tool(t, "containerd", "containerd")
+	containerd := commontest.Tool(t, "containerd", "containerd")
 	const cri = `plugins."io.containerd.grpc.v1.cri"`
 	for _, w := range workers(t) {
 		t.Run(w.example+"/"+w.node, func(t *testing.T) {
@@ -86,7 +87,7 @@ func TestContainerdConfigDump(t *testing.T) {
 // Debian's packages put them: checked on this Debian host with containerd
 // and runc installed (the CNI plugins are checked in TestCNIPlugins).
 func TestPackagedPathsAreDebians(t *testing.T) {
-	tool(t, "containerd", "containerd")
+	commontest.Tool(t, "containerd", "containerd")
 	x := load(t, "seed-kvm.yaml")
 	tr := nodeTree(t, x, "kub-node1")
 	paths := []string{

@@ -169,41 +169,6 @@ func execLines(unit []byte) map[string][][]string {
 	return out
 }
 
-// writeRoot writes tr under dir as an emitter would (modes only: owners are
-// root anyway).
-func writeRoot(t *testing.T, tr *tree.Tree, dir string) {
-	t.Helper()
-	for _, e := range tr.Entries() {
-		p := filepath.Join(dir, filepath.FromSlash(e.Path))
-		var err error
-		switch {
-		case e.IsDir():
-			err = os.MkdirAll(p, e.Mode.Perm())
-		case e.IsSymlink():
-			err = os.Symlink(e.Target, p)
-		default:
-			err = os.WriteFile(p, e.Data, e.Mode.Perm())
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// tool returns the path of a command a test needs: the test is skipped in
-// -short mode and fails when the command is missing otherwise (CI installs it).
-func tool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skipf("-short: skipping the check with %s", name)
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s is missing (apt-get install %s): %v", name, pkg, err)
-	}
-	return p
-}
-
 // k8sBin returns the path of the pinned Kubernetes binary name:
 // $HARDWAY_BIN_DIR, else the cache hack/tools.sh fills.
 func k8sBin(t *testing.T, name string) string {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hardway-dev/hardway/generators/common/commontest"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -55,7 +56,7 @@ func noComments(b []byte) string {
 // bind-mounted. The Debian base's service has no condition that skips it
 // in a container.
 func TestKmsgInContainer(t *testing.T) {
-	tmpfiles := tool(t, "systemd-tmpfiles", "systemd")
+	tmpfiles := commontest.Tool(t, "systemd-tmpfiles", "systemd")
 	unit, err := os.ReadFile("/usr/lib/systemd/system/systemd-tmpfiles-setup-dev.service")
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +68,7 @@ func TestKmsgInContainer(t *testing.T) {
 	tr := nodeTree(t, load(t, "seed-lxc.yaml"), "worker1")
 	for _, hostDevice := range []bool{false, true} {
 		root := t.TempDir()
-		writeRoot(t, tr, root)
+		commontest.WriteRoot(t, tr, root)
 		kmsg := filepath.Join(root, "dev/kmsg")
 		if err := os.MkdirAll(filepath.Dir(kmsg), 0o755); err != nil {
 			t.Fatal(err)
@@ -94,7 +95,7 @@ func TestKmsgInContainer(t *testing.T) {
 // namespace the test creates, sets every key there and nothing outside it:
 // each key belongs to the network namespace, as an LXC container needs.
 func TestSysctlPerNetworkNamespace(t *testing.T) {
-	ipTool := tool(t, "ip", "iproute2")
+	ipTool := commontest.Tool(t, "ip", "iproute2")
 	sysctl := "/lib/systemd/systemd-sysctl"
 	if _, err := os.Stat(sysctl); err != nil {
 		t.Fatalf("%v (apt-get install systemd)", err)
@@ -203,7 +204,7 @@ func stampOf(t *testing.T, unit []byte) string {
 // The import command line is one the real ctr accepts (global --namespace,
 // images import).
 func TestImagesCtrCommand(t *testing.T) {
-	ctr := tool(t, "ctr", "containerd")
+	ctr := commontest.Tool(t, "ctr", "containerd")
 	out, err := exec.Command(ctr, "--namespace", "k8s.io", "images", "import", "--help").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "import") {
 		t.Errorf("ctr --namespace k8s.io images import: %v: %s", err, out)

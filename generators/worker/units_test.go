@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hardway-dev/hardway/generators/common/commontest"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -35,7 +36,7 @@ func unitRoot(t *testing.T, tr *tree.Tree) string {
 			t.Fatal(err)
 		}
 	}
-	writeRoot(t, tr, root)
+	commontest.WriteRoot(t, tr, root)
 	for _, u := range unitPaths(tr) {
 		for _, cmds := range execLines(file(t, tr, u)) {
 			for _, argv := range cmds {
@@ -88,7 +89,7 @@ func (e *verifyError) Error() string { return "systemd-analyze verify: " + strin
 // Every unit of every worker (both targets, both binaries modes, with and
 // without images) passes systemd-analyze verify.
 func TestUnitsVerify(t *testing.T) {
-	analyze := tool(t, "systemd-analyze", "systemd")
+	analyze := commontest.Tool(t, "systemd-analyze", "systemd")
 	cases := workers(t)
 	withImages := variant(t, "seed-lxc.yaml", func(c *spec.Cluster) {
 		c.Spec.Images = []string{"artifacts/images/pause.tar", "artifacts/images/coredns.tar"}
@@ -117,7 +118,7 @@ func TestUnitsVerify(t *testing.T) {
 // The check above can fail: a misspelt setting, a missing executable and a
 // dependency on a unit that does not exist are each reported.
 func TestUnitsVerifyCatchesBrokenUnits(t *testing.T) {
-	analyze := tool(t, "systemd-analyze", "systemd")
+	analyze := commontest.Tool(t, "systemd-analyze", "systemd")
 	x := load(t, "seed-lxc.yaml")
 	for _, tc := range []struct {
 		name   string
@@ -217,7 +218,7 @@ func binDir(x *gen.Context) string {
 // masked: systemd reads the kubelet's own ExecStart. Without the mask the
 // same check sees the drop-in's command.
 func TestPackagedMasksKubeadmDropIn(t *testing.T) {
-	analyze := tool(t, "systemd-analyze", "systemd")
+	analyze := commontest.Tool(t, "systemd-analyze", "systemd")
 	tr := nodeTree(t, load(t, "seed-kvm.yaml"), "kub-node1")
 	for _, masked := range []bool{true, false} {
 		root := unitRoot(t, tr)

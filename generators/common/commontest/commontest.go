@@ -97,6 +97,28 @@ func WriteFile(t testing.TB, dir, name string, data []byte) string {
 	return p
 }
 
+// WriteRoot writes tr under dir as an emitter would, for tools that read a
+// root directory (systemd-analyze --root, tmpfiles): modes only, since every
+// owner in these trees is root anyway.
+func WriteRoot(t testing.TB, tr *tree.Tree, dir string) {
+	t.Helper()
+	for _, e := range tr.Entries() {
+		p := filepath.Join(dir, filepath.FromSlash(e.Path))
+		var err error
+		switch {
+		case e.IsDir():
+			err = os.MkdirAll(p, e.Mode.Perm())
+		case e.IsSymlink():
+			err = os.Symlink(e.Target, p)
+		default:
+			err = os.WriteFile(p, e.Data, e.Mode.Perm())
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // Tool returns the path of an external program a test needs. In -short mode
 // the test is skipped; otherwise a missing tool fails it (CI installs them;
 // pkg is the Debian package to install).
