@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build run deps tools test test-short vet fuzz bench bench-bake base base-small verify plugin plugin-generate clean
+.PHONY: all build run deps tools test test-short vet fuzz bench bench-bake base base-small base-kvm verify plugin plugin-generate clean
 
 all: build
 
@@ -36,7 +36,7 @@ vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
 ## test: everything, with the real tools (installs what it needs)
-test: deps tools base-small vet
+test: deps tools base-small base-kvm vet
 	HARDWAY_BIN_DIR=$(TOOLBIN) $(GO) test -count=1 -timeout 45m ./...
 	cd packer && HARDWAY_BIN_DIR=$(TOOLBIN) $(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=15s
@@ -82,6 +82,10 @@ base:
 ## base-small: minbase + systemd only, what the bake tests boot (about 6 minutes once, cached)
 base-small:
 	hack/base.sh --small
+
+## base-kvm: the small base + a kernel, initrd and systemd-boot, what the KVM bake test boots (about 11 minutes once, cached)
+base-kvm:
+	hack/base.sh --kvm
 
 ## bench-bake: bake the seed's LXC worker (full base, real binaries) against tar -c | zstd -T0 -3 on the same content
 bench-bake: build tools base

@@ -4,7 +4,9 @@
 # Usage:
 #   hack/base.sh             the full base: what every role and target needs
 #   hack/base.sh --small     a small base for fast tests: minbase + systemd only
-#   hack/base.sh path [--small]
+#   hack/base.sh --kvm       a small base that boots as a KVM disk image: --small
+#                            + linux-image-amd64 initramfs-tools systemd-boot
+#   hack/base.sh path [--small|--kvm]
 #                            print the cached tarball's path without building;
 #                            prints nothing and exits 1 when it is not built
 #   hack/base.sh --force ... rebuild even when the tarball is cached
@@ -12,6 +14,7 @@
 # Output (zstd-compressed tar, numeric owners, xattrs, entries sorted by name):
 #   ${HARDWAY_CACHE:-$HOME/.cache/hardway}/base/debian-12-base.tar.zst    (full)
 #   ${HARDWAY_CACHE:-$HOME/.cache/hardway}/base/debian-12-small.tar.zst   (--small)
+#   ${HARDWAY_CACHE:-$HOME/.cache/hardway}/base/debian-12-kvm.tar.zst     (--kvm)
 #
 # Needs root (debootstrap chroots and creates device nodes), debootstrap, tar
 # and zstd, and the Debian mirror of this machine's APT sources (override with
@@ -43,6 +46,9 @@ readonly FULL_PKGS=(systemd systemd-sysv dbus iproute2 openssh-server ca-certifi
   linux-image-amd64 systemd-boot cloud-init python3-cffi-backend conntrack socat ipset
   iptables haproxy keepalived chrony)
 readonly SMALL_PKGS=(systemd systemd-sysv dbus iproute2)
+# The kvm base: the small one plus what `hardway bake --format kvm` needs from
+# a base (a kernel, its initrd, the UEFI boot loader), for fast boot tests.
+readonly KVM_PKGS=("${SMALL_PKGS[@]}" linux-image-amd64 initramfs-tools systemd-boot)
 
 CACHE_BASE="${HARDWAY_CACHE:-${HOME}/.cache/hardway}/base"
 readonly CACHE_BASE
@@ -51,7 +57,7 @@ log() { printf 'base.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -156,10 +162,11 @@ build() {
 }
 
 main() {
-  local small=0 force=0 path_only=0 out
+  local small=0 kvm=0 force=0 path_only=0 out
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --small) small=1 ;;
+      --kvm) kvm=1 ;;
       --force) force=1 ;;
       path) path_only=1 ;;
       -h | --help | help) usage ;;
@@ -168,7 +175,9 @@ main() {
     shift
   done
   out="${CACHE_BASE}/debian-12-base.tar.zst"
+  [[ "${small}" -eq 1 && "${kvm}" -eq 1 ]] && usage
   [[ "${small}" -eq 1 ]] && out="${CACHE_BASE}/debian-12-small.tar.zst"
+  [[ "${kvm}" -eq 1 ]] && out="${CACHE_BASE}/debian-12-kvm.tar.zst"
   if [[ "${path_only}" -eq 1 ]]; then
     [[ -s "${out}" ]] || exit 1
     printf '%s\n' "${out}"
@@ -177,6 +186,8 @@ main() {
   [[ "${force}" -eq 1 ]] && rm -f -- "${out}"
   if [[ "${small}" -eq 1 ]]; then
     build "${out}" "${SMALL_PKGS[@]}"
+  elif [[ "${kvm}" -eq 1 ]]; then
+    build "${out}" "${KVM_PKGS[@]}"
   else
     build "${out}" "${FULL_PKGS[@]}"
   fi

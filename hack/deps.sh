@@ -18,6 +18,7 @@ PKGS=(
   containerd runc containernetworking-plugins # containerd config dump, the real CNI bridge plugin
   debootstrap zstd systemd-container          # the base rootfs and booting baked templates
   bzip2 xz-utils     # compressed bases in the rootfs tests
+  fakeroot dosfstools mtools qemu-utils qemu-system-x86 ovmf # KVM images: build and boot
   e2fsprogs util-linux iproute2 time
 )
 

@@ -21,7 +21,7 @@ import (
 )
 
 func newBake() *cobra.Command {
-	var file, base, node, role, format, out, dir string
+	var file, base, node, role, format, out, dir, diskSize, imageFormat string
 	var jobs int
 	cmd := &cobra.Command{
 		Use:   "bake",
@@ -46,10 +46,28 @@ sbin entry, at least 10 members, nothing below /dev, only user.* and
 security.capability xattrs. Every bake also empties /etc/machine-id and
 removes the base's SSH host keys (a unit recreates them at first boot).
 
-Without --node or --role it bakes every node of target lxc.`,
+Without --node or --role it bakes every node of target lxc.
+
+With --format kvm it bakes, for each node of target kvm, a disk image that
+boots into its role with no seed (UEFI, q35 or i440fx, any disk bus):
+
+  <out>/<os>-<version>-hardway-<node>_<kubernetes version>_amd64.qcow2 (and/or .raw)
+
+a GPT disk of --disk-size (default the node's diskGiB) with an EFI system
+partition (systemd-boot, the base's /vmlinuz and /initrd.img) and an ext4
+root partition made with mke2fs -d from the same merged tree (device nodes
+and all xattrs kept), under fakeroot: no root, no loop mount, no VM. The
+root grows to the disk at boot (systemd-repart, x-systemd.growfs), and
+hardway-ready.service prints "hardway: <node> <roles> ready" on the serial
+console once the role's units are active. The base needs linux-image-amd64,
+initramfs-tools and systemd-boot (hack/base.sh --kvm); the build machine
+fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 		Example: `  hack/base.sh            # a Debian bookworm base, cached in ~/.cache/hardway/base
   hardway bake -f cluster.yaml --base ~/.cache/hardway/base/debian-12-base.tar.zst --node etcd1
-  hardway bake -f cluster.yaml --base base.tar.zst --jobs 2 -o /var/lib/vz/template/cache`,
+  hardway bake -f cluster.yaml --base base.tar.zst --jobs 2 -o /var/lib/vz/template/cache
+  hack/base.sh --kvm      # a small base with a kernel, initrd and systemd-boot
+  hardway bake -f cluster.yaml --base ~/.cache/hardway/base/debian-12-kvm.tar.zst --node kub-master \
+    --format kvm --disk-size 4G --image-format raw,qcow2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if base == "" {
@@ -64,7 +82,20 @@ Without --node or --role it bakes every node of target lxc.`,
 			if err != nil {
 				return err
 			}
-			jobList, err := bake.Jobs(gen.New(doc.Cluster, res.Bundle), format, node, role)
+			var kvm bake.KVMOptions
+			if format == bake.FormatKVM {
+				if kvm, err = kvmOptions(diskSize, imageFormat); err != nil {
+					return err
+				}
+			} else if cmd.Flags().Changed("disk-size") || cmd.Flags().Changed("image-format") {
+				return fmt.Errorf("--disk-size and --image-format apply to --format kvm")
+			}
+			var jobList []bake.Job
+			if format == bake.FormatKVM {
+				jobList, err = bake.KVMJobs(gen.New(doc.Cluster, res.Bundle), node, role)
+			} else {
+				jobList, err = bake.Jobs(gen.New(doc.Cluster, res.Bundle), format, node, role)
+			}
 			if err != nil {
 				return err
 			}
@@ -74,7 +105,13 @@ Without --node or --role it bakes every node of target lxc.`,
 			progress := &bake.Progress{}
 			log, stop := progressLog(cmd.ErrOrStderr(), progress)
 			defer stop()
-			results, err := bake.Run(ctx, bake.Config{Doc: doc, Base: base, Out: out, Jobs: jobs, Log: log, Progress: progress}, jobList)
+			cfg := bake.Config{Doc: doc, Base: base, Out: out, Jobs: jobs, Log: log, Progress: progress}
+			var results []bake.Result
+			if format == bake.FormatKVM {
+				results, err = bake.RunKVM(ctx, cfg, kvm, jobList)
+			} else {
+				results, err = bake.Run(ctx, cfg, jobList)
+			}
 			stop()
 			for _, r := range results {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s  %s\n", r.SHA256, r.Path)
@@ -87,11 +124,34 @@ Without --node or --role it bakes every node of target lxc.`,
 	_ = cmd.MarkFlagFilename("base", "tar", "gz", "tgz", "xz", "zst", "bz2")
 	cmd.Flags().StringVar(&node, "node", "", "bake only this node")
 	cmd.Flags().StringVar(&role, "role", "", "bake only the nodes with this role")
-	cmd.Flags().StringVar(&format, "format", bake.FormatLXC, "artifact format: lxc (Proxmox container template)")
+	cmd.Flags().StringVar(&format, "format", bake.FormatLXC, "artifact format: lxc (Proxmox container template) or kvm (disk image)")
+	cmd.Flags().StringVar(&diskSize, "disk-size", "", "kvm: disk size, e.g. 4G (default the node's diskGiB)")
+	cmd.Flags().StringVar(&imageFormat, "image-format", bake.ImageQCOW2, "kvm: image files to write: raw, qcow2 or raw,qcow2")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "directory of the artifacts (default <dir>/<cluster>/bake)")
 	cmd.Flags().StringVar(&dir, "dir", "out", "output directory of generate, holding <cluster>/pki")
 	cmd.Flags().IntVar(&jobs, "jobs", 1, "artifacts baked in parallel")
 	return cmd
+}
+
+// kvmOptions parses the flags of a KVM bake.
+func kvmOptions(diskSize, imageFormat string) (bake.KVMOptions, error) {
+	var o bake.KVMOptions
+	if diskSize != "" {
+		n, err := bake.ParseSize(diskSize)
+		if err != nil {
+			return o, fmt.Errorf("--disk-size: %w", err)
+		}
+		o.DiskSize = n
+	}
+	for _, f := range strings.Split(imageFormat, ",") {
+		switch f = strings.TrimSpace(f); f {
+		case bake.ImageRaw, bake.ImageQCOW2:
+			o.Formats = append(o.Formats, f)
+		default:
+			return o, fmt.Errorf("--image-format: unknown format %q (have: raw, qcow2)", f)
+		}
+	}
+	return o, nil
 }
 
 // progressLog returns the logger of a bake and a function that stops its
