@@ -1,3 +1,6 @@
+// Command prof runs the generate pipeline on a spec with a CPU profile
+// written to /tmp/cpu.prof: go run ./hack/prof SPEC OUTDIR, then
+// go tool pprof -top /tmp/cpu.prof.
 package main
 
 import (
