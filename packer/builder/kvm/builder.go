@@ -1,8 +1,8 @@
 // Package kvm is the hardway-kvm builder: KVM disk images (a GPT disk with
 // an EFI system partition and an ext4 root, raw or qcow2) for a node or a
-// role. Its configuration is complete and checked; baking itself waits for
-// hardway's KVM image library, which this version does not have yet, so Run
-// fails with ErrNotAvailable instead of producing an image.
+// role. Its configuration is complete and checked; Run is not wired to the
+// bake library's KVM images (bake.KVMJobs, bake.RunKVM) yet, so it fails
+// with ErrNotAvailable instead of producing an image.
 package kvm
 
 import (
@@ -21,10 +21,10 @@ const BuilderType = "hardway-kvm"
 // BuilderID identifies the builder's artifacts.
 const BuilderID = "hardway.kvm"
 
-// ErrNotAvailable is what Run returns until hardway's bake library can
-// write KVM images.
+// ErrNotAvailable is what Run returns until the builder calls the bake
+// library's KVM images.
 var ErrNotAvailable = errors.New("KVM baking is not available yet in this hardway version: " +
-	"hardway's bake library writes LXC templates only (hardway-lxc, `hardway bake --format lxc`)")
+	"the Packer builder is not wired to it; bake KVM images with `hardway bake --format kvm`")
 
 // Builder bakes KVM images.
 type Builder struct {
@@ -45,7 +45,7 @@ func (b *Builder) Prepare(raws ...interface{}) ([]string, []string, error) {
 	return bakeconfig.GeneratedVars(), warnings, nil
 }
 
-// Run returns ErrNotAvailable: there is no KVM image library to call yet.
+// Run returns ErrNotAvailable: the builder does not call bake.RunKVM yet.
 func (b *Builder) Run(context.Context, packersdk.Ui, packersdk.Hook) (packersdk.Artifact, error) {
 	return nil, ErrNotAvailable
 }
