@@ -65,6 +65,13 @@ func Jobs(x *gen.Context, format, node, role string) ([]Job, error) {
 	if format != FormatLXC {
 		return nil, fmt.Errorf("unknown format %q (have: %s)", format, FormatLXC)
 	}
+	return selectJobs(x, spec.TargetLXC, "an LXC template", node, role, nil)
+}
+
+// selectJobs returns a job, with the node's tree, for every node of target
+// (all of them, only node, or those with role); what names the artifact in
+// messages. adjust, when set, may refuse a node or complete its tree.
+func selectJobs(x *gen.Context, target, what, node, role string, adjust func(spec.Node, *tree.Tree) error) ([]Job, error) {
 	if node != "" && role != "" {
 		return nil, errMixed
 	}
@@ -73,14 +80,19 @@ func Jobs(x *gen.Context, format, node, role string) ([]Job, error) {
 		switch {
 		case node != "" && n.Name != node:
 			continue
-		case node != "" && n.Target != spec.TargetLXC:
-			return nil, fmt.Errorf("node %s has target %s; an LXC template is for target lxc nodes", n.Name, n.Target)
-		case n.Target != spec.TargetLXC, role != "" && !n.Has(role):
+		case node != "" && n.Target != target:
+			return nil, fmt.Errorf("node %s has target %s; %s is for target %s nodes", n.Name, n.Target, what, target)
+		case n.Target != target, role != "" && !n.Has(role):
 			continue
 		}
 		t, err := generators.Node(x, n)
 		if err != nil {
 			return nil, err
+		}
+		if adjust != nil {
+			if err := adjust(n, t); err != nil {
+				return nil, err
+			}
 		}
 		jobs = append(jobs, Job{Subject: n.Name, Node: n.Name, Roles: n.Roles, Tree: t})
 	}
@@ -89,9 +101,9 @@ func Jobs(x *gen.Context, format, node, role string) ([]Job, error) {
 		case node != "":
 			return nil, fmt.Errorf("no node %s in the spec", node)
 		case role != "":
-			return nil, fmt.Errorf("no node of target lxc has role %s", role)
+			return nil, fmt.Errorf("no node of target %s has role %s", target, role)
 		}
-		return nil, errors.New("the spec has no node of target lxc")
+		return nil, fmt.Errorf("the spec has no node of target %s", target)
 	}
 	return jobs, nil
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path"
@@ -22,7 +21,7 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/emit"
-	"github.com/hardway-dev/hardway/generators"
+	"github.com/hardway-dev/hardway/generators/common"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/rootfs"
@@ -109,70 +108,17 @@ func ParseSize(s string) (int64, error) {
 // of them, only node, or those with role), each with its node's tree baked in.
 // A node booted by cloud-init gets its network from the NoCloud seed, which
 // a node image has none of: its systemd-networkd file is added to the tree,
-// as the tree of any other node carries it.
+// as the tree of any other node carries it (common.Network).
 func KVMJobs(x *gen.Context, node, role string) ([]Job, error) {
-	if node != "" && role != "" {
-		return nil, errMixed
-	}
-	var jobs []Job
-	for _, n := range x.C.Spec.Nodes {
-		switch {
-		case node != "" && n.Name != node:
-			continue
-		case node != "" && n.Target != spec.TargetKVM:
-			return nil, fmt.Errorf("node %s has target %s; a KVM image is for target kvm nodes", n.Name, n.Target)
-		case n.Target != spec.TargetKVM, role != "" && !n.Has(role):
-			continue
-		}
+	return selectJobs(x, spec.TargetKVM, "a KVM image", node, role, func(n spec.Node, t *tree.Tree) error {
 		if n.Boot == "ignition" {
-			return nil, fmt.Errorf("node %s boots by Ignition (Fedora CoreOS, Flatcar): its image comes from that distribution, not from a Debian base", n.Name)
-		}
-		t, err := generators.Node(x, n)
-		if err != nil {
-			return nil, err
+			return fmt.Errorf("node %s boots by Ignition (Fedora CoreOS, Flatcar): its image comes from that distribution, not from a Debian base", n.Name)
 		}
 		if !x.TreeManagesNetwork(n) {
-			addNetwork(x, n, t)
+			common.Network(x, n, t)
 		}
-		jobs = append(jobs, Job{Subject: n.Name, Node: n.Name, Roles: n.Roles, Tree: t})
-	}
-	if len(jobs) == 0 {
-		switch {
-		case node != "":
-			return nil, fmt.Errorf("no node %s in the spec", node)
-		case role != "":
-			return nil, fmt.Errorf("no node of target kvm has role %s", role)
-		}
-		return nil, errors.New("the spec has no node of target kvm")
-	}
-	return jobs, nil
-}
-
-// addNetwork writes the node's systemd-networkd file as the common generator
-// writes it for nodes whose tree manages the network: the NIC is matched by
-// the node's pinned MAC address.
-func addNetwork(x *gen.Context, n spec.Node, t *tree.Tree) {
-	type routeLine struct {
-		To     netip.Prefix
-		Via    netip.Addr
-		Worker string
-	}
-	var routes []routeLine
-	for _, r := range x.PodRoutes(n) {
-		w := r.Via.String()
-		for _, o := range x.C.Spec.Nodes {
-			if o.IP() == r.Via {
-				w = o.Name
-			}
-		}
-		routes = append(routes, routeLine{To: r.To, Via: r.Via, Worker: w})
-	}
-	t.File(x.NetworkFile(n), 0o644, x.Render("common/network", map[string]any{
-		"Node": n.Name, "LXC": false, "Match": "MACAddress=" + x.MAC(n), "Address": n.Address,
-		"Gateway": x.C.Spec.Network.Gateway, "DNS": x.C.Spec.Network.DNS, "Domain": x.C.Spec.Domain, "Routes": routes,
-	}))
-	t.Enable("systemd-networkd.service", "multi-user.target")
-	t.Enable("systemd-networkd-wait-online.service", "network-online.target")
+		return nil
+	})
 }
 
 // RunKVM bakes KVM node images, one after the other, and records them in

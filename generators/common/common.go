@@ -108,9 +108,16 @@ type routeLine struct {
 // does it) and enables networkd, with wait-online so that units ordered after
 // network-online.target find the node's address in place.
 func network(x *gen.Context, n spec.Node, t *tree.Tree) {
-	if !x.TreeManagesNetwork(n) {
-		return
+	if x.TreeManagesNetwork(n) {
+		Network(x, n, t)
 	}
+}
+
+// Network writes node n's systemd-networkd file at x.NetworkFile(n) (static
+// address, gateway, DNS, and on workers the pod routes) and enables networkd.
+// The KVM bake calls it for node images booted by cloud-init, which have no
+// NoCloud seed to carry their network.
+func Network(x *gen.Context, n spec.Node, t *tree.Tree) {
 	var routes []routeLine
 	for _, r := range x.PodRoutes(n) {
 		routes = append(routes, routeLine{To: r.To, Via: r.Via, Worker: nodeAt(x.C, r.Via)})
