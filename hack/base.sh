@@ -6,10 +6,14 @@
 #   hack/base.sh --small     a small base for fast tests: minbase + systemd only
 #   hack/base.sh --kvm       a small base that boots as a KVM disk image: --small
 #                            + linux-image-amd64 initramfs-tools systemd-boot
+#                            cloud-init (role images take their node from a seed)
 #   hack/base.sh path [--small|--kvm]
 #                            print the cached tarball's path without building;
 #                            prints nothing and exits 1 when it is not built
 #   hack/base.sh --force ... rebuild even when the tarball is cached
+#
+# A tarball is cached with the package list it was built from (<tarball>.pkgs);
+# when this script's list changes, the next run rebuilds it.
 #
 # Output (zstd-compressed tar, numeric owners, xattrs, entries sorted by name):
 #   ${HARDWAY_CACHE:-$HOME/.cache/hardway}/base/debian-12-base.tar.zst    (full)
@@ -47,8 +51,9 @@ readonly FULL_PKGS=(systemd systemd-sysv dbus iproute2 openssh-server ca-certifi
   iptables haproxy keepalived chrony)
 readonly SMALL_PKGS=(systemd systemd-sysv dbus iproute2)
 # The kvm base: the small one plus what `hardway bake --format kvm` needs from
-# a base (a kernel, its initrd, the UEFI boot loader), for fast boot tests.
-readonly KVM_PKGS=("${SMALL_PKGS[@]}" linux-image-amd64 initramfs-tools systemd-boot)
+# a base (a kernel, its initrd, the UEFI boot loader; cloud-init for role
+# images), for fast boot tests.
+readonly KVM_PKGS=("${SMALL_PKGS[@]}" linux-image-amd64 initramfs-tools systemd-boot cloud-init python3-cffi-backend)
 
 CACHE_BASE="${HARDWAY_CACHE:-${HOME}/.cache/hardway}/base"
 readonly CACHE_BASE
@@ -118,6 +123,16 @@ tidy() {
   printf 'localhost\n' >"${root}/etc/hostname"
 }
 
+# pkglist is what <tarball>.pkgs records: the suite and the packages.
+pkglist() { printf '%s:' "${SUITE}"; printf ' %s' "$@"; printf '\n'; }
+
+# cached says whether the tarball out exists, built from the packages given.
+cached() {
+  local out="$1"
+  shift
+  [[ -s "${out}" && -f "${out}.pkgs" && "$(cat -- "${out}.pkgs")" == "$(pkglist "$@")" ]]
+}
+
 build() {
   local out="$1" lock_fd tmp work start mirror_uri includes
   shift
@@ -131,7 +146,7 @@ build() {
     log "waiting for another build of ${out}"
     flock "${lock_fd}"
   fi
-  if [[ -s "${out}" ]]; then
+  if cached "${out}" "${pkgs[@]}"; then
     log "${out} is cached"
     printf '%s\n' "${out}"
     return
@@ -157,6 +172,7 @@ build() {
     zstd -q -T0 -o "${tmp}" -f
   chmod 0644 "${tmp}"
   mv -f -- "${tmp}" "${out}"
+  pkglist "${pkgs[@]}" >"${out}.pkgs.tmp" && mv -f -- "${out}.pkgs.tmp" "${out}.pkgs"
   log "packed $(du -h "${out}" | cut -f1) in $((SECONDS - start))s: ${out}"
   printf '%s\n' "${out}"
 }
@@ -174,23 +190,21 @@ main() {
     esac
     shift
   done
+  local -a pkgs=("${FULL_PKGS[@]}")
   out="${CACHE_BASE}/debian-12-base.tar.zst"
   [[ "${small}" -eq 1 && "${kvm}" -eq 1 ]] && usage
-  [[ "${small}" -eq 1 ]] && out="${CACHE_BASE}/debian-12-small.tar.zst"
-  [[ "${kvm}" -eq 1 ]] && out="${CACHE_BASE}/debian-12-kvm.tar.zst"
+  if [[ "${small}" -eq 1 ]]; then
+    out="${CACHE_BASE}/debian-12-small.tar.zst" pkgs=("${SMALL_PKGS[@]}")
+  elif [[ "${kvm}" -eq 1 ]]; then
+    out="${CACHE_BASE}/debian-12-kvm.tar.zst" pkgs=("${KVM_PKGS[@]}")
+  fi
   if [[ "${path_only}" -eq 1 ]]; then
-    [[ -s "${out}" ]] || exit 1
+    cached "${out}" "${pkgs[@]}" || exit 1
     printf '%s\n' "${out}"
     return
   fi
-  [[ "${force}" -eq 1 ]] && rm -f -- "${out}"
-  if [[ "${small}" -eq 1 ]]; then
-    build "${out}" "${SMALL_PKGS[@]}"
-  elif [[ "${kvm}" -eq 1 ]]; then
-    build "${out}" "${KVM_PKGS[@]}"
-  else
-    build "${out}" "${FULL_PKGS[@]}"
-  fi
+  [[ "${force}" -eq 1 ]] && rm -f -- "${out}" "${out}.pkgs"
+  build "${out}" "${pkgs[@]}"
 }
 
 main "$@"
