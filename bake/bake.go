@@ -60,12 +60,15 @@ var errMixed = errors.New("select artifacts with --node or --role, not both")
 
 // Jobs selects the artifacts of format to bake from the spec: for lxc, one
 // template per node of target lxc (the node's tree is baked in), all of them,
-// only node, or those with role.
+// only node, or those with role; for kvm, see KVMJobs.
 func Jobs(x *gen.Context, format, node, role string) ([]Job, error) {
-	if format != FormatLXC {
-		return nil, fmt.Errorf("unknown format %q (have: %s)", format, FormatLXC)
+	switch format {
+	case FormatLXC:
+		return selectJobs(x, spec.TargetLXC, "an LXC template", node, role, nil)
+	case FormatKVM:
+		return KVMJobs(x, node, role)
 	}
-	return selectJobs(x, spec.TargetLXC, "an LXC template", node, role, nil)
+	return nil, fmt.Errorf("unknown format %q (have: %s, %s)", format, FormatLXC, FormatKVM)
 }
 
 // selectJobs returns a job, with the node's tree, for every node of target
@@ -118,7 +121,6 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	cfg.Jobs = max(cfg.Jobs, 1)
 	layers, err := roleLayers(cfg.Doc, jobs)
 	if err != nil {
 		return nil, err
@@ -133,7 +135,10 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 		layers[i] = append([]rootfs.Layer{rootfs.Sysprep(info), lxcLayer(info)}, layers[i]...)
 		warnMissing(cfg.Log, j, info, layers[i])
 	}
-	results, err := runJobs(ctx, cfg, jobs, layers, info)
+	results, err := runJobs(ctx, cfg, jobs, func(ctx context.Context, i int) ([]Result, error) {
+		r, err := bakeLXC(ctx, cfg, jobs[i], layers[i], info)
+		return []Result{r}, err
+	})
 	return results, errors.Join(err, record(cfg.Out, results))
 }
 
@@ -218,8 +223,9 @@ func openBase(name string) (*os.File, os.FileInfo, error) {
 	return f, st, nil
 }
 
-// runJobs bakes the jobs on cfg.Jobs workers; the first error stops the rest.
-func runJobs(ctx context.Context, cfg Config, jobs []Job, layers [][]rootfs.Layer, info *rootfs.BaseInfo) ([]Result, error) {
+// runJobs bakes the jobs on cfg.Jobs workers, job i by bakeJob(ctx, i); the
+// first error stops the rest. The results are sorted by path.
+func runJobs(ctx context.Context, cfg Config, jobs []Job, bakeJob func(context.Context, int) ([]Result, error)) ([]Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -227,7 +233,7 @@ func runJobs(ctx context.Context, cfg Config, jobs []Job, layers [][]rootfs.Laye
 		results []Result
 		errs    []error
 		wg      sync.WaitGroup
-		sem     = make(chan struct{}, cfg.Jobs)
+		sem     = make(chan struct{}, max(cfg.Jobs, 1))
 	)
 	for i, j := range jobs {
 		wg.Add(1)
@@ -242,7 +248,7 @@ func runJobs(ctx context.Context, cfg Config, jobs []Job, layers [][]rootfs.Laye
 			if ctx.Err() != nil {
 				return
 			}
-			r, err := bakeLXC(ctx, cfg, j, layers[i], info)
+			r, err := bakeJob(ctx, i)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -250,7 +256,7 @@ func runJobs(ctx context.Context, cfg Config, jobs []Job, layers [][]rootfs.Laye
 				cancel()
 				return
 			}
-			results = append(results, r)
+			results = append(results, r...)
 		}()
 	}
 	wg.Wait()

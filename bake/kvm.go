@@ -104,15 +104,22 @@ func ParseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// KVMJobs selects the node images to bake: one per node of target kvm (all
-// of them, only node, or those with role), each with its node's tree baked in.
-// A node booted by cloud-init gets its network from the NoCloud seed, which
-// a node image has none of: its systemd-networkd file is added to the tree,
-// as the tree of any other node carries it (common.Network).
+// KVMJobs selects the KVM images to bake. With role, it is one role image:
+// the base, the binaries of every role of the nodes of target kvm that have
+// role, and no node: at first boot, cloud-init gives it the identity, files
+// and network of whichever of those nodes it boots as, from the node's
+// NoCloud seed. Otherwise it is a node image per node of target kvm (all of
+// them, or only node), with its node's tree baked in; it boots into its
+// role with no seed. A node booted by cloud-init gets its network from the
+// seed, which a node image has none of: its systemd-networkd file is added
+// to the tree, as the tree of any other node carries it (common.Network).
 func KVMJobs(x *gen.Context, node, role string) ([]Job, error) {
+	if role != "" && node == "" {
+		return roleJob(x, role)
+	}
 	return selectJobs(x, spec.TargetKVM, "a KVM image", node, role, func(n spec.Node, t *tree.Tree) error {
-		if n.Boot == "ignition" {
-			return fmt.Errorf("node %s boots by Ignition (Fedora CoreOS, Flatcar): its image comes from that distribution, not from a Debian base", n.Name)
+		if err := debianBased(n); err != nil {
+			return err
 		}
 		if !x.TreeManagesNetwork(n) {
 			common.Network(x, n, t)
@@ -121,7 +128,45 @@ func KVMJobs(x *gen.Context, node, role string) ([]Job, error) {
 	})
 }
 
-// RunKVM bakes KVM node images, one after the other, and records them in
+// debianBased refuses a node whose system does not come from a Debian base.
+func debianBased(n spec.Node) error {
+	if n.Boot == "ignition" {
+		return fmt.Errorf("node %s boots by Ignition (Fedora CoreOS, Flatcar): its image comes from that distribution, not from a Debian base", n.Name)
+	}
+	return nil
+}
+
+// roleJob is the role image of role.
+func roleJob(x *gen.Context, role string) ([]Job, error) {
+	nodes := RoleNodes(x.C, role)
+	if len(nodes) == 0 {
+		return nil, fmt.Errorf("no node of target kvm booted by cloud-init has role %s", role)
+	}
+	var roles []string
+	for _, n := range nodes {
+		for _, r := range n.Roles {
+			if !slices.Contains(roles, r) {
+				roles = append(roles, r)
+			}
+		}
+	}
+	slices.Sort(roles)
+	return []Job{{Subject: role, Roles: roles}}, nil
+}
+
+// RoleNodes are the nodes a KVM role image of role serves: those of target kvm,
+// booted by cloud-init, with role.
+func RoleNodes(c *spec.Cluster, role string) []spec.Node {
+	var out []spec.Node
+	for _, n := range c.Spec.Nodes {
+		if n.Target == spec.TargetKVM && n.Has(role) && debianBased(n) == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// RunKVM bakes KVM images, cfg.Jobs at a time, and records them in
 // the output directory's bake-manifest.json. As Run, it checks every pinned
 // binary, the whole base and the tools it runs before anything is written;
 // each image is written to a temporary file renamed into place once complete,
@@ -151,15 +196,10 @@ func RunKVM(ctx context.Context, cfg Config, o KVMOptions, jobs []Job) ([]Result
 	}
 	cfg.Log.Info("base", "file", cfg.Base, "os", info.OS.PrettyName, "compression", info.Compression,
 		"members", info.Members, "bytes", info.Size)
-	var results []Result
-	for i, j := range jobs {
-		r, err := bakeKVM(ctx, cfg, o, j, layers[i], info)
-		if err != nil {
-			return results, errors.Join(fmt.Errorf("bake %s: %w", j.Subject, err), recordKVM(cfg.Out, results))
-		}
-		results = append(results, r...)
-	}
-	return results, recordKVM(cfg.Out, results)
+	results, err := runJobs(ctx, cfg, jobs, func(ctx context.Context, i int) ([]Result, error) {
+		return bakeKVM(ctx, cfg, o, jobs[i], layers[i], info)
+	})
+	return results, errors.Join(err, recordKVM(cfg.Out, results))
 }
 
 // checkTools reports every program a KVM bake needs and cannot find.
@@ -204,11 +244,13 @@ func scanKVM(ctx context.Context, cfg Config, jobs []Job) (*rootfs.BaseInfo, err
 	if err != nil {
 		return nil, fmt.Errorf("base %s: %w", cfg.Base, err)
 	}
-	return info, checkKVMBase(cfg.Base, info)
+	roleImage := slices.ContainsFunc(jobs, func(j Job) bool { return j.Tree == nil })
+	return info, checkKVMBase(cfg.Base, info, roleImage)
 }
 
-// checkKVMBase is checkBase plus what a bootable disk needs from the base.
-func checkKVMBase(name string, info *rootfs.BaseInfo) error {
+// checkKVMBase is checkBase plus what a bootable disk needs from the base
+// and, for a role image, cloud-init.
+func checkKVMBase(name string, info *rootfs.BaseInfo, roleImage bool) error {
 	var missing []string
 	var be *BaseError
 	if err := checkBase(name, info); errors.As(err, &be) {
@@ -224,6 +266,9 @@ func checkKVMBase(name string, info *rootfs.BaseInfo) error {
 	}
 	if !info.Has(SystemdBootEFI) {
 		missing = append(missing, "no UEFI boot loader ("+SystemdBootEFI+"): install systemd-boot in the base")
+	}
+	if roleImage && !info.Has("/usr/bin/cloud-init") {
+		missing = append(missing, "no cloud-init (/usr/bin/cloud-init), which gives a role image its node's identity from the NoCloud seed: install cloud-init in the base")
 	}
 	if len(missing) > 0 {
 		return &BaseError{Base: name, Missing: missing}
@@ -267,21 +312,26 @@ type kvmDisk struct {
 	cluster, node string
 }
 
-// newDisk lays out the disk of node: size bytes (rounded up to MiB), or the
-// node's diskGiB.
-func newDisk(doc *spec.Document, node string, size int64) (*kvmDisk, error) {
+// newDisk lays out the disk of j's image: size bytes (rounded up to MiB),
+// or the node's diskGiB (for a role image, the largest of its nodes').
+func newDisk(doc *spec.Document, j Job, size int64) (*kvmDisk, error) {
+	id := doc.Cluster.Metadata.Name + "/" + j.Node
+	nodes := RoleNodes(doc.Cluster, j.Subject)
+	if j.Node != "" {
+		n, _ := doc.Cluster.Node(j.Node)
+		nodes = []spec.Node{n}
+	} else {
+		id = doc.Cluster.Metadata.Name + "/role/" + j.Subject
+	}
 	if size == 0 {
-		for _, n := range doc.Cluster.Spec.Nodes {
-			if n.Name == node {
-				size = int64(n.DiskGiB) << 30
-			}
+		for _, n := range nodes {
+			size = max(size, int64(n.DiskGiB)<<30)
 		}
 	}
 	if size <= 0 {
-		return nil, fmt.Errorf("no disk size for %s: set --disk-size or spec.nodes[].diskGiB", node)
+		return nil, fmt.Errorf("no disk size for %s: set --disk-size or spec.nodes[].diskGiB", j.Subject)
 	}
 	size = (size + mib - 1) / mib * mib
-	id := doc.Cluster.Metadata.Name + "/" + node
 	parts, err := gptLayout(id, size, espBytes)
 	if err != nil {
 		return nil, err
@@ -296,7 +346,7 @@ func newDisk(doc *spec.Document, node string, size int64) (*kvmDisk, error) {
 		rootBytes:    (parts[1].Last - parts[1].First + 1) * sectorSize,
 		rootOffset:   parts[1].First * sectorSize,
 		espOffset:    parts[0].First * sectorSize,
-		cluster:      doc.Cluster.Metadata.Name, node: node,
+		cluster:      doc.Cluster.Metadata.Name, node: j.Subject,
 	}
 	return d, nil
 }
@@ -304,7 +354,7 @@ func newDisk(doc *spec.Document, node string, size int64) (*kvmDisk, error) {
 // bakeKVM writes one node's images.
 func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []rootfs.Layer, info *rootfs.BaseInfo) ([]Result, error) {
 	start := time.Now()
-	disk, err := newDisk(cfg.Doc, j.Node, o.DiskSize)
+	disk, err := newDisk(cfg.Doc, j, o.DiskSize)
 	if err != nil {
 		return nil, err
 	}
@@ -621,7 +671,7 @@ func makeESP(ctx context.Context, disk *kvmDisk, j Job, work string) error {
 	files := map[string][]byte{
 		"loader.conf": []byte("timeout 0\ndefault hardway.conf\neditor no\n"),
 		"hardway.conf": fmt.Appendf(nil, "title hardway %s (%s)\nlinux /vmlinuz\ninitrd /initrd.img\noptions %s\n",
-			j.Node, strings.Join(j.Roles, ","), kernelCmdline(disk)),
+			j.Subject, strings.Join(j.Roles, ","), kernelCmdline(disk)),
 	}
 	fatTime := time.Unix(max(emit.Epoch().Unix(), fatEpoch), 0)
 	for n, data := range files {

@@ -1,8 +1,10 @@
 package bake
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/generate"
+	"github.com/hardway-dev/hardway/generators/common"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -230,7 +233,7 @@ func TestKVMImage(t *testing.T) {
 	if !strings.HasSuffix(raw, "debian-12-hardway-e1_1.34.2_amd64.raw") || !strings.HasSuffix(qcow, ".qcow2") {
 		t.Fatalf("names: %s %s", raw, qcow)
 	}
-	disk, err := newDisk(loadDoc(t, dir), "e1", 2<<30)
+	disk, err := newDisk(loadDoc(t, dir), Job{Subject: "e1", Node: "e1"}, 2<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,8 +302,60 @@ func TestKVMImage(t *testing.T) {
 	})
 	t.Run("boot", func(t *testing.T) {
 		n, _ := x.C.Node("e1")
-		bootKVM(t, raw, x.MAC(n), ReadyMessage("e1", []string{"etcd"}), 6*time.Minute)
+		bootKVM(t, raw, x.MAC(n), common.ReadyMessage("e1", []string{"etcd"}), 6*time.Minute)
 	})
+	t.Run("role image", func(t *testing.T) { roleImage(t, dir, base, x) })
+}
+
+// roleImage bakes the role image of etcd, checks that it holds no node's
+// configuration, and boots it with e1's NoCloud seed attached: cloud-init
+// must write e1's tree (its etcd unit, certificates and network) for etcd
+// to become active and hardway-ready.service, which only the seed brings,
+// to report e1 ready.
+func roleImage(t *testing.T, dir, base string, x *gen.Context) {
+	doc := loadDoc(t, dir)
+	jobs, err := KVMJobs(x, "", "etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := RunKVM(context.Background(), Config{Doc: doc, Base: base, Out: filepath.Join(dir, "role")},
+		KVMOptions{DiskSize: 2 << 30, Formats: []string{ImageRaw}}, jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("baked the role image in %s", time.Since(start).Round(time.Millisecond))
+	if len(res) != 1 || !strings.HasSuffix(res[0].Path, "debian-12-hardway-etcd_1.34.2_amd64.raw") || res[0].Job.Node != "" {
+		t.Fatalf("results: %+v", res)
+	}
+	raw := res[0].Path
+	disk, err := newDisk(doc, jobs[0], 2<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGPT(t, raw, "kvmboot/role/etcd")
+	part := filepath.Join(t.TempDir(), "root.img")
+	extract(t, raw, part, disk.rootOffset, disk.rootBytes)
+	for p, want := range map[string]bool{
+		"/usr/local/bin/etcd":                     true,
+		CloudInitRoleConfig:                       true,
+		CloudInitDisabled:                         false,
+		"/etc/systemd/system/etcd.service":        false,
+		"/etc/systemd/system/" + common.ReadyUnit: false,
+		"/etc/systemd/system/multi-user.target.wants/systemd-networkd.service": true,
+	} {
+		out, _ := exec.Command("debugfs", "-R", "stat "+p, part).CombinedOutput()
+		if got := !bytes.Contains(out, []byte("File not found")); got != want {
+			t.Errorf("%s in the role image: %v, want %v", p, got, want)
+		}
+	}
+	seed := filepath.Join(dir, "gen", "kvmboot", "nodes", "e1", "seed.iso")
+	if _, err := os.Stat(seed); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := x.C.Node("e1")
+	bootKVM(t, raw, x.MAC(n), common.ReadyMessage("e1", []string{"etcd"}), 8*time.Minute,
+		"-drive", "file="+seed+",if=virtio,format=raw,readonly=on")
 }
 
 func loadDoc(t *testing.T, dir string) *spec.Document {
@@ -384,7 +439,7 @@ const (
 // UEFI firmware, software emulation and user-mode networking without any
 // forwarding (the NIC has the node's MAC, so its network file applies),
 // waits for marker on the serial console, then stops qemu by its PID.
-func bootKVM(t *testing.T, disk, mac, marker string, timeout time.Duration) {
+func bootKVM(t *testing.T, disk, mac, marker string, timeout time.Duration, extra ...string) {
 	t.Helper()
 	dir := t.TempDir()
 	vars := filepath.Join(dir, "OVMF_VARS.fd")
@@ -396,6 +451,7 @@ func bootKVM(t *testing.T, disk, mac, marker string, timeout time.Duration) {
 		"-drive", "if=pflash,format=raw,file="+vars,
 		"-drive", "file="+disk+",if=virtio,format=raw,snapshot=on",
 		"-nic", "user,model=virtio-net-pci,mac="+mac)
+	cmd.Args = append(cmd.Args, extra...)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -457,6 +513,18 @@ func TestKVMBaseCheck(t *testing.T) {
 			t.Errorf("error does not say %q: %v", want, err)
 		}
 	}
+	// A role image also needs cloud-init, which a node image does not.
+	if strings.Contains(err.Error(), "cloud-init") {
+		t.Errorf("a node image asked for cloud-init: %v", err)
+	}
+	roleJobs, err := KVMJobs(x, "", "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = RunKVM(context.Background(), Config{Doc: doc, Base: base, Out: out}, KVMOptions{Formats: []string{ImageRaw}}, roleJobs)
+	if err == nil || !strings.Contains(err.Error(), "no cloud-init") {
+		t.Errorf("a role image from a base without cloud-init: %v", err)
+	}
 	if es := entries(t, out); len(es) > 0 {
 		t.Errorf("left %v", es)
 	}
@@ -482,12 +550,63 @@ func TestKVMJobs(t *testing.T) {
 	if !ok || !bytes.Contains(e.Data, []byte("MACAddress="+x.MAC(n))) {
 		t.Errorf("no network file matching %s", x.MAC(n))
 	}
-	units := roleUnits(jobs[0].Tree)
+	units := common.RoleUnits(jobs[0].Tree)
 	if !slices.Contains(units, "kubelet.service") || slices.Contains(units, "systemd-networkd.service") {
 		t.Errorf("role units: %v", units)
 	}
-	unit := string(readyUnit("w2", n.Roles, units))
-	if !strings.Contains(unit, "After=") || !strings.Contains(unit, "ExecStart=/bin/echo hardway: w2 worker ready") {
-		t.Errorf("ready unit:\n%s", unit)
+	e, ok = jobs[0].Tree.Get("/etc/systemd/system/" + common.ReadyUnit)
+	if !ok || !bytes.Contains(e.Data, []byte("After=")) || !bytes.Contains(e.Data, []byte("ExecStart=/bin/echo hardway: w2 worker ready")) {
+		t.Errorf("ready unit: %v\n%s", ok, e.Data)
+	}
+
+	// A role image: no node, the roles' binaries of the kvm nodes with it.
+	jobs, err = KVMJobs(x, "", "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].Node != "" || jobs[0].Tree != nil || jobs[0].Subject != "worker" || !slices.Equal(jobs[0].Roles, []string{"worker"}) {
+		t.Fatalf("role jobs: %+v", jobs)
+	}
+	if _, err := KVMJobs(x, "", "etcd"); err == nil || !strings.Contains(err.Error(), "no node of target kvm") {
+		t.Errorf("a role no kvm node has: %v", err)
+	}
+}
+
+// TestKVMFullDisk: a KVM bake into a full file system fails saying so and
+// leaves nothing behind, neither the scratch tree nor a partial image.
+func TestKVMFullDisk(t *testing.T) {
+	if testing.Short() {
+		t.Skip("mounts a tmpfs")
+	}
+	need(t, "mount", "umount", "fakeroot", "tar", "mke2fs", "debugfs", "dumpe2fs", "mkfs.vfat", "mcopy", "mmd")
+	doc := testSpec(t, spec.ModePackaged, nil, nil)
+	x, _ := generated(t, doc)
+	noise := make([]byte, 16<<20) // incompressible
+	rand.Read(noise)
+	reg := func(name, data string) member {
+		return member{Header: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644}, data: data}
+	}
+	link := func(name, target string) member {
+		return member{Header: tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777}}
+	}
+	base := buildBase(t, []member{
+		reg("./boot/vmlinuz-6.1.0-hw", string(noise[:8<<20])), reg("./boot/initrd.img-6.1.0-hw", string(noise[8<<20:])),
+		link("./vmlinuz", "boot/vmlinuz-6.1.0-hw"), link("./initrd.img", "boot/initrd.img-6.1.0-hw"),
+		reg("."+SystemdBootEFI, "MZ"),
+	})
+	jobs, err := KVMJobs(x, "w2", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	run(t, "mount", "-t", "tmpfs", "-o", "size=8m", "hwbake-test", out)
+	t.Cleanup(func() { run(t, "umount", out) })
+	_, err = RunKVM(context.Background(), Config{Doc: doc, Base: base, Out: out}, KVMOptions{DiskSize: 1 << 30, Formats: []string{ImageRaw}}, jobs)
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "no space left on device") {
+		t.Fatalf("err = %v, want no space left on device", err)
+	}
+	t.Log(err)
+	if got := entries(t, out); len(got) != 0 {
+		t.Errorf("full output dir holds %v", got)
 	}
 }

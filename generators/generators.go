@@ -52,6 +52,7 @@ func Node(x *gen.Context, n spec.Node) (t *tree.Tree, err error) {
 			return nil, fmt.Errorf("node %s, role %s: %w", n.Name, name(r.role), err)
 		}
 	}
+	common.Ready(x, n, t) // last: it waits for the services of every role
 	if err := t.Check(); err != nil {
 		return nil, err
 	}

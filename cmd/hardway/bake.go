@@ -25,7 +25,7 @@ func newBake() *cobra.Command {
 	var jobs int
 	cmd := &cobra.Command{
 		Use:   "bake",
-		Short: "Bake Proxmox LXC templates from a base rootfs, the pinned binaries and the node trees",
+		Short: "Bake Proxmox LXC templates and KVM disk images from a base rootfs, the pinned binaries and the node trees",
 		Long: `bake turns a base root file system (a tarball: plain, gzip, xz, zstd or
 bzip2), the pinned binaries of the node's roles (binaries.mode upstream) and
 the node's file tree into a Proxmox container template that boots straight
@@ -46,12 +46,25 @@ sbin entry, at least 10 members, nothing below /dev, only user.* and
 security.capability xattrs. Every bake also empties /etc/machine-id and
 removes the base's SSH host keys (a unit recreates them at first boot).
 
-Without --node or --role it bakes every node of target lxc.
+Without --node or --role it bakes every node of target lxc; with --role,
+every node of target lxc that has the role.
 
-With --format kvm it bakes, for each node of target kvm, a disk image that
+With --format kvm it bakes, for each node of target kvm, a node image that
 boots into its role with no seed (UEFI, q35 or i440fx, any disk bus):
 
   <out>/<os>-<version>-hardway-<node>_<kubernetes version>_amd64.qcow2 (and/or .raw)
+
+With --format kvm --role ROLE it bakes one role image instead:
+
+  <out>/<os>-<version>-hardway-<role>_<kubernetes version>_amd64.qcow2 (and/or .raw)
+
+holding the binaries of every role of the kvm nodes with ROLE and no node's
+configuration: at first boot, cloud-init (which the base must have) takes
+the identity, files and network of the node it boots as from that node's
+NoCloud seed: on Proxmox, the cloud-init drive its generated qm settings
+give it (cicustom snippets); elsewhere <dir>/<cluster>/nodes/<node>/seed.iso
+attached as a disk or CD-ROM. One image serves every node of the role; its
+disk is the largest diskGiB among them.
 
 a GPT disk of --disk-size (default the node's diskGiB) with an EFI system
 partition (systemd-boot, the base's /vmlinuz and /initrd.img) and an ext4
@@ -67,7 +80,8 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
   hardway bake -f cluster.yaml --base base.tar.zst --jobs 2 -o /var/lib/vz/template/cache
   hack/base.sh --kvm      # a small base with a kernel, initrd and systemd-boot
   hardway bake -f cluster.yaml --base ~/.cache/hardway/base/debian-12-kvm.tar.zst --node kub-master \
-    --format kvm --disk-size 4G --image-format raw,qcow2`,
+    --format kvm --disk-size 4G --image-format raw,qcow2
+  hardway bake -f cluster.yaml --base ~/.cache/hardway/base/debian-12-kvm.tar.zst --role worker --format kvm`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if base == "" {
@@ -90,12 +104,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 			} else if cmd.Flags().Changed("disk-size") || cmd.Flags().Changed("image-format") {
 				return fmt.Errorf("--disk-size and --image-format apply to --format kvm")
 			}
-			var jobList []bake.Job
-			if format == bake.FormatKVM {
-				jobList, err = bake.KVMJobs(gen.New(doc.Cluster, res.Bundle), node, role)
-			} else {
-				jobList, err = bake.Jobs(gen.New(doc.Cluster, res.Bundle), format, node, role)
-			}
+			jobList, err := bake.Jobs(gen.New(doc.Cluster, res.Bundle), format, node, role)
 			if err != nil {
 				return err
 			}
@@ -123,7 +132,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 	cmd.Flags().StringVar(&base, "base", "", "base root file system tarball (tar, gzip, xz, zstd or bzip2)")
 	_ = cmd.MarkFlagFilename("base", "tar", "gz", "tgz", "xz", "zst", "bz2")
 	cmd.Flags().StringVar(&node, "node", "", "bake only this node")
-	cmd.Flags().StringVar(&role, "role", "", "bake only the nodes with this role")
+	cmd.Flags().StringVar(&role, "role", "", "bake only the nodes with this role (kvm: one role image for them)")
 	cmd.Flags().StringVar(&format, "format", bake.FormatLXC, "artifact format: lxc (Proxmox container template) or kvm (disk image)")
 	cmd.Flags().StringVar(&diskSize, "disk-size", "", "kvm: disk size, e.g. 4G (default the node's diskGiB)")
 	cmd.Flags().StringVar(&imageFormat, "image-format", bake.ImageQCOW2, "kvm: image files to write: raw, qcow2 or raw,qcow2")

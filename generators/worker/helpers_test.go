@@ -1,8 +1,6 @@
 package worker_test
 
 import (
-	"bufio"
-	"bytes"
 	"os"
 	"os/exec"
 	"path"
@@ -12,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hardway-dev/hardway/generators/common/commontest"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/output"
@@ -147,27 +146,8 @@ func unitPaths(tr *tree.Tree) []string {
 	return out
 }
 
-// execLines returns the Exec*= command lines of a unit as words, after
-// joining "\"-continued lines, keyed by setting.
-func execLines(unit []byte) map[string][][]string {
-	out := map[string][][]string{}
-	var line strings.Builder
-	sc := bufio.NewScanner(bytes.NewReader(unit))
-	for sc.Scan() {
-		l := sc.Text()
-		if cont, ok := strings.CutSuffix(l, `\`); ok {
-			line.WriteString(cont + " ")
-			continue
-		}
-		line.WriteString(l)
-		k, v, ok := strings.Cut(strings.TrimSpace(line.String()), "=")
-		line.Reset()
-		if ok && strings.HasPrefix(k, "Exec") {
-			out[k] = append(out[k], strings.Fields(v))
-		}
-	}
-	return out
-}
+// execLines returns the Exec*= command lines of a unit as words (commontest.ExecLines).
+func execLines(unit []byte) map[string][][]string { return commontest.ExecLines(unit) }
 
 // k8sBin returns the path of the pinned Kubernetes binary name:
 // $HARDWAY_BIN_DIR, else the cache hack/tools.sh fills.

@@ -14,56 +14,8 @@ import (
 	"github.com/hardway-dev/hardway/tree"
 )
 
-// unitRoot writes tr into a new root directory that also holds the host's
-// systemd units (targets, and the distribution's containerd.service that
-// packaged mode enables) and an executable stub at every path the tree's
-// units run, so that `systemd-analyze verify --root` checks the units alone.
-func unitRoot(t *testing.T, tr *tree.Tree) string {
-	t.Helper()
-	root := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(root, "usr/lib/systemd"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", "-a", "/usr/lib/systemd/system", filepath.Join(root, "usr/lib/systemd/")).CombinedOutput(); err != nil {
-		t.Fatalf("copy the host's units: %v: %s", err, out)
-	}
-	// /lib, /bin, /sbin as on a merged-/usr Debian.
-	for _, d := range []string{"lib", "bin", "sbin"} {
-		if err := os.Symlink("usr/"+d, filepath.Join(root, d)); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Join(root, "usr", d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	commontest.WriteRoot(t, tr, root)
-	for _, u := range unitPaths(tr) {
-		for _, cmds := range execLines(file(t, tr, u)) {
-			for _, argv := range cmds {
-				stub(t, root, strings.TrimLeft(argv[0], "-@:+!"))
-			}
-		}
-	}
-	return root
-}
-
-// stub creates an executable at p inside root unless something is there.
-func stub(t *testing.T, root, p string) {
-	t.Helper()
-	if !path.IsAbs(p) {
-		t.Fatalf("unit command %q is not an absolute path", p)
-	}
-	f := filepath.Join(root, p)
-	if _, err := os.Lstat(f); err == nil {
-		return
-	}
-	if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(f, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-}
+// unitRoot is tr under a root for systemd-analyze verify (commontest.UnitRoot).
+func unitRoot(t *testing.T, tr *tree.Tree) string { return commontest.UnitRoot(t, tr) }
 
 // verify runs systemd-analyze verify on units inside root. It fails on any
 // message, warnings included: systemd-analyze exits 0 on an unknown key or

@@ -1,0 +1,100 @@
+package commontest
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hardway-dev/hardway/tree"
+)
+
+// UnitRoot writes tr under a new directory laid out as a merged-/usr Debian
+// for systemd-analyze verify --root: the host's units (targets, the
+// distribution's services), /bin, /sbin and /lib linked to /usr, and a stub
+// executable for every program an Exec*= line of the tree's units runs.
+func UnitRoot(t testing.TB, tr *tree.Tree) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range []string{"lib", "bin", "sbin"} {
+		if err := os.MkdirAll(filepath.Join(root, "usr", d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("usr/"+d, filepath.Join(root, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("cp", "-a", "/usr/lib/systemd", filepath.Join(root, "usr/lib/")).CombinedOutput(); err != nil {
+		t.Fatalf("copy the host's units: %v: %s", err, out)
+	}
+	WriteRoot(t, tr, root)
+	for _, e := range tr.Entries() {
+		if !e.IsFile() || path.Dir(e.Path) != tree.UnitDir {
+			continue
+		}
+		for _, lines := range ExecLines(e.Data) {
+			for _, argv := range lines {
+				stub(t, root, strings.TrimLeft(argv[0], "-@:+!|"))
+			}
+		}
+	}
+	return root
+}
+
+// stub creates an executable at p inside root unless something is there.
+func stub(t testing.TB, root, p string) {
+	t.Helper()
+	if !path.IsAbs(p) {
+		t.Fatalf("unit command %q is not an absolute path", p)
+	}
+	f := filepath.Join(root, p)
+	if _, err := os.Lstat(f); err == nil {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ExecLines returns the Exec*= command lines of a unit as words, after
+// joining "\"-continued lines, keyed by setting.
+func ExecLines(unit []byte) map[string][][]string {
+	out := map[string][][]string{}
+	var line strings.Builder
+	sc := bufio.NewScanner(bytes.NewReader(unit))
+	for sc.Scan() {
+		l := sc.Text()
+		if cont, ok := strings.CutSuffix(l, `\`); ok {
+			line.WriteString(cont + " ")
+			continue
+		}
+		line.WriteString(l)
+		k, v, ok := strings.Cut(strings.TrimSpace(line.String()), "=")
+		line.Reset()
+		if ok && strings.HasPrefix(k, "Exec") && len(strings.Fields(v)) > 0 {
+			out[k] = append(out[k], strings.Fields(v))
+		}
+	}
+	return out
+}
+
+// Verify runs systemd-analyze verify on units (names or paths inside root)
+// and returns what it printed; any message counts as a failure, since
+// systemd-analyze exits 0 on an unknown key or an unparsable value, which
+// systemd would then ignore at boot.
+func Verify(t testing.TB, root string, units ...string) (string, bool) {
+	t.Helper()
+	analyze := Tool(t, "systemd-analyze", "systemd")
+	cmd := exec.Command(analyze, append([]string{"verify", "--root=" + root}, units...)...)
+	cmd.Env = append(os.Environ(), "SYSTEMD_LOG_COLOR=0")
+	out, err := cmd.CombinedOutput()
+	msg := strings.TrimSpace(string(out))
+	return msg, err == nil && msg == ""
+}

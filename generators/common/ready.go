@@ -1,0 +1,83 @@
+package common
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
+)
+
+// ReadyUnit says on a KVM node's console that its roles' services are active.
+const ReadyUnit = "hardway-ready.service"
+
+// ReadyMessage is the console line of node once its roles' services are active.
+func ReadyMessage(node string, roles []string) string {
+	return fmt.Sprintf("hardway: %s %s ready", node, strings.Join(roles, ","))
+}
+
+// Ready adds ReadyUnit to the tree of a KVM node, whose console is all an
+// operator sees of it booting. It must run after every role's generator:
+// it waits for the services the tree brings and enables (RoleUnits). The
+// unit travels with the tree, so a node image, a role image given the
+// node's NoCloud seed and a cloud image given the same seed all report
+// the same way.
+func Ready(x *gen.Context, n spec.Node, t *tree.Tree) {
+	if n.Target != spec.TargetKVM {
+		return
+	}
+	t.File(path.Join(tree.UnitDir, ReadyUnit), 0o644, x.Render("common/ready.service", map[string]any{
+		"Node":    n.Name,
+		"Roles":   strings.Join(n.Roles, ","),
+		"VMID":    n.VMID,
+		"Units":   RoleUnits(t),
+		"Message": ReadyMessage(n.Name, n.Roles),
+	}))
+	t.Enable(ReadyUnit, "multi-user.target")
+}
+
+// RoleUnits are the services of the tree's own unit files that it enables
+// and that stay active: not a distribution's unit (networkd, chrony), not a
+// one-shot job that exits (the first controller's bootstrap).
+func RoleUnits(t *tree.Tree) []string {
+	var out []string
+	for _, u := range t.Units() {
+		if !strings.HasSuffix(u.Name, ".service") || u.Name == ReadyUnit {
+			continue
+		}
+		e, ok := t.Get(path.Join(tree.UnitDir, u.Name))
+		if !ok || !e.IsFile() {
+			continue
+		}
+		if unitValue(e.Data, "Type") == "oneshot" && !isYes(unitValue(e.Data, "RemainAfterExit")) {
+			continue
+		}
+		out = append(out, u.Name)
+	}
+	return out
+}
+
+// unitValue is the last value of key in a unit file.
+func unitValue(unit []byte, key string) string {
+	var v string
+	sc := bufio.NewScanner(bytes.NewReader(unit))
+	for sc.Scan() {
+		k, val, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+		if ok && strings.TrimSpace(k) == key {
+			v = strings.TrimSpace(val)
+		}
+	}
+	return v
+}
+
+func isYes(v string) bool {
+	switch strings.ToLower(v) {
+	case "yes", "true", "on", "1":
+		return true
+	}
+	return false
+}

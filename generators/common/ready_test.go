@@ -1,0 +1,119 @@
+package common_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hardway-dev/hardway/generators"
+	"github.com/hardway-dev/hardway/generators/common"
+	"github.com/hardway-dev/hardway/generators/common/commontest"
+	"github.com/hardway-dev/hardway/tree"
+)
+
+// TestReadyUnit: every KVM node of the examples, and no LXC node, gets
+// hardway-ready.service, waiting for the services its roles run (listed here
+// by hand from docs/roles.md), and systemd-analyze verify accepts it.
+func TestReadyUnit(t *testing.T) {
+	want := map[string][]string{ // example/node: services, in the tree's order
+		"seed-kvm/kub-master": {"etcd.service", "kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"},
+		"seed-kvm/kub-node1":  {"kubelet.service", "kube-proxy.service"},
+		"mixed/cp1":           {"etcd.service", "kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"},
+	}
+	for key, units := range want {
+		ex, node, _ := strings.Cut(key, "/")
+		x := commontest.Context(t, "../../examples/"+ex+".yaml")
+		tr, err := generators.Node(x, commontest.Node(t, x, node))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := common.RoleUnits(tr)
+		for _, u := range units {
+			if !slices.Contains(got, u) {
+				t.Errorf("%s: the ready unit does not wait for %s (waits for %v)", key, u, got)
+			}
+		}
+		unit := string(commontest.File(t, tr, "/etc/systemd/system/"+common.ReadyUnit))
+		if !strings.Contains(unit, "ExecStart=/bin/echo hardway: "+node+" ") {
+			t.Errorf("%s: no ready message:\n%s", key, unit)
+		}
+	}
+	x := commontest.Context(t, "../../examples/seed-lxc.yaml")
+	tr, err := generators.Node(x, commontest.Node(t, x, "controller"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tr.Get("/etc/systemd/system/" + common.ReadyUnit); ok {
+		t.Error("an LXC node has the ready unit")
+	}
+
+	x = commontest.Context(t, "../../examples/seed-kvm.yaml")
+	tr, err = generators.Node(x, commontest.Node(t, x, "kub-node1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := commontest.UnitRoot(t, tr)
+	if out, ok := commontest.Verify(t, root, common.ReadyUnit); !ok {
+		t.Errorf("systemd-analyze verify %s: %s", common.ReadyUnit, out)
+	}
+}
+
+// TestReadyWaitsForEveryUnit runs the unit's wait loop with a systemctl
+// that reports the units of a file active: it must not finish while one
+// of them is not (systemctl is-active with several units succeeds when any
+// of them is active).
+func TestReadyWaitsForEveryUnit(t *testing.T) {
+	x := commontest.Context(t, "../../examples/seed-kvm.yaml")
+	tr, err := generators.Node(x, commontest.Node(t, x, "kub-node1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := waitScript(t, tr)
+	dir := t.TempDir()
+	active := filepath.Join(dir, "active")
+	fake := "#!/bin/sh\n# systemctl is-active --quiet UNIT\ngrep -qx \"$3\" " + active + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "systemctl"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	units := common.RoleUnits(tr)
+	os.WriteFile(active, []byte(units[0]+"\n"), 0o644)
+	cmd := exec.Command("/bin/sh", "-c", script)
+	cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin"}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("the wait ended with only %s active: %v", units[0], err)
+	case <-time.After(3 * time.Second):
+	}
+	os.WriteFile(active, []byte(strings.Join(units, "\n")+"\n"), 0o644)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("the wait did not end with %v active", units)
+	}
+}
+
+// waitScript is the shell script of the ready unit's first ExecStart, as
+// systemd runs it: /bin/sh -c '...' with $$ turned into $.
+func waitScript(t *testing.T, tr *tree.Tree) string {
+	unit := string(commontest.File(t, tr, "/etc/systemd/system/"+common.ReadyUnit))
+	for _, l := range strings.Split(unit, "\n") {
+		if s, ok := strings.CutPrefix(l, "ExecStart=/bin/sh -c '"); ok {
+			return strings.ReplaceAll(strings.TrimSuffix(s, "'"), "$$", "$")
+		}
+	}
+	t.Fatalf("no wait loop in the ready unit:\n%s", unit)
+	return ""
+}
