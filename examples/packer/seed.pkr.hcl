@@ -1,6 +1,8 @@
-# Bakes a Proxmox LXC template for every LXC node of examples/seed-lxc.yaml
-# with hardway's Packer plugin, then records each template's SHA-256 with
-# Packer's checksum post-processor and every build in a Packer manifest.
+# Bakes, with hardway's Packer plugin, a Proxmox LXC template for every LXC
+# node of a spec (examples/seed-lxc.yaml by default) and a KVM disk image
+# (qcow2) for every role of its KVM nodes booted by cloud-init, then records
+# each artifact's SHA-256 with Packer's checksum post-processor and every
+# build in a Packer manifest.
 #
 # From the repository root:
 #
@@ -9,12 +11,20 @@
 #   hack/base.sh                     # a Debian base, ~/.cache/hardway/base/debian-12-base.tar.zst
 #   packer build -var base_rootfs=$HOME/.cache/hardway/base/debian-12-base.tar.zst examples/packer/seed.pkr.hcl
 #
-# The templates, their .sha256 files, the checksum files and
-# packer-manifest.json land in out/kublxc/bake/. The seed spec installs
-# upstream binaries (binaries.mode upstream): pin them in
-# examples/seed-lxc.yaml first (see its binaries section), or pass a spec
-# with binaries.mode packaged and a base holding the distribution's
+# The artifacts, their .sha256 files, the checksum files and
+# packer-manifest.json land in out/<cluster>/bake/ (out/kublxc/bake/ here).
+# The seed spec installs upstream binaries (binaries.mode upstream): pin
+# them in examples/seed-lxc.yaml first (see its binaries section), or pass a
+# spec with binaries.mode packaged and a base holding the distribution's
 # Kubernetes packages.
+#
+# examples/seed-lxc.yaml has no KVM node, so the build has no hardway-kvm
+# source there. For a spec with KVM nodes (-var spec=examples/seed-kvm.yaml),
+# the full base above serves the KVM images too: it has a kernel, its
+# initrd, systemd-boot and cloud-init. Each role image carries the binaries
+# of its role and no node: a VM made from it takes its node's identity from
+# that node's NoCloud seed (out/<cluster>/nodes/<node>/seed.iso) at first
+# boot. -var kvm_base_rootfs=... gives the KVM images another base.
 
 packer {
   required_plugins {
@@ -36,6 +46,12 @@ variable "base_rootfs" {
   description = "The base root file system tarball (hack/base.sh builds a Debian one)."
 }
 
+variable "kvm_base_rootfs" {
+  type        = string
+  default     = ""
+  description = "The base of the KVM images, with a kernel, its initrd, systemd-boot and cloud-init; empty: base_rootfs."
+}
+
 variable "output_directory" {
   type        = string
   default     = "out"
@@ -52,15 +68,29 @@ locals {
   cluster = data.hardway-cluster.seed
   # Every node of target lxc, by name.
   lxc_nodes = { for n in local.cluster.nodes : n.name => n if n.target == "lxc" }
+  # The roles of the nodes of target kvm booted by cloud-init (those with a
+  # NoCloud seed), each once: a role image serves these nodes.
+  kvm_roles = sort(distinct(flatten([for n in local.cluster.nodes : n.roles if n.target == "kvm" && n.seed_iso != ""])))
+  kvm_base  = var.kvm_base_rootfs != "" ? var.kvm_base_rootfs : var.base_rootfs
 }
 
-# What every template shares; each build below adds its node.
+# What every template shares; the build below adds its node.
 source "hardway-lxc" "node" {
   spec             = var.spec
   base_rootfs      = var.base_rootfs
   output_directory = var.output_directory
 }
 
+# What every KVM role image shares; the build below adds its role.
+source "hardway-kvm" "role" {
+  spec             = var.spec
+  base_rootfs      = local.kvm_base
+  output_directory = var.output_directory
+  format           = "qcow2"
+}
+
+# One build block for both kinds: Packer refuses a build block without a
+# source, and a spec may have no LXC or no KVM node.
 build {
   # One source per LXC node, named after it: hardway-lxc.gw, hardway-lxc.etcd1...
   dynamic "source" {
@@ -73,15 +103,27 @@ build {
     }
   }
 
-  # A checksum file per node. (Packer names every build of this block
-  # "node", the source's name: build.node, the builder's generated data,
-  # tells them apart.)
-  post-processor "checksum" {
-    checksum_types = ["sha256"]
-    output         = "${local.cluster.bake_directory}/packer_${build.node}_sha256.checksum"
+  # One source per role of the KVM nodes, named after it: hardway-kvm.worker...
+  # None for a spec without KVM nodes (examples/seed-lxc.yaml).
+  dynamic "source" {
+    for_each = local.kvm_roles
+    iterator = role
+    labels   = ["hardway-kvm.role"]
+    content {
+      name = role.value
+      role = role.value
+    }
   }
 
-  # Every build, its template and what the builder says about it.
+  # A checksum file per build, named after its source: packer_hardway-lxc_gw_sha256.checksum,
+  # packer_hardway-kvm_worker_sha256.checksum...
+  post-processor "checksum" {
+    checksum_types = ["sha256"]
+    output         = "${local.cluster.bake_directory}/packer_${source.type}_${source.name}_sha256.checksum"
+  }
+
+  # Every build, its artifact and what the builder says about it (for a
+  # role image: the nodes it serves).
   post-processor "manifest" {
     output     = "${local.cluster.bake_directory}/packer-manifest.json"
     strip_path = false

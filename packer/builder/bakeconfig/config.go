@@ -1,8 +1,9 @@
 //go:generate packer-sdc struct-markdown
 
-// Package bakeconfig is the configuration the bake builders (hardway-lxc and
-// hardway-kvm) share: which spec, which nodes, which base, where outputs go;
-// its checks, and the generated data the builders expose to post-processors.
+// Package bakeconfig is what the bake builders (hardway-lxc and hardway-kvm)
+// share: their configuration (which spec, which nodes, which base, where
+// outputs go) and its checks, the run of `hardway generate` and bake, and the
+// artifact with the generated data the builders expose to post-processors.
 package bakeconfig
 
 // Config selects what a bake builder bakes and from what.

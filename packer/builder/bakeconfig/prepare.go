@@ -5,9 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
+	"github.com/hardway-dev/hardway/bake"
 	"github.com/hardway-dev/hardway/packer/internal/load"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -49,6 +49,12 @@ func (c *Config) Prepare(target, builder string) (*Prepared, []string, []error) 
 			errs = append(errs, fmt.Errorf("%s: %s has target %s; %s bakes nodes of target %s (use hardway-%s)", load.FieldNode, n.Name, n.Target, builder, target, n.Target))
 		default:
 			nodes = []spec.Node{n}
+		}
+	case target == spec.TargetKVM:
+		// One role image serves these nodes (those booted by cloud-init).
+		nodes = bake.RoleNodes(doc.Cluster, c.Role)
+		if len(nodes) == 0 {
+			errs = append(errs, fmt.Errorf("%s: no node of target kvm booted by cloud-init has role %q in %s (their roles: %s)", load.FieldRole, c.Role, doc.File, strings.Join(rolesOf(doc.Cluster, target), ", ")))
 		}
 	default:
 		nodes = withRole(doc.Cluster, target, c.Role)
@@ -109,43 +115,4 @@ func rolesOf(c *spec.Cluster, target string) []string {
 		return []string{"none: no node has target " + target}
 	}
 	return out
-}
-
-// Keys of the generated data a bake builder exposes to post-processors, as
-// build.<key> in HCL2 and {{ .<key> }} in templates.
-const (
-	KeyNode     = "node"     // the node's name; for a role, the names of its nodes, comma-separated
-	KeyRoles    = "roles"    // the node's roles, comma-separated
-	KeyVMID     = "vmid"     // the node's Proxmox id; for a role, the ids of its nodes, comma-separated
-	KeyArtifact = "artifact" // the artifact file; for a role, the files, comma-separated
-	KeySHA256   = "sha256"   // the artifact's SHA-256; for a role, the checksums, comma-separated
-)
-
-// GeneratedVars lists the generated data keys, for Prepare.
-func GeneratedVars() []string {
-	return []string{KeyNode, KeyRoles, KeyVMID, KeyArtifact, KeySHA256}
-}
-
-// GeneratedData is the generated data of a build of nodes whose artifacts
-// are files with checksums sums (both may be empty). Every value is a
-// string: Packer carries generated data to post-processors through its RPC
-// codec, which turns lists into values HCL2 cannot read back.
-func GeneratedData(nodes []spec.Node, files, sums []string) map[string]interface{} {
-	var names, ids, roles []string
-	for _, n := range nodes {
-		names = append(names, n.Name)
-		ids = append(ids, strconv.Itoa(n.VMID))
-		for _, r := range n.Roles {
-			if !slices.Contains(roles, r) {
-				roles = append(roles, r)
-			}
-		}
-	}
-	return map[string]interface{}{
-		KeyNode:     strings.Join(names, ","),
-		KeyRoles:    strings.Join(roles, ","),
-		KeyVMID:     strings.Join(ids, ","),
-		KeyArtifact: strings.Join(files, ","),
-		KeySHA256:   strings.Join(sums, ","),
-	}
 }

@@ -1,17 +1,17 @@
-// Package kvm is the hardway-kvm builder: KVM disk images (a GPT disk with
-// an EFI system partition and an ext4 root, raw or qcow2) for a node or a
-// role. Its configuration is complete and checked; Run is not wired to the
-// bake library's KVM images (bake.KVMJobs, bake.RunKVM) yet, so it fails
-// with ErrNotAvailable instead of producing an image.
+// Package kvm is the hardway-kvm builder: it bakes KVM disk images (a GPT
+// disk with an EFI system partition and an ext4 root, raw or qcow2) with
+// hardway's bake library, exactly as `hardway bake --format kvm` does, from a
+// spec, a node (or role) and a base root file system. It needs no root, no
+// VM and no communicator.
 package kvm
 
 import (
 	"context"
-	"errors"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
+	"github.com/hardway-dev/hardway/bake"
 	"github.com/hardway-dev/hardway/packer/builder/bakeconfig"
 )
 
@@ -20,11 +20,6 @@ const BuilderType = "hardway-kvm"
 
 // BuilderID identifies the builder's artifacts.
 const BuilderID = "hardway.kvm"
-
-// ErrNotAvailable is what Run returns until the builder calls the bake
-// library's KVM images.
-var ErrNotAvailable = errors.New("KVM baking is not available yet in this hardway version: " +
-	"the Packer builder is not wired to it; bake KVM images with `hardway bake --format kvm`")
 
 // Builder bakes KVM images.
 type Builder struct {
@@ -45,7 +40,18 @@ func (b *Builder) Prepare(raws ...interface{}) ([]string, []string, error) {
 	return bakeconfig.GeneratedVars(), warnings, nil
 }
 
-// Run returns ErrNotAvailable: the builder does not call bake.RunKVM yet.
-func (b *Builder) Run(context.Context, packersdk.Ui, packersdk.Hook) (packersdk.Artifact, error) {
-	return nil, ErrNotAvailable
+// Run generates the cluster (PKI state, node trees) and bakes the image of
+// the node, or the image(s) bake makes for the role, into the artifact
+// directory.
+func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, _ packersdk.Hook) (packersdk.Artifact, error) {
+	c := &b.config
+	opts := bake.KVMOptions{DiskSize: c.diskBytes, Formats: []string{c.Format}}
+	run := func(ctx context.Context, cfg bake.Config, jobs []bake.Job) ([]bake.Result, error) {
+		return bake.RunKVM(ctx, cfg, opts, jobs)
+	}
+	results, err := c.Bake(ctx, ui, b.prepared.Doc, c.Format+" image(s)", bake.KVMJobs, run)
+	if err != nil {
+		return nil, err
+	}
+	return bakeconfig.NewArtifact(BuilderID, "KVM disk images", b.prepared.Nodes, results), nil
 }

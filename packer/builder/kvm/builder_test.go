@@ -2,7 +2,6 @@ package kvm
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,24 +25,26 @@ func TestPrepareValid(t *testing.T) {
 	file := plugintest.Write(t, plugintest.Cluster)
 	b := base(t)
 	for _, tc := range []struct {
-		name    string
-		raw     map[string]interface{}
-		format  string
-		diskMiB int64
+		name   string
+		raw    map[string]interface{}
+		format string
+		disk   int64 // bytes; 0 leaves it to bake
 	}{
-		{"node defaults", map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": b}, FormatQCOW2, 30 * 1024},
-		{"role defaults", map[string]interface{}{"spec": file, "role": "worker", "base_rootfs": b}, FormatQCOW2, 30 * 1024},
-		{"raw in MiB", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "format": "raw", "disk_size": "4096"}, FormatRaw, 4096},
-		{"GiB", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "disk_size": "12G"}, FormatQCOW2, 12 * 1024},
-		{"TiB", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "disk_size": "1T"}, FormatQCOW2, 1024 * 1024},
+		{"node defaults", map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": b}, FormatQCOW2, 0},
+		{"role defaults", map[string]interface{}{"spec": file, "role": "worker", "base_rootfs": b}, FormatQCOW2, 0},
+		{"raw in MiB", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "format": "raw", "disk_size": "4096"}, FormatRaw, 4096 << 20},
+		{"GiB", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "disk_size": "12G"}, FormatQCOW2, 12 << 30},
+		{"GiB spelt out", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "disk_size": "12GiB"}, FormatQCOW2, 12 << 30},
+		{"KiB", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "disk_size": "1048577K"}, FormatQCOW2, 1048577 << 10},
+		{"TiB", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "disk_size": "1T"}, FormatQCOW2, 1 << 40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var bd Builder
 			if _, _, err := bd.Prepare(tc.raw); err != nil {
 				t.Fatalf("Prepare: %v", err)
 			}
-			if bd.config.Format != tc.format || bd.config.diskMiB != tc.diskMiB {
-				t.Errorf("format %s, disk %d MiB; want %s, %d MiB", bd.config.Format, bd.config.diskMiB, tc.format, tc.diskMiB)
+			if bd.config.Format != tc.format || bd.config.diskBytes != tc.disk {
+				t.Errorf("format %s, disk %d bytes; want %s, %d bytes", bd.config.Format, bd.config.diskBytes, tc.format, tc.disk)
 			}
 		})
 	}
@@ -68,8 +69,14 @@ func TestPrepareInvalid(t *testing.T) {
 		{"too small", map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": b, "disk_size": "512M"}, []string{
 			`disk_size: "512M" is smaller than 1024 MiB`,
 		}},
+		{"too small in MiB", map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": b, "disk_size": "1023"}, []string{
+			`disk_size: "1023" is smaller than 1024 MiB`,
+		}},
+		{"zero", map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": b, "disk_size": "0"}, []string{
+			`disk_size: "0" is not a size: want a number of MiB, or a number with the suffix K, M, G or T`,
+		}},
 		{"role without kvm node", map[string]interface{}{"spec": file, "role": "etcd", "base_rootfs": b}, []string{
-			`role: no node of target kvm has role "etcd" in ` + file + " (their roles: worker)",
+			`role: no node of target kvm booted by cloud-init has role "etcd" in ` + file + " (their roles: worker)",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,16 +98,22 @@ func TestPrepareInvalid(t *testing.T) {
 	}
 }
 
-// TestRunNotAvailable checks that Run says plainly that there is no KVM
-// image library yet, and produces nothing.
-func TestRunNotAvailable(t *testing.T) {
+// TestRunBase checks that Run bakes with hardway's bake library: on a
+// base that cannot boot (the synthetic one, with no kernel), it fails with
+// the library's message about the base, before writing any image.
+func TestRunBase(t *testing.T) {
 	file := plugintest.Write(t, plugintest.Cluster)
+	out := t.TempDir()
 	var bd Builder
-	if _, _, err := bd.Prepare(map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": base(t)}); err != nil {
+	if _, _, err := bd.Prepare(map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": plugintest.Base(t), "output_directory": out}); err != nil {
 		t.Fatal(err)
 	}
 	a, err := bd.Run(context.Background(), packersdk.TestUi(t), nil)
-	if a != nil || !errors.Is(err, ErrNotAvailable) || !strings.Contains(err.Error(), "KVM baking is not available yet in this hardway version") {
-		t.Fatalf("Run = %v, %v; want ErrNotAvailable", a, err)
+	if a != nil || err == nil || !strings.Contains(err.Error(), "no kernel") {
+		t.Fatalf("Run = %v, %v; want the bake's error about the base's kernel", a, err)
+	}
+	images, _ := filepath.Glob(filepath.Join(out, "pkrtest", "bake", "*.qcow2"))
+	if len(images) > 0 {
+		t.Errorf("Run left %q", images)
 	}
 }

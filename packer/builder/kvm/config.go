@@ -5,12 +5,12 @@ package kvm
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/hashicorp/packer-plugin-sdk/common"
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 
+	"github.com/hardway-dev/hardway/bake"
 	"github.com/hardway-dev/hardway/packer/builder/bakeconfig"
 	"github.com/hardway-dev/hardway/packer/internal/load"
 	"github.com/hardway-dev/hardway/spec"
@@ -20,22 +20,24 @@ import (
 type Config struct {
 	common.PackerConfig `mapstructure:",squash"`
 	bakeconfig.Config   `mapstructure:",squash"`
-	// The size of the disk image: a number of MiB, or a number with the
-	// suffix `M`, `G` or `T` (MiB, GiB, TiB), as the qemu builder reads it.
-	// Defaults to the node's `diskGiB` in the spec; for `role`, the largest
-	// `diskGiB` of the role's nodes of target `kvm`.
+	// The size of the disk image, at least 1024 MiB: a number of MiB (as
+	// the qemu builder reads it), or a number with the suffix `K`, `M`, `G`
+	// or `T` (KiB, MiB, GiB, TiB: `20G`, `20GiB`), as
+	// `hardway bake --disk-size` reads it. Defaults to what
+	// `hardway bake --format kvm` gives: the node's `diskGiB` in the spec;
+	// for `role`, the largest `diskGiB` of the nodes the role image serves.
 	DiskSize string `mapstructure:"disk_size"`
 	// The image format: `qcow2` (the default; Proxmox imports it with `qm
 	// importdisk`) or `raw`.
 	Format string `mapstructure:"format"`
 
-	diskMiB int64
+	diskBytes int64 // disk_size in bytes; 0 leaves the size to bake
 }
 
 // Image formats.
 const (
-	FormatQCOW2 = "qcow2"
-	FormatRaw   = "raw"
+	FormatQCOW2 = bake.ImageQCOW2
+	FormatRaw   = bake.ImageRaw
 )
 
 // prepare decodes raws into c and checks it; see bakeconfig.Config.Prepare.
@@ -53,16 +55,11 @@ func (c *Config) prepare(raws ...interface{}) (*bakeconfig.Prepared, []string, e
 		errs = append(errs, fmt.Errorf("format: %q: want %s or %s", c.Format, FormatQCOW2, FormatRaw))
 	}
 	if c.DiskSize != "" {
-		n, err := parseSize(c.DiskSize)
+		n, err := diskSize(c.DiskSize)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("disk_size: %w", err))
 		}
-		c.diskMiB = n
-	} else if p != nil {
-		for _, n := range p.Nodes {
-			c.diskMiB = max(c.diskMiB, int64(n.DiskGiB)*1024)
-		}
-		c.DiskSize = strconv.FormatInt(c.diskMiB, 10) + "M"
+		c.diskBytes = n
 	}
 	if err := load.Errors(errs); err != nil {
 		return nil, warnings, err
@@ -74,23 +71,19 @@ func (c *Config) prepare(raws ...interface{}) (*bakeconfig.Prepared, []string, e
 // system that holds a base and the role's binaries.
 const minDiskMiB = 1024
 
-// parseSize reads a disk size: MiB, or a number with the suffix M, G or T.
-func parseSize(s string) (int64, error) {
-	num, unit := s, int64(1)
-	switch {
-	case strings.HasSuffix(s, "M"):
-		num = strings.TrimSuffix(s, "M")
-	case strings.HasSuffix(s, "G"):
-		num, unit = strings.TrimSuffix(s, "G"), 1024
-	case strings.HasSuffix(s, "T"):
-		num, unit = strings.TrimSuffix(s, "T"), 1024*1024
+// diskSize reads disk_size in bytes with bake.ParseSize, a bare number
+// being MiB (the qemu builder's convention).
+func diskSize(s string) (int64, error) {
+	in := s
+	if s != "" && strings.Trim(s, "0123456789") == "" {
+		in += "M"
 	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 || n > (1<<40)/unit {
-		return 0, fmt.Errorf("%q is not a size: want a number of MiB, or a number with the suffix M, G or T (for example 20G)", s)
+	n, err := bake.ParseSize(in)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a size: want a number of MiB, or a number with the suffix K, M, G or T (for example 20G)", s)
 	}
-	if n*unit < minDiskMiB {
+	if n < minDiskMiB<<20 {
 		return 0, fmt.Errorf("%q is smaller than %d MiB", s, minDiskMiB)
 	}
-	return n * unit, nil
+	return n, nil
 }

@@ -7,16 +7,13 @@ package lxc
 import (
 	"context"
 	"fmt"
-	"path/filepath"
-	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
 	"github.com/hardway-dev/hardway/bake"
+	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/packer/builder/bakeconfig"
-	"github.com/hardway-dev/hardway/packer/internal/load"
-	"github.com/hardway-dev/hardway/packer/internal/uilog"
 )
 
 // BuilderType is the builder's name in templates.
@@ -47,22 +44,7 @@ func (b *Builder) Prepare(raws ...interface{}) ([]string, []string, error) {
 // Run generates the cluster (PKI state, node trees) and bakes the selected
 // nodes' templates into the artifact directory.
 func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, _ packersdk.Hook) (packersdk.Artifact, error) {
-	c, doc := &b.config, b.prepared.Doc
-	log := uilog.New(ui)
-	ui.Say(fmt.Sprintf("Generating %s into %s", doc.File, load.ClusterDir(doc, c.OutputDirectory)))
-	x, _, err := load.Generate(ctx, doc, c.OutputDirectory, log)
-	if err != nil {
-		return nil, err
-	}
-	jobs, err := bake.Jobs(x, bake.FormatLXC, c.Node, c.Role)
-	if err != nil {
-		return nil, err
-	}
-	ui.Say(fmt.Sprintf("Baking %d template(s) from %s into %s", len(jobs), c.BaseRootfs, c.ArtifactDirectory))
-	progress := &bake.Progress{}
-	stop := report(ui, progress, 10*time.Second)
-	results, err := bake.Run(ctx, bake.Config{Doc: doc, Base: c.BaseRootfs, Out: c.ArtifactDirectory, Jobs: 1, Log: log, Progress: progress}, jobs)
-	stop()
+	results, err := b.config.Bake(ctx, ui, b.prepared.Doc, "template(s)", lxcJobs, bake.Run)
 	if err != nil {
 		return nil, err
 	}
@@ -71,49 +53,18 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, _ packersdk.Hook) (p
 	for _, r := range results {
 		byNode[r.Job.Node] = r
 	}
-	a := &Artifact{StateData: map[string]interface{}{}}
-	var sums []string
+	ordered := make([]bake.Result, 0, len(b.prepared.Nodes))
 	for _, n := range b.prepared.Nodes {
 		r, ok := byNode[n.Name]
 		if !ok {
 			return nil, fmt.Errorf("bake made no template for %s", n.Name)
 		}
-		a.Templates = append(a.Templates, Template{Path: r.Path, SHA256: r.SHA256})
-		sums = append(sums, r.SHA256)
+		ordered = append(ordered, r)
 	}
-	a.StateData["generated_data"] = bakeconfig.GeneratedData(b.prepared.Nodes, a.Files(), sums)
-	return a, nil
+	return bakeconfig.NewArtifact(BuilderID, "Proxmox LXC templates", b.prepared.Nodes, ordered), nil
 }
 
-// report says every period how far each running bake step is, until the
-// returned function is called.
-func report(ui packersdk.Ui, p *bake.Progress, period time.Duration) func() {
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				for _, s := range p.Steps() {
-					if s.Done.Load() {
-						continue
-					}
-					read := "?"
-					if s.Total > 0 {
-						read = fmt.Sprintf("%d%%", min(100, s.Read.Load()*100/s.Total))
-					}
-					ui.Message(fmt.Sprintf("%s: base %s read, %d members, %d bytes written", filepath.Base(s.Name), read, s.Members.Load(), s.Written.Load()))
-				}
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-stopped
-	}
+// lxcJobs selects the templates of node or role.
+func lxcJobs(x *gen.Context, node, role string) ([]bake.Job, error) {
+	return bake.Jobs(x, bake.FormatLXC, node, role)
 }

@@ -122,35 +122,6 @@ func TestPrepareInvalid(t *testing.T) {
 	}
 }
 
-func TestArtifact(t *testing.T) {
-	dir := t.TempDir()
-	tpl := filepath.Join(dir, "debian-12-hardway-cp1_1.34.2_amd64.tar.zst")
-	for _, f := range []string{tpl, tpl + ".sha256"} {
-		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a := &Artifact{
-		Templates: []Template{{Path: tpl, SHA256: "abc"}},
-		StateData: map[string]interface{}{"generated_data": map[string]interface{}{"node": "cp1"}},
-	}
-	if a.BuilderId() != BuilderID || a.Id() != filepath.Base(tpl) || !slices.Equal(a.Files(), []string{tpl}) {
-		t.Errorf("artifact %q %q %q", a.BuilderId(), a.Id(), a.Files())
-	}
-	if !strings.Contains(a.String(), "abc  "+tpl) {
-		t.Errorf("String() = %q, want the file with its sha256", a.String())
-	}
-	if gd, _ := a.State("generated_data").(map[string]interface{}); gd["node"] != "cp1" {
-		t.Errorf("generated_data = %v", a.State("generated_data"))
-	}
-	if err := a.Destroy(); err != nil {
-		t.Fatal(err)
-	}
-	if left, _ := os.ReadDir(dir); len(left) != 0 {
-		t.Errorf("Destroy left %v", left)
-	}
-}
-
 // TestRunRole bakes the templates of a role with the real bake library:
 // one per node, listed in the artifact with their checksums, and the
 // generated data lists them in spec order.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,21 +26,28 @@ import (
 // repo is the repository root, seen from this package's directory.
 const repo = "../../.."
 
-// tool returns the path of a pinned tool: $HARDWAY_BIN_DIR/<name> when
-// set (make tools links every pinned tool there), else the cache
-// hack/packer.sh fills.
+// tool returns the path of a pinned Packer tool (hack/packer.sh).
 func tool(t *testing.T, name string) string {
+	t.Helper()
+	return pinned(t, "packer.sh", name, name)
+}
+
+// pinned returns the path of the pinned program name:
+// $HARDWAY_BIN_DIR/<name> when set (make tools links every pinned program
+// there), else <name> in the cache directory `hack/<script> path <group>`
+// prints.
+func pinned(t *testing.T, script, group, name string) string {
 	t.Helper()
 	if d := os.Getenv("HARDWAY_BIN_DIR"); d != "" {
 		if p := filepath.Join(d, name); isExec(p) {
 			return p
 		}
 	}
-	out, err := exec.Command(filepath.Join(repo, "hack/packer.sh"), "path", name).Output()
+	out, err := exec.Command(filepath.Join(repo, "hack", script), "path", group).Output()
 	if p := filepath.Join(strings.TrimSpace(string(out)), name); err == nil && isExec(p) {
 		return p
 	}
-	t.Fatalf("%s is not built: run `hack/packer.sh %s` (or set HARDWAY_BIN_DIR)", name, name)
+	t.Fatalf("%s is not built: run `hack/%s %s` (or set HARDWAY_BIN_DIR)", name, script, group)
 	return ""
 }
 
@@ -120,11 +128,40 @@ type manifest struct {
 	} `json:"builds"`
 }
 
+// readManifest reads the Packer manifest file that a build whose output was
+// log wrote, and returns it with its text.
+func readManifest(t *testing.T, file, log string) (manifest, []byte) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("%v\npacker output:\n%s", err, log)
+	}
+	var m manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return m, data
+}
+
+// buildHardway builds the hardway CLI of this tree and returns its path.
+func buildHardway(t *testing.T) string {
+	t.Helper()
+	hardway := filepath.Join(t.TempDir(), "hardway")
+	build := exec.Command("go", "build", "-o", hardway, "./cmd/hardway")
+	build.Dir = repo
+	if o, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/hardway: %v\n%s", err, o)
+	}
+	return hardway
+}
+
 // TestAccSeed validates and builds examples/packer/seed.pkr.hcl, which
 // bakes through the hardway-cluster data source an LXC template for every
-// LXC node of examples/seed-lxc.yaml (here with binaries.mode packaged), and
-// checks every template against Packer's manifest and checksum files and,
-// byte for byte, against `hardway bake` of the same inputs.
+// LXC node of examples/seed-lxc.yaml (here with binaries.mode packaged) and
+// a KVM image for every role of its KVM nodes (it has none), and checks
+// every template against Packer's manifest and checksum files and, byte for
+// byte, against `hardway bake` of the same inputs. It also validates the
+// example with examples/seed-kvm.yaml, whose KVM roles make sources.
 func TestAccSeed(t *testing.T) {
 	e := newEnv(t)
 	specFile := plugintest.Packaged(t, filepath.Join(repo, "examples/seed-lxc.yaml"))
@@ -142,19 +179,25 @@ func TestAccSeed(t *testing.T) {
 
 	// The builds come from the data source: validate must evaluate it.
 	e.run(append(append([]string{"validate", "-evaluate-datasources"}, vars...), template)...)
+
+	// A spec with KVM nodes (binaries.mode packaged already) makes a
+	// hardway-kvm source per role: kvm_base_rootfs reaches each of them.
+	seedKVM, err := filepath.Abs(filepath.Join(repo, "examples/seed-kvm.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvmVars := []string{"-var", "spec=" + seedKVM, "-var", "base_rootfs=" + base, "-var", "output_directory=" + t.TempDir()}
+	e.run(append(append([]string{"validate", "-evaluate-datasources"}, kvmVars...), template)...)
+	res, err := e.try(append(append([]string{"validate", "-evaluate-datasources", "-var", "kvm_base_rootfs=/nonexistent/kvm.tar.zst"}, kvmVars...), template)...)
+	if n := strings.Count(res, "base_rootfs: stat /nonexistent/kvm.tar.zst"); err == nil || n != 3 {
+		t.Errorf("packer validate of seed-kvm.yaml with a missing kvm_base_rootfs: %v, %d errors, want one for each role (controller, etcd, worker)\n%s", err, n, res)
+	}
 	start := time.Now()
 	log := e.run(append(append([]string{"build", "-parallel-builds=1"}, vars...), template)...)
 	t.Logf("packer build of the seed's LXC templates took %s", time.Since(start).Round(time.Millisecond))
 
 	bakeDir := filepath.Join(out, "kublxc", "bake")
-	data, err := os.ReadFile(filepath.Join(bakeDir, "packer-manifest.json"))
-	if err != nil {
-		t.Fatalf("%v\npacker output:\n%s", err, log)
-	}
-	var m manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
-	}
+	m, data := readManifest(t, filepath.Join(bakeDir, "packer-manifest.json"), log)
 	// Every LXC node of the seed, its vmid and its roles.
 	lxc := map[string][2]string{
 		"gw": {"103", "gateway"}, "lb": {"240", "lb"}, "lb1": {"241", "lb"}, "lb2": {"242", "lb"},
@@ -181,7 +224,7 @@ func TestAccSeed(t *testing.T) {
 		if side, _ := os.ReadFile(f + ".sha256"); string(side) != sum+"  "+filepath.Base(f)+"\n" {
 			t.Errorf("%s.sha256 = %q, want %s", f, side, sum)
 		}
-		checksum := filepath.Join(bakeDir, "packer_"+node+"_sha256.checksum")
+		checksum := filepath.Join(bakeDir, "packer_hardway-lxc_"+node+"_sha256.checksum")
 		if cs, _ := os.ReadFile(checksum); string(cs) != sum+"\t"+filepath.Base(f)+"\n" {
 			t.Errorf("%s = %q, want %s for %s", checksum, cs, sum, filepath.Base(f))
 		}
@@ -200,14 +243,8 @@ func TestAccSeed(t *testing.T) {
 
 	// The same inputs through the CLI, into another directory, with the
 	// PKI state the builds created.
-	hardway := filepath.Join(t.TempDir(), "hardway")
-	build := exec.Command("go", "build", "-o", hardway, "./cmd/hardway")
-	build.Dir = repo
-	if o, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/hardway: %v\n%s", err, o)
-	}
 	cliDir := t.TempDir()
-	cli := exec.Command(hardway, "bake", "-f", specFile, "--base", base, "--dir", out, "-o", cliDir)
+	cli := exec.Command(buildHardway(t), "bake", "-f", specFile, "--base", base, "--dir", out, "-o", cliDir)
 	if o, err := cli.CombinedOutput(); err != nil {
 		t.Fatalf("hardway bake: %v\n%s", err, o)
 	}
@@ -228,20 +265,12 @@ func TestAccSeed(t *testing.T) {
 }
 
 // TestAccRejects checks through Packer that a bad configuration is refused
-// before anything runs, with every problem at once, and that hardway-kvm
-// says plainly that it cannot bake yet.
+// before anything runs, with every problem at once.
 func TestAccRejects(t *testing.T) {
 	e := newEnv(t)
 	specFile := plugintest.Write(t, plugintest.Cluster)
-	base := plugintest.Base(t)
-	write := func(name, hcl string) string {
-		p := filepath.Join(e.dir, name)
-		if err := os.WriteFile(p, []byte(hcl), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	bad := write("bad.pkr.hcl", fmt.Sprintf(`
+	bad := filepath.Join(e.dir, "bad.pkr.hcl")
+	err := os.WriteFile(bad, fmt.Appendf(nil, `
 source "hardway-lxc" "bad" {
   spec        = %q
   node        = "w2"
@@ -251,8 +280,18 @@ source "hardway-lxc" "unknown" {
   spec = "/nonexistent/cluster.yaml"
   role = "etcd"
 }
-build { sources = ["source.hardway-lxc.bad", "source.hardway-lxc.unknown"] }
-`, specFile))
+source "hardway-kvm" "small" {
+  spec        = %[1]q
+  node        = "w2"
+  base_rootfs = %q
+  format      = "vmdk"
+  disk_size   = "512M"
+}
+build { sources = ["source.hardway-lxc.bad", "source.hardway-lxc.unknown", "source.hardway-kvm.small"] }
+`, specFile, plugintest.Base(t)), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, err := e.try("validate", bad)
 	if err == nil {
 		t.Fatalf("packer validate accepted %s:\n%s", bad, out)
@@ -262,34 +301,159 @@ build { sources = ["source.hardway-lxc.bad", "source.hardway-lxc.unknown"] }
 		"node: w2 has target kvm; hardway-lxc bakes nodes of target lxc (use hardway-kvm)",
 		"base_rootfs: required",
 		"spec: open /nonexistent/cluster.yaml: no such file or directory",
+		`format: "vmdk": want qcow2 or raw`,
+		`disk_size: "512M" is smaller than 1024 MiB`,
 	} {
 		if !strings.Contains(out, w) {
 			t.Errorf("packer validate output lacks %q:\n%s", w, out)
 		}
 	}
-
-	kvm := write("kvm.pkr.hcl", fmt.Sprintf(`
-source "hardway-kvm" "w2" {
-  spec        = %q
-  node        = "w2"
-  base_rootfs = %q
-  format      = "raw"
-}
-build { sources = ["source.hardway-kvm.w2"] }
-`, specFile, base))
-	e.run("validate", kvm)
-	out, err = e.try("build", kvm)
-	if err == nil || !strings.Contains(out, "KVM baking is not available yet in this hardway version") {
-		t.Fatalf("packer build of hardway-kvm: %v\n%s", err, out)
-	}
 }
 
-func fileSHA256(t *testing.T, name string) string {
+// kvmSpec is a cluster whose one KVM node, e1, is the only etcd member, on
+// a 2 GiB disk; its etcd is the upstream binary pinned by the SHA-256 that
+// fills %s. (cp1 is the controller every cluster needs.)
+const kvmSpec = `apiVersion: hardway.dev/v1alpha1
+kind: Cluster
+metadata:
+  name: pkrkvm
+spec:
+  kubernetesVersion: v1.34.2
+  domain: example.com
+  network:
+    nodeCIDR: 10.240.0.0/24
+    gateway: 10.240.0.1
+    dns: [10.240.0.1]
+  binaries:
+    mode: upstream
+    dir: artifacts
+    sha256:
+      etcd: "%s"
+  nodes:
+    - {name: e1, roles: [etcd], target: kvm, address: 10.240.0.21/24, vmid: 221, diskGiB: 2}
+    - {name: cp1, roles: [controller], target: lxc, address: 10.240.0.22/24, vmid: 222}
+`
+
+// kvmBase is the base of KVM images: $HARDWAY_KVM_BASE, else the one
+// `hack/base.sh --kvm` caches (make test builds it).
+func kvmBase(t *testing.T) string {
 	t.Helper()
-	data, err := os.ReadFile(name)
+	if b := os.Getenv("HARDWAY_KVM_BASE"); b != "" {
+		return b
+	}
+	out, err := exec.Command(filepath.Join(repo, "hack/base.sh"), "path", "--kvm").Output()
+	if err != nil {
+		t.Fatal("no Debian base with a kernel: run `hack/base.sh --kvm` (make base-kvm) or set HARDWAY_KVM_BASE")
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestAccKVM bakes e1's KVM image (qcow2) with hardway-kvm from the real
+// etcd and the KVM base, and checks it against Packer's manifest and the
+// image's .sha256 file and, byte for byte, against `hardway bake --format
+// kvm` of the same inputs.
+func TestAccKVM(t *testing.T) {
+	e := newEnv(t)
+	base := kvmBase(t)
+	etcd, err := os.ReadFile(pinned(t, "tools.sh", "etcd", "etcd"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := sha256.Sum256(data)
-	return hex.EncodeToString(h[:])
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "artifacts"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "artifacts", "etcd"), etcd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(etcd)
+	specFile := filepath.Join(dir, "cluster.yaml")
+	if err := os.WriteFile(specFile, fmt.Appendf(nil, kvmSpec, hex.EncodeToString(sum[:])), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(e.dir, "out")
+	template := filepath.Join(e.dir, "kvm.pkr.hcl")
+	err = os.WriteFile(template, fmt.Appendf(nil, `
+source "hardway-kvm" "e1" {
+  spec             = %q
+  node             = "e1"
+  base_rootfs      = %q
+  output_directory = %q
+  format           = "qcow2"
+}
+build {
+  sources = ["source.hardway-kvm.e1"]
+  post-processor "manifest" {
+    output     = "packer-manifest.json"
+    strip_path = false
+    custom_data = {
+      node     = build.node
+      roles    = build.roles
+      vmid     = build.vmid
+      artifact = build.artifact
+      sha256   = build.sha256
+    }
+  }
+}
+`, specFile, base, out), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.run("validate", template)
+	start := time.Now()
+	log := e.run("build", template)
+	t.Logf("packer build of e1's KVM image took %s", time.Since(start).Round(time.Millisecond))
+
+	m, data := readManifest(t, filepath.Join(e.dir, "packer-manifest.json"), log)
+	if len(m.Builds) != 1 || len(m.Builds[0].Files) != 1 || m.Builds[0].BuilderType != "hardway-kvm" {
+		t.Fatalf("the manifest has not one hardway-kvm build of one file:\n%s", data)
+	}
+	b := m.Builds[0]
+	img := b.Files[0].Name
+	const name = "debian-12-hardway-e1_1.34.2_amd64.qcow2"
+	if want := filepath.Join(out, "pkrkvm", "bake", name); img != want || b.ArtifactID != name || b.CustomData["artifact"] != want {
+		t.Errorf("image %s (id %s, artifact %s), want %s", img, b.ArtifactID, b.CustomData["artifact"], want)
+	}
+	for k, v := range map[string]string{"node": "e1", "roles": "etcd", "vmid": "221"} {
+		if b.CustomData[k] != v {
+			t.Errorf("custom data %s = %q, want %q", k, b.CustomData[k], v)
+		}
+	}
+	got := fileSHA256(t, img)
+	if got != b.CustomData["sha256"] || !strings.Contains(log, got+"  "+img) {
+		t.Errorf("%s: sha256 %s; the manifest claims %s, the build said:\n%s", img, got, b.CustomData["sha256"], log)
+	}
+	if side, _ := os.ReadFile(img + ".sha256"); string(side) != got+"  "+name+"\n" {
+		t.Errorf("%s.sha256 = %q, want %s", img, side, got)
+	}
+
+	// The same inputs through the CLI, into another directory, with the
+	// PKI state the build created.
+	cliDir := t.TempDir()
+	start = time.Now()
+	cli := exec.Command(buildHardway(t), "bake", "-f", specFile, "--base", base, "--dir", out, "-o", cliDir,
+		"--format", "kvm", "--node", "e1", "--image-format", "qcow2")
+	if o, err := cli.CombinedOutput(); err != nil {
+		t.Fatalf("hardway bake --format kvm: %v\n%s", err, o)
+	}
+	t.Logf("hardway bake of the same image took %s", time.Since(start).Round(time.Millisecond))
+	if cliSum := fileSHA256(t, filepath.Join(cliDir, name)); cliSum != got {
+		t.Errorf("%s: Packer's image (sha256 %s) differs from hardway bake's (%s)", name, got, cliSum)
+	}
+}
+
+// fileSHA256 is the SHA-256 of a file, read as a stream (disk images are
+// gigabytes).
+func fileSHA256(t *testing.T, name string) string {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

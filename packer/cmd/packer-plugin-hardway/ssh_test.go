@@ -195,8 +195,21 @@ func sshUser(t *testing.T, home string) (string, bool) {
 	sudoers := filepath.Join("/etc/sudoers.d", name)
 	t.Cleanup(func() {
 		os.Remove(sudoers)
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+		// userdel refuses (status 8) while a process of the user runs: the
+		// sshd session of the last connection may still be ending.
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			out, err := exec.Command("userdel", name).CombinedOutput()
+			if err == nil {
+				return
+			}
+			var exit *exec.ExitError
+			if errors.As(err, &exit) && exit.ExitCode() == 8 && time.Now().Before(deadline) {
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
 			t.Errorf("userdel %s: %v\n%s", name, err, out)
+			return
 		}
 	})
 	if err := os.WriteFile(sudoers, []byte(name+" ALL=(root) NOPASSWD: ALL\n"), 0o440); err != nil {
