@@ -65,3 +65,12 @@ func dialIn(nsPath string) func(ctx context.Context, network, addr string) (net.
 		return r.c, r.err
 	}
 }
+
+// needRoot fails a test that creates network namespaces or boots
+// containers when it does not run as root: like need, it never skips.
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test creates network namespaces and boots containers: run it as root, or skip it with -short")
+	}
+}

@@ -3,9 +3,9 @@
 #
 # Usage:
 #   hack/base.sh             the full base: what every role and target needs
-#   hack/base.sh --small     a small base for fast tests: minbase + systemd only
-#   hack/base.sh --kvm       a small base that boots as a KVM disk image: --small
-#                            + linux-image-amd64 initramfs-tools systemd-boot
+#   hack/base.sh --small     a small base for fast tests: minbase + systemd, iptables
+#   hack/base.sh --kvm       a small base that boots as a KVM disk image: minbase +
+#                            systemd, linux-image-amd64 initramfs-tools systemd-boot
 #                            cloud-init (role images take their node from a seed)
 #   hack/base.sh path [--small|--kvm]
 #                            print the cached tarball's path without building;
@@ -38,9 +38,10 @@
 #   chrony                        time sync on KVM nodes (LXC nodes use the host's clock)
 # Not included: systemd-resolved (in bookworm, but it turns /etc/resolv.conf into
 # its stub link, which Proxmox writes for containers), systemd-timesyncd (chrony
-# replaces it). The small base is minbase + systemd systemd-sysv dbus iproute2:
-# enough to boot a container with systemd-nspawn and run etcd or the control
-# plane from upstream binaries, about a third of the full base's size.
+# replaces it). The small base is minbase + systemd systemd-sysv dbus iproute2
+# iptables conntrack: enough to boot a container with systemd-nspawn and run
+# etcd, the control plane or a worker from upstream binaries, about a third
+# of the full base's size.
 set -euo pipefail
 
 readonly SUITE=bookworm
@@ -49,11 +50,13 @@ readonly SUITE=bookworm
 readonly FULL_PKGS=(systemd systemd-sysv dbus iproute2 openssh-server ca-certificates
   linux-image-amd64 systemd-boot cloud-init python3-cffi-backend conntrack socat ipset
   iptables haproxy keepalived chrony)
-readonly SMALL_PKGS=(systemd systemd-sysv dbus iproute2)
-# The kvm base: the small one plus what `hardway bake --format kvm` needs from
-# a base (a kernel, its initrd, the UEFI boot loader; cloud-init for role
-# images), for fast boot tests.
-readonly KVM_PKGS=("${SMALL_PKGS[@]}" linux-image-amd64 initramfs-tools systemd-boot cloud-init python3-cffi-backend)
+# The small base boots etcd, the control plane and a worker (kube-proxy needs
+# iptables and conntrack) in systemd-nspawn.
+readonly SMALL_PKGS=(systemd systemd-sysv dbus iproute2 iptables conntrack)
+# The kvm base: init plus what `hardway bake --format kvm` needs from a base
+# (a kernel, its initrd, the UEFI boot loader; cloud-init for role images),
+# for fast boot tests of an etcd node.
+readonly KVM_PKGS=(systemd systemd-sysv dbus iproute2 linux-image-amd64 initramfs-tools systemd-boot cloud-init python3-cffi-backend)
 
 CACHE_BASE="${HARDWAY_CACHE:-${HOME}/.cache/hardway}/base"
 readonly CACHE_BASE
