@@ -132,7 +132,7 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 	cfg.Log.Info("base", "file", cfg.Base, "os", info.OS.PrettyName, "compression", info.Compression,
 		"members", info.Members, "bytes", info.Size)
 	for i, j := range jobs {
-		layers[i] = append([]rootfs.Layer{rootfs.Sysprep(info), lxcLayer(info)}, layers[i]...)
+		layers[i] = append([]rootfs.Layer{rootfs.Sysprep(info), lxcLayer(info, j)}, layers[i]...)
 		warnMissing(cfg.Log, j, info, layers[i])
 	}
 	results, err := runJobs(ctx, cfg, jobs, func(ctx context.Context, i int) ([]Result, error) {
@@ -335,6 +335,6 @@ func logStats(log *slog.Logger, name string, st *rootfs.Stats, size int64, d tim
 		log.Info("dropped xattrs pct does not restore (it keeps user.* and security.capability)", "artifact", name, "xattrs", xattrSummary(st.DroppedXattrs))
 	}
 	if n := st.Dropped[rootfs.DropRemoved]; n > 0 {
-		log.Info("sysprep removed base members (SSH host keys)", "artifact", name, "count", n)
+		log.Info("removed base members: SSH host keys, links enabling services the node does not run", "artifact", name, "count", n)
 	}
 }

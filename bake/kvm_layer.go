@@ -20,6 +20,8 @@ func newDiscardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 //     systemd-repart.service (in sysinit.target) grow the root partition, the
 //     disk's last, into space added at the end of the disk (qm resize), and
 //     move the backup GPT there; growfs then grows the file system;
+//   - the base's haproxy and keepalived are not enabled on a node
+//     without the lb role (unusedServices);
 //   - a node image has its configuration baked in and boots with no seed:
 //     where the base has cloud-init, it is disabled;
 //   - a role image (j.Tree is nil) has none: cloud-init takes the node's
@@ -28,7 +30,7 @@ func newDiscardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 //     enabled. The seed's tree brings hardway-ready.service, as a node
 //     image's tree does.
 func kvmLayer(info *rootfs.BaseInfo, j Job, d *kvmDisk) rootfs.Layer {
-	l := rootfs.Layer{Name: "kvm"}
+	l := rootfs.Layer{Name: "kvm", Remove: unusedServices(j, false)}
 	what := "node image of " + j.Node
 	if j.Tree == nil {
 		what = "role image " + j.Subject

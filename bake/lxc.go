@@ -3,10 +3,14 @@ package bake
 import (
 	"errors"
 	"fmt"
+	"path"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/hardway-dev/hardway/rootfs"
+	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
 )
 
 // Artifact kinds in bake-manifest.json.
@@ -29,6 +33,28 @@ func lxcXattr(name string) bool {
 	return strings.HasPrefix(name, "user.") || name == "security.capability"
 }
 
+// unusedServices are the enablement links of the base's services that the
+// artifact of j must not start (Remove patterns): a base made for every role
+// (hack/base.sh's full base) enables haproxy and keepalived, which only lb
+// nodes run, and chrony, which must not run in a container: a privileged
+// one (a worker) keeps CAP_SYS_TIME, which chrony.service's only condition
+// checks, and would set the Proxmox host's clock. The node's tree enables
+// what the node runs (chrony on KVM nodes, haproxy and keepalived on lb).
+func unusedServices(j Job, container bool) []string {
+	var units []string
+	if !slices.Contains(j.Roles, spec.RoleLB) {
+		units = append(units, "haproxy.service", "keepalived.service")
+	}
+	if container {
+		units = append(units, "chrony.service")
+	}
+	var out []string
+	for _, u := range units {
+		out = append(out, path.Join(tree.UnitDir, "*.wants", u))
+	}
+	return out
+}
+
 // CloudInitDisabled is cloud-init's off switch (cloud-init's
 // ds-identify and generator honour it).
 const CloudInitDisabled = "/etc/cloud/cloud-init.disabled"
@@ -37,8 +63,8 @@ const CloudInitDisabled = "/etc/cloud/cloud-init.disabled"
 // the base has cloud-init, it is disabled, because Proxmox gives containers
 // no cloud-init data source and the node's configuration is baked in (as
 // distrobuilder does for LXC images).
-func lxcLayer(info *rootfs.BaseInfo) rootfs.Layer {
-	l := rootfs.Layer{Name: "lxc"}
+func lxcLayer(info *rootfs.BaseInfo, j Job) rootfs.Layer {
+	l := rootfs.Layer{Name: "lxc", Remove: unusedServices(j, true)}
 	if info.Has("/usr/bin/cloud-init") {
 		l.Entries = append(l.Entries, rootfs.Bytes(CloudInitDisabled, 0o644, 0, 0,
 			[]byte("# hardway bake: a Proxmox container has no cloud-init data source; its configuration is baked in.\n")))

@@ -13,22 +13,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hardway-dev/hardway/generators/gen"
-	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
-	"github.com/hardway-dev/hardway/tree"
 )
-
-// pctExtract are the flags pct restores a template with
-// (pve-container src/PVE/LXC/Create.pm restore_archive, for zstd).
-var pctExtract = []string{"xpf", "-", "--zstd", "--totals", "--one-file-system", "-p", "--sparse", "--numeric-owner",
-	"--acls", "--xattrs", "--xattrs-include=user.*", "--xattrs-include=security.capability",
-	"--warning=no-file-ignored", "--warning=no-xattr-write", "--skip-old-files", "--anchored", "--exclude", "./dev/*"}
 
 // TestLXCTemplate bakes cp1 (controller + etcd, the only etcd member) from a
 // real Debian base with the real etcd and Kubernetes binaries, checks the
@@ -38,6 +30,7 @@ func TestLXCTemplate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("bakes and boots a real template")
 	}
+	needRoot(t)
 	need(t, "tar", "zstd", "systemd-nspawn", "ip")
 	bins := map[string]string{}
 	for _, b := range controllerBins {
@@ -73,7 +66,7 @@ func TestLXCTemplate(t *testing.T) {
 			t.Fatalf("two bakes of the same inputs differ: %s and %s", res[0].SHA256, again[0].SHA256)
 		}
 	})
-	t.Run("boot", func(t *testing.T) { boot(t, x, res[0].Path, "cp1") })
+	t.Run("boot", func(t *testing.T) { bootController(t, x, res[0].Path, "cp1") })
 }
 
 func fileSize(t testing.TB, p string) int64 {
@@ -127,253 +120,27 @@ func checkWithGNUTar(t *testing.T, file string) {
 	t.Logf("GNU tar: %d members, ./sbin present, nothing below ./dev/, %d xattrs (user.* or security.capability)", len(lines), n)
 }
 
-// reportScript runs in the booted container (added to the unpacked tree by
-// the test, not baked): every 2 seconds it writes the state of every unit,
-// the system state and the machine id where the host reads them.
-const reportScript = `#!/bin/sh
-out=/var/tmp/hwtest
-while :; do
-	systemctl show --property=Id,Result $(systemctl list-units --all --plain --no-legend --type=service | cut -d' ' -f1) >$out/results.tmp
-	mv $out/results.tmp $out/results.txt
-	systemctl list-units --all --no-pager --plain --no-legend >$out/units.tmp && mv $out/units.tmp $out/units.txt
-	systemctl is-system-running >$out/state.tmp; mv $out/state.tmp $out/state.txt
-	cat /etc/machine-id >$out/machine-id.txt
-	sleep 2
-done
-`
-
-const reportUnit = `[Unit]
-Description=hardway bake test: report the units' states to the host
-[Service]
-ExecStart=/bin/sh /var/tmp/hwtest/report.sh
-[Install]
-WantedBy=multi-user.target
-`
-
-// boot unpacks a template as pct does and boots it with systemd-nspawn in a
-// network namespace whose eth0 is a veth to a second namespace, the test's
-// client, at 10.240.0.99. It waits for etcd's /health and kube-apiserver's
-// /readyz over TLS from the client, then reports every enabled unit's state.
-func boot(t *testing.T, x *gen.Context, template, node string) {
-	root := filepath.Join(t.TempDir(), "root")
-	if err := os.Mkdir(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	extract := exec.Command("tar", append(pctExtract, "-C", root)...)
-	f, err := os.Open(template)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	extract.Stdin = f
-	if b, err := extract.CombinedOutput(); err != nil {
-		t.Fatalf("tar (as pct): %v\n%s", err, b)
-	}
-	if b, _ := os.ReadFile(filepath.Join(root, "etc/machine-id")); len(b) != 0 {
-		t.Errorf("/etc/machine-id holds %q, want it empty", b)
-	}
-	addReporter(t, root)
-
-	tag := fmt.Sprintf("hwbake%d", os.Getpid())
-	nodeNS := netns(t, tag+"n")
-	clientNS := netns(t, tag+"c")
-	run(t, "ip", "-n", tag+"n", "link", "add", "eth0", "type", "veth", "peer", "name", "hwc0", "netns", tag+"c")
-	run(t, "ip", "-n", tag+"c", "addr", "add", "10.240.0.99/24", "dev", "hwc0")
-	run(t, "ip", "-n", tag+"c", "link", "set", "hwc0", "up")
-	run(t, "ip", "-n", tag+"c", "link", "set", "lo", "up")
-
-	console, err := os.Create(filepath.Join(t.TempDir(), "console.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// CAP_NET_ADMIN in its own namespace, as a Proxmox container has it:
-	// systemd-networkd (ConditionCapability=CAP_NET_ADMIN) configures eth0.
-	nspawn := exec.Command("systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--capability=CAP_NET_ADMIN",
-		"-D", root, "--network-namespace-path="+nodeNS)
-	nspawn.Stdout, nspawn.Stderr = console, console
-	start := time.Now()
-	if err := nspawn.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- nspawn.Wait() }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		// SIGTERM makes nspawn ask the container's systemd to power off.
-		t0 := time.Now()
-		nspawn.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			t.Logf("container powered off in %s (%v)", time.Since(t0).Round(time.Millisecond), err)
-		case <-time.After(120 * time.Second):
-			t.Errorf("container did not stop within 120s of SIGTERM; killing nspawn (pid %d)", nspawn.Process.Pid)
-			nspawn.Process.Kill()
-			<-exited
-		}
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			b, _ := os.ReadFile(console.Name())
-			t.Logf("console:\n%s", tailLines(stripANSI(string(b)), 60))
-		}
-	})
-
-	client := tlsClient(t, clientNS, x, "etcd/ca", "etcd/healthcheck-client")
+// bootController boots the template of node, a controller and the only
+// etcd member, and waits for etcd's /health and kube-apiserver's /readyz
+// over TLS from the client namespace; then etcd and kube-apiserver must be
+// active, as every unit the node enables is reported.
+func bootController(t *testing.T, x *gen.Context, template, node string) {
+	b := bootLXC(t, x, template, node, nil)
+	client := tlsClient(t, b.clientNS, x, "etcd/ca", "etcd/healthcheck-client")
 	ip := mustNode(t, x, node).IP().String()
 	body := waitHTTP(t, client, "https://"+ip+":2379/health", `"health":"true"`, 240*time.Second)
-	t.Logf("etcd healthy %s after nspawn started: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(body))
-	admin := tlsClient(t, clientNS, x, "ca", "super-admin")
+	t.Logf("etcd healthy %s after nspawn started: %s", b.since().Round(time.Millisecond), strings.TrimSpace(body))
+	admin := tlsClient(t, b.clientNS, x, "ca", "super-admin")
 	waitHTTP(t, admin, "https://"+ip+":6443/readyz", "ok", 300*time.Second)
-	t.Logf("kube-apiserver ready %s after nspawn started", time.Since(start).Round(time.Millisecond))
+	t.Logf("kube-apiserver ready %s after nspawn started", b.since().Round(time.Millisecond))
 
-	tr, err := treeOf(x, node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var units []string
-	for _, u := range tr.Units() {
-		units = append(units, u.Name)
-	}
-	// With sshd in the base, sysprep's key generation and sshd itself.
-	sshd := exists(filepath.Join(root, "usr/sbin/sshd"))
-	if sshd {
-		units = append(units, rootfs.SSHKeygenUnit, "ssh.service")
-	}
-	states, system := waitReport(t, root, units, 240*time.Second)
-	t.Logf("%s: system state %s %s after nspawn started; the units it enables:", node, system, time.Since(start).Round(time.Second))
-	for _, u := range units {
-		s, ok := states[u]
-		if !ok {
-			s = "not loaded"
-		}
-		t.Logf("  %-40s %s", u, s)
-	}
-	want := map[string]string{"etcd.service": "active running", "kube-apiserver.service": "active running"}
-	if sshd {
-		want[rootfs.SSHKeygenUnit] = "active exited"
-		want["ssh.service"] = "active running"
-		if !exists(filepath.Join(root, "etc/ssh/ssh_host_ed25519_key")) {
-			t.Error("no SSH host key generated at boot")
+	r := b.report(t, 240*time.Second)
+	for _, u := range []string{"etcd.service", "kube-apiserver.service"} {
+		if s := r.state(u); s != "active running" {
+			t.Errorf("%s is %q, want active running", u, s)
 		}
 	}
-	for u, s := range want {
-		if states[u] != s {
-			t.Errorf("%s is %q, want %s", u, states[u], s)
-		}
-	}
-	if id, _ := os.ReadFile(filepath.Join(root, "var/tmp/hwtest/machine-id.txt")); len(strings.TrimSpace(string(id))) != 32 {
-		t.Errorf("machine id in the container: %q, want one generated at boot", id)
-	}
-	stop()
-}
-
-// addReporter installs the report unit in an unpacked tree.
-func addReporter(t *testing.T, root string) {
-	dir := filepath.Join(root, "var/tmp/hwtest")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	unit := filepath.Join(root, "etc/systemd/system/hwtest-report.service")
-	for p, data := range map[string]string{filepath.Join(dir, "report.sh"): reportScript, unit: reportUnit} {
-		if err := os.WriteFile(p, []byte(data), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	wants := filepath.Join(root, "etc/systemd/system/multi-user.target.wants")
-	if err := os.MkdirAll(wants, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("/etc/systemd/system/hwtest-report.service", filepath.Join(wants, "hwtest-report.service")); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// waitReport waits until the container's systemd has finished starting up
-// and none of units is still changing state, and returns "ACTIVE SUB" by
-// unit, and the system state.
-func waitReport(t *testing.T, root string, units []string, timeout time.Duration) (map[string]string, string) {
-	dir := filepath.Join(root, "var/tmp/hwtest")
-	deadline := time.Now().Add(timeout)
-	for {
-		b, _ := os.ReadFile(filepath.Join(dir, "state.txt"))
-		state := strings.TrimSpace(string(b))
-		report, err := os.ReadFile(filepath.Join(dir, "units.txt"))
-		results, _ := os.ReadFile(filepath.Join(dir, "results.txt"))
-		states := parseUnits(string(report), string(results))
-		settled := state == "running" || state == "degraded"
-		for _, u := range units {
-			if a := strings.Fields(states[u]); len(a) > 0 && (a[0] == "activating" || a[0] == "deactivating" || a[0] == "reloading") {
-				settled = false
-			}
-		}
-		if settled || time.Now().After(deadline) {
-			if err != nil {
-				t.Fatalf("no unit report from the container: %v", err)
-			}
-			if state != "running" {
-				t.Logf("failed units:\n%s", failed(string(report)))
-			}
-			return states, state
-		}
-		time.Sleep(time.Second)
-	}
-}
-
-// parseUnits reads `systemctl list-units --plain --no-legend` into
-// "ACTIVE SUB" by unit, with the result of the last run of an inactive
-// service (a oneshot that finished) from `systemctl show -p Id,Result`.
-func parseUnits(report, results string) map[string]string {
-	result := map[string]string{}
-	for _, block := range strings.Split(results, "\n\n") { // one unit each, properties in any order
-		var id, r string
-		for _, l := range strings.Split(block, "\n") {
-			if v, ok := strings.CutPrefix(l, "Id="); ok {
-				id = v
-			} else if v, ok := strings.CutPrefix(l, "Result="); ok {
-				r = v
-			}
-		}
-		result[id] = r
-	}
-	states := map[string]string{}
-	for _, l := range strings.Split(report, "\n") {
-		if f := strings.Fields(l); len(f) >= 4 {
-			states[f[0]] = f[2] + " " + f[3]
-			if r := result[f[0]]; f[2] == "inactive" && r != "" {
-				states[f[0]] += " (result " + r + ")"
-			}
-		}
-	}
-	return states
-}
-
-// failed returns the report lines of failed units.
-func failed(report string) string {
-	var out []string
-	for _, l := range strings.Split(report, "\n") {
-		if f := strings.Fields(l); len(f) >= 3 && f[2] == "failed" {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
-func exists(p string) bool {
-	_, err := os.Lstat(p)
-	return err == nil
-}
-
-func treeOf(x *gen.Context, node string) (*tree.Tree, error) {
-	jobs, err := Jobs(x, FormatLXC, node, "")
-	if err != nil {
-		return nil, err
-	}
-	return jobs[0].Tree, nil
+	b.stop(t)
 }
 
 func mustNode(t *testing.T, x *gen.Context, name string) spec.Node {
@@ -427,18 +194,6 @@ func waitHTTP(t *testing.T, c *http.Client, url, want string, timeout time.Durat
 	return ""
 }
 
-var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
-
-func stripANSI(s string) string { return ansi.ReplaceAllString(s, "") }
-
-func tailLines(s string, n int) string {
-	l := strings.Split(s, "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
-}
-
 // TestBakeFullDisk bakes into a 4 MiB tmpfs a template that needs more: the
 // error says so and no file is left behind.
 func TestBakeFullDisk(t *testing.T) {
@@ -461,5 +216,37 @@ func TestBakeFullDisk(t *testing.T) {
 	t.Log(err)
 	if got := entries(t, out); len(got) != 0 {
 		t.Errorf("full output dir holds %v", got)
+	}
+}
+
+// TestUnusedServices: the base's links enabling haproxy, keepalived and
+// chrony are not in the template of a node without the lb role (cp1), while
+// its other enabled services stay.
+func TestUnusedServices(t *testing.T) {
+	doc := testSpec(t, spec.ModeUpstream, fakeBins(t, controllerBins...), nil)
+	x, _ := generated(t, doc)
+	wants := "./etc/systemd/system/multi-user.target.wants/"
+	var extra []member
+	for _, u := range []string{"haproxy.service", "keepalived.service", "chrony.service", "cron.service"} {
+		extra = append(extra, member{Header: tar.Header{Typeflag: tar.TypeSymlink, Name: wants + u, Linkname: "/lib/systemd/system/" + u, Mode: 0o777}})
+	}
+	base := buildBase(t, extra)
+	res, err := bakeOne(t, context.Background(), x, doc, base, t.TempDir(), "cp1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, _ := listZstdTar(t, res[0].Path)
+	have := map[string]bool{}
+	for _, h := range hs {
+		have[h.Name] = true
+	}
+	for u, want := range map[string]bool{"haproxy.service": false, "keepalived.service": false, "chrony.service": false, "cron.service": true} {
+		if have[wants+u] != want {
+			t.Errorf("%s enabled in cp1's template: %v, want %v", u, have[wants+u], want)
+		}
+	}
+	if want := []string{"/etc/systemd/system/*.wants/haproxy.service", "/etc/systemd/system/*.wants/keepalived.service"}; !slices.Equal(unusedServices(Job{Roles: []string{"lb"}}, false), nil) ||
+		!slices.Equal(unusedServices(Job{Roles: []string{"worker"}}, false), want) {
+		t.Errorf("unused services of a KVM lb or worker: %v, %v", unusedServices(Job{Roles: []string{"lb"}}, false), unusedServices(Job{Roles: []string{"worker"}}, false))
 	}
 }
