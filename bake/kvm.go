@@ -381,27 +381,34 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 	defer removeTree(work)
 	cfg.Log.Info("baking", "artifact", stem, "node", j.Node, "roles", j.Roles, "disk", fmt.Sprintf("%d MiB", disk.size/mib))
 
-	// 1. The merged tree, extracted under fakeroot, becomes the ext4 root.
-	s := cfg.Progress.start(stem+".ext4", 0, content)
-	stats, err := makeRootFS(ctx, cfg, plan, disk, work, &s.Counters)
-	s.Done.Store(true)
-	if err != nil {
-		return nil, err
-	}
-	// 2. The ESP: systemd-boot, the kernel and initrd of the merged tree.
-	if err := makeESP(ctx, disk, j, work); err != nil {
-		return nil, err
-	}
-	// 3. The disk: GPT and both partitions, as a sparse raw file.
+	// 1. The disk: a sparse raw file of its size with both GPTs.
 	raw, err := create(cfg.Out, stem+".raw")
 	if err != nil {
 		return nil, err
 	}
 	defer raw.abort()
-	if err := assemble(ctx, raw.f, disk, filepath.Join(work, "esp.img"), filepath.Join(work, "root.img")); err != nil {
+	if err := partitionTables(raw.f, disk); err != nil {
 		return nil, err
 	}
-	os.Remove(filepath.Join(work, "root.img"))
+	// 2. The merged tree, extracted under fakeroot, becomes the ext4 root,
+	// made by mke2fs in place at the root partition's offset.
+	s := cfg.Progress.start(stem+".ext4", 0, content)
+	stats, err := makeRootFS(ctx, cfg, plan, disk, work, raw.f.Name(), &s.Counters)
+	s.Done.Store(true)
+	if err != nil {
+		return nil, err
+	}
+	// 3. The ESP: systemd-boot, the kernel and initrd of the merged tree.
+	if err := makeESP(ctx, disk, j, work); err != nil {
+		return nil, err
+	}
+	// The extracted tree is no longer needed: remove it while the rest runs.
+	removed := make(chan struct{})
+	go func() { removeTree(filepath.Join(work, "root")); close(removed) }()
+	defer func() { <-removed }()
+	if err := copySparse(ctx, raw.f, disk.espOffset, filepath.Join(work, "esp.img"), espBytes); err != nil {
+		return nil, err
+	}
 	var results []Result
 	res := func(p *pending, sum string) Result {
 		return Result{Job: j, Path: filepath.Join(cfg.Out, p.name), SHA256: sum, Stats: stats, Duration: time.Since(start)}
@@ -443,8 +450,9 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 	return results, nil
 }
 
-// makeRootFS streams the merged tree into work/root and builds
-// work/root.img from it with mke2fs -d, both in one fakeroot session (as
+// makeRootFS streams the merged tree into work/root and builds the root
+// file system from it with mke2fs -d, in place in diskFile at the root
+// partition's offset, both in one fakeroot session (as
 // root too, so that both give the same bytes), so that owners and device
 // nodes (/dev is kept: the kernel mounts devtmpfs over it) land in the file
 // system as the stream has them; xattrs and ACLs are set by setXattrs. Debian 12's mke2fs (1.47.0) takes only a
@@ -456,9 +464,10 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 // extraction leaves, so that the same inputs give the same image on one
 // build machine (mke2fs -d walks directories in readdir order, which may
 // differ between file systems).
-func makeRootFS(ctx context.Context, cfg Config, plan *rootfs.Plan, disk *kvmDisk, work string, c *rootfs.Counters) (*rootfs.Stats, error) {
+func makeRootFS(ctx context.Context, cfg Config, plan *rootfs.Plan, disk *kvmDisk, work, diskFile string, c *rootfs.Counters) (*rootfs.Stats, error) {
 	root := filepath.Join(work, "root")
-	img := filepath.Join(work, "root.img")
+	// libext2fs's unix I/O manager takes the partition's offset after a "?".
+	img := diskFile + "?offset=" + strconv.FormatInt(disk.rootOffset, 10)
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return nil, err
 	}
@@ -471,7 +480,7 @@ func makeRootFS(ctx context.Context, cfg Config, plan *rootfs.Plan, disk *kvmDis
 	epoch := max(emit.Epoch().Unix(), 1)
 	script := `set -eu
 tar -x -p --numeric-owner --same-owner --delay-directory-restore --no-xattrs --no-acls -f - -C "$1"
-mke2fs -q -F -t ext4 -L root -b 4096 -U "$4" -E "hash_seed=$5,lazy_itable_init=1,lazy_journal_init=1,nodiscard" -d "$1" "$2" "$3"k
+mke2fs -q -F -t ext4 -L root -b 4096 -U "$4" -E "offset=$6,hash_seed=$5,lazy_itable_init=1,lazy_journal_init=1,nodiscard" -d "$1" "$2" "$3"k
 `
 	pr, pw := io.Pipe()
 	var stats *rootfs.Stats
@@ -492,7 +501,7 @@ mke2fs -q -F -t ext4 -L root -b 4096 -U "$4" -E "hash_seed=$5,lazy_itable_init=1
 	}()
 	env := []string{"E2FSPROGS_FAKE_TIME=" + strconv.FormatInt(epoch, 10), "LC_ALL=C"}
 	err = runTool(ctx, io.TeeReader(pr, xw), env, "fakeroot", "--", "sh", "-c", script, "sh",
-		root, img, strconv.FormatInt(disk.rootBytes/1024, 10), disk.fsUUID, disk.seed)
+		root, diskFile, strconv.FormatInt(disk.rootBytes/1024, 10), disk.fsUUID, disk.seed, strconv.FormatInt(disk.rootOffset, 10))
 	pr.CloseWithError(errors.New("extraction ended"))
 	merr := <-merged
 	xw.Close()
@@ -759,10 +768,10 @@ func inRoot(root, p string) (string, error) {
 	return host, nil
 }
 
-// assemble writes the disk into f: the protective MBR and primary GPT at
-// the start, the backup GPT at the end, the partitions' images at their
-// offsets, leaving zero blocks as holes.
-func assemble(ctx context.Context, f *os.File, d *kvmDisk, esp, root string) error {
+// partitionTables sizes the fresh file f to the disk and writes the
+// protective MBR and primary GPT at its start, the backup GPT at its end;
+// the rest stays a hole until the partitions are written.
+func partitionTables(f *os.File, d *kvmDisk) error {
 	if err := f.Truncate(d.size); err != nil {
 		return fmt.Errorf("write %s: %w", f.Name(), err)
 	}
@@ -771,19 +780,17 @@ func assemble(ctx context.Context, f *os.File, d *kvmDisk, esp, root string) err
 		return err
 	}
 	if _, err := f.WriteAt(primary, 0); err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", f.Name(), err)
 	}
 	if _, err := f.WriteAt(backup, d.size-int64(len(backup))); err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", f.Name(), err)
 	}
-	if err := copySparse(ctx, f, d.espOffset, esp, espBytes); err != nil {
-		return err
-	}
-	return copySparse(ctx, f, d.rootOffset, root, d.rootBytes)
+	return nil
 }
 
-// copySparse copies the file src (at most max bytes) into f at off, 64 KiB
-// at a time, skipping blocks of zeros (f is a fresh sparse file).
+// copySparse copies the file src (at most max bytes) into f at off: only
+// its data extents (SEEK_DATA, SEEK_HOLE), 64 KiB at a time, skipping
+// blocks of zeros (f is a fresh sparse file).
 func copySparse(ctx context.Context, f *os.File, off int64, src string, max int64) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -798,26 +805,44 @@ func copySparse(ctx context.Context, f *os.File, off int64, src string, max int6
 		return fmt.Errorf("%s is %d bytes, its partition %d", src, st.Size(), max)
 	}
 	buf := make([]byte, 64<<10)
-	var pos int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
+	for pos := int64(0); pos < st.Size(); {
+		start, end := pos, st.Size()
+		if d, err := in.Seek(pos, seekData); err == nil {
+			start = d
+			if h, err := in.Seek(d, seekHole); err == nil {
+				end = h
+			}
+		} else if errors.Is(err, syscall.ENXIO) {
+			return nil // nothing but a hole from pos on
 		}
-		n, rerr := io.ReadFull(in, buf)
-		if n > 0 && !allZero(buf[:n]) {
-			if _, err := f.WriteAt(buf[:n], off+pos); err != nil {
-				return fmt.Errorf("write %s: %w", f.Name(), err)
+		for p := start; p < end; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			n, rerr := in.ReadAt(buf[:min(int64(len(buf)), end-p)], p)
+			if n > 0 && !allZero(buf[:n]) {
+				if _, err := f.WriteAt(buf[:n], off+p); err != nil {
+					return fmt.Errorf("write %s: %w", f.Name(), err)
+				}
+			}
+			p += int64(n)
+			if rerr != nil && rerr != io.EOF {
+				return rerr
+			}
+			if n == 0 {
+				break
 			}
 		}
-		pos += int64(n)
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			return nil
-		}
-		if rerr != nil {
-			return rerr
-		}
+		pos = end
 	}
+	return nil
 }
+
+// lseek's whence values for data extents and holes (Linux, since 3.1).
+const (
+	seekData = 3
+	seekHole = 4
+)
 
 func allZero(b []byte) bool {
 	for _, c := range b {
