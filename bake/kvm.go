@@ -73,7 +73,7 @@ type KVMOptions struct {
 
 // kvmTools are the programs a KVM bake runs, and their Debian packages.
 var kvmTools = map[string]string{
-	"fakeroot": "fakeroot", "tar": "tar", "mke2fs": "e2fsprogs", "debugfs": "e2fsprogs", "dumpe2fs": "e2fsprogs",
+	"tar": "tar", "mke2fs": "e2fsprogs", "debugfs": "e2fsprogs", "dumpe2fs": "e2fsprogs",
 	"mkfs.vfat": "dosfstools", "mcopy": "mtools", "mmd": "mtools",
 }
 
@@ -210,6 +210,9 @@ func checkTools(o KVMOptions) error {
 	}
 	if slices.Contains(o.Formats, ImageQCOW2) {
 		tools["qemu-img"] = "qemu-utils"
+	}
+	if os.Geteuid() != 0 {
+		tools["fakeroot"] = "fakeroot" // root extracts owners and device nodes itself
 	}
 	var missing []string
 	for t, pkg := range tools {
@@ -452,8 +455,8 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 
 // makeRootFS streams the merged tree into work/root and builds the root
 // file system from it with mke2fs -d, in place in diskFile at the root
-// partition's offset, both in one fakeroot session (as
-// root too, so that both give the same bytes), so that owners and device
+// partition's offset, both as root or, for another user, in one fakeroot
+// session (the same bytes either way: TestKVMImage bakes as both), so that owners and device
 // nodes (/dev is kept: the kernel mounts devtmpfs over it) land in the file
 // system as the stream has them; xattrs and ACLs are set by setXattrs. Debian 12's mke2fs (1.47.0) takes only a
 // directory for -d (a tarball needs 1.47.1 built with libarchive), hence
@@ -500,8 +503,12 @@ mke2fs -q -F -t ext4 -L root -b 4096 -U "$4" -E "offset=$6,hash_seed=$5,lazy_ita
 		merged <- err
 	}()
 	env := []string{"E2FSPROGS_FAKE_TIME=" + strconv.FormatInt(epoch, 10), "LC_ALL=C"}
-	err = runTool(ctx, io.TeeReader(pr, xw), env, "fakeroot", "--", "sh", "-c", script, "sh",
-		root, diskFile, strconv.FormatInt(disk.rootBytes/1024, 10), disk.fsUUID, disk.seed, strconv.FormatInt(disk.rootOffset, 10))
+	argv := []string{"sh", "-c", script, "sh"}
+	if os.Geteuid() != 0 {
+		argv = append([]string{"fakeroot", "--"}, argv...)
+	}
+	err = runTool(ctx, io.TeeReader(pr, xw), env, argv[0], append(argv[1:],
+		root, diskFile, strconv.FormatInt(disk.rootBytes/1024, 10), disk.fsUUID, disk.seed, strconv.FormatInt(disk.rootOffset, 10))...)
 	pr.CloseWithError(errors.New("extraction ended"))
 	merr := <-merged
 	xw.Close()
