@@ -35,8 +35,11 @@ vet:
 	cd packer && $(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
-## test: everything, with the real tools (installs what it needs)
-test: deps tools base-small base-kvm vet
+## test: everything, with the real tools (installs what it needs). The pinned
+## tools (CPU) and the two test bases (debootstrap: network, disk) build at once.
+test: deps
+	$(MAKE) -j3 tools base-small base-kvm
+	$(MAKE) vet
 	HARDWAY_BIN_DIR=$(TOOLBIN) $(GO) test -count=1 -timeout 45m ./...
 	cd packer && HARDWAY_BIN_DIR=$(TOOLBIN) $(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=15s
@@ -87,6 +90,8 @@ base-small:
 base-kvm:
 	hack/base.sh --kvm
 
-## bench-bake: bake the seed's LXC worker (full base, real binaries) against tar -c | zstd -T0 -3 on the same content
-bench-bake: build tools base
-	$(GO) run ./hack/benchbake -hardway bin/hardway -base $$(hack/base.sh path) -bin $$(hack/tools.sh path k8s)
+## bench-bake: bake the seed's worker (real binaries) as an LXC template (full base) against tar -c | zstd -T0 -3,
+## and as a KVM qcow2 image (kvm base) against mke2fs -d + qemu-img convert, on the same content (BENCH_FORMAT=lxc|kvm|both)
+BENCH_FORMAT ?= both
+bench-bake: build tools base base-kvm
+	$(GO) run ./hack/benchbake -hardway bin/hardway -format $(BENCH_FORMAT) -base $$(hack/base.sh path) -kvm-base $$(hack/base.sh path --kvm) -bin $$(hack/tools.sh path k8s)

@@ -4,6 +4,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hardway-dev/hardway/rootfs"
 )
@@ -89,4 +90,36 @@ func (c countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// Every calls f with the running steps (those not done) every period, from
+// another goroutine, until the returned function is called; that function
+// returns once f is no longer running and may be called more than once.
+func (p *Progress) Every(period time.Duration, f func(running []*Status)) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				var running []*Status
+				for _, s := range p.Steps() {
+					if !s.Done.Load() {
+						running = append(running, s)
+					}
+				}
+				f(running)
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done) })
+		<-stopped
+	}
 }

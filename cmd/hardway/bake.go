@@ -176,33 +176,19 @@ func progressLog(w io.Writer, p *bake.Progress) (*slog.Logger, func()) {
 	if tty {
 		every = 200 * time.Millisecond
 	}
-	done := make(chan struct{})
-	var once sync.Once
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if tty {
-					lw.redraw()
-				} else {
-					for _, s := range p.Steps() {
-						if !s.Done.Load() {
-							log.Info("progress", "step", s.Name, "done", pct(s), "members", s.Members.Load(), "content", s.Bytes.Load())
-						}
-					}
-				}
-			}
+	stop := p.Every(every, func(running []*bake.Status) {
+		if tty {
+			lw.redraw()
+			return
 		}
-	}()
+		for _, s := range running {
+			log.Info("progress", "step", s.Name, "done", pct(s), "members", s.Members.Load(), "content", s.Bytes.Load())
+		}
+	})
+	var once sync.Once
 	return log, func() {
-		once.Do(func() {
-			close(done)
-			lw.clear()
-		})
+		stop()
+		once.Do(lw.clear)
 	}
 }
 

@@ -57,28 +57,10 @@ func (c *Config) Bake(ctx context.Context, ui packersdk.Ui, doc *spec.Document, 
 // report says every period how far each running bake step is, until the
 // returned function is called.
 func report(ui packersdk.Ui, p *bake.Progress, period time.Duration) func() {
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				for _, s := range p.Steps() {
-					if !s.Done.Load() {
-						ui.Message(fmt.Sprintf("%s: %d%% done, %d members, %d bytes of content written",
-							filepath.Base(s.Name), int(s.Fraction()*100), s.Members.Load(), s.Bytes.Load()))
-					}
-				}
-			}
+	return p.Every(period, func(running []*bake.Status) {
+		for _, s := range running {
+			ui.Message(fmt.Sprintf("%s: %d%% done, %d members, %d bytes of content written",
+				filepath.Base(s.Name), int(s.Fraction()*100), s.Members.Load(), s.Bytes.Load()))
 		}
-	}()
-	return func() {
-		close(done)
-		<-stopped
-	}
+	})
 }
