@@ -335,6 +335,6 @@ func logStats(log *slog.Logger, name string, st *rootfs.Stats, size int64, d tim
 		log.Info("dropped xattrs pct does not restore (it keeps user.* and security.capability)", "artifact", name, "xattrs", xattrSummary(st.DroppedXattrs))
 	}
 	if n := st.Dropped[rootfs.DropRemoved]; n > 0 {
-		log.Info("removed base members: SSH host keys, links enabling services the node does not run", "artifact", name, "count", n)
+		log.Info("removed base members: SSH host keys, links enabling services the node does not run, in a container the kernel and its modules", "artifact", name, "count", n)
 	}
 }

@@ -55,16 +55,26 @@ func unusedServices(j Job, container bool) []string {
 	return out
 }
 
+// kernelFiles are the base's kernel, initrd and modules (Remove patterns),
+// which a container never uses: it runs on the Proxmox host's kernel, whose
+// version is not the base's, and the host loads the modules it needs
+// (proxmox/modules-load.d). A base made for KVM images too (hack/base.sh's
+// full base) would otherwise put ~450 MB of them in every template. The
+// directories stay; the package database still lists the package.
+var kernelFiles = []string{"/boot/*", "/usr/lib/modules/*", "/lib/modules/*",
+	"/vmlinuz", "/vmlinuz.old", "/initrd.img", "/initrd.img.old"}
+
 // CloudInitDisabled is cloud-init's off switch (cloud-init's
 // ds-identify and generator honour it).
 const CloudInitDisabled = "/etc/cloud/cloud-init.disabled"
 
-// lxcLayer holds what a container template needs on top of sysprep: where
-// the base has cloud-init, it is disabled, because Proxmox gives containers
-// no cloud-init data source and the node's configuration is baked in (as
-// distrobuilder does for LXC images).
+// lxcLayer holds what a container template needs on top of sysprep: no
+// kernel (kernelFiles), no service the node does not run (unusedServices),
+// and, where the base has cloud-init, cloud-init disabled, because Proxmox
+// gives containers no cloud-init data source and the node's configuration
+// is baked in (as distrobuilder does for LXC images).
 func lxcLayer(info *rootfs.BaseInfo, j Job) rootfs.Layer {
-	l := rootfs.Layer{Name: "lxc", Remove: unusedServices(j, true)}
+	l := rootfs.Layer{Name: "lxc", Remove: append(unusedServices(j, true), kernelFiles...)}
 	if info.Has("/usr/bin/cloud-init") {
 		l.Entries = append(l.Entries, rootfs.Bytes(CloudInitDisabled, 0o644, 0, 0,
 			[]byte("# hardway bake: a Proxmox container has no cloud-init data source; its configuration is baked in.\n")))

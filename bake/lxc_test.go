@@ -219,16 +219,31 @@ func TestBakeFullDisk(t *testing.T) {
 	}
 }
 
-// TestUnusedServices: the base's links enabling haproxy, keepalived and
+// TestLXCRemovals: the base's links enabling haproxy, keepalived and
 // chrony are not in the template of a node without the lb role (cp1), while
-// its other enabled services stay.
-func TestUnusedServices(t *testing.T) {
+// its other enabled services stay; nor is the base's kernel, initrd or
+// modules, while /boot and the modules directory stay.
+func TestLXCRemovals(t *testing.T) {
 	doc := testSpec(t, spec.ModeUpstream, fakeBins(t, controllerBins...), nil)
 	x, _ := generated(t, doc)
 	wants := "./etc/systemd/system/multi-user.target.wants/"
 	var extra []member
 	for _, u := range []string{"haproxy.service", "keepalived.service", "chrony.service", "cron.service"} {
 		extra = append(extra, member{Header: tar.Header{Typeflag: tar.TypeSymlink, Name: wants + u, Linkname: "/lib/systemd/system/" + u, Mode: 0o777}})
+	}
+	kernel := map[string]bool{ // in the template?
+		"./boot/": true, "./boot/vmlinuz-6.1.0-hw": false, "./vmlinuz": false,
+		"./usr/lib/modules/": true, "./usr/lib/modules/6.1.0-hw/": false, "./usr/lib/modules/6.1.0-hw/kernel/e1000.ko": false,
+	}
+	for name := range kernel {
+		h := tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644}
+		switch {
+		case strings.HasSuffix(name, "/"):
+			h.Typeflag, h.Mode = tar.TypeDir, 0o755
+		case name == "./vmlinuz":
+			h.Typeflag, h.Linkname = tar.TypeSymlink, "boot/vmlinuz-6.1.0-hw"
+		}
+		extra = append(extra, member{Header: h})
 	}
 	base := buildBase(t, extra)
 	res, err := bakeOne(t, context.Background(), x, doc, base, t.TempDir(), "cp1")
@@ -243,6 +258,11 @@ func TestUnusedServices(t *testing.T) {
 	for u, want := range map[string]bool{"haproxy.service": false, "keepalived.service": false, "chrony.service": false, "cron.service": true} {
 		if have[wants+u] != want {
 			t.Errorf("%s enabled in cp1's template: %v, want %v", u, have[wants+u], want)
+		}
+	}
+	for name, want := range kernel {
+		if have[name] != want {
+			t.Errorf("%s in cp1's template: %v, want %v", name, have[name], want)
 		}
 	}
 	if want := []string{"/etc/systemd/system/*.wants/haproxy.service", "/etc/systemd/system/*.wants/keepalived.service"}; !slices.Equal(unusedServices(Job{Roles: []string{"lb"}}, false), nil) ||
