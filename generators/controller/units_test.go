@@ -64,35 +64,9 @@ func TestSystemdVerifyFails(t *testing.T) {
 	}
 }
 
-// verifyRoot writes tr, the host's system units and stub executables into a
-// temporary root.
-func verifyRoot(t *testing.T, tr *tree.Tree) string {
-	t.Helper()
-	root := t.TempDir()
-	commontest.WriteRoot(t, tr, root)
-	host := "/usr/lib/systemd/system"
-	dst := filepath.Join(root, "usr/lib/systemd")
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", "-a", host, dst).CombinedOutput(); err != nil {
-		t.Fatalf("copy %s: %v\n%s", host, err, out)
-	}
-	for _, u := range unitFiles(tr) {
-		for _, cmds := range commands(t, file(t, tr, u)) {
-			for _, argv := range cmds {
-				stub := filepath.Join(root, argv[0])
-				if err := os.MkdirAll(filepath.Dir(stub), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(stub, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-	}
-	return root
-}
+// verifyRoot is tr under a root for systemd-analyze verify: the host's
+// units and stub executables at the Exec*= paths (commontest.UnitRoot).
+func verifyRoot(t *testing.T, tr *tree.Tree) string { return commontest.UnitRoot(t, tr) }
 
 // systemdVerify runs systemd-analyze verify on units (paths on the node)
 // under root and returns what it printed.
