@@ -113,25 +113,33 @@ func network(x *gen.Context, n spec.Node, t *tree.Tree) {
 	}
 }
 
-// Network writes node n's systemd-networkd file at x.NetworkFile(n) (static
-// address, gateway, DNS, and on workers the pod routes) and enables networkd.
-// The KVM bake calls it for node images booted by cloud-init, which have no
-// NoCloud seed to carry their network.
+// Network writes node n's network file at x.NetworkFile(n) (static address,
+// gateway, DNS, and on workers the pod routes) and enables networkd; on
+// Fedora CoreOS the file is a NetworkManager keyfile (0600: NetworkManager
+// ignores a keyfile others can read) and NetworkManager, which the system
+// enables, reads it. The KVM bake calls it for node images booted by
+// cloud-init, which have no NoCloud seed to carry their network.
 func Network(x *gen.Context, n spec.Node, t *tree.Tree) {
 	var routes []routeLine
 	for _, r := range x.PodRoutes(n) {
 		routes = append(routes, routeLine{To: r.To, Via: r.Via, Worker: nodeAt(x.C, r.Via)})
 	}
-	t.File(x.NetworkFile(n), 0o644, x.Render("common/network", map[string]any{
+	data := map[string]any{
 		"Node":    n.Name,
 		"LXC":     n.Target == spec.TargetLXC,
 		"Match":   match(x, n),
+		"MAC":     x.MAC(n),
 		"Address": n.Address,
 		"Gateway": x.C.Spec.Network.Gateway,
 		"DNS":     x.C.Spec.Network.DNS,
 		"Domain":  x.C.Spec.Domain,
 		"Routes":  routes,
-	}))
+	}
+	if gen.NetworkManager(n) {
+		t.File(x.NetworkFile(n), 0o600, x.Render("common/network.nmconnection", data))
+		return
+	}
+	t.File(x.NetworkFile(n), 0o644, x.Render("common/network", data))
 	t.Enable("systemd-networkd.service", "multi-user.target")
 	t.Enable("systemd-networkd-wait-online.service", "network-online.target")
 }

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -310,4 +311,95 @@ func TestTimeSync(t *testing.T) {
 	if out, ok := commontest.Run(t, chronyd, "-p", "-f", main); ok {
 		t.Errorf("chronyd -p accepted a misspelt directive: %s", out)
 	}
+}
+
+// TestFedoraCoreOSNetwork: a Fedora CoreOS node (Ignition variant fcos) gets
+// a NetworkManager keyfile, mode 0600, matching its pinned MAC, with its
+// address, gateway, DNS, search domain and a route to every other worker's
+// pod CIDR (listed here from the spec), and no systemd-networkd; the same
+// node on Flatcar gets systemd-networkd's file.
+func TestFedoraCoreOSNetwork(t *testing.T) {
+	fcos := commontest.Context(t, "../../examples/mixed.yaml", func(c *spec.Cluster) {
+		for i := range c.Spec.Nodes {
+			if c.Spec.Nodes[i].Name == "w3" {
+				c.Spec.Nodes[i].Ignition = "fcos"
+			}
+		}
+	})
+	n := commontest.Node(t, fcos, "w3")
+	tr := generate(t, fcos, "w3")
+	const keyfile = "/etc/NetworkManager/system-connections/hardway.nmconnection"
+	e, ok := tr.Get(keyfile)
+	if !ok {
+		t.Fatalf("no %s", keyfile)
+	}
+	if e.Mode.Perm() != 0o600 || e.UID != 0 {
+		t.Errorf("%s: mode %o uid %d, want 0600 root", keyfile, e.Mode.Perm(), e.UID)
+	}
+	groups := keyfileGroups(t, string(e.Data))
+	want := map[string]string{
+		"connection.type":      "ethernet",
+		"ethernet.mac-address": fcos.MAC(n),
+		"ipv4.method":          "manual",
+		"ipv4.address1":        "192.168.50.23/24," + fcos.C.Spec.Network.Gateway,
+		"ipv4.dns":             strings.Join(fcos.C.Spec.Network.DNS, ";") + ";",
+		"ipv4.dns-search":      fcos.C.Spec.Domain + ";",
+	}
+	// mixed.yaml: pods 10.244.0.0/16 in /24s, workers w1, w2, w3 in order.
+	routes := []string{"10.244.0.0/24,192.168.50.21", "10.244.1.0/24,192.168.50.22"}
+	for i, r := range routes {
+		want["ipv4.route"+strconv.Itoa(i+1)] = r
+	}
+	for k, v := range want {
+		if groups[k] != v {
+			t.Errorf("%s = %q, want %q", k, groups[k], v)
+		}
+	}
+	if _, ok := groups["ipv4.route"+strconv.Itoa(len(routes)+1)]; ok || len(routes) == 0 {
+		t.Errorf("routes: %d in the spec, keyfile %v", len(routes), groups)
+	}
+	for _, u := range tr.Units() {
+		if strings.HasPrefix(u.Name, "systemd-networkd") {
+			t.Errorf("a Fedora CoreOS node enables %s", u.Name)
+		}
+	}
+	if _, ok := tr.Get("/etc/systemd/network/10-hardway.network"); ok {
+		t.Error("a Fedora CoreOS node has a networkd file")
+	}
+
+	flatcar := commontest.Context(t, "../../examples/mixed.yaml")
+	tr = generate(t, flatcar, "w3")
+	if _, ok := tr.Get(keyfile); ok {
+		t.Error("a Flatcar node has a NetworkManager keyfile")
+	}
+	if _, ok := tr.Get("/etc/systemd/network/10-hardway.network"); !ok {
+		t.Error("a Flatcar node has no networkd file")
+	}
+}
+
+// keyfileGroups parses a GLib key file as NetworkManager does, strictly:
+// "[group]" lines and "key=value" lines in a group, comments and blank
+// lines; it returns "group.key" → value and fails on anything else or on a
+// key given twice.
+func keyfileGroups(t *testing.T, data string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	group := ""
+	for i, l := range strings.Split(data, "\n") {
+		switch {
+		case l == "" || strings.HasPrefix(l, "#"):
+		case strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]"):
+			group = strings.Trim(l, "[]")
+		default:
+			k, v, ok := strings.Cut(l, "=")
+			if !ok || group == "" || k != strings.TrimSpace(k) || k == "" {
+				t.Fatalf("line %d: %q is not a key file line", i+1, l)
+			}
+			if _, dup := out[group+"."+k]; dup {
+				t.Fatalf("line %d: %s.%s given twice", i+1, group, k)
+			}
+			out[group+"."+k] = v
+		}
+	}
+	return out
 }

@@ -127,14 +127,26 @@ func (x *Context) TreeManagesNetwork(n spec.Node) bool {
 	return !(n.Target == spec.TargetKVM && n.Boot == "cloud-init")
 }
 
-// NetworkFile is the systemd-networkd file of a node whose tree manages its
-// network. On LXC it has the name Proxmox would write (eth0.network), guarded
-// by a .pve-ignore marker so Proxmox leaves it alone.
+// NetworkFile is the network configuration file of a node whose tree
+// manages its network: a systemd-networkd file, but on Fedora CoreOS, whose
+// network is NetworkManager's, a NetworkManager keyfile. On LXC it has the
+// name Proxmox would write (eth0.network), guarded by a .pve-ignore marker so
+// Proxmox leaves it alone.
 func (x *Context) NetworkFile(n spec.Node) string {
-	if n.Target == spec.TargetLXC {
+	switch {
+	case n.Target == spec.TargetLXC:
 		return "/etc/systemd/network/eth0.network"
+	case NetworkManager(n):
+		return "/etc/NetworkManager/system-connections/hardway.nmconnection"
 	}
 	return "/etc/systemd/network/10-hardway.network"
+}
+
+// NetworkManager reports whether node n's network is NetworkManager's:
+// Fedora CoreOS (Ignition variant fcos). Flatcar, Debian and the LXC nodes
+// use systemd-networkd.
+func NetworkManager(n spec.Node) bool {
+	return n.Target == spec.TargetKVM && n.Boot == "ignition" && n.Ignition == "fcos"
 }
 
 // MAC is the node's deterministic Ethernet address: a locally administered
