@@ -513,6 +513,9 @@ mke2fs -q -F -t ext4 -L root -b 4096 -U "$4" -E "offset=$6,hash_seed=$5,lazy_ita
 	merr := <-merged
 	xw.Close()
 	found := <-xattrs
+	if ctx.Err() != nil {
+		return nil, ctx.Err() // not the merge's "extraction ended" it caused
+	}
 	if merr != nil {
 		return nil, merr
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -581,19 +582,7 @@ func TestKVMFullDisk(t *testing.T) {
 	need(t, "mount", "umount", "fakeroot", "tar", "mke2fs", "debugfs", "dumpe2fs", "mkfs.vfat", "mcopy", "mmd")
 	doc := testSpec(t, spec.ModePackaged, nil, nil)
 	x, _ := generated(t, doc)
-	noise := make([]byte, 16<<20) // incompressible
-	rand.Read(noise)
-	reg := func(name, data string) member {
-		return member{Header: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644}, data: data}
-	}
-	link := func(name, target string) member {
-		return member{Header: tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777}}
-	}
-	base := buildBase(t, []member{
-		reg("./boot/vmlinuz-6.1.0-hw", string(noise[:8<<20])), reg("./boot/initrd.img-6.1.0-hw", string(noise[8<<20:])),
-		link("./vmlinuz", "boot/vmlinuz-6.1.0-hw"), link("./initrd.img", "boot/initrd.img-6.1.0-hw"),
-		reg("."+SystemdBootEFI, "MZ"),
-	})
+	base := kernelBase(t, 0)
 	jobs, err := KVMJobs(x, "w2", "")
 	if err != nil {
 		t.Fatal(err)
@@ -608,5 +597,66 @@ func TestKVMFullDisk(t *testing.T) {
 	t.Log(err)
 	if got := entries(t, out); len(got) != 0 {
 		t.Errorf("full output dir holds %v", got)
+	}
+}
+
+// kernelBase is a synthetic base with what a KVM bake checks for: a kernel
+// and an initrd (8 MiB of noise each) behind /vmlinuz and /initrd.img, and
+// systemd-boot; plus extra bytes of noise in /var/noise.
+func kernelBase(t *testing.T, extra int) string {
+	noise := make([]byte, 16<<20+extra) // incompressible
+	rand.Read(noise)
+	reg := func(name string, data []byte) member {
+		return member{Header: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644}, data: string(data)}
+	}
+	link := func(name, target string) member {
+		return member{Header: tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777}}
+	}
+	ms := []member{
+		reg("./boot/vmlinuz-6.1.0-hw", noise[:8<<20]), reg("./boot/initrd.img-6.1.0-hw", noise[8<<20:16<<20]),
+		link("./vmlinuz", "boot/vmlinuz-6.1.0-hw"), link("./initrd.img", "boot/initrd.img-6.1.0-hw"),
+		reg("."+SystemdBootEFI, []byte("MZ")),
+	}
+	if extra > 0 {
+		ms = append(ms, reg("./var/noise", noise[16<<20:]))
+	}
+	return buildBase(t, ms)
+}
+
+// TestKVMInterrupt cancels a KVM bake while mke2fs's input is being
+// extracted (as Ctrl-C does through the CLI's context): it stops with the
+// context's error and leaves nothing in the output directory.
+func TestKVMInterrupt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a KVM bake")
+	}
+	need(t, "tar", "mke2fs", "debugfs", "dumpe2fs", "mkfs.vfat", "mcopy", "mmd")
+	doc := testSpec(t, spec.ModePackaged, nil, nil)
+	x, _ := generated(t, doc)
+	base := kernelBase(t, 128<<20)
+	jobs, err := KVMJobs(x, "w2", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	progress := &Progress{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			for _, s := range progress.Steps() {
+				if strings.HasSuffix(s.Name, ".ext4") && s.Bytes.Load() > 0 {
+					cancel()
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	_, err = RunKVM(ctx, Config{Doc: doc, Base: base, Out: out, Progress: progress}, KVMOptions{DiskSize: 1 << 30, Formats: []string{ImageRaw}}, jobs)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context canceled", err)
+	}
+	if got := entries(t, out); len(got) != 0 {
+		t.Errorf("an interrupted bake left %v", got)
 	}
 }
