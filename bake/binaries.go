@@ -3,6 +3,7 @@ package bake
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"path/filepath"
 	"slices"
@@ -124,4 +125,40 @@ func binariesLayer(doc *spec.Document, subject string, roles []string, pins pinC
 	}
 	sort.Slice(l.Entries, func(i, j int) bool { return l.Entries[i].Path < l.Entries[j].Path })
 	return l, errors.Join(errs...)
+}
+
+// Pins hashes, for `hardway pin`, every binary the roles of the spec's nodes
+// take from binaries.dir (binaries.mode upstream) that is there: file name →
+// SHA-256. missing lists the required ones that are not (their files).
+func Pins(doc *spec.Document) (pins map[string]string, missing []string, err error) {
+	s := doc.Cluster.Spec
+	if s.Binaries.Mode == spec.ModePackaged {
+		return nil, nil, errors.New("binaries.mode is packaged: the distribution's packages bring the binaries, there is nothing to pin")
+	}
+	used := map[string]bool{}
+	for _, n := range s.Nodes {
+		for _, r := range n.Roles {
+			used[r] = true
+		}
+	}
+	pins = map[string]string{}
+	for _, b := range binaries {
+		if !used[b.role] || pins[b.name] != "" {
+			continue
+		}
+		src := filepath.Join(doc.Dir, s.Binaries.Dir, b.name)
+		sum, err := rootfs.FileSHA256(src)
+		switch {
+		case err == nil:
+			pins[b.name] = sum
+		case errors.Is(err, fs.ErrNotExist):
+			if !b.optional && !slices.Contains(missing, src) {
+				missing = append(missing, src)
+			}
+		default:
+			return nil, nil, err
+		}
+	}
+	sort.Strings(missing)
+	return pins, missing, nil
 }

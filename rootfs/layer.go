@@ -98,24 +98,11 @@ func (e *HashMismatchError) Error() string {
 // again while it is copied into the stream, so that a file changed in
 // between fails the bake instead of slipping in.
 func PinnedFile(p string, perm fs.FileMode, src, want string) (Entry, error) {
-	f, err := os.Open(src)
+	got, n, err := hashFile(src)
 	if err != nil {
 		return Entry{}, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return Entry{}, err
-	}
-	if !st.Mode().IsRegular() {
-		return Entry{}, fmt.Errorf("%s is not a regular file", src)
-	}
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return Entry{}, fmt.Errorf("%s: %w", src, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+	if got != want {
 		return Entry{}, &HashMismatchError{File: src, Got: got, Want: want}
 	}
 	return Entry{
@@ -128,6 +115,35 @@ func PinnedFile(p string, perm fs.FileMode, src, want string) (Entry, error) {
 			return &verifyingReader{f: f, h: sha256.New(), file: src, want: want}, nil
 		},
 	}, nil
+}
+
+// FileSHA256 is the SHA-256 (hex) of the regular file src (symbolic links
+// followed), as a pin in spec.binaries.sha256 gives it.
+func FileSHA256(src string) (string, error) {
+	sum, _, err := hashFile(src)
+	return sum, err
+}
+
+// hashFile returns the SHA-256 (hex) and size of the regular file src.
+func hashFile(src string) (string, int64, error) {
+	f, err := os.Open(src)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", 0, err
+	}
+	if !st.Mode().IsRegular() {
+		return "", 0, fmt.Errorf("%s is not a regular file", src)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s: %w", src, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // verifyingReader hashes what it reads and fails at EOF on a mismatch.

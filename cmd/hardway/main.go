@@ -61,7 +61,7 @@ Start with:  hardway init && hardway validate -f cluster.yaml && hardway generat
 		},
 	}
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug details")
-	root.AddCommand(newInit(), newValidate(), newGenerate(), newCerts(), newVerify(), newBake(), newSchema(), newVersion())
+	root.AddCommand(newInit(), newValidate(), newGenerate(), newCerts(), newVerify(), newBake(), newPin(), newSchema(), newVersion())
 	return root
 }
 
