@@ -9,14 +9,16 @@
 #   make plugin                      # builds bin/packer-plugin-hardway
 #   packer plugins install --path bin/packer-plugin-hardway github.com/hardway-dev/hardway
 #   hack/base.sh                     # a Debian base, ~/.cache/hardway/base/debian-12-base.tar.zst
-#   packer build -var base_rootfs=$HOME/.cache/hardway/base/debian-12-base.tar.zst examples/packer/seed.pkr.hcl
+#   packer build -var spec=out/try/seed-lxc.yaml \
+#     -var base_rootfs=$HOME/.cache/hardway/base/debian-12-base.tar.zst examples/packer/seed.pkr.hcl
 #
 # The artifacts, their .sha256 files, the checksum files and
 # packer-manifest.json land in out/<cluster>/bake/ (out/kublxc/bake/ here).
-# The seed spec installs upstream binaries (binaries.mode upstream): pin
-# them in examples/seed-lxc.yaml first (see its binaries section), or pass a
-# spec with binaries.mode packaged and a base holding the distribution's
-# Kubernetes packages.
+# The seed spec installs upstream binaries (binaries.mode upstream), which
+# bake takes only when pinned: out/try/seed-lxc.yaml is a copy with its
+# binaries next to it and pinned by `hardway pin --write` (the README's
+# recipe under "Baking LXC templates"). A spec with binaries.mode packaged
+# needs a base holding the distribution's Kubernetes packages instead.
 #
 # examples/seed-lxc.yaml has no KVM node, so the build has no hardway-kvm
 # source there. For a spec with KVM nodes (-var spec=examples/seed-kvm.yaml),
