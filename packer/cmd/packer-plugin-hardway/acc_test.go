@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,16 +117,19 @@ func (e *env) try(args ...string) (string, error) {
 
 // manifest is the part of Packer's packer-manifest.json the test reads.
 type manifest struct {
-	Builds []struct {
-		Name        string            `json:"name"`
-		BuilderType string            `json:"builder_type"`
-		ArtifactID  string            `json:"artifact_id"`
-		CustomData  map[string]string `json:"custom_data"`
-		Files       []struct {
-			Name string `json:"name"`
-			Size int64  `json:"size"`
-		} `json:"files"`
-	} `json:"builds"`
+	Builds []manifestBuild `json:"builds"`
+}
+
+// manifestBuild is one build of the manifest.
+type manifestBuild struct {
+	Name        string            `json:"name"`
+	BuilderType string            `json:"builder_type"`
+	ArtifactID  string            `json:"artifact_id"`
+	CustomData  map[string]string `json:"custom_data"`
+	Files       []struct {
+		Name string `json:"name"`
+		Size int64  `json:"size"`
+	} `json:"files"`
 }
 
 // readManifest reads the Packer manifest file that a build whose output was
@@ -375,14 +379,21 @@ func TestAccKVM(t *testing.T) {
 	template := filepath.Join(e.dir, "kvm.pkr.hcl")
 	err = os.WriteFile(template, fmt.Appendf(nil, `
 source "hardway-kvm" "e1" {
-  spec             = %q
+  spec             = %[1]q
   node             = "e1"
-  base_rootfs      = %q
-  output_directory = %q
+  base_rootfs      = %[2]q
+  output_directory = %[3]q
+  format           = "qcow2"
+}
+source "hardway-kvm" "etcd" {
+  spec             = %[1]q
+  role             = "etcd"
+  base_rootfs      = %[2]q
+  output_directory = %[3]q
   format           = "qcow2"
 }
 build {
-  sources = ["source.hardway-kvm.e1"]
+  sources = ["source.hardway-kvm.e1", "source.hardway-kvm.etcd"]
   post-processor "manifest" {
     output     = "packer-manifest.json"
     strip_path = false
@@ -402,43 +413,51 @@ build {
 	e.run("validate", template)
 	start := time.Now()
 	log := e.run("build", template)
-	t.Logf("packer build of e1's KVM image took %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("packer build of e1's node image and the etcd role image took %s", time.Since(start).Round(time.Millisecond))
 
 	m, data := readManifest(t, filepath.Join(e.dir, "packer-manifest.json"), log)
-	if len(m.Builds) != 1 || len(m.Builds[0].Files) != 1 || m.Builds[0].BuilderType != "hardway-kvm" {
-		t.Fatalf("the manifest has not one hardway-kvm build of one file:\n%s", data)
+	if len(m.Builds) != 2 {
+		t.Fatalf("the manifest has not two builds:\n%s", data)
 	}
-	b := m.Builds[0]
-	img := b.Files[0].Name
-	const name = "debian-12-hardway-e1_1.34.2_amd64.qcow2"
-	if want := filepath.Join(out, "pkrkvm", "bake", name); img != want || b.ArtifactID != name || b.CustomData["artifact"] != want {
-		t.Errorf("image %s (id %s, artifact %s), want %s", img, b.ArtifactID, b.CustomData["artifact"], want)
-	}
-	for k, v := range map[string]string{"node": "e1", "roles": "etcd", "vmid": "221"} {
-		if b.CustomData[k] != v {
-			t.Errorf("custom data %s = %q, want %q", k, b.CustomData[k], v)
+	// The node image of e1 and the role image of etcd (which serves e1),
+	// each the same bytes as the CLI's bake of the same inputs, into another
+	// directory, with the PKI state the build created.
+	for _, c := range []struct{ source, name, flag, value string }{
+		{"e1", "debian-12-hardway-e1_1.34.2_amd64.qcow2", "--node", "e1"},
+		{"etcd", "debian-12-hardway-etcd_1.34.2_amd64.qcow2", "--role", "etcd"},
+	} {
+		i := slices.IndexFunc(m.Builds, func(b manifestBuild) bool { return b.Name == c.source })
+		if i < 0 || len(m.Builds[i].Files) != 1 || m.Builds[i].BuilderType != "hardway-kvm" {
+			t.Fatalf("the manifest has no hardway-kvm build %s of one file:\n%s", c.source, data)
 		}
-	}
-	got := fileSHA256(t, img)
-	if got != b.CustomData["sha256"] || !strings.Contains(log, got+"  "+img) {
-		t.Errorf("%s: sha256 %s; the manifest claims %s, the build said:\n%s", img, got, b.CustomData["sha256"], log)
-	}
-	if side, _ := os.ReadFile(img + ".sha256"); string(side) != got+"  "+name+"\n" {
-		t.Errorf("%s.sha256 = %q, want %s", img, side, got)
-	}
-
-	// The same inputs through the CLI, into another directory, with the
-	// PKI state the build created.
-	cliDir := t.TempDir()
-	start = time.Now()
-	cli := exec.Command(buildHardway(t), "bake", "-f", specFile, "--base", base, "--dir", out, "-o", cliDir,
-		"--format", "kvm", "--node", "e1", "--image-format", "qcow2")
-	if o, err := cli.CombinedOutput(); err != nil {
-		t.Fatalf("hardway bake --format kvm: %v\n%s", err, o)
-	}
-	t.Logf("hardway bake of the same image took %s", time.Since(start).Round(time.Millisecond))
-	if cliSum := fileSHA256(t, filepath.Join(cliDir, name)); cliSum != got {
-		t.Errorf("%s: Packer's image (sha256 %s) differs from hardway bake's (%s)", name, got, cliSum)
+		b := m.Builds[i]
+		img := b.Files[0].Name
+		if want := filepath.Join(out, "pkrkvm", "bake", c.name); img != want || b.ArtifactID != c.name || b.CustomData["artifact"] != want {
+			t.Errorf("image %s (id %s, artifact %s), want %s", img, b.ArtifactID, b.CustomData["artifact"], want)
+		}
+		for k, v := range map[string]string{"node": "e1", "roles": "etcd", "vmid": "221"} {
+			if b.CustomData[k] != v {
+				t.Errorf("%s: custom data %s = %q, want %q", c.source, k, b.CustomData[k], v)
+			}
+		}
+		got := fileSHA256(t, img)
+		if got != b.CustomData["sha256"] || !strings.Contains(log, got+"  "+img) {
+			t.Errorf("%s: sha256 %s; the manifest claims %s, the build said:\n%s", img, got, b.CustomData["sha256"], log)
+		}
+		if side, _ := os.ReadFile(img + ".sha256"); string(side) != got+"  "+c.name+"\n" {
+			t.Errorf("%s.sha256 = %q, want %s", img, side, got)
+		}
+		cliDir := t.TempDir()
+		start = time.Now()
+		cli := exec.Command(buildHardway(t), "bake", "-f", specFile, "--base", base, "--dir", out, "-o", cliDir,
+			"--format", "kvm", c.flag, c.value, "--image-format", "qcow2")
+		if o, err := cli.CombinedOutput(); err != nil {
+			t.Fatalf("hardway bake --format kvm %s %s: %v\n%s", c.flag, c.value, err, o)
+		}
+		t.Logf("hardway bake of %s took %s", c.name, time.Since(start).Round(time.Millisecond))
+		if cliSum := fileSHA256(t, filepath.Join(cliDir, c.name)); cliSum != got {
+			t.Errorf("%s: Packer's image (sha256 %s) differs from hardway bake's (%s)", c.name, got, cliSum)
+		}
 	}
 }
 
