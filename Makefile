@@ -23,11 +23,11 @@ run: build
 deps:
 	hack/deps.sh
 
-## tools: pinned etcd, Kubernetes and cfssl binaries built from the module proxy,
-## cached under ~/.cache/hardway/bin and linked into bin/tools
+## tools: pinned etcd, Kubernetes, cfssl, Packer and packer-sdc binaries built from
+## the module proxy, cached under ~/.cache/hardway/bin and linked into bin/tools
 tools:
 	@mkdir -p $(TOOLBIN)
-	@for d in $$(hack/tools.sh all) $$(hack/packer.sh all); do ln -sf $$d/* $(TOOLBIN)/; done
+	@for d in $$(hack/tools.sh all); do ln -sf $$d/* $(TOOLBIN)/; done
 	@ls $(TOOLBIN)
 
 vet:
@@ -69,7 +69,7 @@ PLUGIN_LDFLAGS    := -X github.com/hardway-dev/hardway/packer/version.Version=$(
 plugin:
 	cd packer && $(GO) build -trimpath -ldflags "$(PLUGIN_LDFLAGS)" -o ../bin/packer-plugin-hardway ./cmd/packer-plugin-hardway
 	cd bin && sha256sum packer-plugin-hardway > packer-plugin-hardway.sha256
-	cd bin && $$(../hack/packer.sh packer-sdc)/packer-sdc plugin-check packer-plugin-hardway
+	cd bin && $$(../hack/tools.sh packer-sdc)/packer-sdc plugin-check packer-plugin-hardway
 
 ## plugin-generate: regenerate the plugin's HCL2 specs and docs (packer-sdc v0.6.10)
 plugin-generate:

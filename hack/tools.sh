@@ -6,7 +6,15 @@
 #   hack/tools.sh path GROUP      print GROUP's cached bin dir without building;
 #                                 prints nothing and exits 1 when it is not built
 #
-# GROUP is one of: k8s etcd cfssl all
+# GROUP is one of: k8s etcd cfssl packer packer-sdc all
+#
+#   k8s         kube-apiserver, -controller-manager, -scheduler, kubelet,
+#               kube-proxy, kubeadm, kubectl
+#   etcd        etcd, etcdctl
+#   cfssl       cfssl, cfssljson
+#   packer      Packer core, which the packer/ module's acceptance tests drive
+#   packer-sdc  packer-plugin-sdk's generator (HCL2 specs, docs, plugin-check);
+#               hack/packer.sh generate runs it over packer/
 #
 # Each group has its own Go module under tools/<group>/ whose go.mod pins the
 # exact version (the module proxy here refuses @latest, so `go install pkg@v`
@@ -19,7 +27,7 @@
 # destination that is renamed into place only once complete and verified.
 set -euo pipefail
 
-readonly GROUPS_ALL=(k8s etcd cfssl)
+readonly GROUPS_ALL=(k8s etcd cfssl packer packer-sdc)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
@@ -45,7 +53,7 @@ usage() {
   cat >&2 <<'EOF'
 usage: hack/tools.sh GROUP...      build (if needed) and print the bin dir of each group
        hack/tools.sh path GROUP    print the cached bin dir of GROUP (exit 1 if not built)
-groups: k8s etcd cfssl all
+groups: k8s etcd cfssl packer packer-sdc all
 EOF
   exit 2
 }
@@ -78,6 +86,16 @@ group_config() {
       MODULE=github.com/cloudflare/cfssl
       PKGS=(github.com/cloudflare/cfssl/cmd/cfssl github.com/cloudflare/cfssl/cmd/cfssljson)
       BINS=(cfssl cfssljson)
+      ;;
+    packer)
+      MODULE=github.com/hashicorp/packer
+      PKGS=(github.com/hashicorp/packer)
+      BINS=(packer)
+      ;;
+    packer-sdc)
+      MODULE=github.com/hashicorp/packer-plugin-sdk
+      PKGS=(github.com/hashicorp/packer-plugin-sdk/cmd/packer-sdc)
+      BINS=(packer-sdc)
       ;;
     *)
       die "unknown tool group '$1' (want one of: ${GROUPS_ALL[*]} all)"
@@ -123,7 +141,7 @@ check_version() {
   case "${bin##*/}" in
     kubectl) cmd=("${bin}" version --client) ;;
     kubeadm) cmd=("${bin}" version -o short) ;;
-    etcdctl | cfssl) cmd=("${bin}" version) ;;
+    etcdctl | cfssl | packer) cmd=("${bin}" version) ;;
     cfssljson) cmd=("${bin}" -version) ;;
     *) cmd=("${bin}" --version) ;;
   esac
