@@ -118,19 +118,10 @@ func selectJobs(x *gen.Context, target, what, node, role string, adjust func(spe
 // complete and checked; on any error, or when ctx is cancelled, the temporary
 // file is removed and the other jobs stop.
 func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
-	layers, err := roleLayers(cfg.Doc, jobs)
+	layers, info, err := prepare(ctx, &cfg, jobs, nil, func(info *rootfs.BaseInfo) error { return checkBase(cfg.Base, info) })
 	if err != nil {
 		return nil, err
 	}
-	info, err := scan(ctx, cfg, jobs)
-	if err != nil {
-		return nil, err
-	}
-	cfg.Log.Info("base", "file", cfg.Base, "os", info.OS.PrettyName, "compression", info.Compression,
-		"members", info.Members, "bytes", info.Size)
 	for i, j := range jobs {
 		layers[i] = append([]rootfs.Layer{rootfs.Sysprep(info), lxcLayer(info, j)}, layers[i]...)
 		warnMissing(cfg.Log, j, info, layers[i])
@@ -139,7 +130,31 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 		r, err := bakeLXC(ctx, cfg, jobs[i], layers[i], info)
 		return []Result{r}, err
 	})
-	return results, errors.Join(err, record(cfg.Out, results))
+	return results, errors.Join(err, record(cfg.Out, KindLXC, results))
+}
+
+// prepare readies a bake of jobs before anything is written: it checks
+// every pinned binary (building each job's binaries layer and node overlay),
+// then reads the whole base once, watching for names besides the jobs'
+// (watch), and checks what it found with check. It sets cfg.Log when nil.
+func prepare(ctx context.Context, cfg *Config, jobs []Job, watch []string, check func(*rootfs.BaseInfo) error) ([][]rootfs.Layer, *rootfs.BaseInfo, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	layers, err := roleLayers(cfg.Doc, jobs)
+	if err != nil {
+		return nil, nil, err
+	}
+	info, err := scan(ctx, *cfg, jobs, watch)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := check(info); err != nil {
+		return nil, nil, err
+	}
+	cfg.Log.Info("base", "file", cfg.Base, "os", info.OS.PrettyName, "compression", info.Compression,
+		"members", info.Members, "bytes", info.Size)
+	return layers, info, nil
 }
 
 // warnMissing warns about what the node's units need and nothing provides.
@@ -152,14 +167,19 @@ func warnMissing(log *slog.Logger, j Job, info *rootfs.BaseInfo, layers []rootfs
 	}
 }
 
-// record adds the published artifacts to the output directory's manifest.
-func record(dir string, results []Result) error {
+// record adds the published artifacts, of kind, to the output directory's
+// manifest.
+func record(dir, kind string, results []Result) error {
 	if len(results) == 0 {
 		return nil
 	}
 	arts := make([]output.Artifact, 0, len(results))
 	for _, r := range results {
-		arts = append(arts, output.Artifact{Path: filepath.Base(r.Path), Node: r.Job.Node, Kind: KindLXC, SHA256: r.SHA256})
+		var size int64
+		if st, err := os.Stat(r.Path); err == nil {
+			size = st.Size()
+		}
+		arts = append(arts, output.Artifact{Path: filepath.Base(r.Path), Node: r.Job.Node, Kind: kind, SHA256: r.SHA256, Size: size})
 	}
 	return recordArtifacts(dir, arts)
 }
@@ -189,8 +209,9 @@ func roleLayers(doc *spec.Document, jobs []Job) ([][]rootfs.Layer, error) {
 	return out, errors.Join(errs...)
 }
 
-// scan reads the whole base once and checks it.
-func scan(ctx context.Context, cfg Config, jobs []Job) (*rootfs.BaseInfo, error) {
+// scan reads the whole base once, watching for the names the jobs' trees
+// need (watchNames) and watch.
+func scan(ctx context.Context, cfg Config, jobs []Job, watch []string) (*rootfs.BaseInfo, error) {
 	f, st, err := openBase(cfg.Base)
 	if err != nil {
 		return nil, err
@@ -202,11 +223,11 @@ func scan(ctx context.Context, cfg Config, jobs []Job) (*rootfs.BaseInfo, error)
 	for _, j := range jobs {
 		trees = append(trees, j.Tree)
 	}
-	info, err := rootfs.Scan(ctx, countReader{f, &s.Read}, watchNames(trees)...)
+	info, err := rootfs.Scan(ctx, countReader{f, &s.Read}, append(watchNames(trees), watch...)...)
 	if err != nil {
 		return nil, fmt.Errorf("base %s: %w", cfg.Base, err)
 	}
-	return info, checkBase(cfg.Base, info)
+	return info, nil
 }
 
 // openBase opens the base file.

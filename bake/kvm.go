@@ -23,7 +23,6 @@ import (
 	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators/common"
 	"github.com/hardway-dev/hardway/generators/gen"
-	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -172,9 +171,6 @@ func RoleNodes(c *spec.Cluster, role string) []spec.Node {
 // each image is written to a temporary file renamed into place once complete,
 // and its scratch directory is removed whatever happens.
 func RunKVM(ctx context.Context, cfg Config, o KVMOptions, jobs []Job) ([]Result, error) {
-	if cfg.Log == nil {
-		cfg.Log = newDiscardLog()
-	}
 	if len(o.Formats) == 0 {
 		o.Formats = []string{ImageQCOW2}
 	}
@@ -183,23 +179,22 @@ func RunKVM(ctx context.Context, cfg Config, o KVMOptions, jobs []Job) ([]Result
 			return nil, fmt.Errorf("unknown image format %q (have: raw, qcow2)", f)
 		}
 	}
-	layers, err := roleLayers(cfg.Doc, jobs)
+	// Besides what every artifact needs, the base must boot: a kernel, its
+	// initrd and systemd-boot (and cloud-init for a role image).
+	roleImage := slices.ContainsFunc(jobs, func(j Job) bool { return j.Tree == nil })
+	layers, info, err := prepare(ctx, &cfg, jobs, []string{path.Base(SystemdBootEFI), "systemd-repart"}, func(info *rootfs.BaseInfo) error {
+		if err := checkKVMBase(cfg.Base, info, roleImage); err != nil {
+			return err
+		}
+		return checkTools(o)
+	})
 	if err != nil {
 		return nil, err
 	}
-	info, err := scanKVM(ctx, cfg, jobs)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkTools(o); err != nil {
-		return nil, err
-	}
-	cfg.Log.Info("base", "file", cfg.Base, "os", info.OS.PrettyName, "compression", info.Compression,
-		"members", info.Members, "bytes", info.Size)
 	results, err := runJobs(ctx, cfg, jobs, func(ctx context.Context, i int) ([]Result, error) {
 		return bakeKVM(ctx, cfg, o, jobs[i], layers[i], info)
 	})
-	return results, errors.Join(err, recordKVM(cfg.Out, results))
+	return results, errors.Join(err, record(cfg.Out, KindKVM, results))
 }
 
 // checkTools reports every program a KVM bake needs and cannot find.
@@ -225,30 +220,6 @@ func checkTools(o KVMOptions) error {
 		return fmt.Errorf("a KVM bake needs %s", strings.Join(missing, ", "))
 	}
 	return nil
-}
-
-// scanKVM reads the whole base once and checks that it can boot as a KVM
-// image: besides what every artifact needs, a kernel, its initrd and
-// systemd-boot.
-func scanKVM(ctx context.Context, cfg Config, jobs []Job) (*rootfs.BaseInfo, error) {
-	f, st, err := openBase(cfg.Base)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	s := cfg.Progress.start("scan "+filepath.Base(cfg.Base), st.Size(), 0)
-	defer s.Done.Store(true)
-	var trees []*tree.Tree
-	for _, j := range jobs {
-		trees = append(trees, j.Tree)
-	}
-	watch := append(watchNames(trees), path.Base(SystemdBootEFI), "systemd-repart")
-	info, err := rootfs.Scan(ctx, countReader{f, &s.Read}, watch...)
-	if err != nil {
-		return nil, fmt.Errorf("base %s: %w", cfg.Base, err)
-	}
-	roleImage := slices.ContainsFunc(jobs, func(j Job) bool { return j.Tree == nil })
-	return info, checkKVMBase(cfg.Base, info, roleImage)
 }
 
 // checkKVMBase is checkBase plus what a bootable disk needs from the base
@@ -277,22 +248,6 @@ func checkKVMBase(name string, info *rootfs.BaseInfo, roleImage bool) error {
 		return &BaseError{Base: name, Missing: missing}
 	}
 	return nil
-}
-
-// recordKVM adds the published images to the output directory's manifest.
-func recordKVM(dir string, results []Result) error {
-	if len(results) == 0 {
-		return nil
-	}
-	arts := make([]output.Artifact, 0, len(results))
-	for _, r := range results {
-		var size int64
-		if st, err := os.Stat(r.Path); err == nil {
-			size = st.Size()
-		}
-		arts = append(arts, output.Artifact{Path: filepath.Base(r.Path), Node: r.Job.Node, Kind: KindKVM, SHA256: r.SHA256, Size: size})
-	}
-	return recordArtifacts(dir, arts)
 }
 
 // KVMFileName is the name of a KVM image:

@@ -2,15 +2,12 @@ package bake
 
 import (
 	"fmt"
-	"log/slog"
 	"path"
 	"strings"
 
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/tree"
 )
-
-func newDiscardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // kvmLayer is what a KVM image needs on top of sysprep:
 //   - /etc/fstab mounts the root partition by PARTUUID with
