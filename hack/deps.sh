@@ -3,24 +3,14 @@
 # Runs as root (CI); as another user it only reports what is missing.
 set -euo pipefail
 
-PKGS=(
-  openssl            # openssl verify of every issued certificate
-  systemd            # systemd-analyze verify of generated units
-  cloud-init         # cloud-init schema of generated user-data
-  haproxy keepalived # haproxy -c / keepalived -t of lb configs
-  openssh-server     # sshd -t of the bastion config
-  shellcheck         # create-nodes.sh
-  xorriso            # reads the generated seed.iso
-  genisoimage        # isoinfo, a second reader of seed.iso
-  chrony             # chronyd -p of the chrony drop-ins
-  ifupdown           # ifquery of the Proxmox host's bridge stanza
-  curl procps        # HAProxy through the VIP; sysctl -p
-  containerd runc containernetworking-plugins # containerd config dump, the real CNI bridge plugin
-  debootstrap zstd systemd-container          # the base rootfs and booting baked templates
-  bzip2 xz-utils     # compressed bases in the rootfs tests
-  fakeroot dosfstools mtools qemu-utils qemu-system-x86 ovmf # KVM images: build and boot
-  e2fsprogs util-linux iproute2 time
-)
+# hack/deps.list names each package and the commands our code runs from it.
+PKGS=()
+while IFS= read -r line; do
+  line=${line%%#*}
+  pkg=${line%%:*}
+  pkg=${pkg//[[:space:]]/}
+  [ -n "$pkg" ] && PKGS+=("$pkg")
+done < "$(dirname "${BASH_SOURCE[0]}")/deps.list"
 
 missing=()
 for p in "${PKGS[@]}"; do
