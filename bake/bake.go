@@ -345,17 +345,29 @@ func layerBytes(layers []rootfs.Layer) int64 {
 	return n
 }
 
-// logStats says what a bake left out and why.
+// logStats says what an LXC bake made, and what it left out and why.
 func logStats(log *slog.Logger, name string, st *rootfs.Stats, size int64, d time.Duration) {
 	log.Info("baked", "artifact", name, "members", st.Members, "content", st.Bytes, "size", size,
 		"from_base", st.FromBase, "from_layers", st.FromLayers, "replaced", st.Replaced, "took", d.Round(time.Millisecond))
-	if n := st.Dropped[rootfs.DropExcluded]; n > 0 {
-		log.Info("dropped members below /dev: pct extracts templates with --exclude ./dev/*", "artifact", name, "count", n)
-	}
 	if len(st.DroppedXattrs) > 0 {
 		log.Info("dropped xattrs pct does not restore (it keeps user.* and security.capability)", "artifact", name, "xattrs", xattrSummary(st.DroppedXattrs))
 	}
-	if n := st.Dropped[rootfs.DropRemoved]; n > 0 {
-		log.Info("removed base members: SSH host keys, links enabling services the node does not run, in a container the kernel and its modules", "artifact", name, "count", n)
+	logDropped(log, name, st)
+}
+
+// dropNotes say why a bake leaves base members out, by Stats.Dropped reason.
+var dropNotes = []struct{ reason, note string }{
+	{rootfs.DropExcluded, "dropped members below /dev: pct extracts templates with --exclude ./dev/*"},
+	{rootfs.DropRemoved, "removed base members: SSH host keys, links enabling services the node does not run, in a container the kernel and its modules"},
+	{rootfs.DropDevice, "dropped device nodes outside /dev (and hard links to them): a root file system needs them only in /dev, and elsewhere one goes around the node's permissions"},
+	{rootfs.DropHardlink, "dropped base hard links whose target the bake left out (GNU tar cannot make them); each is in a warning"},
+}
+
+// logDropped says what a bake left out of the base and why.
+func logDropped(log *slog.Logger, name string, st *rootfs.Stats) {
+	for _, d := range dropNotes {
+		if n := st.Dropped[d.reason]; n > 0 {
+			log.Info(d.note, "artifact", name, "count", n)
+		}
 	}
 }

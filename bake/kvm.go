@@ -356,6 +356,7 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 	if err != nil {
 		return nil, err
 	}
+	logDropped(cfg.Log, stem, stats)
 	// 3. The ESP: systemd-boot, the kernel and initrd of the merged tree.
 	if err := makeESP(ctx, disk, j, work); err != nil {
 		return nil, err

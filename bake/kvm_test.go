@@ -602,8 +602,8 @@ func TestKVMFullDisk(t *testing.T) {
 
 // kernelBase is a synthetic base with what a KVM bake checks for: a kernel
 // and an initrd (8 MiB of noise each) behind /vmlinuz and /initrd.img, and
-// systemd-boot; plus extra bytes of noise in /var/noise.
-func kernelBase(t *testing.T, extra int) string {
+// systemd-boot; plus extra bytes of noise in /var/noise, and more members.
+func kernelBase(t *testing.T, extra int, more ...member) string {
 	noise := make([]byte, 16<<20+extra) // incompressible
 	rand.Read(noise)
 	reg := func(name string, data []byte) member {
@@ -620,7 +620,7 @@ func kernelBase(t *testing.T, extra int) string {
 	if extra > 0 {
 		ms = append(ms, reg("./var/noise", noise[16<<20:]))
 	}
-	return buildBase(t, ms)
+	return buildBase(t, append(ms, more...))
 }
 
 // TestKVMInterrupt cancels a KVM bake while mke2fs's input is being

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"path"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -63,6 +64,7 @@ const (
 	DropShadowed    = "shadowed"    // below a layer entry that is not a directory
 	DropDuplicate   = "duplicate"   // a repeated base member at a path a layer wrote
 	DropHardlink    = "hardlink"    // a hard link to a member that was dropped
+	DropDevice      = "device"      // a device node outside /dev, or a hard link to one
 	DropUnsupported = "unsupported" // a tar member type a root file system has no use for
 )
 
@@ -77,7 +79,9 @@ const maxWarnings = 20
 //   - directories are merged: a layer's directory keeps the base's content
 //     and brings its own mode and owner (an implicit one keeps the base's);
 //   - hard links, symlinks, device nodes, fifos and xattrs of the base are
-//     kept (xattrs as PAX SCHILY.xattr.* records, filtered by Options.Xattr);
+//     kept (xattrs as PAX SCHILY.xattr.* records, filtered by Options.Xattr),
+//     but for device nodes outside /dev and hard links to members the merge
+//     did not write (see DropDevice; Scan refuses what cannot be dropped);
 //   - layer entries not in the base follow the base, sorted by path;
 //   - names are "./"-prefixed (directories end in "/"), owners are numeric
 //     only, layer mtimes are Options.Epoch, base mtimes whole seconds
@@ -93,8 +97,8 @@ func Merge(ctx context.Context, w io.Writer, base io.Reader, p *Plan, o Options)
 	defer b.close()
 	m := &merger{
 		ctx: ctx, o: o, plan: p, tw: tar.NewWriter(w), buf: make([]byte, 1<<20),
-		emitted: map[string]bool{},
-		st:      &Stats{Dropped: map[string]int{}, DroppedXattrs: map[string]int{}},
+		emitted: map[string]bool{}, written: map[string]byte{},
+		st: &Stats{Dropped: map[string]int{}, DroppedXattrs: map[string]int{}},
 	}
 	if m.o.Counters == nil {
 		m.o.Counters = &Counters{}
@@ -141,12 +145,16 @@ type merger struct {
 	tw       *tar.Writer
 	buf      []byte
 	emitted  map[string]bool // layer paths already written
+	written  map[string]byte // hard link targets written, with the type their links share
 	st       *Stats
 	warnings int
 }
 
 // base handles one base member at clean path q.
 func (m *merger) base(b *baseStream, h *tar.Header, q string) error {
+	if err := m.recheck(h, q); err != nil {
+		return err
+	}
 	if reason := m.fate(q); reason != "" {
 		m.drop(reason)
 		return nil
@@ -164,14 +172,34 @@ func (m *merger) base(b *baseStream, h *tar.Header, q string) error {
 		m.st.Replaced++
 		return m.layer(e)
 	}
-	if h.Typeflag == tar.TypeLink {
-		if why := m.linkFate(h); why != "" {
-			m.drop(DropHardlink)
+	switch {
+	case h.Typeflag == tar.TypeLink:
+		if reason, why := m.linkFate(h, q); reason != "" {
+			m.drop(reason)
 			m.warn("base hard link %s dropped: %s", q, why)
 			return nil
 		}
+	case isDevice(h.Typeflag) && !under(q, "/dev"):
+		m.drop(DropDevice)
+		m.warn("base %s %s (%d:%d) dropped: a device node outside /dev", typeName(h.Typeflag), q, h.Devmajor, h.Devminor)
+		return nil
 	}
 	return m.copyBase(b, h, q)
+}
+
+// recheck refuses what Scan refuses member by member, in case the base
+// changed since it was scanned: a member below a symlink of the scanned
+// base, and a setuid program others may write.
+func (m *merger) recheck(h *tar.Header, q string) error {
+	for a := path.Dir(q); a != "/"; a = path.Dir(a) {
+		if _, ok := m.plan.info.Link(a); ok {
+			return fmt.Errorf("base member %s is below the symbolic link %s (has the base changed since it was scanned?)", q, a)
+		}
+	}
+	if isRegular(h.Typeflag) && writableSetuid(h.Mode) {
+		return fmt.Errorf("base member %s is a setuid or setgid program others may write, mode %04o (has the base changed since it was scanned?)", q, h.Mode&0o7777)
+	}
+	return nil
 }
 
 // fate is why a base member at q is dropped before it meets the layers, or "".
@@ -189,21 +217,38 @@ func (m *merger) fate(q string) string {
 	return ""
 }
 
-// linkFate is why a base hard link cannot be kept, or "": its target left
-// the stream or became a directory. A target replaced by a layer file stays
-// valid; the link then shares the layer's content, which is said.
-func (m *merger) linkFate(h *tar.Header) string {
+// linkFate is the reason a base hard link at q cannot be kept, and why, or
+// "": its target is not in the stream before it (it was dropped, or a
+// layer made it a directory), or it would be a device node outside /dev. A
+// target replaced by a layer file stays valid; the link then shares the
+// layer's content, which is said.
+func (m *merger) linkFate(h *tar.Header, q string) (reason, why string) {
 	t := clean(h.Linkname)
-	if reason := m.fate(t); reason != "" {
-		return fmt.Sprintf("its target %s was %s", t, reason)
+	typ, ok := m.written[t]
+	switch {
+	case !ok:
+		why := "was left out"
+		if r := m.fate(t); r != "" {
+			why = "was " + r
+		} else if e, ok := m.plan.at(t); ok && e.IsDir() {
+			why = "is a directory of layer " + e.layer
+		}
+		return DropHardlink, fmt.Sprintf("its target %s %s", t, why)
+	case isDevice(typ) && !under(q, "/dev"):
+		return DropDevice, fmt.Sprintf("its target %s is a device node, and it is outside /dev", t)
 	}
 	if e, ok := m.plan.at(t); ok {
-		if e.IsDir() {
-			return fmt.Sprintf("its target %s is a directory of layer %s", t, e.layer)
-		}
-		m.warn("base hard link %s now shares the content of %s from layer %s", clean(h.Name), t, e.layer)
+		m.warn("base hard link %s now shares the content of %s from layer %s", q, t, e.layer)
 	}
-	return ""
+	return "", ""
+}
+
+// wrote records that a non-directory of type typ is at q in the stream,
+// where q is a hard link's target.
+func (m *merger) wrote(q string, typ byte) {
+	if m.plan.info.hardTargets[q] {
+		m.written[q] = typ
+	}
 }
 
 func (m *merger) excluded(q string) bool { return m.o.Exclude != nil && m.o.Exclude(q) }
@@ -232,6 +277,13 @@ func (m *merger) copyBase(b *baseStream, h *tar.Header, q string) error {
 		return err
 	}
 	m.st.FromBase++
+	switch out.Typeflag {
+	case tar.TypeDir:
+	case tar.TypeLink:
+		m.wrote(q, m.written[clean(h.Linkname)])
+	default:
+		m.wrote(q, out.Typeflag)
+	}
 	if out.Typeflag != tar.TypeReg {
 		return nil
 	}
@@ -251,10 +303,14 @@ func (m *merger) copyBase(b *baseStream, h *tar.Header, q string) error {
 // layer writes a layer entry, with its content.
 func (m *merger) layer(e *planned) error {
 	m.emitted[e.Path] = true
-	if err := m.write(m.layerHeader(e), e.Path); err != nil {
+	h := m.layerHeader(e)
+	if err := m.write(h, e.Path); err != nil {
 		return err
 	}
 	m.st.FromLayers++
+	if !e.IsDir() {
+		m.wrote(e.Path, h.Typeflag)
+	}
 	if !e.IsFile() || e.Size == 0 {
 		return nil
 	}

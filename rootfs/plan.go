@@ -12,6 +12,7 @@ import (
 // built before the base is streamed, so that base members can be dropped or
 // replaced as they go by.
 type Plan struct {
+	info    *BaseInfo           // the base it is placed on
 	entries map[string]*planned // by final path
 	order   []*planned          // by path: what follows the base in the stream
 	remove  []removal
@@ -39,7 +40,7 @@ func NewPlan(info *BaseInfo, layers ...Layer) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{entries: map[string]*planned{}}
+	p := &Plan{info: info, entries: map[string]*planned{}}
 	keep := func(d string) bool {
 		e, ok := raw[d]
 		return ok && !e.Implicit
@@ -132,6 +133,8 @@ func checkEntry(layer string, e *Entry) error {
 		return fmt.Errorf("layer %s: %s has %d bytes and no content", layer, e.Path, e.Size)
 	case !e.IsDir() && !e.IsSymlink() && !e.IsFile():
 		return fmt.Errorf("layer %s: %s has unsupported type %v", layer, e.Path, e.Mode.Type())
+	case e.IsFile() && writableSetuid(modeBits(e.Mode)):
+		return fmt.Errorf("layer %s: %s is a setuid or setgid program others may write (mode %04o)", layer, e.Path, modeBits(e.Mode))
 	}
 	return nil
 }

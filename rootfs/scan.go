@@ -20,9 +20,10 @@ type BaseInfo struct {
 	Size        int64 // uncompressed content bytes
 	OS          OSRelease
 
-	links   map[string]string // every symlink of the base: path → target
-	kinds   map[string]byte   // tar type of the watched paths
-	osFiles map[string][]byte // /etc/os-release and /usr/lib/os-release when regular files
+	links       map[string]string // every symlink of the base: path → target
+	kinds       map[string]byte   // tar type of the watched paths
+	osFiles     map[string][]byte // /etc/os-release and /usr/lib/os-release when regular files
+	hardTargets map[string]bool   // the targets of the base's hard links
 }
 
 // OSRelease holds the fields of os-release(5) that name an artifact.
@@ -44,10 +45,12 @@ var watched = map[string]bool{
 const maxOSRelease = 64 << 10
 
 // Scan reads the base tarball r once, verifying it end to end (compression
-// checksums, tar headers, the end-of-archive marker), and returns what it
+// checksums, tar headers, the end-of-archive marker) and refusing, with an
+// UnsafeBaseError, a base GNU tar cannot extract as the bake sees it or
+// one that would make a node unsafe (see RefuseBelow), and returns what it
 // learned. Besides the built-in watch list it records entries whose base
 // name is in watch (unit names, binaries). Memory grows with the number of
-// symlinks in the base, not with its size.
+// members in the base (their names), not with their content.
 func Scan(ctx context.Context, r io.Reader, watch ...string) (*BaseInfo, error) {
 	b, err := openBase(r)
 	if err != nil {
@@ -59,6 +62,7 @@ func Scan(ctx context.Context, r io.Reader, watch ...string) (*BaseInfo, error) 
 		extra[w] = true
 	}
 	info := &BaseInfo{Compression: b.comp, links: map[string]string{}, kinds: map[string]byte{}, osFiles: map[string][]byte{}}
+	check := newBaseCheck(info.links)
 	for {
 		h, p, err := b.next(ctx)
 		if err == io.EOF {
@@ -73,6 +77,7 @@ func Scan(ctx context.Context, r io.Reader, watch ...string) (*BaseInfo, error) 
 		if h.Typeflag == tar.TypeSymlink {
 			info.links[p] = h.Linkname
 		}
+		check.member(h, p)
 		if watched[base] || extra[base] || path.Dir(p) == "/" {
 			info.kinds[p] = h.Typeflag
 		}
@@ -84,6 +89,10 @@ func Scan(ctx context.Context, r io.Reader, watch ...string) (*BaseInfo, error) 
 			info.osFiles[p] = data
 		}
 	}
+	if err := check.err(); err != nil {
+		return nil, err
+	}
+	info.hardTargets = check.targets
 	info.OS = info.osRelease()
 	return info, nil
 }
