@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"gopkg.in/yaml.v3"
 )
@@ -29,7 +30,31 @@ func (i Issue) String() string {
 	if i.Warning {
 		kind = "warning: "
 	}
-	return fmt.Sprintf("%s:%d:%d: %s%s: %s", i.File, i.Line, i.Col, kind, i.Path, i.Msg)
+	return fmt.Sprintf("%s:%d:%d: %s%s: %s", oneLine(i.File), i.Line, i.Col, kind, oneLine(i.Path), oneLine(i.Msg))
+}
+
+// oneLine escapes control characters (as \n, \x1b, ...) so that an issue is
+// always one line of text, whatever a hostile spec put in a key or a value.
+func oneLine(s string) string {
+	if strings.IndexFunc(s, isControl) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// isControl reports the C0 and C1 control characters, DEL and the Unicode
+// line and paragraph separators: nothing a spec value may hold.
+func isControl(r rune) bool {
+	return r < 0x20 || (r >= 0x7f && r <= 0x9f) || r == '\u2028' || r == '\u2029'
 }
 
 // Issues is a list of findings; it is an error when it holds at least one error.
@@ -111,10 +136,35 @@ func (d *Document) at(path, format string, args ...any) Issue {
 func (d *Document) Has(path string) bool { _, ok := d.pos[path]; return ok }
 
 // LoadFile reads and parses a spec file. Structural problems (syntax,
-// unknown fields, wrong types, missing required fields, unknown enum values)
-// are returned as Issues. Semantic checks are done by Validate.
+// unknown fields, wrong types, missing required fields, unknown enum values,
+// integers out of range) are returned as Issues. Semantic checks are done by
+// Validate. Only a regular file of at most maxSpecBytes is read: a FIFO
+// would block the open, and /dev/zero would never end.
 func LoadFile(path string) (*Document, error) {
-	data, err := os.ReadFile(path)
+	// Stat, not Open: opening a FIFO waits for a writer.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", path, fileKind(fi.Mode()))
+	}
+	if fi.Size() > maxSpecBytes {
+		return nil, Issues{tooLarge(path)}
+	}
+	// O_NONBLOCK: should path have become a FIFO since the Stat, the open
+	// returns at once and the check below refuses it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi2, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !os.SameFile(fi, fi2) {
+		return nil, fmt.Errorf("%s changed while being opened", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSpecBytes+1))
 	if err != nil {
 		return nil, err
 	}
@@ -125,14 +175,35 @@ func LoadFile(path string) (*Document, error) {
 	return Parse(path, dir, data)
 }
 
+// fileKind names the type of a file that is not a regular one.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	}
+	return "mode " + m.String()
+}
+
 // maxSpecBytes bounds the input; a cluster spec is a few kilobytes.
-const maxSpecBytes = 16 << 20
+const maxSpecBytes = 4 << 20
+
+func tooLarge(name string) Issue {
+	return Issue{File: name, Line: 1, Col: 1, Path: "(document)", Msg: fmt.Sprintf("the file is larger than %d MiB, the limit of a cluster spec", maxSpecBytes>>20)}
+}
 
 // Parse parses a spec from data; name is used in messages, dir resolves relative paths.
 func Parse(name, dir string, data []byte) (*Document, error) {
 	d := &Document{File: name, Dir: dir, Cluster: &Cluster{}, pos: map[string]*yaml.Node{}}
 	if len(data) > maxSpecBytes {
-		return nil, Issues{{File: name, Line: 1, Col: 1, Path: "(document)", Msg: "file is larger than 16 MiB"}}
+		return nil, Issues{tooLarge(name)}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var root yaml.Node
@@ -140,11 +211,14 @@ func Parse(name, dir string, data []byte) (*Document, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, Issues{{File: name, Line: 1, Col: 1, Path: "(document)", Msg: "the file is empty"}}
 		}
-		return nil, Issues{yamlIssue(name, err)}
+		return nil, Issues{yamlIssue(name, data, err)}
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
+	switch err := dec.Decode(&extra); {
+	case err == nil:
 		return nil, Issues{{File: name, Line: extra.Line, Col: extra.Column, Path: "(document)", Msg: "only one YAML document is allowed"}}
+	case !errors.Is(err, io.EOF):
+		return nil, Issues{yamlIssue(name, data, err)}
 	}
 	doc := &root
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
@@ -162,20 +236,90 @@ func Parse(name, dir string, data []byte) (*Document, error) {
 }
 
 // yamlIssue turns a yaml.v3 syntax error ("yaml: line 3: ...") into an Issue.
-func yamlIssue(name string, err error) Issue {
-	msg := err.Error()
-	line := 1
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	if strings.HasPrefix(msg, "line ") {
-		rest := msg[len("line "):]
-		if i := strings.IndexByte(rest, ':'); i > 0 {
-			if n, e := strconv.Atoi(rest[:i]); e == nil {
-				line = n
-				msg = strings.TrimSpace(rest[i+1:])
+// yaml.v3 gives a line and no column, and the line is often where the broken
+// construct starts (the block mapping, the '[') rather than the line that
+// breaks it: problemLine looks for that one. Lacking a column, the issue
+// points at the first character of the line's text.
+func yamlIssue(name string, data []byte, err error) Issue {
+	line, msg := yamlError(err)
+	line = problemLine(data, line, msg)
+	col := 1
+	if lines := strings.Split(string(data), "\n"); line <= len(lines) {
+		if i := strings.IndexFunc(lines[line-1], func(r rune) bool { return r != ' ' }); i >= 0 {
+			col = i + 1
+		}
+	}
+	return Issue{File: name, Line: line, Col: col, Path: "(document)", Msg: "YAML syntax: " + msg}
+}
+
+// yamlError splits a yaml.v3 error into its line (1-based; 1 if it names
+// none) and its message. The scanner's errors count lines from 1; the
+// parser's (parserProblems) give the 0-based line, one less.
+func yamlError(err error) (int, string) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	rest, ok := strings.CutPrefix(msg, "line ")
+	if !ok {
+		return 1, msg
+	}
+	i := strings.IndexByte(rest, ':')
+	if i < 0 {
+		return 1, msg
+	}
+	n, e := strconv.Atoi(rest[:i])
+	if e != nil {
+		return 1, msg
+	}
+	msg = strings.TrimSpace(rest[i+1:])
+	if parserProblems[msg] {
+		n++
+	}
+	return n, msg
+}
+
+// problemLine returns the first line, from line from on, at which the data
+// cut after it fails to parse with the same message as the whole: the line
+// that breaks the construct yaml.v3 reported. It gives up (returning from)
+// after maxProblemScan lines or bytes.
+func problemLine(data []byte, from int, msg string) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if from < 1 || from > len(lines) {
+		return from
+	}
+	end := 0
+	for _, l := range lines[:from-1] {
+		end += len(l)
+	}
+	scanned := 0
+	for l := from; l <= len(lines) && l < from+maxProblemScan && scanned < maxProblemScan<<16; l++ {
+		end += len(lines[l-1])
+		scanned += end
+		var n yaml.Node
+		if err := yaml.Unmarshal(data[:end], &n); err != nil {
+			if _, m := yamlError(err); m == msg {
+				return l
 			}
 		}
 	}
-	return Issue{File: name, Line: line, Col: 1, Path: "(document)", Msg: "YAML syntax: " + msg}
+	return from
+}
+
+// maxProblemScan bounds problemLine: lines, and 64 KiB of parsing per line.
+const maxProblemScan = 64
+
+// parserProblems are the errors of yaml.v3's parser (parserc.go of v3.0.1),
+// whose line is 0-based; all others are the scanner's, counted from 1.
+var parserProblems = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"did not find expected node content":     true,
+	"did not find expected key":              true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found duplicate %YAML directive":        true,
+	"found duplicate %TAG directive":         true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
 }
 
 type decoder struct {
@@ -282,7 +426,7 @@ func (dc *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			dc.fail(n, path, "must be an integer, got %s", kindName(n))
 			return
 		}
-		i, err := strconv.ParseInt(n.Value, 0, 32)
+		i, err := strconv.ParseInt(n.Value, 0, 64)
 		if err != nil {
 			dc.fail(n, path, "integer %s is out of range", n.Value)
 			return
@@ -321,10 +465,21 @@ func (dc *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		fv := v.Field(f.Index)
+		if f.Range && outOfInt64(val) {
+			dc.d.pos[kp] = val
+			dc.fail(val, kp, "%s is out of range (%d to %d)", val.Value, f.Min, f.Max)
+			continue
+		}
 		before := len(*dc.issues)
 		dc.decode(val, fv, kp)
-		if len(*dc.issues) == before && len(f.Enum) > 0 {
+		if len(*dc.issues) > before {
+			continue
+		}
+		if len(f.Enum) > 0 {
 			dc.checkEnum(val, fv, kp, f.Enum)
+		}
+		if f.Range && (fv.Int() < int64(f.Min) || fv.Int() > int64(f.Max)) {
+			dc.fail(val, kp, "%d is out of range (%d to %d)", fv.Int(), f.Min, f.Max)
 		}
 	}
 	for _, f := range fields {
@@ -332,6 +487,16 @@ func (dc *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			dc.fail(n, join(path, f.Key), "required field is missing")
 		}
 	}
+}
+
+// outOfInt64 reports a plain integer literal (decimal, 0x, 0o or 0b) too
+// large for 64 bits, which yaml.v3 tags !!float or !!str rather than !!int.
+func outOfInt64(n *yaml.Node) bool {
+	if n.Kind != yaml.ScalarNode || n.Style != 0 {
+		return false
+	}
+	_, err := strconv.ParseInt(n.Value, 0, 64)
+	return errors.Is(err, strconv.ErrRange)
 }
 
 func (dc *decoder) checkEnum(n *yaml.Node, v reflect.Value, path string, enum []string) {
@@ -379,6 +544,8 @@ type Field struct {
 	Type     reflect.Type
 	Required bool
 	Enum     []string
+	Range    bool // an integer with Min ≤ value ≤ Max
+	Min, Max int
 	Doc      string
 }
 
@@ -398,6 +565,11 @@ func Fields(t reflect.Type) []Field {
 				f.Required = true
 			case strings.HasPrefix(opt, "enum="):
 				f.Enum = strings.Split(strings.TrimPrefix(opt, "enum="), "|")
+			case strings.HasPrefix(opt, "range="):
+				lo, hi, _ := strings.Cut(strings.TrimPrefix(opt, "range="), "..")
+				f.Min, _ = strconv.Atoi(lo)
+				f.Max, _ = strconv.Atoi(hi)
+				f.Range = true
 			}
 		}
 		out = append(out, f)

@@ -27,7 +27,7 @@ func walkFields(b *strings.Builder, t reflect.Type, prefix string) {
 		if f.Required {
 			req = "yes"
 		}
-		fmt.Fprintf(b, "| `%s` | %s | %s | %s | %s |\n", p, typ, req, strings.Join(f.Enum, ", "), f.Doc)
+		fmt.Fprintf(b, "| `%s` | %s | %s | %s | %s |\n", p, typ, req, values(f, p), f.Doc)
 		switch {
 		case ft.Kind() == reflect.Struct:
 			walkFields(b, ft, p+".")
@@ -49,4 +49,26 @@ func typeName(t reflect.Type) string {
 		return "integer"
 	}
 	return "string"
+}
+
+// values says what a field accepts: its enum, its range or its fieldRules rule.
+func values(f Field, p string) string {
+	switch {
+	case len(f.Enum) > 0:
+		return strings.Join(f.Enum, ", ")
+	case f.Range:
+		return fmt.Sprintf("%d to %d", f.Min, f.Max)
+	}
+	if r, ok := fieldRules[p]; ok {
+		return r.desc
+	}
+	if r, ok := fieldRules[p+"[]"]; ok {
+		return "each " + r.desc
+	}
+	k, okK := fieldRules[p+".(key)"]
+	val, okV := fieldRules[p+".*"]
+	if okK && okV {
+		return "keys: " + k.desc + "; values: " + val.desc
+	}
+	return ""
 }

@@ -8,7 +8,7 @@ import (
 // Schema returns a JSON Schema (draft 2020-12) of the Cluster document,
 // generated from the Go types and their tags, for yaml-language-server.
 func Schema() ([]byte, error) {
-	s := schemaOf(reflect.TypeOf(Cluster{}))
+	s := schemaOf(reflect.TypeOf(Cluster{}), "")
 	s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
 	s["$id"] = "https://hardway.dev/schemas/v1alpha1/cluster.json"
 	s["title"] = "hardway Cluster (" + APIVersion + ")"
@@ -16,13 +16,15 @@ func Schema() ([]byte, error) {
 	return append(out, '\n'), err
 }
 
-func schemaOf(t reflect.Type) map[string]any {
+// schemaOf is the schema of a value of type t at document path path (in
+// fieldRules' notation), whose rules' patterns it carries.
+func schemaOf(t reflect.Type, path string) map[string]any {
 	switch t.Kind() {
 	case reflect.Struct:
 		props := map[string]any{}
 		var required []string
 		for _, f := range Fields(t) {
-			p := schemaOf(f.Type)
+			p := schemaOf(f.Type, join(path, f.Key))
 			if f.Doc != "" {
 				p["description"] = f.Doc
 			}
@@ -32,6 +34,9 @@ func schemaOf(t reflect.Type) map[string]any {
 					target = p["items"].(map[string]any)
 				}
 				target["enum"] = f.Enum
+			}
+			if f.Range {
+				p["minimum"], p["maximum"] = f.Min, f.Max
 			}
 			props[f.Key] = p
 			if f.Required {
@@ -44,12 +49,20 @@ func schemaOf(t reflect.Type) map[string]any {
 		}
 		return s
 	case reflect.Slice:
-		return map[string]any{"type": "array", "items": schemaOf(t.Elem())}
+		return map[string]any{"type": "array", "items": schemaOf(t.Elem(), path+"[]")}
 	case reflect.Map:
-		return map[string]any{"type": "object", "additionalProperties": schemaOf(t.Elem())}
+		s := map[string]any{"type": "object", "additionalProperties": schemaOf(t.Elem(), path+".*")}
+		if r, ok := fieldRules[path+".(key)"]; ok && r.pattern != "" {
+			s["propertyNames"] = map[string]any{"pattern": r.pattern}
+		}
+		return s
 	case reflect.Int:
 		return map[string]any{"type": "integer"}
 	default:
-		return map[string]any{"type": "string"}
+		s := map[string]any{"type": "string"}
+		if r, ok := fieldRules[path]; ok && r.pattern != "" {
+			s["pattern"] = r.pattern
+		}
+		return s
 	}
 }

@@ -6,8 +6,10 @@ package spec
 //   yaml:"name"          the field's key in the document
 //   hw:"required"        the field must be present
 //   hw:"enum=a|b"        the allowed values
+//   hw:"range=1..1024"   the bounds of an integer
 //   doc:"..."            the reference text, used by `hardway schema` and the docs
 // Parsing, schema generation and the README's field table all read them.
+// Every string field without an enum has a rule in fieldRules (validate.go).
 
 // APIVersion and Kind identify the document.
 const (
@@ -50,7 +52,7 @@ type Network struct {
 	Gateway         string   `yaml:"gateway" doc:"Default route of every node. Default: first address of nodeCIDR."`
 	DNS             []string `yaml:"dns" doc:"Resolvers of the nodes. Default: [gateway]."`
 	PodCIDR         string   `yaml:"podCIDR" doc:"Cluster pod network. Default 10.200.0.0/16."`
-	PodCIDRMaskSize int      `yaml:"podCIDRMaskSize" doc:"Prefix length of each worker's pod CIDR; the i-th worker gets the i-th subnet. Default 24."`
+	PodCIDRMaskSize int      `yaml:"podCIDRMaskSize" hw:"range=1..126" doc:"Prefix length of each worker's pod CIDR; the i-th worker gets the i-th subnet. Default 24."`
 	ServiceCIDR     string   `yaml:"serviceCIDR" doc:"Service cluster IP range; its first address is the kubernetes service. Default 10.32.0.0/24."`
 	ClusterDNS      string   `yaml:"clusterDNS" doc:"Cluster DNS service IP. Default: the 10th address of serviceCIDR."`
 }
@@ -58,15 +60,15 @@ type Network struct {
 // APIServer describes the API endpoint.
 type APIServer struct {
 	VIP       string   `yaml:"vip" doc:"Virtual IP held by keepalived on the lb nodes; kubelets, kube-proxy and admins use it. Requires lb nodes."`
-	Port      int      `yaml:"port" doc:"Secure port of kube-apiserver and of the load balancer. Default 6443."`
+	Port      int      `yaml:"port" hw:"range=1..65535" doc:"Secure port of kube-apiserver and of the load balancer. Default 6443."`
 	ExtraSANs []string `yaml:"extraSANs" doc:"Extra DNS names or IPs in the API server certificate."`
 }
 
 // PKI selects key algorithm and validity periods.
 type PKI struct {
 	Algorithm    string `yaml:"algorithm" hw:"enum=ecdsa-p256|ecdsa-p384|rsa-2048|rsa-3072|rsa-4096" doc:"Key algorithm of every key. Default ecdsa-p256."`
-	CAValidity   string `yaml:"caValidity" doc:"Lifetime of the CAs, a Go duration. Default 87600h (10 years)."`
-	CertValidity string `yaml:"certValidity" doc:"Lifetime of leaf certificates, a Go duration. Default 8760h (1 year)."`
+	CAValidity   string `yaml:"caValidity" doc:"Lifetime of the CAs, a Go duration of at least 1h (below 720h, a warning). Default 87600h (10 years)."`
+	CertValidity string `yaml:"certValidity" doc:"Lifetime of leaf certificates, a Go duration of at least 1h (below 720h, a warning). Default 8760h (1 year)."`
 }
 
 // Encryption configures the apiserver's EncryptionConfiguration.
@@ -84,7 +86,7 @@ type Binaries struct {
 // SSH holds access settings.
 type SSH struct {
 	AuthorizedKeys []string `yaml:"authorizedKeys" doc:"Public keys installed for root on every node."`
-	BastionPort    int      `yaml:"bastionPort" doc:"sshd port on gateway nodes. Default 7022."`
+	BastionPort    int      `yaml:"bastionPort" hw:"range=1..65535" doc:"sshd port on gateway nodes. Default 7022."`
 }
 
 // Proxmox holds the host-side names.
@@ -101,11 +103,11 @@ type Node struct {
 	Roles     []string `yaml:"roles" hw:"required,enum=etcd|controller|worker|lb|gateway" doc:"What the node runs: etcd, controller, worker, lb, gateway."`
 	Target    string   `yaml:"target" hw:"required,enum=lxc|kvm" doc:"lxc (Proxmox container) or kvm (virtual machine)."`
 	Address   string   `yaml:"address" hw:"required" doc:"The node's address with prefix length, inside network.nodeCIDR."`
-	VMID      int      `yaml:"vmid" hw:"required" doc:"Proxmox VM/CT id, unique."`
-	Cores     int      `yaml:"cores" doc:"CPU cores. Default 1 (2 for controllers, 4 for workers)."`
-	MemoryMiB int      `yaml:"memoryMiB" doc:"Memory in MiB. Default 1024 (2048 for controllers, 4096 for workers)."`
-	SwapMiB   int      `yaml:"swapMiB" doc:"Swap in MiB (LXC). Default 0; a worker with swap gets failSwapOn: false."`
-	DiskGiB   int      `yaml:"diskGiB" doc:"Root disk size in GiB. Default 10 (20 for workers)."`
+	VMID      int      `yaml:"vmid" hw:"required,range=100..999999999" doc:"Proxmox VM/CT id, unique."`
+	Cores     int      `yaml:"cores" hw:"range=1..1024" doc:"CPU cores. Default 1 (2 for controllers, 4 for workers)."`
+	MemoryMiB int      `yaml:"memoryMiB" hw:"range=128..4194304" doc:"Memory in MiB. Default 1024 (2048 for controllers, 4096 for workers)."`
+	SwapMiB   int      `yaml:"swapMiB" hw:"range=0..4194304" doc:"Swap in MiB (LXC). Default 0; a worker with swap gets failSwapOn: false."`
+	DiskGiB   int      `yaml:"diskGiB" hw:"range=1..65536" doc:"Root disk size in GiB. Default 10 (20 for workers)."`
 	Boot      string   `yaml:"boot" hw:"enum=cloud-init|ignition" doc:"KVM boot configuration: cloud-init (NoCloud) or ignition. Default cloud-init."`
 	Ignition  string   `yaml:"ignitionVariant" hw:"enum=fcos|flatcar" doc:"Butane variant when boot is ignition. Default fcos."`
 }

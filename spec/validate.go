@@ -2,13 +2,14 @@ package spec
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -21,25 +22,60 @@ type Options struct {
 	Artifacts bool
 }
 
-var (
-	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	versionRE    = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
-	sha256RE     = regexp.MustCompile(`^[0-9a-f]{64}$`)
-)
+// fieldRules is the rule of every string of the spec that is not an enum:
+// nothing a spec says reaches a file, a unit, a script or a path unchecked.
+// Keys are field paths with [] for any list item, .* for any map value and
+// .(key) for any map key. The other fields are checked while parsing, by
+// their tags in types.go: the enums (apiVersion, kind, pki.algorithm,
+// encryption.provider, binaries.mode, nodes[].roles, target, boot,
+// ignitionVariant) and every integer's range (ports, vmid, sizes,
+// podCIDRMaskSize). TestFieldRules keeps the table complete; the reference
+// (docs/spec.md) prints each rule.
+var fieldRules = map[string]rule{
+	"metadata.name":                ruleDNSLabel,
+	"spec.kubernetesVersion":       ruleVersion,
+	"spec.domain":                  ruleDNSName,
+	"spec.clusterDomain":           ruleDNSName,
+	"spec.network.nodeCIDR":        ruleCIDR,
+	"spec.network.gateway":         ruleIP,
+	"spec.network.dns[]":           ruleIP,
+	"spec.network.podCIDR":         ruleCIDR,
+	"spec.network.serviceCIDR":     ruleCIDR,
+	"spec.network.clusterDNS":      ruleIP,
+	"spec.apiServer.vip":           optional(ruleIP),
+	"spec.apiServer.extraSANs[]":   ruleSAN,
+	"spec.pki.caValidity":          ruleDuration,
+	"spec.pki.certValidity":        ruleDuration,
+	"spec.binaries.dir":            ruleDir,
+	"spec.binaries.sha256.(key)":   ruleFileName,
+	"spec.binaries.sha256.*":       ruleSHA256,
+	"spec.images[]":                ruleImage,
+	"spec.ssh.authorizedKeys[]":    ruleSSHKey,
+	"spec.proxmox.bridge":          ruleBridge,
+	"spec.proxmox.storage":         ruleStorage,
+	"spec.proxmox.templateStorage": ruleStorage,
+	"spec.proxmox.snippetsStorage": ruleStorage,
+	"spec.nodes[].name":            ruleDNSLabel,
+	"spec.nodes[].address":         ruleAddress,
+}
 
 // Validate applies defaults and checks the document's meaning. The returned
 // Issues hold errors and warnings, sorted by position; use Errors() to decide.
 func (d *Document) Validate(o Options) Issues {
+	zeros := d.explicitZeros()
 	ApplyDefaults(d.Cluster)
 	v := &validator{d: d}
+	v.reportDefaulted(zeros)
+	v.bad = v.checkFields()
 	v.run(o)
 	v.is.sort()
 	return v.is
 }
 
 type validator struct {
-	d  *Document
-	is Issues
+	d   *Document
+	is  Issues
+	bad map[string]bool // paths whose value broke its fieldRules rule
 }
 
 func (v *validator) errf(path, format string, args ...any) {
@@ -52,48 +88,50 @@ func (v *validator) warnf(path, format string, args ...any) {
 	v.is = append(v.is, i)
 }
 
-func (v *validator) prefix(path, s string) (netip.Prefix, bool) {
+// prefix and addr parse values that fieldRules checked; ok is false when
+// the check failed (and was reported).
+func prefix(s string) (netip.Prefix, bool) {
 	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		v.errf(path, "%q is not a CIDR (like 10.240.0.0/24)", s)
-		return netip.Prefix{}, false
-	}
-	if p.Masked() != p {
-		v.errf(path, "%s has host bits set; did you mean %s?", s, p.Masked())
-		return netip.Prefix{}, false
-	}
-	return p, true
+	return p, err == nil && p.Masked() == p
 }
 
-func (v *validator) addr(path, s string) (netip.Addr, bool) {
+func addr(s string) (netip.Addr, bool) {
 	a, err := netip.ParseAddr(s)
-	if err != nil {
-		v.errf(path, "%q is not an IP address", s)
-		return netip.Addr{}, false
+	return a, err == nil
+}
+
+// reserved names the address of p that no host may take that a is, or "".
+func reserved(p netip.Prefix, a netip.Addr) string {
+	switch {
+	case a == p.Addr():
+		return "the network address"
+	case a == broadcast(p):
+		return "the broadcast address"
 	}
-	return a, true
+	return ""
+}
+
+// broadcast is the last address of an IPv4 prefix up to /30; IPv6, /31 and
+// /32 have none (the zero Addr).
+func broadcast(p netip.Prefix) netip.Addr {
+	if !p.Addr().Is4() || p.Bits() > 30 {
+		return netip.Addr{}
+	}
+	b := p.Addr().As4()
+	u := binary.BigEndian.Uint32(b[:]) | (1<<(32-p.Bits()) - 1)
+	binary.BigEndian.PutUint32(b[:], u)
+	return netip.AddrFrom4(b)
 }
 
 func (v *validator) run(o Options) {
 	c := v.d.Cluster
 	s := &c.Spec
-	if !dns1123Label.MatchString(c.Metadata.Name) || len(c.Metadata.Name) > 63 {
-		v.errf("metadata.name", "%q is not a DNS-1123 label (lower-case letters, digits and '-', at most 63)", c.Metadata.Name)
-	}
-	if !versionRE.MatchString(s.KubernetesVersion) {
-		v.errf("spec.kubernetesVersion", "%q is not a version like v1.34.2", s.KubernetesVersion)
-	}
-	for _, dn := range []struct{ path, val string }{{"spec.domain", s.Domain}, {"spec.clusterDomain", s.ClusterDomain}} {
-		if !isDNSName(dn.val) {
-			v.errf(dn.path, "%q is not a DNS name", dn.val)
-		}
-	}
 
 	// Network.
 	n := s.Network
-	nodeNet, okNode := v.prefix("spec.network.nodeCIDR", n.NodeCIDR)
-	podNet, okPod := v.prefix("spec.network.podCIDR", n.PodCIDR)
-	svcNet, okSvc := v.prefix("spec.network.serviceCIDR", n.ServiceCIDR)
+	nodeNet, okNode := prefix(n.NodeCIDR)
+	podNet, okPod := prefix(n.PodCIDR)
+	svcNet, okSvc := prefix(n.ServiceCIDR)
 	nets := []struct {
 		path string
 		p    netip.Prefix
@@ -106,17 +144,22 @@ func (v *validator) run(o Options) {
 			}
 		}
 	}
-	if gw, ok := v.addr("spec.network.gateway", n.Gateway); ok && okNode && !nodeNet.Contains(gw) {
-		v.errf("spec.network.gateway", "%s is outside nodeCIDR %s", gw, nodeNet)
-	}
-	for i, d := range n.DNS {
-		v.addr(fmt.Sprintf("spec.network.dns[%d]", i), d)
+	gw, okGW := addr(n.Gateway)
+	if okGW && okNode {
+		switch {
+		case !nodeNet.Contains(gw):
+			v.errf("spec.network.gateway", "%s is outside nodeCIDR %s", gw, nodeNet)
+		case reserved(nodeNet, gw) != "":
+			v.errf("spec.network.gateway", "%s is %s of nodeCIDR %s", gw, reserved(nodeNet, gw), nodeNet)
+		}
 	}
 	if okSvc {
-		if dnsIP, ok := v.addr("spec.network.clusterDNS", n.ClusterDNS); ok {
+		if dnsIP, ok := addr(n.ClusterDNS); ok {
 			switch {
 			case !svcNet.Contains(dnsIP):
 				v.errf("spec.network.clusterDNS", "%s is outside serviceCIDR %s", dnsIP, svcNet)
+			case reserved(svcNet, dnsIP) != "":
+				v.errf("spec.network.clusterDNS", "%s is %s of serviceCIDR %s", dnsIP, reserved(svcNet, dnsIP), svcNet)
 			case dnsIP == svcNet.Addr().Next():
 				v.errf("spec.network.clusterDNS", "%s is the kubernetes service's address; pick another", dnsIP)
 			}
@@ -137,78 +180,86 @@ func (v *validator) run(o Options) {
 	}
 
 	// API server.
-	a := s.APIServer
-	if a.Port < 1 || a.Port > 65535 {
-		v.errf("spec.apiServer.port", "%d is not a TCP port", a.Port)
-	}
 	var vip netip.Addr
-	if a.VIP != "" {
-		if ip, ok := v.addr("spec.apiServer.vip", a.VIP); ok {
+	if s.APIServer.VIP != "" {
+		if ip, ok := addr(s.APIServer.VIP); ok {
 			vip = ip
-			if okNode && !nodeNet.Contains(ip) {
+			switch {
+			case !okNode:
+			case !nodeNet.Contains(ip):
 				v.errf("spec.apiServer.vip", "%s is outside nodeCIDR %s", ip, nodeNet)
+			case reserved(nodeNet, ip) != "":
+				v.errf("spec.apiServer.vip", "%s is %s of nodeCIDR %s", ip, reserved(nodeNet, ip), nodeNet)
+			case okGW && ip == gw:
+				v.errf("spec.apiServer.vip", "%s is network.gateway, the Proxmox host's address on the bridge", ip)
 			}
 		}
 		if len(c.NodesWith(RoleLB)) == 0 {
 			v.errf("spec.apiServer.vip", "a VIP needs at least one node with role lb to hold it")
 		}
 	}
-	for i, san := range a.ExtraSANs {
-		if _, err := netip.ParseAddr(san); err != nil && !isDNSName(strings.TrimPrefix(san, "*.")) {
-			v.errf(fmt.Sprintf("spec.apiServer.extraSANs[%d]", i), "%q is neither an IP address nor a DNS name", san)
-		}
-	}
 
 	// PKI.
-	caV, okCA := v.duration("spec.pki.caValidity", s.PKI.CAValidity)
-	leafV, okLeaf := v.duration("spec.pki.certValidity", s.PKI.CertValidity)
+	caV, okCA := v.validity("spec.pki.caValidity", s.PKI.CAValidity)
+	leafV, okLeaf := v.validity("spec.pki.certValidity", s.PKI.CertValidity)
 	if okCA && okLeaf && leafV > caV {
 		v.errf("spec.pki.certValidity", "%s outlives the CAs (caValidity %s); a leaf cannot be valid longer than its CA", s.PKI.CertValidity, s.PKI.CAValidity)
 	}
 
-	// SSH.
-	for i, k := range s.SSH.AuthorizedKeys {
-		f := strings.Fields(k)
-		if len(f) < 2 || !(strings.HasPrefix(f[0], "ssh-") || strings.HasPrefix(f[0], "ecdsa-") || strings.HasPrefix(f[0], "sk-")) {
-			v.errf(fmt.Sprintf("spec.ssh.authorizedKeys[%d]", i), "not an OpenSSH public key (expected \"ssh-ed25519 AAAA... comment\")")
-		}
-	}
-	if p := s.SSH.BastionPort; p < 1 || p > 65535 {
-		v.errf("spec.ssh.bastionPort", "%d is not a TCP port", p)
-	}
-
-	v.nodes(nodeNet, okNode, vip)
+	v.nodes(nodeNet, okNode, gw, vip)
+	v.ports()
 	v.binaries(o)
+	v.images(o)
 }
 
-func (v *validator) duration(path, s string) (time.Duration, bool) {
+// Certificate lifetimes: below minValidity (1h, as the message says)
+// nothing works for long enough to be useful; below warnValidity the
+// certificates need renewing that often.
+const (
+	minValidity  = time.Hour
+	warnValidity = 30 * 24 * time.Hour
+)
+
+func isPositiveDuration(s string) bool {
+	d, err := time.ParseDuration(s)
+	return err == nil && d > 0
+}
+
+// validity returns a lifetime that fieldRules checked, reporting one too short.
+func (v *validator) validity(path, s string) (time.Duration, bool) {
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
-		v.errf(path, "%q is not a positive duration (like 8760h)", s)
 		return 0, false
+	}
+	switch {
+	case d < minValidity:
+		v.errf(path, "%s is shorter than 1h: certificates would expire before the cluster is up", s)
+		return 0, false
+	case d < warnValidity:
+		v.warnf(path, "%s is less than 30 days (720h): the certificates need renewing (hardway certs renew) that often", s)
 	}
 	return d, true
 }
 
-func (v *validator) nodes(nodeNet netip.Prefix, okNode bool, vip netip.Addr) {
+func (v *validator) nodes(nodeNet netip.Prefix, okNode bool, gw, vip netip.Addr) {
 	c := v.d.Cluster
 	names := map[string]int{}
 	addrs := map[netip.Addr]int{}
 	vmids := map[int]int{}
 	for i, n := range c.Spec.Nodes {
 		p := fmt.Sprintf("spec.nodes[%d]", i)
-		if !dns1123Label.MatchString(n.Name) || len(n.Name) > 63 {
-			v.errf(p+".name", "%q is not a DNS-1123 label (lower-case letters, digits and '-', at most 63)", n.Name)
-		} else if j, dup := names[n.Name]; dup {
-			v.errf(p+".name", "%q is already the name of spec.nodes[%d]", n.Name, j)
-		} else {
-			names[n.Name] = i
+		if !v.bad[p+".name"] {
+			if j, dup := names[n.Name]; dup {
+				v.errf(p+".name", "%q is already the name of spec.nodes[%d]", n.Name, j)
+			} else {
+				names[n.Name] = i
+			}
+			if fqdn := c.FQDN(n); len(fqdn) > 253 && !v.bad["spec.domain"] {
+				v.errf(p+".name", "the FQDN %s.<domain> is %d characters; a DNS name has at most 253", n.Name, len(fqdn))
+			}
 		}
 		if len(n.Roles) == 0 {
 			v.errf(p+".roles", "a node needs at least one role")
-		}
-		if n.Has(RoleLB) && n.Has(RoleController) {
-			v.errf(p+".roles", "%s cannot be both lb and controller: HAProxy and kube-apiserver would both listen on port %d", n.Name, v.d.Cluster.Spec.APIServer.Port)
 		}
 		seenRole := map[string]bool{}
 		for k, r := range n.Roles {
@@ -217,44 +268,30 @@ func (v *validator) nodes(nodeNet netip.Prefix, okNode bool, vip netip.Addr) {
 			}
 			seenRole[r] = true
 		}
-		if pfx, err := netip.ParsePrefix(n.Address); err != nil {
-			v.errf(p+".address", "%q is not an address with prefix length (like 10.240.0.11/24)", n.Address)
-		} else if okNode {
+		if pfx, err := netip.ParsePrefix(n.Address); err == nil && okNode {
 			ip := pfx.Addr()
 			switch {
 			case !nodeNet.Contains(ip):
 				v.errf(p+".address", "%s is outside nodeCIDR %s", ip, nodeNet)
 			case pfx.Bits() != nodeNet.Bits():
 				v.errf(p+".address", "prefix length /%d differs from nodeCIDR's /%d", pfx.Bits(), nodeNet.Bits())
-			case ip == nodeNet.Addr():
-				v.errf(p+".address", "%s is the network address of nodeCIDR", ip)
+			case reserved(nodeNet, ip) != "":
+				v.errf(p+".address", "%s is %s of nodeCIDR %s", ip, reserved(nodeNet, ip), nodeNet)
+			case ip == gw:
+				v.errf(p+".address", "%s is network.gateway, the Proxmox host's address on the bridge", ip)
 			case ip == vip:
 				v.errf(p+".address", "%s is the API VIP; a node cannot own it", ip)
-			case n.Address != "" && addrs[ip] > 0:
+			case addrs[ip] > 0:
 				v.errf(p+".address", "%s is used by %s too", ip, c.Spec.Nodes[addrs[ip]-1].Name)
 			}
 			if addrs[ip] == 0 {
 				addrs[ip] = i + 1
 			}
 		}
-		if n.VMID < 100 || n.VMID > 999999999 {
-			v.errf(p+".vmid", "%d is not a Proxmox VM id (100 to 999999999)", n.VMID)
-		} else if j, dup := vmids[n.VMID]; dup {
+		if j, dup := vmids[n.VMID]; dup {
 			v.errf(p+".vmid", "%d is used by %s too", n.VMID, c.Spec.Nodes[j].Name)
 		} else {
 			vmids[n.VMID] = i
-		}
-		if n.Cores < 1 {
-			v.errf(p+".cores", "must be at least 1")
-		}
-		if n.MemoryMiB < 128 {
-			v.errf(p+".memoryMiB", "%d MiB is too little to boot", n.MemoryMiB)
-		}
-		if n.SwapMiB < 0 {
-			v.errf(p+".swapMiB", "must not be negative")
-		}
-		if n.DiskGiB < 1 {
-			v.errf(p+".diskGiB", "must be at least 1")
 		}
 		if n.Target != TargetKVM {
 			for _, f := range []string{"boot", "ignitionVariant"} {
@@ -291,25 +328,20 @@ func (v *validator) nodes(nodeNet netip.Prefix, okNode bool, vip netip.Addr) {
 
 func (v *validator) binaries(o Options) {
 	s := v.d.Cluster.Spec
+	if s.Binaries.Mode != ModeUpstream || !o.Artifacts || v.bad["spec.binaries.dir"] {
+		return
+	}
 	names := make([]string, 0, len(s.Binaries.SHA256))
 	for name := range s.Binaries.SHA256 {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		p := "spec.binaries.sha256." + name
+		p := join("spec.binaries.sha256", name)
+		if v.bad[p] {
+			continue
+		}
 		want := s.Binaries.SHA256[name]
-		if !sha256RE.MatchString(want) {
-			v.errf(p, "%q is not a SHA-256 in lower-case hex (64 characters)", want)
-			continue
-		}
-		if name != filepath.Base(name) || name == "." || name == ".." {
-			v.errf(p, "%q must be a plain file name inside binaries.dir", name)
-			continue
-		}
-		if s.Binaries.Mode != ModeUpstream || !o.Artifacts {
-			continue
-		}
 		file := filepath.Join(v.d.Dir, s.Binaries.Dir, name)
 		got, err := fileSHA256(file)
 		switch {
@@ -319,14 +351,43 @@ func (v *validator) binaries(o Options) {
 			v.errf(p, "%s has SHA-256 %s, the spec pins %s", file, got, want)
 		}
 	}
-	if o.Artifacts {
-		for i, img := range s.Images {
+}
+
+// images checks that the image archives have distinct file names (they
+// share one directory on the workers) and, with o.Artifacts, exist.
+func (v *validator) images(o Options) {
+	seen := map[string]int{}
+	for i, img := range v.d.Cluster.Spec.Images {
+		p := fmt.Sprintf("spec.images[%d]", i)
+		if v.bad[p] {
+			continue
+		}
+		base := path.Base(img)
+		if j, dup := seen[base]; dup {
+			v.errf(p, "%s is also the file name of spec.images[%d]; the workers keep them in one directory", base, j)
+			continue
+		}
+		seen[base] = i
+		if o.Artifacts {
 			file := filepath.Join(v.d.Dir, img)
-			if _, err := os.Stat(file); err != nil {
-				v.errf(fmt.Sprintf("spec.images[%d]", i), "%s: %v", file, unwrapPathError(err))
+			if err := regularFile(file); err != nil {
+				v.errf(p, "%s: %v", file, err)
 			}
 		}
 	}
+}
+
+// regularFile checks that path is a regular file (not a FIFO or a device,
+// which would block or never end a read).
+func regularFile(file string) error {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return unwrapPathError(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("not a regular file (%s)", fileKind(fi.Mode()))
+	}
+	return nil
 }
 
 func unwrapPathError(err error) error {
@@ -336,8 +397,11 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-// FileSHA256 returns the hex SHA-256 of a file.
+// fileSHA256 returns the hex SHA-256 of a regular file.
 func fileSHA256(path string) (string, error) {
+	if err := regularFile(path); err != nil {
+		return "", err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -348,16 +412,4 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func isDNSName(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(s, ".") {
-		if !dns1123Label.MatchString(l) || len(l) > 63 {
-			return false
-		}
-	}
-	return true
 }
