@@ -36,8 +36,8 @@ func TestInvalidCorpus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 30 {
-		t.Fatalf("only %d invalid specs; the corpus must keep at least 30", len(files))
+	if len(files) < 100 {
+		t.Fatalf("only %d invalid specs; the corpus must keep at least 100", len(files))
 	}
 	var got []string
 	for _, f := range files {
@@ -194,7 +194,8 @@ func TestSchemaUpToDate(t *testing.T) {
 
 // FuzzParse: no input may panic the parser or the validator.
 func FuzzParse(f *testing.F) {
-	for _, p := range []string{"../examples/seed-lxc.yaml", "../examples/mixed.yaml", "testdata/base.yaml"} {
+	corpus, _ := filepath.Glob("testdata/invalid/*.yaml")
+	for _, p := range append([]string{"../examples/seed-lxc.yaml", "../examples/mixed.yaml", "testdata/base.yaml"}, corpus...) {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
 		}
