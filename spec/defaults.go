@@ -25,7 +25,8 @@ const (
 
 // ApplyDefaults fills every unset field. It is the only place defaults live;
 // `hardway validate --show-defaults` prints its result. It never fails:
-// values it cannot derive (from an invalid CIDR, say) stay empty for Validate to report.
+// values it cannot derive (from an invalid CIDR, say) stay empty, and
+// Validate reports the field they would come from.
 func ApplyDefaults(c *Cluster) {
 	s := &c.Spec
 	setStr(&s.Domain, "example.com")
@@ -37,7 +38,7 @@ func ApplyDefaults(c *Cluster) {
 			n.Gateway = p.Masked().Addr().Next().String()
 		}
 	}
-	if len(n.DNS) == 0 && n.Gateway != "" {
+	if _, err := netip.ParseAddr(n.Gateway); len(n.DNS) == 0 && err == nil {
 		n.DNS = []string{n.Gateway}
 	}
 	setStr(&n.PodCIDR, "10.200.0.0/16")

@@ -307,10 +307,11 @@ func (v *validator) checkFields() map[string]bool {
 	bad := map[string]bool{}
 	visit(reflect.ValueOf(v.d.Cluster).Elem(), "", "", func(p, key, s string, f Field) {
 		r, ok := fieldRules[key]
-		if !ok || !v.d.Has(p) {
+		if !ok || (s == "" && !v.d.Has(p)) {
 			// An enum, checked while parsing (TestFieldRules keeps this
-			// so), or a default: ApplyDefaults' own, or derived from a
-			// field checked here (the gateway's from nodeCIDR, say).
+			// so), or a default ApplyDefaults could not derive from an
+			// invalid field (the gateway from nodeCIDR, say), reported
+			// there.
 			return
 		}
 		if msg := r.check(s); msg != "" {
