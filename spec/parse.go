@@ -276,14 +276,19 @@ func yamlError(err error) (int, string) {
 	return n, msg
 }
 
-// problemLine returns the first line, from line from on, at which the data
-// cut after it fails to parse with the same message as the whole: the line
-// that breaks the construct yaml.v3 reported. It gives up (returning from)
+// problemLine returns the first line, from line from on (or the last line
+// with text before it), at which the data cut after it fails to parse with
+// the same message as the whole: the line that breaks the construct
+// yaml.v3 reported. It gives up (returning from)
 // after maxProblemScan lines or bytes.
 func problemLine(data []byte, from int, msg string) int {
 	lines := bytes.SplitAfter(data, []byte("\n"))
 	if from < 1 || from > len(lines) {
 		return from
+	}
+	// An error at the end of the input is about the last line with text.
+	for from > 1 && len(bytes.TrimSpace(lines[from-1])) == 0 {
+		from--
 	}
 	end := 0
 	for _, l := range lines[:from-1] {
@@ -293,14 +298,27 @@ func problemLine(data []byte, from int, msg string) int {
 	for l := from; l <= len(lines) && l < from+maxProblemScan && scanned < maxProblemScan<<16; l++ {
 		end += len(lines[l-1])
 		scanned += end
-		var n yaml.Node
-		if err := yaml.Unmarshal(data[:end], &n); err != nil {
+		if err := parseAll(data[:end]); err != nil {
 			if _, m := yamlError(err); m == msg {
 				return l
 			}
 		}
 	}
 	return from
+}
+
+// parseAll parses every YAML document of data and returns the first error.
+func parseAll(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		if err := dec.Decode(&n); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
 }
 
 // maxProblemScan bounds problemLine: lines, and 64 KiB of parsing per line.

@@ -279,24 +279,24 @@ func isDNSName(s string) bool {
 // visit calls fn for every string of the document below v: each struct
 // field, list item, map key and map value, with its path in the document
 // and its key in fieldRules.
-func visit(v reflect.Value, p, key string, fn func(p, key string, s string, f Field), f Field) {
+func visit(v reflect.Value, p, key string, fn func(p, key, s string)) {
 	switch v.Kind() {
 	case reflect.String:
-		fn(p, key, v.String(), f)
+		fn(p, key, v.String())
 	case reflect.Struct:
-		for _, ff := range Fields(v.Type()) {
-			visit(v.Field(ff.Index), join(p, ff.Key), join(key, ff.Key), fn, ff)
+		for _, f := range Fields(v.Type()) {
+			visit(v.Field(f.Index), join(p, f.Key), join(key, f.Key), fn)
 		}
 	case reflect.Slice:
 		for i := 0; i < v.Len(); i++ {
-			visit(v.Index(i), fmt.Sprintf("%s[%d]", p, i), key+"[]", fn, f)
+			visit(v.Index(i), fmt.Sprintf("%s[%d]", p, i), key+"[]", fn)
 		}
 	case reflect.Map:
 		iter := v.MapRange()
 		for iter.Next() {
 			k := iter.Key().String()
-			fn(join(p, k), key+".(key)", k, Field{})
-			visit(iter.Value(), join(p, k), key+".*", fn, Field{})
+			fn(join(p, k), key+".(key)", k)
+			visit(iter.Value(), join(p, k), key+".*", fn)
 		}
 	}
 }
@@ -305,7 +305,7 @@ func visit(v reflect.Value, p, key string, fn func(p, key string, s string, f Fi
 // returns the paths whose value broke its rule.
 func (v *validator) checkFields() map[string]bool {
 	bad := map[string]bool{}
-	visit(reflect.ValueOf(v.d.Cluster).Elem(), "", "", func(p, key, s string, f Field) {
+	visit(reflect.ValueOf(v.d.Cluster).Elem(), "", "", func(p, key, s string) {
 		r, ok := fieldRules[key]
 		if !ok || (s == "" && !v.d.Has(p)) {
 			// An enum, checked while parsing (TestFieldRules keeps this
@@ -318,7 +318,7 @@ func (v *validator) checkFields() map[string]bool {
 			v.errf(p, "%s", msg)
 			bad[p] = true
 		}
-	}, Field{})
+	})
 	return bad
 }
 

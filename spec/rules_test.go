@@ -242,3 +242,28 @@ func TestArtifactsNotRegular(t *testing.T) {
 		t.Fatal("validate still running after 5s")
 	}
 }
+
+// TestYAMLSyntaxPosition: a syntax error points at the line that breaks
+// the document (yaml.v3 names the line before, or where the broken
+// construct starts), at its first character.
+func TestYAMLSyntaxPosition(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"a: 1\nb:\n  c: [1, 2\nd: 3\n", "t.yaml:3:3"},
+		{"a: 1\nb: {x: 1\n", "t.yaml:2:1"},
+		{"a: 1\n- b\n", "t.yaml:2:1"},
+		{"a:\n  - 1\n  b: 2\n", "t.yaml:3:3"},
+		{"a: 1\nb: 2\n c: 3\n", "t.yaml:3:2"},
+		{"a: 1\n\tb: 2\n", "t.yaml:2:1"},
+		{"a: b: c\n", "t.yaml:1:1"},
+		// A flow mapping over two lines before the error is not it.
+		{"n: {a: 1,\n  b: 2}\nm:\n  x: 1\n y: 2\n", "t.yaml:5:2"},
+		// A second document is read to its end.
+		{"a: 1\n---\nb: [\n", "t.yaml:3:1"},
+	} {
+		_, err := Parse("t.yaml", ".", []byte(c.in))
+		var is Issues
+		if !errors.As(err, &is) || len(is) != 1 || !strings.HasPrefix(is[0].String(), c.want+": (document): YAML syntax: ") {
+			t.Errorf("%q: %v, want %s", c.in, err, c.want)
+		}
+	}
+}
