@@ -24,8 +24,10 @@ func newBake() *cobra.Command {
 	var file, base, node, role, format, out, dir, diskSize, imageFormat string
 	var jobs int
 	cmd := &cobra.Command{
-		Use:   "bake",
-		Short: "Bake Proxmox LXC templates and KVM disk images from a base rootfs, the pinned binaries and the node trees",
+		Use: "bake",
+		// Stopping removes temporary artifacts and processes: give it time.
+		Annotations: map[string]string{"grace": "cleanup"},
+		Short:       "Bake Proxmox LXC templates and KVM disk images from a base rootfs, the pinned binaries and the node trees",
 		Long: `bake turns a base root file system (a tarball: plain, gzip, xz, zstd or
 bzip2), the pinned binaries of the node's roles (binaries.mode upstream) and
 the node's file tree into a Proxmox container template that boots straight

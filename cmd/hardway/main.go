@@ -6,10 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -23,19 +26,88 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// run executes one command line and returns the exit status. SIGINT and
+// SIGTERM stop it (see stopOnSignal).
+func run(args []string, stderr io.Writer) int {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	root := newRoot()
+	root.SetArgs(args)
+	root.SetErr(stderr)
+	var stopping atomic.Int32 // the signal being handled, 0 before one arrives
+	go stopOnSignal(sigs, cancel, &stopping, graceOf(root, args), stderr, os.Exit)
+
 	err := root.ExecuteContext(ctx)
 	var ee exitError
 	switch {
+	case stopping.Load() != 0:
+		// The command returned after cleaning up: say what it stopped,
+		// and report the signal the way a shell does.
+		if err != nil && !errors.As(err, &ee) {
+			fmt.Fprintln(stderr, "hardway:", err)
+		}
+		return 128 + int(stopping.Load())
 	case err == nil:
+		return 0
 	case errors.As(err, &ee):
-		os.Exit(ee.code)
+		return ee.code
 	default:
-		fmt.Fprintln(os.Stderr, "hardway:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "hardway:", err)
+		return 1
 	}
+}
+
+// stopOnSignal waits for SIGINT or SIGTERM and cancels the run's context, so
+// long work (bake, verify) stops at its next chunk and removes what it
+// started. A command that has not returned within its grace period (one
+// blocked in a read that never looks at the context) or a second signal
+// ends the process with 128+signal: a pipeline's timeout or Ctrl-C always
+// stops hardway, and every write is atomic, so nothing half-done is left
+// for the next run to trust.
+func stopOnSignal(sigs <-chan os.Signal, cancel func(), stopping *atomic.Int32, grace time.Duration, stderr io.Writer, exit func(int)) {
+	sig, ok := <-sigs
+	if !ok {
+		return
+	}
+	num := int32(syscall.SIGTERM)
+	if s, isSys := sig.(syscall.Signal); isSys {
+		num = int32(s)
+	}
+	stopping.Store(num)
+	cancel()
+	select {
+	case <-sigs:
+		fmt.Fprintf(stderr, "hardway: %s again: exiting now\n", sig)
+	case <-time.After(grace):
+		fmt.Fprintf(stderr, "hardway: %s: did not stop within %s; exiting\n", sig, grace)
+	}
+	exit(128 + int(num))
+}
+
+// Grace periods between the first signal and a forced exit. Commands that
+// start processes or write large temporary files get longer to stop them and
+// clean up (see the "grace" annotation); the rest stop within a second.
+const (
+	quickGrace   = 500 * time.Millisecond
+	cleanupGrace = 30 * time.Second
+)
+
+// graceOf returns the grace period of the command args select.
+func graceOf(root *cobra.Command, args []string) time.Duration {
+	cmd, _, err := root.Find(args)
+	if err != nil || cmd == nil {
+		return quickGrace
+	}
+	if cmd.Annotations["grace"] == "cleanup" {
+		return cleanupGrace
+	}
+	return quickGrace
 }
 
 func newRoot() *cobra.Command {

@@ -23,8 +23,10 @@ func newVerify() *cobra.Command {
 		defaultBin = []string{d}
 	}
 	cmd := &cobra.Command{
-		Use:   "verify",
-		Short: "Run the generated control plane in network namespaces and smoke-test it",
+		Use: "verify",
+		// Stopping removes temporary artifacts and processes: give it time.
+		Annotations: map[string]string{"grace": "cleanup"},
+		Short:       "Run the generated control plane in network namespaces and smoke-test it",
 		Long: `verify starts the spec's control plane on this machine exactly as the nodes will
 run it, runs the smoke checks of Kubernetes The Hard Way, prints a pass/fail
 table and tears everything down. It exits 1 if any check fails.
