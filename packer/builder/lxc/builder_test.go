@@ -83,7 +83,7 @@ func TestPrepareInvalid(t *testing.T) {
 			"base_rootfs: required", "spec: required", "node: required: set node (one node of target lxc) or role",
 		}},
 		{"missing files", map[string]interface{}{"spec": "/nonexistent/cluster.yaml", "node": "cp1", "base_rootfs": "/nonexistent/base.tar"}, []string{
-			"base_rootfs: stat /nonexistent/base.tar: no such file", "spec: open /nonexistent/cluster.yaml: no such file",
+			"base_rootfs: stat /nonexistent/base.tar: no such file", "spec: stat /nonexistent/cluster.yaml: no such file",
 		}},
 		{"unknown node", map[string]interface{}{"spec": file, "node": "etcd9", "base_rootfs": b, "compression_level": 19}, []string{
 			`node: no node "etcd9" in ` + file + " (nodes: cp1, w1, w2, w3)",

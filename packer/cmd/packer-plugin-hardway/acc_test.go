@@ -304,7 +304,7 @@ build { sources = ["source.hardway-lxc.bad", "source.hardway-lxc.unknown", "sour
 		"base_rootfs: stat /nonexistent/base.tar.zst: no such file or directory",
 		"node: w2 has target kvm; hardway-lxc bakes nodes of target lxc (use hardway-kvm)",
 		"base_rootfs: required",
-		"spec: open /nonexistent/cluster.yaml: no such file or directory",
+		"spec: stat /nonexistent/cluster.yaml: no such file or directory",
 		`format: "vmdk": want qcow2 or raw`,
 		`disk_size: "512M" is smaller than 1024 MiB`,
 	} {

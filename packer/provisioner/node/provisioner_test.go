@@ -38,7 +38,7 @@ func TestPrepareInvalid(t *testing.T) {
 		want []string
 	}{
 		{"nothing", map[string]interface{}{}, []string{"spec: required", "node: required"}},
-		{"missing spec", map[string]interface{}{"spec": "/nonexistent.yaml", "node": "w1"}, []string{"spec: open /nonexistent.yaml: no such file"}},
+		{"missing spec", map[string]interface{}{"spec": "/nonexistent.yaml", "node": "w1"}, []string{"spec: stat /nonexistent.yaml: no such file"}},
 		{"unknown node, relative paths", map[string]interface{}{"spec": file, "node": "w9", "destination_root": "mnt", "staging_directory": "tmp"}, []string{
 			`node: no node "w9" in ` + file,
 			`destination_root: "mnt" is not an absolute path`,
