@@ -556,7 +556,7 @@ func TestKVMJobs(t *testing.T) {
 		t.Errorf("role units: %v", units)
 	}
 	e, ok = jobs[0].Tree.Get("/etc/systemd/system/" + common.ReadyUnit)
-	if !ok || !bytes.Contains(e.Data, []byte("After=")) || !bytes.Contains(e.Data, []byte("ExecStart=/bin/echo hardway: w2 worker ready")) {
+	if !ok || !bytes.Contains(e.Data, []byte("After=")) || !bytes.Contains(e.Data, []byte("ExecStart=/bin/echo ")) || !bytes.Contains(e.Data, []byte("hardway: w2 worker ready")) {
 		t.Errorf("ready unit: %v\n%s", ok, e.Data)
 	}
 
