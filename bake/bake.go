@@ -173,13 +173,17 @@ func record(dir, kind string, results []Result) error {
 	if len(results) == 0 {
 		return nil
 	}
-	arts := make([]output.Artifact, 0, len(results))
+	arts := make([]artifact, 0, len(results))
 	for _, r := range results {
 		var size int64
 		if st, err := os.Stat(r.Path); err == nil {
 			size = st.Size()
 		}
-		arts = append(arts, output.Artifact{Path: filepath.Base(r.Path), Node: r.Job.Node, Kind: kind, SHA256: r.SHA256, Size: size})
+		a := artifact{Artifact: output.Artifact{Path: filepath.Base(r.Path), Node: r.Job.Node, Kind: kind, SHA256: r.SHA256, Size: size}}
+		if r.Stats != nil && len(r.Stats.Secrets) > 0 {
+			a.Secret, a.Secrets = true, r.Stats.Secrets
+		}
+		arts = append(arts, a)
 	}
 	return recordArtifacts(dir, arts)
 }
@@ -326,7 +330,7 @@ func bakeLXC(ctx context.Context, cfg Config, j Job, layers []rootfs.Layer, info
 	if err := checkPCT(stats); err != nil {
 		return Result{}, err
 	}
-	sum, err := out.publish()
+	sum, err := out.publish(artifactMode(stats))
 	if err != nil {
 		return Result{}, err
 	}
@@ -363,11 +367,17 @@ var dropNotes = []struct{ reason, note string }{
 	{rootfs.DropHardlink, "dropped base hard links whose target the bake left out (GNU tar cannot make them); each is in a warning"},
 }
 
-// logDropped says what a bake left out of the base and why.
+// logDropped says what a bake left out of the base and why, and which
+// secrets of the node's tree the artifact holds (only their count and
+// where: never their content).
 func logDropped(log *slog.Logger, name string, st *rootfs.Stats) {
 	for _, d := range dropNotes {
 		if n := st.Dropped[d.reason]; n > 0 {
 			log.Info(d.note, "artifact", name, "count", n)
 		}
+	}
+	if n := len(st.Secrets); n > 0 {
+		log.Info(fmt.Sprintf("holds %d secrets of its node (private keys, kubeconfigs): readable by its owner only (%04o); keep it on storage only administrators read", n, secretMode),
+			"artifact", name, "secrets", strings.Join(st.Secrets, ","))
 	}
 }

@@ -385,7 +385,7 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 		if err := hashFile(ctx, q); err != nil {
 			return nil, err
 		}
-		sum, err := q.publish()
+		sum, err := q.publish(artifactMode(stats))
 		if err != nil {
 			return nil, err
 		}
@@ -395,7 +395,7 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 		if err := hashFile(ctx, raw); err != nil {
 			return nil, err
 		}
-		sum, err := raw.publish()
+		sum, err := raw.publish(artifactMode(stats))
 		if err != nil {
 			return nil, err
 		}

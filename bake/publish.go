@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,10 +17,29 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/hardway-dev/hardway/output"
+	"github.com/hardway-dev/hardway/rootfs"
 )
 
 // ManifestFile lists the artifacts of an output directory.
 const ManifestFile = "bake-manifest.json"
+
+// Modes of published files. An artifact that holds a secret of its node's
+// tree (Stats.Secrets: private keys, kubeconfigs with a client key, the
+// encryption configuration) is readable by its owner only: whoever reads
+// it holds the node's credentials, and a controller's holds the cluster's
+// CA keys. Other artifacts, and every .sha256 sidecar, are readable by all.
+const (
+	publicMode fs.FileMode = 0o644
+	secretMode fs.FileMode = 0o600
+)
+
+// artifactMode is the mode of an artifact whose merged tree is st.
+func artifactMode(st *rootfs.Stats) fs.FileMode {
+	if st != nil && len(st.Secrets) > 0 {
+		return secretMode
+	}
+	return publicMode
+}
 
 // pending is an artifact being written: a temporary file next to its final
 // name, removed unless publish renames it into place.
@@ -70,11 +90,12 @@ func (p *pending) abort() {
 // SHA256 is the hex checksum of what was written.
 func (p *pending) SHA256() string { return hex.EncodeToString(p.sum.Sum(nil)) }
 
-// publish makes the file durable and renames it into place with its
-// sha256sum(1) sidecar <name>.sha256. Both are written completely before
-// either is renamed, so a full disk leaves neither behind.
-func (p *pending) publish() (string, error) {
-	if err := p.finish(); err != nil {
+// publish makes the file durable, with mode, and renames it into place
+// with its sha256sum(1) sidecar <name>.sha256 (publicMode). Both are
+// written completely before either is renamed, so a full disk leaves
+// neither behind. Until then the file is its owner's only (os.CreateTemp).
+func (p *pending) publish(mode fs.FileMode) (string, error) {
+	if err := p.finish(mode); err != nil {
 		return "", err
 	}
 	sum := p.SHA256()
@@ -86,7 +107,7 @@ func (p *pending) publish() (string, error) {
 	if _, err := fmt.Fprintf(side, "%s  %s\n", sum, p.name); err != nil {
 		return "", fmt.Errorf("write %s: %w", side.name, err)
 	}
-	if err := side.finish(); err != nil {
+	if err := side.finish(publicMode); err != nil {
 		return "", err
 	}
 	if err := p.rename(); err != nil {
@@ -99,9 +120,9 @@ func (p *pending) publish() (string, error) {
 	return sum, nil
 }
 
-// finish flushes and closes the temporary file, readable by all.
-func (p *pending) finish() error {
-	if err := p.f.Chmod(0o644); err != nil {
+// finish gives the temporary file its mode, flushes and closes it.
+func (p *pending) finish(mode fs.FileMode) error {
+	if err := p.f.Chmod(mode); err != nil {
 		return err
 	}
 	if err := p.f.Sync(); err != nil {
@@ -139,14 +160,22 @@ func newZstd(w io.Writer) (*zstd.Encoder, error) {
 // manifest is the JSON document of ManifestFile, the same shape as
 // generate's manifest.json.
 type manifest struct {
-	Artifacts []output.Artifact `json:"artifacts"`
+	Artifacts []artifact `json:"artifacts"`
+}
+
+// artifact is one artifact of ManifestFile: generate's fields, and whether
+// it holds secrets (then its mode is secretMode), with their paths in it.
+type artifact struct {
+	output.Artifact
+	Secret  bool     `json:"secret"`
+	Secrets []string `json:"secrets,omitempty"`
 }
 
 // recordArtifacts adds arts to dir's bake manifest under the directory's
 // lock, replacing entries with the same path and dropping entries whose file
 // is gone, so that bakes into one directory (also by other processes)
 // accumulate in one manifest.
-func recordArtifacts(dir string, arts []output.Artifact) error {
+func recordArtifacts(dir string, arts []artifact) error {
 	unlock, err := output.Lock(dir, nil)
 	if err != nil {
 		return err
@@ -161,7 +190,7 @@ func recordArtifacts(dir string, arts []output.Artifact) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	byPath := map[string]output.Artifact{}
+	byPath := map[string]artifact{}
 	for _, a := range m.Artifacts {
 		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(a.Path))); err == nil {
 			byPath[a.Path] = a

@@ -31,6 +31,9 @@ type Entry struct {
 	// base has that directory, the base's owner and mode stay; where the base
 	// has a symlink there, the layer's paths below follow the link.
 	Implicit bool
+	// Secret marks private key material (tree.Entry.Secret): Stats.Secrets
+	// lists it, so that the artifact holding it is kept from other readers.
+	Secret bool
 }
 
 // IsDir, IsSymlink and IsFile tell the entry's type.
@@ -63,6 +66,7 @@ func FromTree(name string, t *tree.Tree) (Layer, error) {
 		le := Entry{Path: e.Path, Mode: e.Mode, UID: e.UID, GID: e.GID, Target: e.Target, Implicit: !explicit}
 		if e.IsFile() {
 			le = Bytes(e.Path, e.Mode.Perm(), e.UID, e.GID, e.Data)
+			le.Secret = e.Secret
 		}
 		l.Entries = append(l.Entries, le)
 	}

@@ -52,9 +52,12 @@ type Stats struct {
 	Dropped    map[string]int // base (or layer) members left out, by reason
 	// DroppedXattrs counts extended attributes left out by Options.Xattr, by name.
 	DroppedXattrs map[string]int
-	HasSbin       bool     // the stream has an /sbin directory or symlink
-	Dev           int      // members written below /dev
-	Warnings      []string // things the caller should tell the user
+	HasSbin       bool // the stream has an /sbin directory or symlink
+	Dev           int  // members written below /dev
+	// Secrets are the paths of the layer entries written that are secrets
+	// (Entry.Secret: private keys, kubeconfigs with a client key), sorted.
+	Secrets  []string
+	Warnings []string // things the caller should tell the user
 }
 
 // Reasons a member is dropped, the keys of Stats.Dropped.
@@ -134,6 +137,7 @@ func Merge(ctx context.Context, w io.Writer, base io.Reader, p *Plan, o Options)
 	if err := m.tw.Close(); err != nil {
 		return nil, err
 	}
+	sort.Strings(m.st.Secrets)
 	return m.st, nil
 }
 
@@ -310,6 +314,9 @@ func (m *merger) layer(e *planned) error {
 	m.st.FromLayers++
 	if !e.IsDir() {
 		m.wrote(e.Path, h.Typeflag)
+	}
+	if e.Secret {
+		m.st.Secrets = append(m.st.Secrets, e.Path)
 	}
 	if !e.IsFile() || e.Size == 0 {
 		return nil

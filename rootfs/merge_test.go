@@ -6,9 +6,12 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hardway-dev/hardway/tree"
 )
 
 // syntheticBase is a small root file system with every kind of member a
@@ -191,6 +194,30 @@ func TestMergePrecedence(t *testing.T) {
 	}
 	if !st.HasSbin || st.Members != len(names) {
 		t.Errorf("stats %+v for %d members", st, len(names))
+	}
+}
+
+// TestMergeSecrets: the secrets of a node's tree that a merge writes are
+// listed in its stats, those it leaves out are not.
+func TestMergeSecrets(t *testing.T) {
+	tr := tree.New("n1")
+	tr.Secret("/etc/kubernetes/ca.key", []byte("key"))
+	tr.Secret("/dev/shm/key", []byte("excluded"))
+	tr.File("/etc/kubernetes/ca.crt", 0o644, []byte("cert"))
+	tr.FileOwned("/etc/etcd/server.key", 0o600, 5, 5, []byte("key"), true)
+	node, err := FromTree("node n1", tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, st := merge(t, syntheticBase(t), Options{Exclude: func(p string) bool { return strings.HasPrefix(p, "/dev/") }}, func(*BaseInfo) []Layer {
+		return []Layer{node}
+	})
+	if want := []string{"/etc/etcd/server.key", "/etc/kubernetes/ca.key"}; !slices.Equal(st.Secrets, want) {
+		t.Errorf("secrets %q, want %q", st.Secrets, want)
+	}
+	_, st = merge(t, syntheticBase(t), Options{}, func(info *BaseInfo) []Layer { return []Layer{Sysprep(info)} })
+	if len(st.Secrets) != 0 {
+		t.Errorf("secrets %q without a node's tree", st.Secrets)
 	}
 }
 

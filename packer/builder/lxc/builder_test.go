@@ -151,6 +151,8 @@ func TestRunRole(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A load balancer's tree holds no secret: readable by all.
+		checkMode(t, files[i], 0o644)
 		sum := sha256.Sum256(data)
 		sums = append(sums, hex.EncodeToString(sum[:]))
 	}
@@ -162,5 +164,40 @@ func TestRunRole(t *testing.T) {
 		if gd[k] != v {
 			t.Errorf("generated data %s = %v, want %v", k, gd[k], v)
 		}
+	}
+}
+
+// TestRunSecrets bakes the template of a controller, which holds the
+// cluster's CA key among its node's secrets: it is readable by its owner
+// only, as `hardway bake` makes it (the builder runs the same bake), and
+// its checksum file by all.
+func TestRunSecrets(t *testing.T) {
+	file := plugintest.Write(t, plugintest.Cluster)
+	out := t.TempDir()
+	var bd Builder
+	if _, _, err := bd.Prepare(map[string]interface{}{"spec": file, "node": "cp1", "base_rootfs": plugintest.Base(t), "output_directory": out}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := bd.Run(context.Background(), packersdk.TestUi(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := a.Files()
+	if len(files) != 1 {
+		t.Fatalf("files %q, want cp1's template", files)
+	}
+	checkMode(t, files[0], 0o600)
+	checkMode(t, files[0]+".sha256", 0o644)
+}
+
+// checkMode checks a file's permissions.
+func checkMode(t *testing.T, file string, want os.FileMode) {
+	t.Helper()
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != want {
+		t.Errorf("%s has mode %04o, want %04o", filepath.Base(file), st.Mode().Perm(), want)
 	}
 }

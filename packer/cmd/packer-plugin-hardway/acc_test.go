@@ -238,6 +238,13 @@ func TestAccSeed(t *testing.T) {
 		if want := lxc[node]; b.CustomData["vmid"] != want[0] || b.CustomData["roles"] != want[1] {
 			t.Errorf("build of %s: custom data %v, want vmid %s and roles %s", node, b.CustomData, want[0], want[1])
 		}
+		// Every node's tree but a load balancer's holds private keys.
+		mode := os.FileMode(0o600)
+		if lxc[node][1] == "lb" {
+			mode = 0o644
+		}
+		checkMode(t, f, mode)
+		checkMode(t, f+".sha256", 0o644)
 	}
 	for n := range lxc {
 		if templates[n] == "" {
@@ -265,6 +272,25 @@ func TestAccSeed(t *testing.T) {
 		if !bytes.Equal(a, b) {
 			t.Errorf("%s: Packer's template (%d bytes) differs from hardway bake's (%d bytes)", node, len(a), len(b))
 		}
+		checkMode(t, filepath.Join(cliDir, filepath.Base(f)), fileMode(t, f))
+	}
+}
+
+// fileMode is a file's permissions.
+func fileMode(t *testing.T, file string) os.FileMode {
+	t.Helper()
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Mode().Perm()
+}
+
+// checkMode checks a file's permissions.
+func checkMode(t *testing.T, file string, want os.FileMode) {
+	t.Helper()
+	if got := fileMode(t, file); got != want {
+		t.Errorf("%s has mode %04o, want %04o", filepath.Base(file), got, want)
 	}
 }
 
@@ -422,9 +448,14 @@ build {
 	// The node image of e1 and the role image of etcd (which serves e1),
 	// each the same bytes as the CLI's bake of the same inputs, into another
 	// directory, with the PKI state the build created.
-	for _, c := range []struct{ source, name, flag, value string }{
-		{"e1", "debian-12-hardway-e1_1.34.2_amd64.qcow2", "--node", "e1"},
-		{"etcd", "debian-12-hardway-etcd_1.34.2_amd64.qcow2", "--role", "etcd"},
+	// The node image holds e1's etcd keys: readable by its owner only; the
+	// role image holds no node's configuration.
+	for _, c := range []struct {
+		source, name, flag, value string
+		mode                      os.FileMode
+	}{
+		{"e1", "debian-12-hardway-e1_1.34.2_amd64.qcow2", "--node", "e1", 0o600},
+		{"etcd", "debian-12-hardway-etcd_1.34.2_amd64.qcow2", "--role", "etcd", 0o644},
 	} {
 		i := slices.IndexFunc(m.Builds, func(b manifestBuild) bool { return b.Name == c.source })
 		if i < 0 || len(m.Builds[i].Files) != 1 || m.Builds[i].BuilderType != "hardway-kvm" {
@@ -447,6 +478,8 @@ build {
 		if side, _ := os.ReadFile(img + ".sha256"); string(side) != got+"  "+c.name+"\n" {
 			t.Errorf("%s.sha256 = %q, want %s", img, side, got)
 		}
+		checkMode(t, img, c.mode)
+		checkMode(t, img+".sha256", 0o644)
 		cliDir := t.TempDir()
 		start = time.Now()
 		cli := exec.Command(buildHardway(t), "bake", "-f", specFile, "--base", base, "--dir", out, "-o", cliDir,
@@ -458,6 +491,7 @@ build {
 		if cliSum := fileSHA256(t, filepath.Join(cliDir, c.name)); cliSum != got {
 			t.Errorf("%s: Packer's image (sha256 %s) differs from hardway bake's (%s)", c.name, got, cliSum)
 		}
+		checkMode(t, filepath.Join(cliDir, c.name), c.mode)
 	}
 }
 
