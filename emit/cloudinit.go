@@ -39,7 +39,12 @@ import (
 // keys go to the default user and, with disable_root false, to root as the
 // spec promises. meta-data's instance-id ends with a digest of user-data and
 // network-config, so a changed configuration makes cloud-init run again.
+// A spec that gen.Check refuses gives nothing: cloud-init writes the keys,
+// host name and addresses into files that cannot quote them.
 func CloudInit(x *gen.Context, n spec.Node, t *tree.Tree) (userData, metaData, networkConfig []byte, err error) {
+	if err := x.Check(); err != nil {
+		return nil, nil, nil, err
+	}
 	es, err := entries(t)
 	if err != nil {
 		return nil, nil, nil, err

@@ -46,7 +46,13 @@ var butaneVariants = map[string]butaneVariant{
 //     implicit parents are left to Ignition (root 0755 when missing, an
 //     existing one untouched);
 //   - passwd: the spec's SSH keys on user core.
+//
+// A spec that gen.Check refuses gives nothing: Ignition writes the keys into
+// authorized_keys, which cannot quote them.
 func Ignition(x *gen.Context, n spec.Node, t *tree.Tree) ([]byte, error) {
+	if err := x.Check(); err != nil {
+		return nil, err
+	}
 	v, ok := butaneVariants[n.Ignition]
 	if !ok {
 		return nil, fmt.Errorf("unknown Ignition variant %q (want fcos or flatcar)", n.Ignition)

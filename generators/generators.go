@@ -35,8 +35,12 @@ var roles = []struct {
 	{spec.RoleGateway, gateway.Generate},
 }
 
-// Node returns the file tree of node n.
+// Node returns the file tree of node n. A spec that gen.Check refuses gives
+// no tree.
 func Node(x *gen.Context, n spec.Node) (t *tree.Tree, err error) {
+	if err := x.Check(); err != nil {
+		return nil, err
+	}
 	t = tree.New(n.Name)
 	defer func() {
 		// A tree conflict (two generators writing one path differently) is a bug; report it, don't crash.
@@ -79,8 +83,12 @@ func Nodes(x *gen.Context) ([]*tree.Tree, error) {
 	return out, nil
 }
 
-// Cluster returns the cluster-level files: manifests/ and the Proxmox host contract.
+// Cluster returns the cluster-level files: manifests/ and the Proxmox host
+// contract. A spec that gen.Check refuses gives none.
 func Cluster(x *gen.Context) ([]gen.File, error) {
+	if err := x.Check(); err != nil {
+		return nil, err
+	}
 	m, err := manifests.Files(x)
 	if err != nil {
 		return nil, err

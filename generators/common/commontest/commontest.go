@@ -61,6 +61,25 @@ func Context(t testing.TB, path string, mutate ...func(*spec.Cluster)) *gen.Cont
 	return x
 }
 
+// Hostile returns a context of the spec at path (validated, with the PKI of
+// Context's) whose cluster edit then changes behind validation's back: the
+// values validation would refuse, for the tests that show that the
+// generators refuse or quote them on their own. Each call has its own copy
+// of the cluster.
+func Hostile(t testing.TB, path string, edit func(*spec.Cluster)) *gen.Context {
+	t.Helper()
+	x := Context(t, path)
+	doc, err := spec.LoadFile(path)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if is := doc.Validate(spec.Options{}).Errors(); len(is) > 0 {
+		t.Fatalf("%s: %v", path, is)
+	}
+	edit(doc.Cluster)
+	return gen.New(doc.Cluster, x.PKI)
+}
+
 // Node returns the node called name, failing the test if there is none.
 func Node(t testing.TB, x *gen.Context, name string) spec.Node {
 	t.Helper()
