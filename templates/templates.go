@@ -23,10 +23,14 @@ var (
 	err  error
 )
 
-// funcs are sprig's hermetic functions (no env, no random, no clock) plus ours.
+// funcs are sprig's hermetic functions (no env, no random, no clock) plus
+// ours: b64 and the quoting functions (quote.go).
 func funcs() template.FuncMap {
 	f := sprig.HermeticTxtFuncMap()
 	f["b64"] = func(b []byte) string { return b64(b) }
+	for name, fn := range quoteFuncs {
+		f[name] = fn
+	}
 	return f
 }
 
