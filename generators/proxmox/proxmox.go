@@ -5,7 +5,6 @@ package proxmox
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -19,8 +18,13 @@ const (
 	Kind     = "proxmox"      // the files under proxmox/
 )
 
-// Files returns proxmox/... and nodes/<node>/proxmox.conf, relative to the cluster directory.
+// Files returns proxmox/... and nodes/<node>/proxmox.conf, relative to the
+// cluster directory. A spec that gen.Check refuses gives none: these files
+// cannot quote what they hold, and the host runs some as root.
 func Files(x *gen.Context) ([]gen.File, error) {
+	if err := x.Check(); err != nil {
+		return nil, err
+	}
 	var out []gen.File
 	gs := guests(x)
 	for _, g := range gs {
@@ -37,19 +41,6 @@ func Files(x *gen.Context) ([]gen.File, error) {
 // option is one pct/qm option: `--key value` on the command line, `key: value`
 // in the guest's configuration file.
 type option struct{ Key, Value string }
-
-// Arg is the value quoted for a POSIX shell.
-func (o option) Arg() string { return shellQuote(o.Value) }
-
-var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_@%+=:,./-]+$`)
-
-// shellQuote returns s as one shell word.
-func shellQuote(s string) string {
-	if shellSafe.MatchString(s) {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
 
 // rawKey is a raw LXC key of a container's configuration, with the reason for it.
 type rawKey struct{ Key, Value, Why string }
@@ -192,16 +183,17 @@ func boolOpt(b bool) string {
 	return "0"
 }
 
+// createNodes renders create-nodes.sh, in which every value is a quoted
+// shell word (the template's shq) and every comment takes its text through
+// comment: nothing from the spec can run on the host.
 func createNodes(x *gen.Context, gs []guest) gen.File {
 	s := x.C.Spec.Proxmox
 	data := x.Render("proxmox/create-nodes.sh", map[string]any{
-		"Cluster":            x.C.Metadata.Name,
-		"Version":            version(x.C),
-		"TemplateStorage":    s.TemplateStorage,
-		"SnippetsStorage":    s.SnippetsStorage,
-		"TemplateStorageArg": shellQuote(s.TemplateStorage),
-		"SnippetsStorageArg": shellQuote(s.SnippetsStorage),
-		"Guests":             gs,
+		"Cluster":         x.C.Metadata.Name,
+		"Version":         version(x.C),
+		"TemplateStorage": s.TemplateStorage,
+		"SnippetsStorage": s.SnippetsStorage,
+		"Guests":          gs,
 	})
 	return gen.File{Path: "proxmox/create-nodes.sh", Mode: 0o755, Data: data, Kind: Kind}
 }
@@ -213,13 +205,13 @@ func host(x *gen.Context) []gen.File {
 		data["Cluster"] = c.Metadata.Name
 		return gen.File{Path: "proxmox/" + p, Mode: 0o644, Data: x.Render(tmpl, data), Kind: Kind}
 	}
-	bridge := c.Spec.Proxmox.Bridge
 	ct := conntrack(c)
 	out := []gen.File{
-		file("interfaces.d/hardway-"+bridge, "proxmox/interfaces", map[string]any{
-			"Bridge": bridge, "Gateway": c.Spec.Network.Gateway, "Address": bridgeAddress(c), "Routes": podRoutes(x),
+		// A fixed name, as the others': no file name comes from the spec.
+		file("interfaces.d/hardway", "proxmox/interfaces", map[string]any{
+			"Bridge": c.Spec.Proxmox.Bridge, "Gateway": c.Spec.Network.Gateway, "Address": bridgeAddress(c), "Routes": podRoutes(x),
 		}),
-		file("sysctl.d/hardway.conf", "proxmox/sysctl.conf", map[string]any{"Bridge": bridge, "Conntrack": ct}),
+		file("sysctl.d/hardway.conf", "proxmox/sysctl.conf", map[string]any{"Conntrack": ct}),
 	}
 	if ct != nil {
 		out = append(out,

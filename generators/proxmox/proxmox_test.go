@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -177,83 +178,137 @@ func TestGuestConf(t *testing.T) {
 	}
 }
 
-// stubs writes pct, qm and pvesm stand-ins that log their create calls to
-// dir/log, report the VMIDs listed in dir/exists as existing, create the
-// container configuration a real pct create would, and map snippets volumes
-// to dir/snippets.
-func stubs(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "bin")
-	guest := `#!/bin/sh
-case "$1" in
-config) grep -qx "$2" "$STUB/exists" 2>/dev/null; exit $? ;;
-esac
-echo "$(basename "$0") $*" >>"$STUB/log"
-`
-	for name, body := range map[string]string{
-		"pct":   guest + `[ "$1" = create ] && : >"$CT_CONF_DIR/$2.conf"` + "\nexit 0\n",
-		"qm":    guest,
-		"pvesm": "#!/bin/sh\n[ \"$1\" = path ] && case \"$2\" in local:snippets/*) echo \"$STUB/snippets/${2#local:snippets/}\";; *) exit 1;; esac\n",
-	} {
-		p := commontest.WriteFile(t, bin, name, []byte(body))
-		if err := os.Chmod(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return bin
+// operator is how the operator runs create-nodes.sh: the variables it reads
+// from the environment (their defaults when empty) and the VMIDs that exist.
+type operator struct {
+	OS, OSVersion, Version, ImageDir string
+	Exists                           []string
 }
 
-// runScript lays out example's cluster directory (the script and the KVM
-// nodes' boot files), runs create-nodes.sh against the stubs with env, and
-// returns the stub directory and the script's output.
-func runScript(t *testing.T, example string, exists []string, env ...string) (string, string) {
+// env is the script's environment for o.
+func (o operator) env() []string {
+	var out []string
+	for _, v := range [][2]string{{"OS", o.OS}, {"OS_VERSION", o.OSVersion}, {"VERSION", o.Version}, {"IMAGE_DIR", o.ImageDir}} {
+		if v[1] != "" {
+			out = append(out, v[0]+"="+v[1])
+		}
+	}
+	return out
+}
+
+// run is one run of create-nodes.sh against the stubs.
+type run struct {
+	root, stub string // the cluster directory, the stubs' directory
+	out        string // what the script printed
+}
+
+// runScript lays out x's cluster directory (script and the KVM nodes' boot
+// files), runs script there against the stubs as o, with CANARY naming a
+// file no command of the script may create, and fails the test if the
+// script fails or the file exists.
+func runScript(t *testing.T, x *gen.Context, script []byte, o operator) run {
 	t.Helper()
 	bash := commontest.Tool(t, "bash", "bash")
-	x := commontest.Context(t, example)
-	root, stub := t.TempDir(), t.TempDir()
-	script := commontest.WriteFile(t, root, "proxmox/create-nodes.sh", []byte(file(t, files(t, example), "proxmox/create-nodes.sh")))
+	r := run{root: t.TempDir(), stub: t.TempDir()}
+	p := commontest.WriteFile(t, r.root, "proxmox/create-nodes.sh", script)
 	for _, n := range x.C.Spec.Nodes {
 		for _, f := range []string{"user-data", "network-config", "meta-data"} {
-			commontest.WriteFile(t, root, "nodes/"+n.Name+"/cloud-init/"+f, []byte("fake "+n.Name+" "+f+"\n"))
+			commontest.WriteFile(t, r.root, filepath.Join("nodes", n.Name, "cloud-init", f), []byte("fake "+n.Name+" "+f+"\n"))
 		}
-		commontest.WriteFile(t, root, "nodes/"+n.Name+"/ignition.json", []byte("{}\n"))
+		commontest.WriteFile(t, r.root, filepath.Join("nodes", n.Name, "ignition.json"), []byte("{}\n"))
 	}
-	commontest.WriteFile(t, stub, "exists", []byte(strings.Join(exists, "\n")+"\n"))
-	ctConf := filepath.Join(stub, "lxc")
-	if err := os.MkdirAll(ctConf, 0o755); err != nil {
+	commontest.WriteFile(t, r.stub, "exists", []byte(strings.Join(o.Exists, "\n")+"\n"))
+	if err := os.MkdirAll(filepath.Join(r.stub, "lxc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin := stubs(t, stub)
-	env = append(env, "PATH="+bin+":"+os.Getenv("PATH"), "STUB="+stub, "CT_CONF_DIR="+ctConf)
-	out, ok := commontest.Run(t, "env", append(env, bash, script)...)
+	canary := filepath.Join(r.stub, "canary")
+	env := append(o.env(), "PATH="+stubs(t, r.stub)+":"+os.Getenv("PATH"), "STUB_DIR="+r.stub,
+		"CT_CONF_DIR="+filepath.Join(r.stub, "lxc"), "CANARY="+canary)
+	out, ok := commontest.Run(t, "env", append(env, bash, p)...)
 	if !ok {
 		t.Fatalf("create-nodes.sh failed:\n%s", out)
 	}
-	return stub, out
+	if _, err := os.Stat(canary); err == nil {
+		t.Errorf("create-nodes.sh ran a command from the spec: %s exists", canary)
+	}
+	r.out = out
+	return r
 }
 
-func logLines(t *testing.T, stub string) []string {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(stub, "log"))
-	if err != nil {
-		t.Fatal(err)
+// wantCalls is every stub call create-nodes.sh must make for x's guests as
+// o runs it, in order, built from the guests' options: whatever a value
+// holds, it must reach pct or qm as one argument, unchanged.
+func wantCalls(x *gen.Context, r run, o operator) [][]string {
+	or := func(v, def string) string {
+		if v == "" {
+			return def
+		}
+		return v
 	}
-	return strings.Split(strings.TrimSpace(string(data)), "\n")
+	base := or(o.OS, "debian") + "-" + or(o.OSVersion, "12") + "-hardway-"
+	version := or(o.Version, version(x.C))
+	var out [][]string
+	for _, g := range guests(x) {
+		id := strconv.Itoa(g.VMID)
+		out = append(out, []string{"pct", "config", id})
+		if slices.Contains(o.Exists, id) {
+			continue
+		}
+		out = append(out, []string{"qm", "config", id})
+		var opts []string
+		for _, opt := range g.Options {
+			opts = append(opts, "--"+opt.Key, opt.Value)
+		}
+		if g.LXC {
+			tmpl := x.C.Spec.Proxmox.TemplateStorage + ":vztmpl/" + base + g.Name + "_" + version + "_amd64.tar.zst"
+			out = append(out, append([]string{"pct", "create", id, tmpl}, opts...))
+			continue
+		}
+		for _, s := range g.Snippets {
+			vol := x.C.Spec.Proxmox.SnippetsStorage + ":snippets/" + s.Name
+			out = append(out, []string{"pvesm", "path", vol},
+				[]string{"install", "-D", "-m", "0600", r.root + "/" + s.Src, stubVolume(r.stub, vol)})
+		}
+		image := or(o.ImageDir, "/var/lib/vz/import") + "/" + base + g.Name + "_" + version + "_amd64.qcow2"
+		out = append(out, append(append([]string{"qm", "create", id}, opts...), "--scsi0", g.Storage+":0,import-from="+image),
+			[]string{"qm", "resize", id, "scsi0", strconv.Itoa(g.DiskGiB) + "G"})
+	}
+	return out
+}
+
+// checkCalls compares the stub calls of r with want, call by call.
+func checkCalls(t *testing.T, r run, want [][]string) {
+	t.Helper()
+	got := calls(t, r.stub)
+	for i := range max(len(got), len(want)) {
+		switch {
+		case i >= len(got):
+			t.Errorf("call %d missing: %q", i, want[i])
+		case i >= len(want):
+			t.Errorf("extra call %d: %q", i, got[i])
+		case !slices.Equal(got[i], want[i]):
+			t.Errorf("call %d:\n got %q\nwant %q", i, got[i], want[i])
+		}
+	}
 }
 
 // TestCreateNodesLXC runs seed-lxc's script: worker1's pct create call and
 // raw keys, written out by hand from the spec, an unprivileged etcd1, and gw
-// (103) left alone because it exists.
+// (103) left alone because it exists; every call is the one the guests'
+// options ask for.
 func TestCreateNodesLXC(t *testing.T) {
-	stub, out := runScript(t, seedLXC, []string{"103"})
-	log := logLines(t, stub)
-	want := "pct create 231 local:vztmpl/debian-12-hardway-worker1_1.34.2_amd64.tar.zst --arch amd64 --hostname worker1" +
-		" --cores 8 --memory 16384 --swap 16384 --net0 name=eth0,bridge=vmbr3,hwaddr=" + mac(t, seedLXC, "worker1") + ",ip=10.240.0.31/24,gw=10.240.0.2,type=veth" +
-		" --nameserver 10.240.0.2 --searchdomain example.com --rootfs local-lvm:20 --unprivileged 0 --features nesting=1 --onboot 1"
-	if !slices.Contains(log, want) {
-		t.Errorf("no call\n%s\nin\n%s", want, strings.Join(log, "\n"))
+	x := commontest.Context(t, seedLXC)
+	o := operator{Exists: []string{"103"}}
+	r := runScript(t, x, []byte(file(t, files(t, seedLXC), "proxmox/create-nodes.sh")), o)
+	checkCalls(t, r, wantCalls(x, r, o))
+	got := calls(t, r.stub)
+	want := []string{"pct", "create", "231", "local:vztmpl/debian-12-hardway-worker1_1.34.2_amd64.tar.zst", "--arch", "amd64", "--hostname", "worker1",
+		"--cores", "8", "--memory", "16384", "--swap", "16384", "--net0", "name=eth0,bridge=vmbr3,hwaddr=" + mac(t, seedLXC, "worker1") + ",ip=10.240.0.31/24,gw=10.240.0.2,type=veth",
+		"--nameserver", "10.240.0.2", "--searchdomain", "example.com", "--rootfs", "local-lvm:20", "--unprivileged", "0", "--features", "nesting=1", "--onboot", "1"}
+	if !slices.ContainsFunc(got, func(c []string) bool { return slices.Equal(c, want) }) {
+		t.Errorf("no call\n%q\nin\n%q", want, got)
 	}
-	raw, err := os.ReadFile(filepath.Join(stub, "lxc", "231.conf"))
+	raw, err := os.ReadFile(filepath.Join(r.stub, "lxc", "231.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,40 +317,40 @@ func TestCreateNodesLXC(t *testing.T) {
 	if string(raw) != wantRaw {
 		t.Errorf("231.conf:\n%s\nwant\n%s", raw, wantRaw)
 	}
-	if !slices.ContainsFunc(log, func(l string) bool {
-		return strings.HasPrefix(l, "pct create 211 local:vztmpl/debian-12-hardway-etcd1_1.34.2_amd64.tar.zst ") && strings.Contains(l, " --unprivileged 1 ")
+	if !slices.ContainsFunc(got, func(c []string) bool {
+		return slices.Equal(c[:4], []string{"pct", "create", "211", "local:vztmpl/debian-12-hardway-etcd1_1.34.2_amd64.tar.zst"}) && slices.Contains(c, "--unprivileged") && c[slices.Index(c, "--unprivileged")+1] == "1"
 	}) {
-		t.Errorf("etcd1 is not created unprivileged:\n%s", strings.Join(log, "\n"))
+		t.Errorf("etcd1 is not created unprivileged:\n%q", got)
 	}
-	if raw, _ := os.ReadFile(filepath.Join(stub, "lxc", "211.conf")); len(raw) != 0 {
+	if raw, _ := os.ReadFile(filepath.Join(r.stub, "lxc", "211.conf")); len(raw) != 0 {
 		t.Errorf("etcd1 got raw LXC keys: %s", raw)
 	}
-	if slices.ContainsFunc(log, func(l string) bool { return strings.HasPrefix(l, "pct create 103 ") }) || !strings.Contains(out, "103 (gw) exists: left alone") {
-		t.Errorf("existing 103 was not left alone:\n%s", out)
-	}
-	if n := len(log); n != 10 {
-		t.Errorf("%d calls, want 10 (11 nodes, one existing)", n)
+	if !strings.Contains(r.out, "103 (gw) exists: left alone") {
+		t.Errorf("existing 103 was not left alone:\n%s", r.out)
 	}
 }
 
 // TestCreateNodesKVM runs seed-kvm's script with the base, version and image
 // directory given by the operator: kub-node1's qm calls by hand, its snippets copied 0600.
 func TestCreateNodesKVM(t *testing.T) {
-	stub, _ := runScript(t, seedKVM, nil, "OS=ubuntu", "OS_VERSION=24.04", "VERSION=1.34.3", "IMAGE_DIR=/images")
-	log := logLines(t, stub)
-	for _, want := range []string{
-		"qm create 201 --name kub-node1 --ostype l26 --machine q35 --bios ovmf --efidisk0 local-lvm:1,efitype=4m,pre-enrolled-keys=0" +
-			" --cores 4 --memory 16384 --net0 virtio=" + mac(t, seedKVM, "kub-node1") + ",bridge=vmbr3 --scsihw virtio-scsi-single --serial0 socket --agent enabled=1" +
-			" --ide2 local-lvm:cloudinit --cicustom user=local:snippets/kub-node1-user-data.yaml,network=local:snippets/kub-node1-network-config.yaml,meta=local:snippets/kub-node1-meta-data.yaml" +
-			" --boot order=scsi0 --onboot 1 --scsi0 local-lvm:0,import-from=/images/ubuntu-24.04-hardway-kub-node1_1.34.3_amd64.qcow2",
-		"qm resize 201 scsi0 50G",
+	x := commontest.Context(t, seedKVM)
+	o := operator{OS: "ubuntu", OSVersion: "24.04", Version: "1.34.3", ImageDir: "/images"}
+	r := runScript(t, x, []byte(file(t, files(t, seedKVM), "proxmox/create-nodes.sh")), o)
+	checkCalls(t, r, wantCalls(x, r, o))
+	got := calls(t, r.stub)
+	for _, want := range [][]string{
+		{"qm", "create", "201", "--name", "kub-node1", "--ostype", "l26", "--machine", "q35", "--bios", "ovmf", "--efidisk0", "local-lvm:1,efitype=4m,pre-enrolled-keys=0",
+			"--cores", "4", "--memory", "16384", "--net0", "virtio=" + mac(t, seedKVM, "kub-node1") + ",bridge=vmbr3", "--scsihw", "virtio-scsi-single", "--serial0", "socket", "--agent", "enabled=1",
+			"--ide2", "local-lvm:cloudinit", "--cicustom", "user=local:snippets/kub-node1-user-data.yaml,network=local:snippets/kub-node1-network-config.yaml,meta=local:snippets/kub-node1-meta-data.yaml",
+			"--boot", "order=scsi0", "--onboot", "1", "--scsi0", "local-lvm:0,import-from=/images/ubuntu-24.04-hardway-kub-node1_1.34.3_amd64.qcow2"},
+		{"qm", "resize", "201", "scsi0", "50G"},
 	} {
-		if !slices.Contains(log, want) {
-			t.Errorf("no call\n%s\nin\n%s", want, strings.Join(log, "\n"))
+		if !slices.ContainsFunc(got, func(c []string) bool { return slices.Equal(c, want) }) {
+			t.Errorf("no call\n%q\nin\n%q", want, got)
 		}
 	}
 	for _, f := range []string{"user-data", "network-config", "meta-data"} {
-		p := filepath.Join(stub, "snippets", "kub-node1-"+f+".yaml")
+		p := stubVolume(r.stub, "local:snippets/kub-node1-"+f+".yaml")
 		data, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
@@ -341,7 +396,7 @@ func TestCreateNodesLint(t *testing.T) {
 // (seed-lxc: 10.200.0.0/24 via worker1 .31, 10.200.1.0/24 via worker2 .32).
 func TestInterfaces(t *testing.T) {
 	ifquery := commontest.Tool(t, "ifquery", "ifupdown")
-	p := commontest.WriteFile(t, t.TempDir(), "hardway-vmbr3", []byte(file(t, files(t, seedLXC), "proxmox/interfaces.d/hardway-vmbr3")))
+	p := commontest.WriteFile(t, t.TempDir(), "hardway", []byte(file(t, files(t, seedLXC), "proxmox/interfaces.d/hardway")))
 	out, ok := commontest.Run(t, ifquery, "-i", p, "vmbr3")
 	if !ok {
 		t.Fatalf("ifquery: %s", out)

@@ -1,13 +1,14 @@
 #!/bin/bash
-# create-nodes.sh: creates the Proxmox guests of cluster {{ .Cluster }}. Written by
+# create-nodes.sh: creates the Proxmox guests of cluster {{ comment .Cluster }}. Written by
 # hardway, which never runs it. Run it as root on the Proxmox host, from a copy
 # of the whole cluster directory: it reads the nodes' boot configuration there.
 # A VMID that already exists is left alone, so it can run again after nodes are
 # added to the spec. Every setting comes from the spec (nodes/<node>/proxmox.conf
 # lists them per node): change the spec and regenerate rather than this file.
+# Every value from the spec is quoted as one shell word.
 #
-# It needs the LXC templates in {{ .TemplateStorage }}:vztmpl/ and the KVM images in
-# IMAGE_DIR, the content type "snippets" enabled on storage {{ .SnippetsStorage }},
+# It needs the LXC templates in {{ comment .TemplateStorage }}:vztmpl/ and the KVM images in
+# IMAGE_DIR, the content type "snippets" enabled on storage {{ comment .SnippetsStorage }},
 # and the host contract of this directory installed (each file's header says where).
 set -euo pipefail
 
@@ -19,14 +20,15 @@ set -euo pipefail
 # OS and OS_VERSION name the base they were baked from (hack/base.sh: Debian 12).
 OS="${OS:-debian}"
 OS_VERSION="${OS_VERSION:-12}"
-VERSION="${VERSION:-{{ .Version }}}"
+SPEC_VERSION={{ shq .Version }}
+VERSION="${VERSION:-${SPEC_VERSION}}"
 IMAGE_DIR="${IMAGE_DIR:-/var/lib/vz/import}"
 # Where Proxmox keeps this node's container configurations.
 CT_CONF_DIR="${CT_CONF_DIR:-/etc/pve/lxc}"
 
 # From spec.proxmox.
-TEMPLATE_STORAGE={{ .TemplateStorageArg }}
-SNIPPETS_STORAGE={{ .SnippetsStorageArg }}
+TEMPLATE_STORAGE={{ shq .TemplateStorage }}
+SNIPPETS_STORAGE={{ shq .SnippetsStorage }}
 
 CLUSTER_DIR="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -54,17 +56,17 @@ snippet() {
 }
 {{- range $g := .Guests }}
 
-# {{ $g.Name }} ({{ $g.Roles }}): {{ if $g.LXC }}LXC{{ else }}KVM{{ end }} {{ $g.VMID }}.
+# {{ comment $g.Name }} ({{ comment $g.Roles }}): {{ if $g.LXC }}LXC{{ else }}KVM{{ end }} {{ $g.VMID }}.
 {{- if $g.LXC }}
 # {{ $g.Privilege | wrapWith 78 "\n# " }}
 {{- end }}
 if exists {{ $g.VMID }}; then
-	echo "{{ $g.VMID }} ({{ $g.Name }}) exists: left alone"
+	echo {{ shq (printf "%d (%s) exists: left alone" $g.VMID $g.Name) }}
 else
 {{- if $g.LXC }}
-	pct create {{ $g.VMID }} "$(lxc_template {{ $g.Name }})" \
+	pct create {{ $g.VMID }} "$(lxc_template {{ shq $g.Name }})" \
 {{- range $i, $o := $g.Options }}
-		--{{ $o.Key }} {{ $o.Arg }}{{ if lt (add1 $i) (len $g.Options) }} \{{ end }}
+		--{{ $o.Key }} {{ shq $o.Value }}{{ if lt (add1 $i) (len $g.Options) }} \{{ end }}
 {{- end }}
 {{- with $g.Raw }}
 	# Raw LXC keys, which pct create cannot set:
@@ -79,15 +81,15 @@ CONF
 {{- end }}
 {{- else }}
 {{- range $g.Snippets }}
-	snippet {{ .Src }} {{ .Name }}
+	snippet {{ shq .Src }} {{ shq .Name }}
 {{- end }}
 	qm create {{ $g.VMID }} \
 {{- range $g.Options }}
-		--{{ .Key }} {{ .Arg }} \
+		--{{ .Key }} {{ shq .Value }} \
 {{- end }}
-		--scsi0 "{{ $g.Storage }}:0,import-from=$(kvm_image {{ $g.Name }})"
+		--scsi0 {{ shq $g.Storage ":0,import-from=" }}"$(kvm_image {{ shq $g.Name }})"
 	qm resize {{ $g.VMID }} scsi0 {{ $g.DiskGiB }}G
 {{- end }}
-	echo "{{ $g.VMID }} ({{ $g.Name }}) created"
+	echo {{ shq (printf "%d (%s) created" $g.VMID $g.Name) }}
 fi
 {{- end }}
