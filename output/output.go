@@ -1,10 +1,9 @@
 // Package output writes a run's files into the output directory: atomically
-// (temp file + rename), only when the bytes or mode changed, under a lock, and
-// records every artifact in manifest.json.
+// (temp file + rename), only when the bytes or mode changed, never through a
+// symlink, under a lock, and records every artifact in manifest.json.
 package output
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,11 +11,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,9 +24,21 @@ type Artifact struct {
 	Path   string `json:"path"`
 	Node   string `json:"node,omitempty"`
 	Kind   string `json:"kind"`
-	SHA256 string `json:"sha256"`
+	SHA256 string `json:"sha256"` // of the content; of the target for a symlink
 	Size   int64  `json:"size"`
+	// Mode is a file's permission bits in octal ("0600"), or "symlink".
+	Mode string `json:"mode,omitempty"`
 }
+
+// ModeSymlink is the Mode of a symlink in the manifest.
+const ModeSymlink = "symlink"
+
+// modeName is perm as manifest.json writes it.
+func modeName(perm fs.FileMode) string { return rawMode(uint32(perm.Perm())) }
+
+// rawMode is a stat(2) mode's permission bits as manifest.json writes them,
+// setuid, setgid and sticky included: a file of ours never has them.
+func rawMode(m uint32) string { return fmt.Sprintf("%04o", m&0o7777) }
 
 // manifest is the content of manifest.json.
 type manifest struct {
@@ -43,77 +53,120 @@ const ManifestFile = "manifest.json"
 // Dir is a cluster's output directory for one run.
 type Dir struct {
 	Root string
+	fd   int // the root, O_PATH: every path below it is opened from here (fs.go)
 
 	mu        sync.Mutex
 	artifacts map[string]Artifact
 	changed   []string
 	inputs    string
-	prev      *manifest // the previous run's manifest, read once
+	err       error // the first bad path given to Note, returned by Finish
+	run       *run  // set by Lock
+
+	verifyOnce sync.Once
+	verify     *verification // started by Verify
+
+	prevOnce sync.Once
+	prev     manifest        // the previous run's manifest
+	prevSet  map[string]bool // its paths
 }
 
-// Open prepares root for writing.
+// Open prepares root for writing. The root itself may be a symlink; below
+// it, none is followed.
 func Open(root string) (*Dir, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, err
 	}
-	return &Dir{Root: root, artifacts: map[string]Artifact{}}, nil
-}
-
-// Lock takes an exclusive lock on the directory for the life of the process
-// or until the returned function is called. A second run waits for the first
-// and says so on wait (a message callback), instead of interleaving writes.
-func Lock(root string, wait func(string)) (func(), error) {
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return nil, err
-	}
-	path := filepath.Join(root, ".hardway.lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, &fs.PathError{Op: "open", Path: root, Err: err}
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if wait != nil {
-			wait(fmt.Sprintf("another hardway run holds %s; waiting for it to finish", path))
-		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-	}
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
+	d := &Dir{Root: root, fd: fd, artifacts: map[string]Artifact{}}
+	runtime.AddCleanup(d, func(fd int) { unix.Close(fd) }, fd)
+	return d, nil
 }
 
-// ReadFile reads a file relative to the root.
+// ReadFile reads a regular file relative to the root.
 func (d *Dir) ReadFile(rel string) ([]byte, error) {
-	return os.ReadFile(filepath.Join(d.Root, filepath.FromSlash(rel)))
+	var data []byte
+	err := d.at(rel, false, func(dir int, name string) (err error) {
+		data, _, err = readAt(dir, name, d.path(rel))
+		return err
+	})
+	return data, err
+}
+
+// Mode returns the type and permission bits of rel, not following a symlink.
+func (d *Dir) Mode(rel string) (fs.FileMode, error) {
+	var st unix.Stat_t
+	err := d.at(rel, false, func(dir int, name string) error {
+		if err := unix.Fstatat(dir, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return &fs.PathError{Op: "stat", Path: d.path(rel), Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	m := fs.FileMode(st.Mode & 0o777)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFDIR:
+		m |= fs.ModeDir
+	case unix.S_IFLNK:
+		m |= fs.ModeSymlink
+	default:
+		m |= fs.ModeIrregular
+	}
+	return m, nil
 }
 
 // Write stores data at rel with perm unless the file already holds exactly
 // that, and records it in the manifest with kind and node.
 func (d *Dir) Write(rel string, data []byte, perm fs.FileMode, kind, node string) error {
-	d.Note(rel, data, kind, node)
-	changed, err := WriteFileAtomic(filepath.Join(d.Root, filepath.FromSlash(rel)), data, perm)
+	if err := CheckRel(rel); err != nil {
+		return err
+	}
+	d.note(rel, data, modeName(perm), kind, node)
+	var changed bool
+	var jerr error
+	err := d.at(rel, true, func(dir int, name string) (err error) {
+		changed, err = writeAt(dir, name, data, perm, d.path(rel), func() { jerr = d.journal(rel) })
+		return err
+	})
 	if changed {
 		d.mu.Lock()
 		d.changed = append(d.changed, rel)
 		d.mu.Unlock()
 	}
-	return err
+	return errors.Join(jerr, err)
 }
 
-// Note records in the manifest a file that is already on disk with data
-// (written earlier in the run, or kept from a previous run).
+// Note records in the manifest a symlink (data is its target) or file that
+// the caller writes itself. Call it before creating a new one: a run killed
+// in between leaves a file that the next run knows to remove.
 func (d *Dir) Note(rel string, data []byte, kind, node string) {
+	if err := CheckRel(rel); err != nil {
+		d.fail(err)
+		return
+	}
+	d.note(rel, data, "", kind, node)
+	if err := d.journal(rel); err != nil {
+		d.fail(err)
+	}
+}
+
+func (d *Dir) note(rel string, data []byte, mode, kind, node string) {
 	sum := sha256.Sum256(data)
 	d.mu.Lock()
-	d.artifacts[rel] = Artifact{Path: rel, Node: node, Kind: kind, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data))}
+	d.artifacts[rel] = Artifact{Path: rel, Node: node, Kind: kind, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data)), Mode: mode}
+	d.mu.Unlock()
+}
+
+func (d *Dir) fail(err error) {
+	d.mu.Lock()
+	if d.err == nil {
+		d.err = err
+	}
 	d.mu.Unlock()
 }
 
@@ -145,131 +198,106 @@ func (s *Sub) WriteFile(name string, data []byte, perm fs.FileMode) error {
 	return s.d.Write(s.prefix+"/"+name, data, perm, s.kind, "")
 }
 
-// WriteFileAtomic writes data to path through a temporary file in the same
-// directory and a rename, so readers and interrupted runs see either the old
-// or the new content. It does nothing when the file already has these bytes
-// and this mode, and reports whether it wrote.
-func WriteFileAtomic(path string, data []byte, perm fs.FileMode) (bool, error) {
-	if st, err := os.Lstat(path); err == nil && st.Mode().IsRegular() && st.Mode().Perm() == perm.Perm() && st.Size() == int64(len(data)) {
-		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-			return false, nil
+// Mode returns the mode of prefix/name.
+func (s *Sub) Mode(name string) (fs.FileMode, error) { return s.d.Mode(s.prefix + "/" + name) }
+
+// previous returns the previous run's manifest, read once; a missing or
+// unreadable one is empty.
+func (d *Dir) previous() manifest {
+	d.prevOnce.Do(func() {
+		if data, err := d.ReadFile(ManifestFile); err == nil {
+			if json.Unmarshal(data, &d.prev) != nil {
+				d.prev = manifest{}
+			}
 		}
-	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return false, err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return false, err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			os.Remove(tmp)
+		d.prevSet = make(map[string]bool, len(d.prev.Artifacts))
+		for _, a := range d.prev.Artifacts {
+			d.prevSet[a.Path] = true
 		}
-	}()
-	// Set the mode before any byte is written, so a key is never readable by others.
-	if err := f.Chmod(perm.Perm()); err != nil {
-		f.Close()
-		return false, err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return false, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return false, err
-	}
-	ok = true
-	return true, nil
+	})
+	return d.prev
 }
 
-// Unchanged reports whether the previous run was made from the same inputs
-// (a digest the caller computes) and every artifact it listed outside the
-// given prefixes is still on disk with its size. If so, those artifacts are
-// taken over into this run's manifest and the caller may skip producing them;
-// a deleted or resized file sends the caller down the full path, which
-// rewrites only what differs.
-func (d *Dir) Unchanged(inputs string, except ...string) bool {
-	d.mu.Lock()
-	d.inputs = inputs
-	d.mu.Unlock()
-	old, err := d.readManifest()
-	if err != nil || old.Inputs == "" || old.Inputs != inputs {
-		return false
-	}
-	var take []Artifact
-	for _, a := range old.Artifacts {
-		if hasPrefix(a.Path, except) {
-			continue
-		}
-		fi, err := os.Lstat(filepath.Join(d.Root, filepath.FromSlash(a.Path)))
-		if err != nil || fi.Size() != a.Size {
-			return false
-		}
-		take = append(take, a)
-	}
-	d.mu.Lock()
-	for _, a := range take {
-		d.artifacts[a.Path] = a
-	}
-	d.mu.Unlock()
-	return true
-}
-
-func (d *Dir) readManifest() (manifest, error) {
-	if d.prev != nil {
-		return *d.prev, nil
-	}
-	var m manifest
-	data, err := d.ReadFile(ManifestFile)
-	if err != nil {
-		return m, err
-	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		return manifest{}, err
-	}
-	d.prev = &m
-	return m, nil
-}
-
-// Finish removes files that the previous run's manifest listed and this run
-// did not produce (outside keep, the state directories), flushes the file
-// system, and writes manifest.json last, so a manifest always describes
-// complete files.
+// Finish removes the files that the previous run's manifest listed, or that
+// an unfinished run may have created (see Lock), and this run did not
+// produce (outside keep, the state directories), flushes the file system,
+// and writes manifest.json last, so a manifest always describes complete
+// files. A directory of ours that is a symlink stops the removal
+// (SymlinkError): nothing is removed through it.
 func (d *Dir) Finish(keep ...string) error {
-	old, _ := d.readManifest()
-	d.mu.Lock()
-	list := make([]Artifact, 0, len(d.artifacts))
-	for _, a := range d.artifacts {
-		list = append(list, a)
+	if d.err != nil {
+		return d.err
 	}
-	d.mu.Unlock()
-	sort.Slice(list, func(i, j int) bool { return list[i].Path < list[j].Path })
+	old := d.previous()
+	var gone []string
 	for _, a := range old.Artifacts {
-		if _, ok := d.artifacts[a.Path]; ok || hasPrefix(a.Path, keep) || !filepath.IsLocal(a.Path) {
+		gone = append(gone, a.Path)
+	}
+	if d.run != nil {
+		gone = append(gone, d.run.pending...)
+	}
+	sort.Strings(gone)
+	for i, p := range gone {
+		if _, ok := d.artifacts[p]; ok || (i > 0 && gone[i-1] == p) || hasPrefix(p, keep) || CheckRel(p) != nil {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(d.Root, filepath.FromSlash(a.Path))); err != nil {
+		removed, err := d.remove(p)
+		if err != nil {
 			return err
 		}
-		d.changed = append(d.changed, a.Path+" (removed)")
+		if removed {
+			d.changed = append(d.changed, p+" (removed)")
+		}
 	}
+	list := make([]Artifact, 0, len(d.artifacts))
+	for _, a := range d.artifacts {
+		if a.Mode == "" {
+			if m, err := d.Mode(a.Path); err == nil && m&fs.ModeSymlink != 0 {
+				a.Mode = ModeSymlink
+			} else if err == nil && m.IsRegular() {
+				a.Mode = modeName(m)
+			}
+		}
+		list = append(list, a)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Path < list[j].Path })
 	if len(d.changed) > 0 {
-		syncFS(d.Root)
+		syncFS(d.fd)
 	}
 	data, err := json.MarshalIndent(manifest{Inputs: d.inputs, Artifacts: list}, "", "  ")
 	if err != nil {
 		return err
 	}
-	_, err = WriteFileAtomic(filepath.Join(d.Root, ManifestFile), append(data, '\n'), 0o644)
-	return err
+	if err := d.at(ManifestFile, false, func(dir int, name string) error {
+		_, err := writeAt(dir, name, append(data, '\n'), 0o644, d.path(ManifestFile), nil)
+		return err
+	}); err != nil {
+		return err
+	}
+	return d.finished()
 }
+
+// remove removes file or symlink rel, not following a symlink on the way.
+// A directory there now is left alone: it is no longer one of our files.
+func (d *Dir) remove(rel string) (bool, error) {
+	removed := false
+	err := d.at(rel, false, func(dir int, name string) error {
+		err := unix.Unlinkat(dir, name, 0)
+		switch {
+		case err == nil:
+			removed = true
+		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.EISDIR):
+		default:
+			return &fs.PathError{Op: "remove", Path: d.path(rel), Err: err}
+		}
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil
+	}
+	return removed, err
+}
+
 func hasPrefix(p string, prefixes []string) bool {
 	for _, k := range prefixes {
 		if p == k || strings.HasPrefix(p, k+"/") {
@@ -279,13 +307,12 @@ func hasPrefix(p string, prefixes []string) bool {
 	return false
 }
 
-// syncFS flushes the file system holding dir once per run, instead of one
-// fsync per file: renames already protect against an interrupted process.
-func syncFS(dir string) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return
+// syncFS flushes the file system holding the directory fd once per run,
+// instead of one fsync per file: renames already protect against an
+// interrupted process.
+func syncFS(fd int) {
+	if f, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		_ = unix.Syncfs(f)
+		unix.Close(f)
 	}
-	defer f.Close()
-	_ = unix.Syncfs(int(f.Fd()))
 }

@@ -1,0 +1,323 @@
+package output
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Below the root, hardway never follows a symlink.
+//
+// A directory that is a symlink (pki/, kubeconfigs/, nodes/<node>/, ...) is
+// refused with a SymlinkError: replacing it would be worse, since pki/ holds
+// the state a link may point at on purpose (a new empty directory there
+// means a new CA), and deleting through it is what must not happen. A file
+// of ours that is a symlink is replaced by the file: a rename replaces the
+// link itself and never writes to its target. Reading a file that is a
+// symlink is refused like a directory.
+//
+// Every path is opened from the root's descriptor with openat2
+// RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS (one system call, the kernel checks
+// every component), or, where openat2 is missing, one component at a time
+// with O_NOFOLLOW. Paths come in slash-separated and relative (CheckRel);
+// whatever the caller passes, nothing is read or written outside the root.
+
+// SymlinkError says that a path below the output root crosses a symlink.
+type SymlinkError struct {
+	Path string // the symlink, on disk
+}
+
+func (e *SymlinkError) Error() string {
+	return e.Path + " is a symlink: hardway does not follow symlinks below its output directory; " +
+		"replace it by the directory it points to, or remove it"
+}
+
+// CheckRel refuses a path that is not relative, clean and slash-separated:
+// absolute, empty, with an empty, "." or ".." element, or a NUL byte.
+func CheckRel(rel string) error {
+	if rel == "" || strings.HasPrefix(rel, "/") || strings.ContainsRune(rel, 0) {
+		return fmt.Errorf("%q is not a relative path below the output directory", rel)
+	}
+	for elem := range strings.SplitSeq(rel, "/") {
+		if elem == "" || elem == "." || elem == ".." {
+			return fmt.Errorf("%q is not a relative path below the output directory", rel)
+		}
+	}
+	return nil
+}
+
+// split returns rel's directory ("" for the root) and base name.
+func split(rel string) (string, string) {
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		return rel[:i], rel[i+1:]
+	}
+	return "", rel
+}
+
+// path is rel on disk, for messages.
+func (d *Dir) path(rel string) string { return filepath.Join(d.Root, filepath.FromSlash(rel)) }
+
+// openat2 is unix.Openat2; a test replaces it to exercise the fallback.
+var openat2 = unix.Openat2
+
+// noOpenat2 is set once openat2 turned out to be unavailable (a kernel
+// before 5.6, or a seccomp filter that does not know it).
+var noOpenat2 bool
+
+// openDir opens directory rel ("" is the root) as an O_PATH descriptor,
+// creating missing directories (0755) when create is set.
+func (d *Dir) openDir(rel string, create bool) (int, error) {
+	defer runtime.KeepAlive(d) // d.fd is closed by a cleanup once d is unreachable
+	if rel == "" {
+		return unix.Openat(d.fd, ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	}
+	if err := CheckRel(rel); err != nil {
+		return -1, err
+	}
+	if !noOpenat2 {
+		fd, err := openat2(d.fd, rel, &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		switch {
+		case err == nil:
+			return fd, nil
+		case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM):
+			noOpenat2 = true
+		case errors.Is(err, unix.ENOENT) && !create:
+			return -1, &fs.PathError{Op: "open", Path: d.path(rel), Err: err}
+		}
+		// Missing, a symlink, not a directory: the walk creates what is
+		// missing and names the component that is in the way.
+	}
+	return d.walk(rel, create)
+}
+
+// walk opens directory rel one component at a time, never following a
+// symlink, creating missing directories when create is set.
+func (d *Dir) walk(rel string, create bool) (int, error) {
+	fd, err := unix.Openat(d.fd, ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	done := ""
+	for elem := range strings.SplitSeq(rel, "/") {
+		done = strings.TrimPrefix(done+"/"+elem, "/")
+		next, err := unix.Openat(fd, elem, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOENT) && create {
+			if err = unix.Mkdirat(fd, elem, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
+				next, err = unix.Openat(fd, elem, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			}
+		}
+		if err != nil {
+			var st unix.Stat_t
+			if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+				if unix.Fstatat(fd, elem, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+					err = nil
+				}
+			}
+			unix.Close(fd)
+			if err == nil {
+				return -1, &SymlinkError{Path: d.path(done)}
+			}
+			return -1, &fs.PathError{Op: "open", Path: d.path(done), Err: err}
+		}
+		unix.Close(fd)
+		fd = next
+	}
+	return fd, nil
+}
+
+// openFile opens rel with flags (O_NOFOLLOW and O_CLOEXEC are added): a
+// symlink at rel is opened itself with O_PATH, and fails otherwise.
+func (d *Dir) openFile(rel string, flags int) (int, error) {
+	defer runtime.KeepAlive(d)
+	if err := CheckRel(rel); err != nil {
+		return -1, err
+	}
+	flags |= unix.O_NOFOLLOW | unix.O_CLOEXEC
+	if !noOpenat2 {
+		fd, err := openat2(d.fd, rel, &unix.OpenHow{
+			Flags:   uint64(flags),
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
+			return fd, err
+		}
+		noOpenat2 = true
+	}
+	fd := -1
+	err := d.at(rel, false, func(dir int, name string) (err error) {
+		fd, err = unix.Openat(dir, name, flags, 0)
+		return err
+	})
+	return fd, err
+}
+
+// MkdirAll makes directory rel and its parents (0755) below the root,
+// refusing a symlink on the way.
+func (d *Dir) MkdirAll(rel string) error {
+	fd, err := d.openDir(rel, true)
+	if err != nil {
+		return err
+	}
+	return unix.Close(fd)
+}
+
+// at opens rel's directory and calls f with its descriptor and rel's base name.
+func (d *Dir) at(rel string, create bool, f func(dir int, name string) error) error {
+	if err := CheckRel(rel); err != nil {
+		return err
+	}
+	dir, name := split(rel)
+	fd, err := d.openDir(dir, create)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return f(fd, name)
+}
+
+// readAt reads file name in directory dir, refusing a symlink. A FIFO or
+// device is refused too: only a regular file of ours is ever read.
+func readAt(dir int, name, show string) ([]byte, fs.FileMode, error) {
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, 0, &SymlinkError{Path: show}
+	}
+	if err != nil {
+		return nil, 0, &fs.PathError{Op: "open", Path: show, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, 0, &fs.PathError{Op: "stat", Path: show, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, 0, fmt.Errorf("%s is not a regular file", show)
+	}
+	data, err := readAll(fd, st.Size)
+	if err != nil {
+		return nil, 0, &fs.PathError{Op: "read", Path: show, Err: err}
+	}
+	return data, fs.FileMode(st.Mode & 0o7777), nil
+}
+
+// readAll reads fd to its end, expecting size bytes.
+func readAll(fd int, size int64) ([]byte, error) {
+	buf := make([]byte, 0, size+1)
+	for {
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
+}
+
+// writeAt stores data as file name in directory dir with mode perm, unless
+// it already holds exactly these bytes with this mode; same bytes with
+// another mode only get the mode. It reports whether it changed anything.
+// A new file goes through a temporary file (.<name>.tmp-<n>, created with
+// mode 0600 and set to perm before any byte is written) and a rename, so
+// that readers and interrupted runs see either the old or the new content.
+// before is called, when the file must be written, before anything is.
+func writeAt(dir int, name string, data []byte, perm fs.FileMode, show string, before func()) (bool, error) {
+	var st unix.Stat_t
+	if unix.Fstatat(dir, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == int64(len(data)) {
+		if old, mode, err := readAt(dir, name, show); err == nil && string(old) == string(data) {
+			if mode == perm.Perm() {
+				return false, nil
+			}
+			if before != nil {
+				before()
+			}
+			return true, chmodAt(dir, name, perm, show)
+		}
+	}
+	if before != nil {
+		before()
+	}
+	var tmp string
+	var fd int
+	for try := 0; ; try++ {
+		var err error
+		tmp = "." + name + ".tmp-" + strconv.FormatUint(uint64(rand.Uint32()), 10)
+		fd, err = unix.Openat(dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EEXIST) || try == 100 {
+			return false, &fs.PathError{Op: "create", Path: show, Err: err}
+		}
+	}
+	f := os.NewFile(uintptr(fd), show)
+	err := f.Chmod(perm.Perm())
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Renameat(dir, tmp, dir, name)
+		if err != nil {
+			err = &fs.PathError{Op: "rename", Path: show, Err: err}
+		}
+	}
+	if err != nil {
+		unix.Unlinkat(dir, tmp, 0)
+		return false, fmt.Errorf("write %s: %w", show, err)
+	}
+	return true, nil
+}
+
+// chmodAt sets the mode of regular file name in dir, without following a
+// symlink (which a rename may have put there since the check).
+func chmodAt(dir int, name string, perm fs.FileMode, show string) error {
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "chmod", Path: show, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchmod(fd, uint32(perm.Perm())); err != nil {
+		return &fs.PathError{Op: "chmod", Path: show, Err: err}
+	}
+	return nil
+}
+
+// WriteFileAtomic writes data to path through a temporary file in the same
+// directory and a rename, so readers and interrupted runs see either the old
+// or the new content. It does nothing when the file already has these bytes
+// and this mode, and reports whether it wrote. It is for a file outside an
+// output directory, at a path the caller trusts; a Dir's files go through
+// Dir.Write.
+func WriteFileAtomic(path string, data []byte, perm fs.FileMode) (bool, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, err
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, &fs.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(fd)
+	return writeAt(fd, filepath.Base(path), data, perm, path, nil)
+}

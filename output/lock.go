@@ -1,0 +1,247 @@
+package output
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// LockFile is the name of the lock of an output directory.
+const LockFile = ".hardway.lock"
+
+// Lock takes an exclusive lock on the directory for the life of the process
+// or until the returned function is called. A second run waits for the first
+// and says so on wait (a message callback), instead of interleaving writes.
+func Lock(root string, wait func(string)) (func(), error) {
+	f, err := lock(root, wait)
+	if err != nil {
+		return nil, err
+	}
+	return func() { unlock(f) }, nil
+}
+
+func lock(root string, wait func(string)) (*os.File, error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(root, LockFile)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if wait != nil {
+			wait(fmt.Sprintf("another hardway run holds %s; waiting for it to finish", path))
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+	}
+	return f, nil
+}
+
+func unlock(f *os.File) {
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	f.Close()
+}
+
+// The lock file also says how the last run ended. "clean\n": it finished.
+// "dirty\n" and then one path per line: a run started and did not finish;
+// the paths are files it was about to create that its predecessor's
+// manifest does not list (it was killed or failed before writing its own).
+// Empty (a new directory, or one of a hardway before this format): unknown.
+// Both marks have one length, so that a run that creates no file only
+// overwrites them in place.
+const (
+	cleanMark = "clean\n"
+	dirtyMark = "dirty\n"
+)
+
+// run is the state of a locked run.
+type run struct {
+	f       *os.File
+	off     int64           // where the next journal line goes
+	pending []string        // paths an unfinished run may have left
+	logged  map[string]bool // paths journaled by this run
+}
+
+// Lock takes the directory's lock for one run (see the package function)
+// and reads how the run before ended. If it did not finish, the temporary
+// files it may have left are removed now (Sweep; not below skip, where
+// others write without this lock), and the files it may have created
+// without listing them are removed by Finish unless this run produces them.
+// Finish records that this run finished. It returns the function that
+// releases the lock and the temporary files removed.
+func (d *Dir) Lock(wait func(string), skip ...string) (func(), []string, error) {
+	f, err := lock(d.Root, wait)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := &run{f: f, logged: map[string]bool{}}
+	state, err := io.ReadAll(io.LimitReader(f, 64<<20))
+	if err != nil {
+		unlock(f)
+		return nil, nil, err
+	}
+	var swept []string
+	if string(state) != cleanMark {
+		if swept, err = Sweep(d.Root, skip...); err != nil {
+			unlock(f)
+			return nil, nil, err
+		}
+	}
+	if rest, ok := strings.CutPrefix(string(state), dirtyMark); ok {
+		// Keep the unfinished run's journal, this run may be killed too;
+		// go on after its last complete line.
+		r.off = int64(strings.LastIndexByte(string(state), '\n') + 1)
+		for p := range strings.Lines(rest) {
+			if p, ok := strings.CutSuffix(p, "\n"); ok && CheckRel(p) == nil {
+				r.pending = append(r.pending, p)
+				r.logged[p] = true
+			}
+		}
+	} else {
+		var err error
+		if len(state) > len(dirtyMark) {
+			err = f.Truncate(int64(len(dirtyMark)))
+		}
+		if err == nil {
+			_, err = f.WriteAt([]byte(dirtyMark), 0)
+		}
+		if err != nil {
+			unlock(f)
+			return nil, nil, fmt.Errorf("%s: %w", f.Name(), err)
+		}
+		r.off = int64(len(dirtyMark))
+	}
+	d.run = r
+	return func() {
+		d.run = nil
+		unlock(f)
+	}, swept, nil
+}
+
+// journal records, before rel is first written, that this run may create
+// it, unless the previous manifest lists it (Finish then knows it anyway).
+func (d *Dir) journal(rel string) error {
+	if d.run == nil {
+		return nil
+	}
+	d.previous()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.prevSet[rel] || d.run.logged[rel] {
+		return nil
+	}
+	line := rel + "\n"
+	if _, err := d.run.f.WriteAt([]byte(line), d.run.off); err != nil {
+		return fmt.Errorf("%s: %w", d.run.f.Name(), err)
+	}
+	d.run.off += int64(len(line))
+	d.run.logged[rel] = true
+	return nil
+}
+
+// finished marks the run as complete in the lock file.
+func (d *Dir) finished() error {
+	if d.run == nil {
+		return nil
+	}
+	f := d.run.f
+	var err error
+	if d.run.off > int64(len(cleanMark)) {
+		err = f.Truncate(int64(len(cleanMark)))
+	}
+	if err == nil {
+		_, err = f.WriteAt([]byte(cleanMark), 0)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	d.run.off, d.run.pending = int64(len(cleanMark)), nil
+	clear(d.run.logged)
+	return nil
+}
+
+// IsTemp reports whether name is a temporary name of hardway's:
+// .<name>.tmp-<digits> (atomic writes of output and bake), .<stem>.work-<digits>
+// (bake's KVM work directory) or .<name>.hardway-tmp (emit's symlink swap).
+func IsTemp(name string) bool {
+	if len(name) < 2 || name[0] != '.' {
+		return false
+	}
+	if strings.HasSuffix(name, ".hardway-tmp") {
+		return len(name) > len("..hardway-tmp")
+	}
+	for _, infix := range []string{".tmp-", ".work-"} {
+		i := strings.LastIndex(name, infix)
+		if i < 2 {
+			continue
+		}
+		digits := name[i+len(infix):]
+		if digits != "" && strings.Trim(digits, "0123456789") == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Sweep removes every file, symlink or directory below dir whose name
+// IsTemp, and returns their paths relative to dir. It follows no symlink
+// and does not descend into skip (paths relative to dir). The caller must
+// hold dir's lock, and no writer of ours may be at work below dir without
+// it: a temporary file of a run in progress is not a leftover.
+func Sweep(dir string, skip ...string) ([]string, error) {
+	var swept []string
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		if e.IsDir() && hasPrefix(rel, skip) {
+			return filepath.SkipDir
+		}
+		if !IsTemp(e.Name()) {
+			return nil
+		}
+		if e.IsDir() {
+			if err := removeTree(p); err != nil {
+				return err
+			}
+			swept = append(swept, rel)
+			return filepath.SkipDir
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		swept = append(swept, rel)
+		return nil
+	})
+	return swept, err
+}
+
+// removeTree removes dir and everything below it, first making its
+// directories writable (an extracted root file system has read-only ones).
+func removeTree(dir string) error {
+	_ = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && e.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
+}
