@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -47,15 +48,27 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	}
 	c := doc.Cluster
 	root := filepath.Join(o.Out, c.Metadata.Name)
-	unlock, err := output.Lock(root, func(msg string) { log.Warn(msg) })
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
 	d, err := output.Open(root)
 	if err != nil {
 		return nil, err
 	}
+	unlock, swept, err := d.Lock(func(msg string) { log.Warn(msg) }, bakeDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if len(swept) > 0 {
+		log.Info("removed the temporary files of an interrupted run", "files", len(swept))
+		for _, p := range swept {
+			log.Debug("removed", "file", p)
+		}
+	}
+
+	// pki/ and kubeconfigs/ are written on every run (only what differs);
+	// the node outputs may be skipped (see Unchanged below), and checking
+	// that they are intact reads them all: start that now, beside the PKI.
+	rewritten := []string{"pki", "kubeconfigs"}
+	d.Verify(rewritten...)
 
 	b, err := pki.Ensure(c, d.Sub("pki", "pki"), pki.Options{Renew: o.Renew})
 	if err != nil {
@@ -86,8 +99,8 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 
 	// Node outputs are the bulk of the work and a pure function of the
 	// inputs: skip them when the previous run had the same inputs and its
-	// files are all still there.
-	if d.Unchanged(inputsDigest(c, b), "pki", "kubeconfigs") {
+	// files are all still there, byte for byte and mode for mode.
+	if d.Unchanged(inputsDigest(c, b), rewritten...) {
 		log.Debug("node outputs are up to date")
 	} else if err := nodes(ctx, d, doc.Cluster, b); err != nil {
 		return nil, err
@@ -102,6 +115,11 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	}
 	return &Result{Dir: root, Bundle: b, Changed: d.Changed()}, nil
 }
+
+// bakeDir is where `hardway bake` writes its artifacts by default, below
+// the cluster directory (cmd/hardway). Bakes write there without this
+// run's lock, so their temporary files are not swept by it.
+const bakeDir = "bake"
 
 // nodes writes the cluster-level files and every node's outputs. Nodes are
 // generated and emitted one at a time per worker goroutine, so memory holds
@@ -153,6 +171,11 @@ func node(x *gen.Context, d *output.Dir, n spec.Node) error {
 		return err
 	}
 	dir := "nodes/" + n.Name
+	// emit.Rootfs works below the tree's root by path: make sure no
+	// directory on the way there is a symlink.
+	if err := d.MkdirAll(dir + "/rootfs"); err != nil {
+		return err
+	}
 	if err := emit.Rootfs(d, dir+"/rootfs", t); err != nil {
 		return err
 	}
@@ -213,25 +236,36 @@ func inputsDigest(c *spec.Cluster, b *pki.Bundle) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// notePKI lists the pki state in the manifest.
+// notePKI lists the pki state in the manifest and gives every file its
+// mode again (kubeadm's: keys 0600, certificates 0644) if it has another.
 func notePKI(d *output.Dir, b *pki.Bundle) error {
+	write := func(name string, data []byte, perm fs.FileMode, kind, node string) error {
+		return d.Write("pki/"+name, data, perm, kind, node)
+	}
 	for _, row := range b.Plan {
 		p := b.Get(row.Name)
 		kind := "cert"
 		if row.IsCA() {
 			kind = "ca"
 		}
-		d.Note("pki/"+row.Name+".crt", p.CertPEM, kind, row.Node)
+		if err := write(row.Name+".crt", p.CertPEM, pki.CertMode, kind, row.Node); err != nil {
+			return err
+		}
 		if len(p.KeyPEM) > 0 {
-			d.Note("pki/"+row.Name+".key", p.KeyPEM, kind+"-key", row.Node)
+			if err := write(row.Name+".key", p.KeyPEM, pki.KeyMode, kind+"-key", row.Node); err != nil {
+				return err
+			}
 		}
 	}
-	d.Note("pki/"+pki.SAKey+".key", b.SAKeyPEM, "sa-key", "")
-	d.Note("pki/"+pki.SAKey+".pub", b.SAPubPEM, "sa-pub", "")
+	if err := write(pki.SAKey+".key", b.SAKeyPEM, pki.KeyMode, "sa-key", ""); err != nil {
+		return err
+	}
+	if err := write(pki.SAKey+".pub", b.SAPubPEM, pki.CertMode, "sa-pub", ""); err != nil {
+		return err
+	}
 	key, err := d.ReadFile("pki/" + pki.EncryptionKeyFile)
 	if err != nil {
 		return err
 	}
-	d.Note("pki/"+pki.EncryptionKeyFile, key, "encryption-key", "")
-	return nil
+	return write(pki.EncryptionKeyFile, key, pki.KeyMode, "encryption-key", "")
 }
