@@ -278,13 +278,34 @@ func ensureCA(st Store, row Cert, kr *csr.KeyRequest, validity time.Duration, b 
 		}
 		return p, nil
 	case haveKey:
-		return nil, fmt.Errorf("%s.key exists without %s.crt; restore the certificate or delete the key to create a new CA", row.Name, row.Name)
+		// A CA key without its certificate: a run was killed between the
+		// two renames below (the key goes first, so that a certificate is
+		// never left without its key, which would read as an external
+		// CA), or the certificate was deleted by hand. The certificate is
+		// issued again from this key, not a new CA made: if the key was
+		// never used, both are the same; if the certificate was lost,
+		// every certificate and kubeconfig signed by this key still
+		// verifies against the new one (same subject, same key), whereas
+		// a new key would silently replace the CA.
+		key, err := helpers.ParsePrivateKeyPEM(keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("%s.key exists without %s.crt and cannot be read (%w); restore the certificate, or delete the key to create a new CA", row.Name, row.Name, err)
+		}
+		certPEM, _, err = initca.NewFromSigner(caRequest(row, kr, validity), key)
+		if err != nil {
+			return nil, fmt.Errorf("issue CA %s from its existing key: %w", row.Name, err)
+		}
+		cert, err := helpers.ParseCertificatePEM(certPEM)
+		if err != nil {
+			return nil, err
+		}
+		if err := st.WriteFile(row.Name+".crt", certPEM, CertMode); err != nil {
+			return nil, err
+		}
+		b.Changes = append(b.Changes, Change{row.Name, "CA certificate issued again from the existing " + row.Name + ".key"})
+		return &Pair{Cert: row, CertPEM: certPEM, KeyPEM: keyPEM, X509: cert, key: key}, nil
 	}
-	certPEM, _, keyPEM, err = initca.New(&csr.CertificateRequest{
-		CN:         row.CN,
-		KeyRequest: &csr.KeyRequest{A: kr.A, S: kr.S},
-		CA:         &csr.CAConfig{Expiry: validity.String()},
-	})
+	certPEM, _, keyPEM, err = initca.New(caRequest(row, kr, validity))
 	if err != nil {
 		return nil, fmt.Errorf("create CA %s: %w", row.Name, err)
 	}
@@ -304,6 +325,15 @@ func ensureCA(st Store, row Cert, kr *csr.KeyRequest, validity time.Duration, b 
 	}
 	b.Changes = append(b.Changes, Change{row.Name, "new CA"})
 	return &Pair{Cert: row, CertPEM: certPEM, KeyPEM: keyPEM, X509: cert, key: key}, nil
+}
+
+// caRequest is the request of CA row's self-signed certificate.
+func caRequest(row Cert, kr *csr.KeyRequest, validity time.Duration) *csr.CertificateRequest {
+	return &csr.CertificateRequest{
+		CN:         row.CN,
+		KeyRequest: &csr.KeyRequest{A: kr.A, S: kr.S},
+		CA:         &csr.CAConfig{Expiry: validity.String()},
+	}
 }
 
 // loadLeaf loads an existing leaf and returns why it must be re-issued, or "".

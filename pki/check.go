@@ -1,6 +1,8 @@
 package pki
 
 import (
+	"fmt"
+	"io/fs"
 	"strconv"
 	"time"
 
@@ -17,10 +19,17 @@ type Status struct {
 	Node      string    `json:"node,omitempty"`
 	NotAfter  time.Time `json:"notAfter,omitzero"`
 	Residual  string    `json:"residual,omitempty"`
-	State     string    `json:"state"` // ok, expiring, expired, missing, mismatch
+	State     string    `json:"state"` // ok, expiring, expired, missing, mismatch, insecure (key readable by others)
 	Reason    string    `json:"reason,omitempty"`
 	External  bool      `json:"externallyManaged,omitempty"`
 	Algorithm string    `json:"algorithm,omitempty"`
+}
+
+// ModeStore is a Store that can also report a file's mode, as output.Sub
+// does; Check then reports a private key that others can read.
+type ModeStore interface {
+	Store
+	Mode(name string) (fs.FileMode, error)
 }
 
 // ExpiringWithin is when check starts to warn.
@@ -74,9 +83,33 @@ func Check(c *spec.Cluster, st Store, now time.Time) []Status {
 			}
 			s.Residual = residual(left)
 		}
+		if bad := keyMode(st, row.Name+".key"); bad != "" {
+			if s.State == "ok" || s.State == "expiring" {
+				s.State, s.Reason = "insecure", bad
+			} else {
+				s.Reason += "; " + bad
+			}
+		}
 		out = append(out, s)
 	}
 	return out
+}
+
+// keyMode describes what is wrong with the mode of key file name, or
+// returns "" (also when there is no key, or st cannot tell modes).
+func keyMode(st Store, name string) string {
+	ms, ok := st.(ModeStore)
+	if !ok {
+		return ""
+	}
+	m, err := ms.Mode(name)
+	if err != nil || m.Perm() == KeyMode {
+		return ""
+	}
+	if !m.IsRegular() {
+		return fmt.Sprintf("%s is not a regular file (%s)", name, m.Type())
+	}
+	return fmt.Sprintf("%s has mode %04o, not %04o: others can read it; hardway generate sets %04o", name, m.Perm(), KeyMode, KeyMode)
 }
 
 // residual prints a duration the way kubeadm does: 364d or 9y.

@@ -342,3 +342,67 @@ func TestCheckExpiry(t *testing.T) {
 		}
 	}
 }
+
+// TestCAKeyWithoutCert: a run killed between the CA key's and the CA
+// certificate's rename leaves the key alone; the next run issues the CA
+// certificate from that key (so anything it could have signed still
+// verifies), and the state is complete again.
+func TestCAKeyWithoutCert(t *testing.T) {
+	dir := t.TempDir()
+	c := load(t, "../examples/seed-lxc.yaml", nil)
+	first := ensure(t, c, dir, Options{})
+	for _, ca := range []string{CA, EtcdCA, FrontProxyCA} {
+		os.Remove(filepath.Join(dir, "pki", ca+".crt"))
+	}
+	b := ensure(t, c, dir, Options{})
+	for _, ca := range []string{CA, EtcdCA, FrontProxyCA} {
+		p := b.Get(ca)
+		if !publicKeyEqual(p.X509.PublicKey, first.Get(ca).X509.PublicKey) {
+			t.Errorf("%s: a new key, want the certificate issued from the existing one", ca)
+		}
+		if p.X509.Subject.CommonName != first.Get(ca).X509.Subject.CommonName || !p.X509.IsCA {
+			t.Errorf("%s: subject %s, CA %v", ca, p.X509.Subject, p.X509.IsCA)
+		}
+	}
+	// The leaves issued by the first CA certificate are kept and verify.
+	for _, row := range b.Plan {
+		if row.IsCA() {
+			continue
+		}
+		if string(b.Get(row.Name).CertPEM) != string(first.Get(row.Name).CertPEM) {
+			t.Errorf("%s was re-issued", row.Name)
+		}
+		if err := b.Get(row.Name).X509.CheckSignatureFrom(b.Get(row.CA).X509); err != nil {
+			t.Errorf("%s does not verify against the new CA certificate: %v", row.Name, err)
+		}
+	}
+	for _, s := range Check(c, mustOpen(t, dir).Sub("pki", "pki"), time.Now()) {
+		if s.State != "ok" {
+			t.Errorf("%s: %s %s", s.Name, s.State, s.Reason)
+		}
+	}
+}
+
+// TestCheckKeyMode: a private key that others can read is not ok.
+func TestCheckKeyMode(t *testing.T) {
+	dir := t.TempDir()
+	c := load(t, "../examples/seed-lxc.yaml", nil)
+	ensure(t, c, dir, Options{})
+	for _, name := range []string{"ca.key", "admin.key"} {
+		if err := os.Chmod(filepath.Join(dir, "pki", name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := map[string]bool{}
+	for _, s := range Check(c, mustOpen(t, dir).Sub("pki", "pki"), time.Now()) {
+		if s.State != "ok" {
+			bad[s.Name] = true
+			if !strings.Contains(s.Reason, "0644") {
+				t.Errorf("%s: reason %q does not name the mode", s.Name, s.Reason)
+			}
+		}
+	}
+	if len(bad) != 2 || !bad["ca"] || !bad["admin"] {
+		t.Errorf("not ok: %v, want ca and admin", bad)
+	}
+}
