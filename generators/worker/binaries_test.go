@@ -29,7 +29,7 @@ func TestUnitFlagsExist(t *testing.T) {
 	for _, w := range workers(t) {
 		tr := nodeTree(t, w.x, w.node)
 		for unit, bin := range map[string]string{"kubelet.service": "kubelet", "kube-proxy.service": "kube-proxy"} {
-			ex := execLines(file(t, tr, "/etc/systemd/system/"+unit))["ExecStart"]
+			ex := execLines(t, file(t, tr, "/etc/systemd/system/"+unit))["ExecStart"]
 			if len(ex) != 1 {
 				t.Fatalf("%s: %d ExecStart lines", unit, len(ex))
 			}

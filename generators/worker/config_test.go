@@ -295,7 +295,7 @@ func TestRolesLabelsAndTaints(t *testing.T) {
 // kubeletFlags returns the --flag=value words of kubelet.service's ExecStart.
 func kubeletFlags(t *testing.T, tr *tree.Tree) map[string]string {
 	t.Helper()
-	ex := execLines(file(t, tr, "/etc/systemd/system/kubelet.service"))["ExecStart"]
+	ex := execLines(t, file(t, tr, "/etc/systemd/system/kubelet.service"))["ExecStart"]
 	if len(ex) != 1 {
 		t.Fatalf("kubelet.service: %d ExecStart lines", len(ex))
 	}

@@ -147,7 +147,7 @@ func unitPaths(tr *tree.Tree) []string {
 }
 
 // execLines returns the Exec*= command lines of a unit as words (commontest.ExecLines).
-func execLines(unit []byte) map[string][][]string { return commontest.ExecLines(unit) }
+func execLines(t *testing.T, unit []byte) map[string][][]string { return commontest.ExecLines(t, unit) }
 
 // k8sBin returns the path of the pinned Kubernetes binary name:
 // $HARDWAY_BIN_DIR, else the cache hack/tools.sh fills.

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hardway-dev/hardway/generators/common/commontest"
+	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -142,8 +143,10 @@ func TestSysctlPerNetworkNamespace(t *testing.T) {
 	}
 }
 
-// No spec images: no import unit. With images: one import per archive from
-// /var/lib/hardway/images/<base name>, before the kubelet, once per set.
+// No spec images: no import unit. With images: the archives bake placed in
+// /var/lib/hardway/images/ (ImagePath: the base name, or a digest for a name
+// that is not a plain one) are imported, every one and nothing else, before
+// the kubelet, once per set; the unit holds no spec text.
 func TestImagesUnit(t *testing.T) {
 	tr := nodeTree(t, load(t, "seed-lxc.yaml"), "worker1")
 	if _, ok := tr.Get("/etc/systemd/system/hardway-images.service"); ok {
@@ -154,14 +157,6 @@ func TestImagesUnit(t *testing.T) {
 	}
 	tr = images("artifacts/images/pause.tar", "other/coredns.oci.tar")
 	unit := file(t, tr, "/etc/systemd/system/hardway-images.service")
-	want := [][]string{
-		{"/usr/local/bin/ctr", "--namespace", "k8s.io", "images", "import", "/var/lib/hardway/images/pause.tar"},
-		{"/usr/local/bin/ctr", "--namespace", "k8s.io", "images", "import", "/var/lib/hardway/images/coredns.oci.tar"},
-	}
-	ex := execLines(unit)
-	if !slices.EqualFunc(ex["ExecStart"], want, slices.Equal) {
-		t.Errorf("ExecStart %q, want %q", ex["ExecStart"], want)
-	}
 	for _, l := range []string{"Type=oneshot", "After=containerd.service", "Requires=containerd.service", "Before=kubelet.service"} {
 		if !strings.Contains(string(unit), "\n"+l+"\n") {
 			t.Errorf("hardway-images.service lacks %s", l)
@@ -170,6 +165,7 @@ func TestImagesUnit(t *testing.T) {
 	if e, ok := tr.Get("/etc/systemd/system/kubelet.service.wants/hardway-images.service"); !ok || e.Target != "/etc/systemd/system/hardway-images.service" {
 		t.Error("kubelet.service does not want hardway-images.service")
 	}
+	ex := execLines(t, unit)
 	stamp := stampOf(t, unit)
 	if post := ex["ExecStartPost"]; len(post) != 1 || post[0][len(post[0])-1] != stamp {
 		t.Errorf("ExecStartPost %q does not create the stamp %s", post, stamp)
@@ -178,11 +174,65 @@ func TestImagesUnit(t *testing.T) {
 		t.Error("two image sets share a stamp: the second would never be imported")
 	}
 
+	// The import command, run by sh as systemd would run it, against a ctr
+	// that logs its arguments, in a directory laid out as bake lays it out.
+	start := ex["ExecStart"]
+	if len(start) != 1 || start[0][0] != "/bin/sh" || start[0][len(start[0])-2] != "/usr/local/bin/ctr" || start[0][len(start[0])-1] != worker.ImagesDir {
+		t.Fatalf("ExecStart %q, want one /bin/sh command given ctr and %s", start, worker.ImagesDir)
+	}
+	dir := t.TempDir()
+	images1 := []string{worker.ImagePath("artifacts/images/pause.tar"), worker.ImagePath("other/coredns.oci.tar")}
+	for _, p := range append(images1, stamp) {
+		commontest.WriteFile(t, dir, filepath.Base(p), []byte("archive"))
+	}
+	ctr := commontest.WriteFile(t, t.TempDir(), "ctr", []byte("#!/bin/sh\necho \"$*\" >>\"$0.log\"\n"))
+	if err := os.Chmod(ctr, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	argv := append(slices.Clone(start[0][:len(start[0])-2]), ctr, dir)
+	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%q: %v: %s", argv, err, out)
+	}
+	log, _ := os.ReadFile(ctr + ".log")
+	want := "--namespace k8s.io images import " + filepath.Join(dir, "coredns.oci.tar") + "\n--namespace k8s.io images import " + filepath.Join(dir, "pause.tar") + "\n"
+	if string(log) != want {
+		t.Errorf("ctr ran with\n%s\nwant\n%s", log, want)
+	}
+
 	// Two archives with one base name would overwrite each other on the node.
 	x := variant(t, "seed-lxc.yaml", func(c *spec.Cluster) { c.Spec.Images = []string{"a/img.tar", "b/img.tar"} })
 	n, _ := x.C.Node("worker1")
 	if err := worker.Generate(x, n, tree.New("worker1")); err == nil || !strings.Contains(err.Error(), "img.tar") {
 		t.Errorf("duplicate image base names: error %v", err)
+	}
+}
+
+// TestImagesHostile: spec images whose names would be commands, lines or
+// paths elsewhere, given to the worker generator behind validation's and
+// gen.Check's back, get plain names in ImagesDir on the node (a digest for
+// a base name that is not plain) and appear nowhere in the unit, which
+// systemd-analyze verifies.
+func TestImagesHostile(t *testing.T) {
+	hostile := []string{"images/a.tar\nExecStartPre=/usr/sbin/reboot", "../../etc/x.tar", "images/-rf $HOME %n;.tar", "images/.imported-x", "images/a\nb.tar"}
+	for i, want := range []string{"reboot", "x.tar", "image-", "image-", "image-"} {
+		got := worker.ImagePath(hostile[i])
+		if filepath.Dir(got) != worker.ImagesDir || !strings.HasPrefix(filepath.Base(got), want) || !gen.IsWord(filepath.Base(got)) {
+			t.Errorf("ImagePath(%q) = %q, want %s... in %s", hostile[i], got, want, worker.ImagesDir)
+		}
+	}
+	if a, b := worker.ImagePath(hostile[2]), worker.ImagePath(hostile[3]); a == b {
+		t.Errorf("two images share %s", a)
+	}
+	tr := nodeTree(t, variant(t, "seed-lxc.yaml", func(c *spec.Cluster) { c.Spec.Images = hostile }), "worker1")
+	unit := file(t, tr, "/etc/systemd/system/hardway-images.service")
+	for _, s := range []string{"reboot", "etc/x", "rf", "%n", ".imported-x"} {
+		if strings.Contains(string(unit), s) {
+			t.Errorf("hardway-images.service holds %q:\n%s", s, unit)
+		}
+	}
+	root := commontest.UnitRoot(t, tr)
+	if out, ok := commontest.Verify(t, root, "hardway-images.service"); !ok {
+		t.Errorf("systemd-analyze verify: %s", out)
 	}
 }
 

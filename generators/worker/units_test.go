@@ -148,7 +148,7 @@ func TestUnitsWiring(t *testing.T) {
 			{"kubelet.service", "kubelet"}, {"kube-proxy.service", "kube-proxy"}, {"containerd.service", "containerd"},
 		} {
 			if e, ok := tr.Get("/etc/systemd/system/" + want.unit); ok {
-				got := execLines(e.Data)["ExecStart"][0][0]
+				got := execLines(t, e.Data)["ExecStart"][0][0]
 				if dir := binDir(w.x); got != dir+want.bin {
 					t.Errorf("%s %s: %s runs %s, want %s%s", w.example, w.node, want.unit, got, dir, want.bin)
 				}

@@ -26,8 +26,9 @@ const (
 
 // Paths and names on a worker.
 const (
-	// ImagesDir holds the OCI archives of spec.images, each under the base
-	// name of its spec path; bake places them there.
+	// ImagesDir holds the OCI archives of spec.images, each at ImagePath;
+	// bake places them there and hardway-images.service imports every file
+	// in it.
 	ImagesDir = "/var/lib/hardway/images"
 	// CRISocket is containerd's socket, the kubelet's runtime endpoint.
 	CRISocket = "/run/containerd/containerd.sock"
@@ -168,7 +169,7 @@ type view struct {
 	Taints  []taint
 
 	ImagesDir   string
-	Images      []string // archive paths on the node
+	Images      []string // archive paths on the node (ImagePath)
 	ImagesStamp string
 }
 
@@ -250,8 +251,18 @@ func taints(n spec.Node) []taint {
 	return nil
 }
 
-// ImagePath is where bake places the archive of spec image p on a worker.
-func ImagePath(p string) string { return path.Join(ImagesDir, path.Base(p)) }
+// ImagePath is where bake places the archive of spec image p on a worker:
+// ImagesDir/<the base name of p> when that is a plain name (gen.IsWord),
+// else ImagesDir/image-<digest of p>.tar, so that no path on the node is
+// made of unchecked text.
+func ImagePath(p string) string {
+	name := path.Base(p)
+	if !gen.IsWord(name) {
+		h := sha256.Sum256([]byte(p))
+		name = "image-" + hex.EncodeToString(h[:8]) + ".tar"
+	}
+	return path.Join(ImagesDir, name)
+}
 
 // imagePaths returns the node paths of the spec's image archives, which must
 // have distinct base names.

@@ -1,16 +1,16 @@
 package commontest
 
 import (
-	"bufio"
-	"bytes"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/hardway-dev/hardway/tree"
+	"github.com/hardway-dev/hardway/verify"
 )
 
 // UnitRoot writes tr under a new directory laid out as a merged-/usr Debian
@@ -36,7 +36,7 @@ func UnitRoot(t testing.TB, tr *tree.Tree) string {
 		if !e.IsFile() || path.Dir(e.Path) != tree.UnitDir {
 			continue
 		}
-		for _, lines := range ExecLines(e.Data) {
+		for _, lines := range ExecLines(t, e.Data) {
 			for _, argv := range lines {
 				stub(t, root, strings.TrimLeft(argv[0], "-@:+!|"))
 			}
@@ -63,23 +63,29 @@ func stub(t testing.TB, root, p string) {
 	}
 }
 
-// ExecLines returns the Exec*= command lines of a unit as words, after
-// joining "\"-continued lines, keyed by setting.
-func ExecLines(unit []byte) map[string][][]string {
+// ExecLines returns the Exec*= command lines of a unit as argv, keyed by
+// setting, split as systemd splits them (verify.SplitCommand: quotes, C
+// escapes, "%%"), with "$$" read as the "$" systemd passes, and any prefix
+// ("-", "@", ...) left on the executable.
+func ExecLines(t testing.TB, unit []byte) map[string][][]string {
+	t.Helper()
 	out := map[string][][]string{}
-	var line strings.Builder
-	sc := bufio.NewScanner(bytes.NewReader(unit))
-	for sc.Scan() {
-		l := sc.Text()
-		if cont, ok := strings.CutSuffix(l, `\`); ok {
-			line.WriteString(cont + " ")
-			continue
-		}
-		line.WriteString(l)
-		k, v, ok := strings.Cut(strings.TrimSpace(line.String()), "=")
-		line.Reset()
-		if ok && strings.HasPrefix(k, "Exec") && len(strings.Fields(v)) > 0 {
-			out[k] = append(out[k], strings.Fields(v))
+	u, err := verify.ParseUnit("unit", unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost", "ExecCondition"} {
+		for _, v := range u.Values("Service", key) {
+			c, err := verify.SplitCommand(v, map[string]string{})
+			if err != nil {
+				t.Fatalf("%s=%s: %v", key, v, err)
+			}
+			argv := slices.Clone(c.Argv)
+			argv[0] = c.Prefixes + argv[0]
+			for i := range argv {
+				argv[i] = strings.ReplaceAll(argv[i], "$$", "$")
+			}
+			out[key] = append(out[key], argv)
 		}
 	}
 	return out
