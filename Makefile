@@ -23,8 +23,9 @@ run: build
 deps:
 	hack/deps.sh
 
-## tools: pinned etcd, Kubernetes, cfssl, Packer and packer-sdc binaries built from
-## the module proxy, cached under ~/.cache/hardway/bin and linked into bin/tools
+## tools: pinned etcd, Kubernetes, cfssl, Packer and packer-sdc binaries, and a worker's
+## runtime (containerd, runc, the CNI plugins, crictl), built from the module proxy,
+## cached under ~/.cache/hardway/bin and linked into bin/tools
 tools:
 	@mkdir -p $(TOOLBIN)
 	@for d in $$(hack/tools.sh all); do ln -sf $$d/* $(TOOLBIN)/; done

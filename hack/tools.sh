@@ -6,7 +6,8 @@
 #   hack/tools.sh path GROUP      print GROUP's cached bin dir without building;
 #                                 prints nothing and exits 1 when it is not built
 #
-# GROUP is one of: k8s etcd cfssl packer packer-sdc all
+# GROUP is one of: k8s etcd cfssl packer packer-sdc containerd runc cni crictl
+# coredns all ("all" is every group but coredns)
 #
 #   k8s         kube-apiserver, -controller-manager, -scheduler, kubelet,
 #               kube-proxy, kubeadm, kubectl
@@ -15,6 +16,14 @@
 #   packer      Packer core, which the packer/ module's acceptance tests drive
 #   packer-sdc  packer-plugin-sdk's generator (HCL2 specs, docs, plugin-check);
 #               hack/packer.sh generate runs it over packer/
+#   containerd  containerd, containerd-shim-runc-v2, ctr   (a worker's runtime)
+#   runc        runc: cgo, libseccomp linked in statically (libseccomp-dev and
+#               pkg-config, see hack/deps.sh)
+#   cni         the CNI plugins the worker's network configuration uses:
+#               bridge, host-local, loopback, portmap
+#   crictl      crictl (cri-tools), an operator's CRI client on workers
+#   coredns     coredns, the binary of the CoreDNS image that `make images`
+#               packs (tools/images); not a host tool, so not part of "all"
 #
 # Each group has its own Go module under tools/<group>/ whose go.mod pins the
 # exact version (the module proxy here refuses @latest, so `go install pkg@v`
@@ -27,7 +36,7 @@
 # destination that is renamed into place only once complete and verified.
 set -euo pipefail
 
-readonly GROUPS_ALL=(k8s etcd cfssl packer packer-sdc)
+readonly GROUPS_ALL=(k8s etcd cfssl packer packer-sdc containerd runc cni crictl)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
@@ -53,7 +62,7 @@ usage() {
   cat >&2 <<'EOF'
 usage: hack/tools.sh GROUP...      build (if needed) and print the bin dir of each group
        hack/tools.sh path GROUP    print the cached bin dir of GROUP (exit 1 if not built)
-groups: k8s etcd cfssl packer packer-sdc all
+groups: k8s etcd cfssl packer packer-sdc containerd runc cni crictl coredns all
 EOF
   exit 2
 }
@@ -63,11 +72,17 @@ EOF
 #   PKGS     main packages, built in one `go build` so they share the compile cache
 #   BINS     final binary names, in the same order as PKGS
 #   TAGS     build tags
-#   LDFLAGS  extra linker flags (version stamping); VERSION is set before the call
-#   CHECK_*  per-binary version command and the text its output must contain
+#   CGO      CGO_ENABLED for the build (0: static pure-Go binaries)
+#   BUILDFLAGS  extra `go build` flags
+#   CHECK_ALSO  text every binary's version output must contain besides VERSION
+# group_ldflags sets LDFLAGS (version stamping) and check_version runs each
+# binary's version command.
 group_config() {
   TAGS=""
   LDFLAGS=""
+  CGO=0
+  BUILDFLAGS=()
+  CHECK_ALSO=""
   case "$1" in
     k8s)
       MODULE=k8s.io/kubernetes
@@ -96,6 +111,41 @@ group_config() {
       MODULE=github.com/hashicorp/packer-plugin-sdk
       PKGS=(github.com/hashicorp/packer-plugin-sdk/cmd/packer-sdc)
       BINS=(packer-sdc)
+      ;;
+    containerd)
+      MODULE=github.com/containerd/containerd/v2
+      BINS=(containerd containerd-shim-runc-v2 ctr)
+      PKGS=("${BINS[@]/#/${MODULE}/cmd/}")
+      # Upstream's Makefile tags. CGO off, as upstream builds the shim: the
+      # only cgo part is the btrfs snapshotter, which a worker does not use.
+      TAGS=urfave_cli_no_docs
+      ;;
+    runc)
+      MODULE=github.com/opencontainers/runc
+      PKGS=(github.com/opencontainers/runc)
+      BINS=(runc)
+      # Upstream's `make static`: nsenter and libseccomp need cgo; a static
+      # PIE runs on any worker base, with or without libseccomp2.
+      CGO=1
+      TAGS=seccomp,urfave_cli_no_docs,netgo,osusergo
+      BUILDFLAGS=(-buildmode=pie)
+      CHECK_ALSO="libseccomp: "
+      ;;
+    cni)
+      MODULE=github.com/containernetworking/plugins
+      BINS=(bridge host-local loopback portmap)
+      PKGS=(main/bridge ipam/host-local main/loopback meta/portmap)
+      PKGS=("${PKGS[@]/#/${MODULE}/plugins/}")
+      ;;
+    crictl)
+      MODULE=sigs.k8s.io/cri-tools
+      PKGS=(sigs.k8s.io/cri-tools/cmd/crictl)
+      BINS=(crictl)
+      ;;
+    coredns)
+      MODULE=github.com/coredns/coredns
+      PKGS=(github.com/coredns/coredns)
+      BINS=(coredns)
       ;;
     *)
       die "unknown tool group '$1' (want one of: ${GROUPS_ALL[*]} all)"
@@ -130,6 +180,23 @@ group_ldflags() {
     cfssl)
       LDFLAGS="-X github.com/cloudflare/cfssl/cli/version.version=${VERSION#v}"
       ;;
+    containerd)
+      LDFLAGS="-X ${MODULE}/version.Version=${VERSION} -X ${MODULE}/version.Package=${MODULE}"
+      ;;
+    runc)
+      # runc embeds its VERSION file; the link is static (see group_config).
+      LDFLAGS="-linkmode external -extldflags -static-pie"
+      ;;
+    cni)
+      LDFLAGS="-X ${MODULE}/pkg/utils/buildversion.BuildVersion=${VERSION}"
+      ;;
+    crictl)
+      LDFLAGS="-X ${MODULE}/pkg/version.Version=${VERSION#v}"
+      ;;
+    coredns)
+      # CoreVersion is a constant; GitCommit is the only stamped var.
+      LDFLAGS="-X ${MODULE}/coremain.GitCommit=${VERSION}"
+      ;;
   esac
 }
 
@@ -138,11 +205,14 @@ group_ldflags() {
 check_version() {
   local group="$1" bin="$2" want out
   local -a cmd
-  case "${bin##*/}" in
-    kubectl) cmd=("${bin}" version --client) ;;
-    kubeadm) cmd=("${bin}" version -o short) ;;
-    etcdctl | cfssl | packer) cmd=("${bin}" version) ;;
-    cfssljson) cmd=("${bin}" -version) ;;
+  case "${group}:${bin##*/}" in
+    *:kubectl) cmd=("${bin}" version --client) ;;
+    *:kubeadm) cmd=("${bin}" version -o short) ;;
+    *:etcdctl | *:cfssl | *:packer) cmd=("${bin}" version) ;;
+    *:cfssljson | *:coredns) cmd=("${bin}" -version) ;;
+    *:containerd-shim-runc-v2) cmd=("${bin}" -v) ;;
+    # A CNI plugin run without CNI_COMMAND prints "CNI <name> plugin <version>".
+    cni:*) cmd=("${bin}") ;;
     *) cmd=("${bin}" --version) ;;
   esac
   case "${group}" in
@@ -156,6 +226,10 @@ check_version() {
   if [[ "${out}" != *"${want}"* ]]; then
     printf '%s\n' "${out}" >&2
     die "built ${bin##*/} does not report version ${want}"
+  fi
+  if [[ -n "${CHECK_ALSO}" && "${out}" != *"${CHECK_ALSO}"* ]]; then
+    printf '%s\n' "${out}" >&2
+    die "built ${bin##*/} does not report '${CHECK_ALSO}'"
   fi
 }
 
@@ -194,6 +268,12 @@ build_group() {
     return 0
   fi
   command -v go >/dev/null 2>&1 || die "go not found in PATH; needed to build ${group} ${VERSION}"
+  if [[ "${CGO}" == 1 ]]; then
+    command -v gcc >/dev/null 2>&1 || die "gcc not found in PATH; ${group} needs cgo"
+  fi
+  if [[ ",${TAGS}," == *,seccomp,* ]] && ! pkg-config --exists libseccomp 2>/dev/null; then
+    die "${group} links libseccomp: install libseccomp-dev and pkg-config (make deps)"
+  fi
   mkdir -p "${CACHE_BIN}"
 
   # Serialise concurrent builds of the same group; whoever waited re-checks.
@@ -218,17 +298,21 @@ build_group() {
   mkdir -p "${tmp}/out"
   if ! (
     cd "${ROOT}/tools/${group}"
-    export GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
-    go build -trimpath -tags="${TAGS}" -ldflags="-s -w ${LDFLAGS}" -o "${tmp}/out/" "${PKGS[@]}"
+    export GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED="${CGO}"
+    go build -trimpath "${BUILDFLAGS[@]+"${BUILDFLAGS[@]}"}" -tags="${TAGS}" -ldflags="-s -w ${LDFLAGS}" -o "${tmp}/out/" "${PKGS[@]}"
   ); then
     die "building ${group} ${VERSION} failed (go build in tools/${group}; see the errors above)"
   fi
 
-  # `go build -o DIR` names each binary after its package path (etcd's server
-  # main package is go.etcd.io/etcd/server/v3, so it comes out as "server").
+  # `go build -o DIR` names each binary after the last element of its package
+  # path, or the one before a major version suffix (etcd's server main package
+  # is go.etcd.io/etcd/server/v3, so it comes out as "server").
   for i in "${!PKGS[@]}"; do
-    src="${PKGS[i]%/v[0-9]*}"
-    src="${src##*/}"
+    src="${PKGS[i]##*/}"
+    if [[ "${src}" =~ ^v[0-9]+$ ]]; then
+      src="${PKGS[i]%/*}"
+      src="${src##*/}"
+    fi
     [[ -x "${tmp}/out/${src}" ]] || die "go build did not produce ${src} for ${PKGS[i]}"
     mv -f -- "${tmp}/out/${src}" "${tmp}/${BINS[i]}"
   done
