@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build run deps tools test test-short vet fuzz bench bench-bake base base-small base-kvm verify plugin plugin-generate clean
+.PHONY: all build run deps tools images test test-short vet fuzz bench bench-bake base base-small base-kvm verify plugin plugin-generate clean
 
 all: build
 
@@ -30,6 +30,12 @@ tools:
 	@mkdir -p $(TOOLBIN)
 	@for d in $$(hack/tools.sh all); do ln -sf $$d/* $(TOOLBIN)/; done
 	@ls $(TOOLBIN)
+
+## images: OCI image archives built from source (tools/images; no registry, no daemon):
+## registry.k8s.io/pause:3.10.1, registry.k8s.io/coredns/coredns:v1.12.1 and hardway.dev/smoke:v0.1.0,
+## cached under ~/.cache/hardway/images; prints their absolute paths, one per line
+images:
+	@bin=$$(hack/tools.sh coredns) && cd tools/images && GOWORK=off $(GO) run ./cmd/mkimages -coredns "$$bin/coredns"
 
 vet:
 	$(GO) vet ./...
