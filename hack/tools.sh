@@ -148,7 +148,7 @@ group_config() {
       BINS=(coredns)
       ;;
     *)
-      die "unknown tool group '$1' (want one of: ${GROUPS_ALL[*]} all)"
+      die "unknown tool group '$1' (want one of: ${GROUPS_ALL[*]} coredns all)"
       ;;
   esac
 }
