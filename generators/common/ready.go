@@ -3,7 +3,6 @@ package common
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"path"
 	"strings"
 
@@ -17,7 +16,13 @@ const ReadyUnit = "hardway-ready.service"
 
 // ReadyMessage is the console line of node once its roles' services are active.
 func ReadyMessage(node string, roles []string) string {
-	return fmt.Sprintf("hardway: %s %s ready", node, strings.Join(roles, ","))
+	return strings.Join(readyWords(node, roles), " ")
+}
+
+// readyWords are ReadyMessage's words, which the unit gives echo as its
+// arguments (echo joins them with spaces), each quoted on its own.
+func readyWords(node string, roles []string) []string {
+	return []string{"hardway:", node, strings.Join(roles, ","), "ready"}
 }
 
 // Ready adds ReadyUnit to the tree of a KVM node, whose console is all an
@@ -35,7 +40,7 @@ func Ready(x *gen.Context, n spec.Node, t *tree.Tree) {
 		"Roles":   strings.Join(n.Roles, ","),
 		"VMID":    n.VMID,
 		"Units":   RoleUnits(t),
-		"Message": ReadyMessage(n.Name, n.Roles),
+		"Message": readyWords(n.Name, n.Roles),
 	}))
 	t.Enable(ReadyUnit, "multi-user.target")
 }

@@ -37,9 +37,12 @@ func TestReadyUnit(t *testing.T) {
 				t.Errorf("%s: the ready unit does not wait for %s (waits for %v)", key, u, got)
 			}
 		}
-		unit := string(commontest.File(t, tr, "/etc/systemd/system/"+common.ReadyUnit))
-		if !strings.Contains(unit, "ExecStart=/bin/echo hardway: "+node+" ") {
-			t.Errorf("%s: no ready message:\n%s", key, unit)
+		unit := commontest.File(t, tr, "/etc/systemd/system/"+common.ReadyUnit)
+		msg := common.ReadyMessage(node, commontest.Node(t, x, node).Roles)
+		if !slices.ContainsFunc(commontest.ExecLines(t, unit)["ExecStart"], func(argv []string) bool {
+			return argv[0] == "/bin/echo" && strings.Join(argv[1:], " ") == msg
+		}) {
+			t.Errorf("%s: no ExecStart that echoes %q:\n%s", key, msg, unit)
 		}
 	}
 	x := commontest.Context(t, "../../examples/seed-lxc.yaml")
@@ -59,6 +62,30 @@ func TestReadyUnit(t *testing.T) {
 	root := commontest.UnitRoot(t, tr)
 	if out, ok := commontest.Verify(t, root, common.ReadyUnit); !ok {
 		t.Errorf("systemd-analyze verify %s: %s", common.ReadyUnit, out)
+	}
+}
+
+// TestReadyHostile: a node name and roles that would split the echo
+// command, start another one or expand, given to Ready behind validation's
+// and gen.Check's back, still reach echo as the words of ReadyMessage, and
+// the comments and the Description hold them on their lines.
+func TestReadyHostile(t *testing.T) {
+	x := commontest.Context(t, "../../examples/seed-kvm.yaml")
+	n := commontest.Node(t, x, "kub-node1")
+	n.Name = `kub-node1 ; /usr/sbin/reboot "$HOME" %n \`
+	n.Roles = []string{"worker", "a b\nExecStartPre=/usr/sbin/reboot"}
+	tr := tree.New("kub-node1")
+	common.Ready(x, n, tr)
+	unit := commontest.File(t, tr, "/etc/systemd/system/"+common.ReadyUnit)
+	msg := common.ReadyMessage(n.Name, n.Roles)
+	ex := commontest.ExecLines(t, unit)
+	if len(ex) != 1 || len(ex["ExecStart"]) != 1 || strings.Join(ex["ExecStart"][0][1:], " ") != msg {
+		t.Errorf("Exec lines %q, want one echo of %q:\n%s", ex, msg, unit)
+	}
+	for _, l := range strings.Split(string(unit), "\n") {
+		if strings.Contains(l, "reboot") && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "Description=") && !strings.HasPrefix(l, "ExecStart=/bin/echo ") {
+			t.Errorf("the node's name or roles make a line of their own: %q", l)
+		}
 	}
 }
 
