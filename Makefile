@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build run deps tools images test test-short vet fuzz bench bench-bake base base-small base-kvm verify plugin plugin-generate clean
+.PHONY: all build run deps tools runtime images test test-short vet fuzz bench bench-bake base base-small base-kvm verify plugin plugin-generate clean
 
 all: build
 
@@ -23,13 +23,20 @@ run: build
 deps:
 	hack/deps.sh
 
-## tools: pinned etcd, Kubernetes, cfssl, Packer and packer-sdc binaries, and a worker's
-## runtime (containerd, runc, the CNI plugins, crictl), built from the module proxy,
-## cached under ~/.cache/hardway/bin and linked into bin/tools
+## tools: pinned etcd, Kubernetes, cfssl, Packer and packer-sdc binaries built from
+## the module proxy, cached under ~/.cache/hardway/bin and linked into bin/tools
 tools:
 	@mkdir -p $(TOOLBIN)
 	@for d in $$(hack/tools.sh all); do ln -sf $$d/* $(TOOLBIN)/; done
 	@ls $(TOOLBIN)
+
+## runtime: a worker's pinned runtime (containerd v2, runc, the CNI plugins, crictl),
+## built from the module proxy like the tools, linked into bin/runtime
+RUNTIMEBIN := $(CURDIR)/bin/runtime
+runtime:
+	@mkdir -p $(RUNTIMEBIN)
+	@for d in $$(hack/tools.sh runtime); do ln -sf $$d/* $(RUNTIMEBIN)/; done
+	@ls $(RUNTIMEBIN)
 
 ## images: OCI image archives built from source (tools/images; no registry, no daemon):
 ## registry.k8s.io/pause:3.10.1, registry.k8s.io/coredns/coredns:v1.12.1 and hardway.dev/smoke:v0.1.0,
