@@ -50,13 +50,13 @@ func optional(r checkRule) checkRule {
 }
 
 var (
-	wordRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
+	wordRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$`)
 	dnsLabelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 
 	// word is a name that is a file name, a shell word, a systemd word and a
 	// token of every configuration syntax: no separator, no quote, no "/",
-	// not "." or "..", no leading "-".
-	word = checkRule{"a name of letters, digits, '.', '_' and '-' starting with a letter or digit", IsWord}
+	// not "." or ".." or a hidden file, no leading "-" that reads as an option.
+	word = checkRule{"a name of letters, digits, '.', '_' and '-' not starting with '.' or '-'", IsWord}
 	// The network values are rendered as written, so they must parse, and
 	// without an IPv6 zone, whose text could be anything.
 	ipAddr   = checkRule{"an IP address", isAddr}
@@ -91,8 +91,8 @@ var checkRules = map[string]checkRule{
 
 // IsWord reports whether s is a name that can be written anywhere as it is:
 // a file name, a shell word, a systemd word and a token of every
-// configuration syntax (letters, digits, '.', '_' and '-', starting with a
-// letter or digit, at most 253 characters).
+// configuration syntax (letters, digits, '.', '_' and '-', not starting
+// with '.' or '-', at most 253 characters).
 func IsWord(s string) bool { return wordRE.MatchString(s) }
 
 // checkString checks one string of the spec; pattern is its path with "[]"

@@ -57,9 +57,11 @@ func TestCheckRefuses(t *testing.T) {
 		{func(c *spec.Cluster) { c.Spec.Proxmox.Bridge = "vmbr0\n\tpost-up reboot" },
 			`spec.proxmox.bridge: "vmbr0\n\tpost-up reboot" holds the control character U+000A: no generated file may take it`},
 		{func(c *spec.Cluster) { c.Spec.Proxmox.Storage = "local,size=1" },
-			`spec.proxmox.storage: "local,size=1" is not a name of letters, digits, '.', '_' and '-' starting with a letter or digit: hardway writes it where it cannot be quoted`},
+			`spec.proxmox.storage: "local,size=1" is not a name of letters, digits, '.', '_' and '-' not starting with '.' or '-': hardway writes it where it cannot be quoted`},
 		{func(c *spec.Cluster) { c.Spec.Nodes[2].Name = ".." }, `spec.nodes[2].name: ".." is not a name`},
 		{func(c *spec.Cluster) { c.Spec.Nodes[2].Name = "-rf" }, `spec.nodes[2].name: "-rf" is not a name`},
+		{func(c *spec.Cluster) { c.Spec.Nodes[2].Name = ".ssh" }, `spec.nodes[2].name: ".ssh" is not a name`},
+		{func(c *spec.Cluster) { c.Spec.Proxmox.Bridge = "_br.0-x" }, ""},
 		{func(c *spec.Cluster) { c.Spec.Nodes[2].Roles = []string{"worker", "root"} }, `spec.nodes[2].roles[1]: "root" is not one of etcd, controller, worker, lb, gateway`},
 		{func(c *spec.Cluster) { c.Spec.Nodes[2].Address = "10.240.0.5/24 " }, `spec.nodes[2].address: "10.240.0.5/24 " is not an IP address with a prefix length`},
 		{func(c *spec.Cluster) { c.Spec.Network.Gateway = "fe80::1%eth0;reboot" }, `spec.network.gateway: "fe80::1%eth0;reboot" is not an IP address`},
@@ -70,7 +72,7 @@ func TestCheckRefuses(t *testing.T) {
 		{func(c *spec.Cluster) { c.Spec.Binaries.SHA256 = map[string]string{"kubelet\n": "x"} }, `spec.binaries.sha256["kubelet\n"]: "kubelet\n" holds the control character U+000A`},
 		{func(c *spec.Cluster) { c.Spec.Images = []string{"a.tar", "\xff.tar"} }, `spec.images[1]: "\xff.tar" is not UTF-8 text`},
 		{func(c *spec.Cluster) { c.Metadata.Name = "a/b"; c.Spec.KubernetesVersion = "v1 .2" },
-			"metadata.name: \"a/b\" is not a name of letters, digits, '.', '_' and '-' starting with a letter or digit: hardway writes it where it cannot be quoted\n" +
+			"metadata.name: \"a/b\" is not a name of letters, digits, '.', '_' and '-' not starting with '.' or '-': hardway writes it where it cannot be quoted\n" +
 				`spec.kubernetesVersion: "v1 .2" is not a name`},
 	} {
 		cl := load(t, examples[0])
