@@ -44,8 +44,9 @@ var (
 	// pve-storage's parse_storage_id, case-insensitive.
 	storageIDRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._-]*[A-Za-z0-9]$`)
 	// A Linux interface name (IFNAMSIZ 16 with its NUL) that Proxmox's
-	// pve-bridge-id takes; "." and ".." are refused by the check.
-	ifNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+	// pve-bridge-id takes, not starting with '-' (an option to ip, ifup) or
+	// '.' (".", "..", a hidden file name).
+	ifNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$`)
 	// What an authorized key's comment may hold: a user@host, a name, a date.
 	sshCommentRE = regexp.MustCompile(`^[A-Za-z0-9 @._+=:,/-]*$`)
 )
@@ -98,7 +99,7 @@ var (
 	ruleIP = rule{
 		desc: "an IP address",
 		check: func(s string) string {
-			if _, err := netip.ParseAddr(s); err != nil {
+			if _, ok := addr(s); !ok {
 				return fmt.Sprintf("%q is not an IP address", s)
 			}
 			return ""
@@ -116,7 +117,7 @@ var (
 	ruleSAN = rule{
 		desc: "an IP address or a DNS name (*.name for a wildcard)",
 		check: func(s string) string {
-			if _, err := netip.ParseAddr(s); err != nil && !isDNSName(strings.TrimPrefix(s, "*.")) {
+			if _, ok := addr(s); !ok && !isDNSName(strings.TrimPrefix(s, "*.")) {
 				return fmt.Sprintf("%q is neither an IP address nor a DNS name", s)
 			}
 			return ""
@@ -187,8 +188,8 @@ var (
 		desc:    "a Linux interface name (letters, digits, ._-; at most 15)",
 		pattern: ifNameRE.String(),
 		check: func(s string) string {
-			if !ifNameRE.MatchString(s) || s == "." || s == ".." {
-				return fmt.Sprintf("%q is not a bridge name (letters, digits and ._-, at most 15 characters)", s)
+			if !ifNameRE.MatchString(s) {
+				return fmt.Sprintf("%q is not a bridge name (letters, digits and ._-, not starting with . or -, at most 15 characters)", s)
 			}
 			return ""
 		},

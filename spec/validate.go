@@ -95,9 +95,12 @@ func prefix(s string) (netip.Prefix, bool) {
 	return p, err == nil && p.Masked() == p
 }
 
+// addr parses an IP address. An IPv6 zone (fe80::1%eth0) is refused: it is
+// free text that would reach config files, and no address of a cluster
+// needs one.
 func addr(s string) (netip.Addr, bool) {
 	a, err := netip.ParseAddr(s)
-	return a, err == nil
+	return a, err == nil && a.Zone() == ""
 }
 
 // reserved names the address of p that no host may take that a is, or "".
