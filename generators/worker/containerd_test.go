@@ -67,7 +67,7 @@ func TestContainerdConfigDump(t *testing.T) {
 			got := tomlSections(stdout.Bytes())
 			for _, c := range []struct{ section, key, want string }{
 				{"", "version", "2"},
-				{cri, "sandbox_image", `"registry.k8s.io/pause:3.10"`},
+				{cri, "sandbox_image", `"registry.k8s.io/pause:3.10.1"`},
 				{cri + ".containerd", "default_runtime_name", `"runc"`},
 				{cri + ".containerd.runtimes.runc", "runtime_type", `"io.containerd.runc.v2"`},
 				{cri + ".containerd.runtimes.runc.options", "SystemdCgroup", "true"},
