@@ -35,17 +35,24 @@ into its role:
 
   <out>/<os>-<version>-hardway-<node>_<kubernetes version>_amd64.tar.zst
   <out>/<same>.tar.zst.sha256     (sha256sum -c)
-  <out>/bake-manifest.json        every artifact: path, node, kind, sha256
+  <out>/bake-manifest.json        every artifact: path, node, kind, sha256, size,
+                                  secret (and the secret paths inside)
+
+An artifact that holds a private key or a kubeconfig (every node's but an
+lb's, and a controller's holds the CA key) is written 0600 and marked
+"secret": keep it on storage only root can read. The .sha256 files are 0644.
 
 It first runs generate (so the baked trees are the ones in <dir>/<cluster>/),
 checks every binary against its pin and reads the whole base once to check
-it (systemd, /sbin, os-release), then streams the base into each template:
-no root, no VM, no network. The same inputs give the same bytes: entries
-are sorted, owners numeric, added files dated SOURCE_DATE_EPOCH (else 1970)
-and, with SOURCE_DATE_EPOCH set, base mtimes clamped to it. A template
-follows pct's rules: an
-sbin entry, at least 10 members, nothing below /dev, only user.* and
-security.capability xattrs. Every bake also empties /etc/machine-id and
+it (systemd, /sbin, os-release; a member below a symlink, a hard link to
+nothing earlier, a path twice or a group/world-writable setuid program is
+refused, naming each; device nodes outside /dev are dropped and counted),
+then streams the base into each template: no root, no VM, no network. The
+same inputs give the same bytes: entries are sorted, owners numeric, added
+files dated SOURCE_DATE_EPOCH (else 1970) and, with SOURCE_DATE_EPOCH set,
+base mtimes clamped to it. A template follows pct's rules: an sbin entry, at
+least 10 members, nothing below /dev, only user.* and security.capability
+xattrs. Every bake also empties /etc/machine-id and
 removes the base's SSH host keys (a unit recreates them at first boot).
 
 Without --node or --role it bakes every node of target lxc; with --role,
@@ -68,10 +75,10 @@ give it (cicustom snippets); elsewhere <dir>/<cluster>/nodes/<node>/seed.iso
 attached as a disk or CD-ROM. One image serves every node of the role; its
 disk is the largest diskGiB among them.
 
-a GPT disk of --disk-size (default the node's diskGiB) with an EFI system
+A KVM image is a GPT disk of --disk-size (default the node's diskGiB) with an EFI system
 partition (systemd-boot, the base's /vmlinuz and /initrd.img) and an ext4
-root partition made with mke2fs -d from the same merged tree (device nodes
-and all xattrs kept), under fakeroot: no root, no loop mount, no VM. The
+root partition made with mke2fs -d from the same merged tree (the base's
+device nodes under /dev and all xattrs kept), under fakeroot when not root: no root, no loop mount, no VM. The
 root grows to the disk at boot (systemd-repart, x-systemd.growfs), and
 hardway-ready.service prints "hardway: <node> <roles> ready" on the serial
 console once the role's units are active. The base needs linux-image-amd64,
