@@ -47,6 +47,14 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := doc.Cluster
+	// The generators' own check of every spec string (gen.Check) runs
+	// before anything is written: the cluster name makes the output path,
+	// node names make nodes/<name>, and the PKI's subjects and SANs come
+	// from the spec too. A Go caller that skipped validation is stopped
+	// here as well.
+	if err := gen.Check(c); err != nil {
+		return nil, fmt.Errorf("the spec cannot be written safely: %w", err)
+	}
 	root := filepath.Join(o.Out, c.Metadata.Name)
 	d, err := output.Open(root)
 	if err != nil {

@@ -208,3 +208,41 @@ func TestRemovedNodeBehindSymlink(t *testing.T) {
 		t.Errorf("a file behind the symlink was removed: %v", err)
 	}
 }
+
+// TestHostileSpecWritesNothing: a spec changed in Go after validation (so
+// only the generators' own check stands in the way) with a node name that
+// climbs out of nodes/ and a cluster name that climbs out of the output
+// directory is refused before the first write.
+func TestHostileSpecWritesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*spec.Document)
+	}{
+		{"node name", func(d *spec.Document) { d.Cluster.Spec.Nodes[0].Name = "../../escape" }},
+		{"cluster name", func(d *spec.Document) { d.Cluster.Metadata.Name = "../escape" }},
+		{"storage line", func(d *spec.Document) {
+			d.Cluster.Spec.Proxmox.Storage = "local\nlxc.apparmor.profile: unconfined"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := load(t, seed, "")
+			tc.mutate(doc)
+			parent := t.TempDir()
+			out := filepath.Join(parent, "out")
+			_, err := Run(context.Background(), doc, Options{Out: out})
+			if err == nil || !strings.Contains(err.Error(), "cannot be written safely") {
+				t.Fatalf("Run: %v, want the generators' check to refuse", err)
+			}
+			var left []string
+			filepath.WalkDir(parent, func(p string, _ os.DirEntry, _ error) error {
+				if p != parent {
+					left = append(left, p)
+				}
+				return nil
+			})
+			if len(left) > 0 {
+				t.Errorf("written before the refusal: %v", left)
+			}
+		})
+	}
+}

@@ -149,8 +149,9 @@ func newCerts() *cobra.Command {
 		Use:   "check",
 		Short: "Report every certificate's expiry and whether it matches the spec",
 		Long: `check lists every certificate of the plan with its expiry and state:
-ok, expiring (within 30 days), expired, missing or mismatch (its identity no
-longer matches the spec; generate re-issues it). It changes nothing and exits 1
+ok, expiring (within 30 days), expired, missing, mismatch (its identity no
+longer matches the spec; generate re-issues it) or insecure (its key is
+readable by others than its owner; generate sets it back to 0600). It changes nothing and exits 1
 when any certificate is not ok.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
