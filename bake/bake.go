@@ -126,11 +126,10 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 		layers[i] = append([]rootfs.Layer{rootfs.Sysprep(info), lxcLayer(info, j)}, layers[i]...)
 		warnMissing(cfg.Log, j, info, layers[i])
 	}
-	results, err := runJobs(ctx, cfg, jobs, func(ctx context.Context, i int) ([]Result, error) {
+	return bakeAll(ctx, cfg, KindLXC, jobs, func(ctx context.Context, i int) ([]Result, error) {
 		r, err := bakeLXC(ctx, cfg, jobs[i], layers[i], info)
 		return []Result{r}, err
 	})
-	return results, errors.Join(err, record(cfg.Out, KindLXC, results))
 }
 
 // prepare readies a bake of jobs before anything is written: it checks
@@ -246,6 +245,26 @@ func openBase(name string) (*os.File, os.FileInfo, error) {
 		return nil, nil, fmt.Errorf("base %s: not a regular file", name)
 	}
 	return f, st, nil
+}
+
+// bakeAll bakes the jobs (runJobs) and records what they published in the
+// bake manifest (record), as one writer at work in cfg.Out: the first bake
+// into a directory with no other at work first removes the temporary files
+// and work directories an interrupted bake left there (output.Working).
+func bakeAll(ctx context.Context, cfg Config, kind string, jobs []Job, bakeJob func(context.Context, int) ([]Result, error)) ([]Result, error) {
+	release, swept, err := output.Working(cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if len(swept) > 0 {
+		cfg.Log.Info("removed the temporary files of an interrupted bake", "files", len(swept))
+		for _, p := range swept {
+			cfg.Log.Debug("removed", "file", p)
+		}
+	}
+	results, err := runJobs(ctx, cfg, jobs, bakeJob)
+	return results, errors.Join(err, record(cfg.Out, kind, results))
 }
 
 // runJobs bakes the jobs on cfg.Jobs workers, job i by bakeJob(ctx, i); the

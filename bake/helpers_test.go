@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/hardway-dev/hardway/output"
 	"io"
 	"os"
 	"os/exec"
@@ -251,7 +252,8 @@ func listZstdTar(t testing.TB, file string) ([]*tar.Header, map[string][]byte) {
 	return hs, data
 }
 
-// entries lists a directory's names.
+// entries lists a directory's names, but for the locks of output (the
+// directory's lock files stay; they are not artifacts).
 func entries(t testing.TB, dir string) []string {
 	t.Helper()
 	es, err := os.ReadDir(dir)
@@ -260,6 +262,9 @@ func entries(t testing.TB, dir string) []string {
 	}
 	var out []string
 	for _, e := range es {
+		if e.Name() == output.LockFile || e.Name() == output.BusyFile {
+			continue
+		}
 		out = append(out, e.Name())
 	}
 	return out

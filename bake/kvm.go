@@ -191,10 +191,9 @@ func RunKVM(ctx context.Context, cfg Config, o KVMOptions, jobs []Job) ([]Result
 	if err != nil {
 		return nil, err
 	}
-	results, err := runJobs(ctx, cfg, jobs, func(ctx context.Context, i int) ([]Result, error) {
+	return bakeAll(ctx, cfg, KindKVM, jobs, func(ctx context.Context, i int) ([]Result, error) {
 		return bakeKVM(ctx, cfg, o, jobs[i], layers[i], info)
 	})
-	return results, errors.Join(err, record(cfg.Out, KindKVM, results))
 }
 
 // checkTools reports every program a KVM bake needs and cannot find.

@@ -245,3 +245,41 @@ func removeTree(dir string) error {
 	})
 	return os.RemoveAll(dir)
 }
+
+// BusyFile is the lock that writers holding no run lock (bakes, which may
+// share an output directory) hold shared while they work in it.
+const BusyFile = ".hardway-busy.lock"
+
+// Working marks dir as having a writer of ours at work until release is
+// called: it holds BusyFile shared, so any number of writers work side by
+// side. A writer that finds no other at work (it gets the lock exclusively)
+// first sweeps the temporary files an interrupted writer left below dir
+// (see Sweep) and returns their paths; one that finds others at work sweeps
+// nothing, since their temporary files are not leftovers.
+func Working(dir string) (release func(), swept []string, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	path := filepath.Join(dir, BusyFile)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return nil, nil, err
+	}
+	fd := int(f.Fd())
+	if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+		swept, err = Sweep(dir)
+		if err != nil {
+			unlock(f)
+			return nil, nil, fmt.Errorf("sweep %s: %w", dir, err)
+		}
+	} else if !errors.Is(err, syscall.EWOULDBLOCK) {
+		f.Close()
+		return nil, nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	// Shared from here on (a conversion, or waiting out a sweep in progress).
+	if err := syscall.Flock(fd, syscall.LOCK_SH); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { unlock(f) }, swept, nil
+}

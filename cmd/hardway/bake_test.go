@@ -148,8 +148,11 @@ func TestBakeInterrupt(t *testing.T) {
 	if len(partial) == 0 {
 		t.Errorf("no temporary file while baking (the bake ended too soon to test?):\n%s", log.String())
 	}
-	if left, _ := os.ReadDir(out); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(out, "*")); len(left) != 0 {
 		t.Errorf("left behind after Ctrl-C: %v\n%s", left, log.String())
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(out, ".*.tmp-*")); len(tmp) != 0 {
+		t.Errorf("temporary files left behind after Ctrl-C: %v\n%s", tmp, log.String())
 	}
 	if !strings.Contains(log.String(), "context canceled") {
 		t.Errorf("log does not say it was cancelled:\n%s", log.String())
