@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"github.com/hardway-dev/hardway/output"
 	"io"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/hardway-dev/hardway/generate"
 	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/spec"
 )
 
