@@ -177,7 +177,9 @@ func isPrefix(s string) bool {
 }
 
 // isDNSName reports whether s is labels of letters, digits and inner '-'
-// joined by dots, at most 253 characters.
+// joined by dots, at most 253 characters. spec/rules.go has the same rule;
+// it is written again here on purpose: this check is the line of defence
+// that holds when validation's rules are wrong, so it shares none of them.
 func isDNSName(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false
