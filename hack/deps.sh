@@ -3,14 +3,58 @@
 # Runs as root (CI); as another user it only reports what is missing.
 set -euo pipefail
 
-# hack/deps.list names each package and the commands our code runs from it.
-PKGS=()
-while IFS= read -r line; do
-  line=${line%%#*}
-  pkg=${line%%:*}
-  pkg=${pkg//[[:space:]]/}
-  [ -n "$pkg" ] && PKGS+=("$pkg")
-done < "$(dirname "${BASH_SOURCE[0]}")/deps.list"
+# One package a line. The brackets name the commands our code looks up or
+# runs from it: hack/depcheck's test holds every command the Go code of this
+# repository looks up (exec.Command, exec.LookPath, and our helpers such as
+# need(t, ...) and commontest.Tool) against them and hack/tools.sh's pinned
+# tools, and checks on an installed machine that the package ships each one.
+# A command added to a test without its package fails the quick loop.
+PKGS=(
+  openssl                     # [openssl] openssl verify of every issued certificate
+  systemd                     # [systemd-analyze systemd-tmpfiles] systemd-analyze verify of generated units; the /dev/kmsg tmpfiles link
+  systemd-container           # [systemd-nspawn] booting baked templates
+  cloud-init                  # [cloud-init] cloud-init schema of generated user-data, its write_files module
+  haproxy                     # [haproxy] haproxy -c, and HAProxy through the VIP
+  keepalived                  # [keepalived] keepalived -t of lb configs
+  openssh-server              # [sshd] sshd -t of the bastion config; the Packer SSH provisioner test's server
+  openssh-client              # [ssh-keygen] host and client keys of the SSH tests
+  sudo                        # [sudo] the Packer SSH provisioner test logs in as a user allowed sudo
+  passwd                      # [useradd userdel] that user, made and removed by the test
+  shellcheck                  # [shellcheck] create-nodes.sh
+  xorriso                     # [xorriso] reads the generated seed.iso
+  genisoimage                 # [isoinfo] a second reader of seed.iso
+  chrony                      # [chronyd] chronyd -p of the chrony drop-ins
+  ifupdown                    # [ifquery] ifquery of the Proxmox host's bridge stanza
+  curl                        # [curl] HAProxy through the VIP
+  procps                      # [sysctl] sysctl -p of generated sysctls
+  containerd                  # [containerd ctr] containerd config dump, image import
+  runc                        # the runtime containerd runs in the worker boot test
+  libseccomp-dev              # hack/tools.sh runc: cgo with libseccomp (seccomp tag), linked statically
+  pkg-config                  # hack/tools.sh runc finds libseccomp with it (the command comes from pkgconf)
+  containernetworking-plugins # the real CNI bridge plugin (run by path)
+  iptables                    # [iptables] kube-proxy's rules in the worker tests
+  debootstrap                 # hack/base.sh: the base rootfs
+  zstd                        # [zstd] base tarballs, templates
+  bzip2                       # [bzip2] compressed bases in the rootfs tests
+  xz-utils                    # compressed bases in the rootfs tests
+  fakeroot                    # [fakeroot] KVM bakes as a user other than root
+  dosfstools                  # [mkfs.vfat] the ESP of KVM images
+  mtools                      # [mcopy mdir mmd mtype] writes and reads the ESP without a mount
+  qemu-utils                  # [qemu-img] qcow2 images
+  qemu-system-x86             # [qemu-system-x86_64] booting KVM images (TCG)
+  ovmf                        # their UEFI firmware
+  e2fsprogs                   # [mke2fs debugfs dumpe2fs e2fsck] the ext4 root of KVM images
+  fdisk                       # [sfdisk] reads the GPT of KVM images
+  util-linux                  # [unshare setpriv blkid nsenter] private mount namespaces, dropping privileges, reads seed.iso; tools/images' pause test joins its PID namespace
+  mount                       # [mount umount] mounts in the boot tests
+  iproute2                    # [ip] network namespaces, veths, bridges
+  libc-bin                    # [getent] user look-ups in the SSH test
+  coreutils                   # [cat chown cp env nproc seq sha256sum timeout] used by tests and benchmarks
+  tar                         # [tar] pct's extraction flags, overlay.tar
+  bash                        # [bash] scripts under test
+  dash                        # [sh] /bin/sh scripts under test
+  time                        # /usr/bin/time -v in the benchmarks
+)
 
 missing=()
 for p in "${PKGS[@]}"; do

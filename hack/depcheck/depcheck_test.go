@@ -1,7 +1,6 @@
 package depcheck
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,29 +15,32 @@ const root = "../.."
 // given are commands every machine that builds hardway has: the Go toolchain.
 var given = map[string]bool{"go": true}
 
-// readDepsList parses hack/deps.list: package -> the commands listed for it.
-func readDepsList(t *testing.T) map[string][]string {
+// readDeps parses hack/deps.sh's PKGS list: package -> the commands in the
+// brackets of its line's comment ("  openssl  # [openssl] why").
+func readDeps(t *testing.T) map[string][]string {
 	t.Helper()
-	f, err := os.Open(filepath.Join(root, "hack/deps.list"))
+	data, err := os.ReadFile(filepath.Join(root, "hack/deps.sh"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	pkgs := map[string][]string{}
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line, _, _ := strings.Cut(sc.Text(), "#")
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		pkg, cmds, ok := strings.Cut(line, ":")
-		if !ok {
-			t.Fatalf("hack/deps.list:%d: want \"package: commands\", got %q", n, sc.Text())
-		}
-		pkgs[strings.TrimSpace(pkg)] = strings.Fields(cmds)
+	_, list, ok := strings.Cut(string(data), "\nPKGS=(\n")
+	list, _, closed := strings.Cut(list, "\n)\n")
+	if !ok || !closed {
+		t.Fatal("hack/deps.sh: no PKGS=( ... ) list, one package a line")
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+	pkgs := map[string][]string{}
+	for _, line := range strings.Split(list, "\n") {
+		pkg, comment, _ := strings.Cut(line, "#")
+		fields := strings.Fields(pkg)
+		if len(fields) != 1 {
+			t.Fatalf("hack/deps.sh: want one package a line in PKGS, got %q", line)
+		}
+		var cmds []string
+		if c, ok := strings.CutPrefix(strings.TrimSpace(comment), "["); ok {
+			c, _, _ = strings.Cut(c, "]")
+			cmds = strings.Fields(c)
+		}
+		pkgs[fields[0]] = cmds
 	}
 	return pkgs
 }
@@ -124,8 +126,8 @@ func scan(t *testing.T) []Use {
 // builds.
 func TestEveryLookedUpCommandIsInstalled(t *testing.T) {
 	uses := scan(t)
-	if miss := unprovided(uses, readDepsList(t), pinnedTools(t)); len(miss) > 0 {
-		t.Fatalf("commands looked up by the code but installed by nothing (add the Debian package and the command to hack/deps.list, or build it in hack/tools.sh):\n  %s", strings.Join(miss, "\n  "))
+	if miss := unprovided(uses, readDeps(t), pinnedTools(t)); len(miss) > 0 {
+		t.Fatalf("commands looked up by the code but installed by nothing (add the Debian package and the command to hack/deps.sh, or build it in hack/tools.sh):\n  %s", strings.Join(miss, "\n  "))
 	}
 	cmds := map[string]bool{}
 	for _, u := range uses {
@@ -138,7 +140,7 @@ func TestEveryLookedUpCommandIsInstalled(t *testing.T) {
 // the check must then name every command only that package provided.
 func TestGuardFailsWithoutAPackage(t *testing.T) {
 	uses := scan(t)
-	pkgs, pinned := readDepsList(t), pinnedTools(t)
+	pkgs, pinned := readDeps(t), pinnedTools(t)
 	used := map[string]bool{}
 	for _, u := range uses {
 		used[u.Command] = true
@@ -164,7 +166,7 @@ func TestGuardFailsWithoutAPackage(t *testing.T) {
 		miss := strings.Join(unprovided(uses, without, pinned), "\n")
 		for _, c := range only {
 			if !strings.Contains(miss, c+" (") {
-				t.Errorf("without %s in hack/deps.list the check does not name %s", pkg, c)
+				t.Errorf("without %s in hack/deps.sh the check does not name %s", pkg, c)
 			}
 		}
 	}
@@ -185,16 +187,16 @@ func providers(pkgs map[string][]string, cmd string) int {
 	return n
 }
 
-// TestDepsListMatchesPackages checks hack/deps.list against dpkg's own file
+// TestDepsMatchPackages checks hack/deps.sh's list against dpkg's own file
 // lists: each command is really shipped by the package it is listed under
 // (directly, or as a Debian alternative the package registers). A package
 // that is not installed is an error in the full suite (make test ran
 // hack/deps.sh first) and skipped in -short.
-func TestDepsListMatchesPackages(t *testing.T) {
+func TestDepsMatchPackages(t *testing.T) {
 	if _, err := os.Stat("/var/lib/dpkg/info"); err != nil {
 		t.Skip("not a Debian machine: no dpkg database")
 	}
-	pkgs := readDepsList(t)
+	pkgs := readDeps(t)
 	names := make([]string, 0, len(pkgs))
 	for p := range pkgs {
 		names = append(names, p)
@@ -209,7 +211,7 @@ func TestDepsListMatchesPackages(t *testing.T) {
 		}
 		for _, c := range pkgs[pkg] {
 			if !ships(files, c) {
-				t.Errorf("hack/deps.list: %s does not ship %s (dpkg -L %s)", pkg, c, pkg)
+				t.Errorf("hack/deps.sh: %s does not ship %s (dpkg -L %s)", pkg, c, pkg)
 			}
 		}
 	}

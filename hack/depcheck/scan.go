@@ -1,5 +1,5 @@
 // Package depcheck finds every external command hardway's code and tests look
-// up or run, so that a test can hold it against what hack/deps.list installs
+// up or run, so that a test can hold it against what hack/deps.sh installs
 // and what hack/tools.sh builds: a command added without its package fails the
 // quick loop on any machine, not only on a fresh one.
 package depcheck
