@@ -85,8 +85,15 @@ func testSpec(t testing.TB, mode string, bins map[string]string, extra map[strin
 	if len(names) == 0 {
 		b.WriteString("      {}\n")
 	}
+	return loadSpecIn(t, dir, fmt.Appendf(nil, clusterYAML, strings.TrimRight(b.String(), "\n")))
+}
+
+// loadSpecIn writes data as dir/cluster.yaml (its binaries.dir is relative
+// to dir), loads and validates it.
+func loadSpecIn(t testing.TB, dir string, data []byte) *spec.Document {
+	t.Helper()
 	file := filepath.Join(dir, "cluster.yaml")
-	if err := os.WriteFile(file, fmt.Appendf(nil, clusterYAML, strings.TrimRight(b.String(), "\n")), 0o644); err != nil {
+	if err := os.WriteFile(file, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	doc, err := spec.LoadFile(file)

@@ -19,18 +19,7 @@ import (
 // loadSpec writes data as a spec in a temporary directory and loads it.
 func loadSpec(t *testing.T, data string) *spec.Document {
 	t.Helper()
-	file := filepath.Join(t.TempDir(), "cluster.yaml")
-	if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	doc, err := spec.LoadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if is := doc.Validate(spec.Options{}).Errors(); len(is) > 0 {
-		t.Fatalf("spec: %v", is)
-	}
-	return doc
+	return loadSpecIn(t, t.TempDir(), []byte(data))
 }
 
 // treeSecrets are the paths of the secrets in node's tree.

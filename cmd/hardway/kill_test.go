@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -191,32 +190,12 @@ func inspect(t *testing.T, dir string) state {
 			s.keyOnly = append(s.keyOnly, ca)
 		}
 	}
-	data, err := os.ReadFile(filepath.Join(dir, output.ManifestFile))
-	if err != nil {
+	entries, ok := readManifest(t, dir)
+	if !ok {
 		return s // killed before its first manifest
 	}
-	var m struct {
-		Artifacts []struct{ Path, SHA256, Mode string }
-	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatalf("manifest.json: %v", err)
-	}
-	for _, a := range m.Artifacts {
-		p := filepath.Join(dir, a.Path)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			s.stale++
-			continue
-		}
-		var content []byte
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			target, _ := os.Readlink(p)
-			content = []byte(target)
-		} else {
-			content, _ = os.ReadFile(p)
-		}
-		sum := sha256.Sum256(content)
-		if hex.EncodeToString(sum[:]) != a.SHA256 || (a.Mode != "" && a.Mode != modeName(fi.Mode())) {
+	for _, a := range entries {
+		if differs(dir, a) != "" {
 			s.stale++
 		}
 	}

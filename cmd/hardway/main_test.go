@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,27 +124,16 @@ func TestGenerateIdempotent(t *testing.T) {
 // every file of the cluster directory is listed.
 func checkManifest(t *testing.T, dir string) {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m struct {
-		Artifacts []struct{ Path, Node, Kind, SHA256 string }
-	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
+	entries, ok := readManifest(t, dir)
+	if !ok {
+		t.Fatalf("%s: no manifest.json", dir)
 	}
 	files := tree(t, dir)
 	listed := map[string]bool{}
-	for _, a := range m.Artifacts {
+	for _, a := range entries {
 		listed[a.Path] = true
-		fi, err := os.Lstat(filepath.Join(dir, a.Path))
-		if err != nil {
-			t.Errorf("manifest lists missing %s", a.Path)
-			continue
-		}
-		if fi.Mode().IsRegular() && files[a.Path].sum != a.SHA256 {
-			t.Errorf("%s: manifest sha256 %s, file has %s", a.Path, a.SHA256, files[a.Path].sum)
+		if why := differs(dir, a); why != "" {
+			t.Errorf("%s: %s", a.Path, why)
 		}
 		if a.Kind == "" {
 			t.Errorf("%s has no kind", a.Path)
@@ -154,6 +144,49 @@ func checkManifest(t *testing.T, dir string) {
 			t.Errorf("%s is not in the manifest", p)
 		}
 	}
+}
+
+// manifestEntry is a line of manifest.json, as these tests read it.
+type manifestEntry struct{ Path, Node, Kind, SHA256, Mode string }
+
+// readManifest reads dir's manifest.json; ok is false when there is none.
+func readManifest(t *testing.T, dir string) ([]manifestEntry, bool) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		return nil, false
+	}
+	var m struct{ Artifacts []manifestEntry }
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatalf("manifest.json: %v", err)
+	}
+	return m.Artifacts, true
+}
+
+// differs says how the file of a manifest entry differs from the entry: ""
+// when it is on disk with that sha256 (of its bytes, or of a symlink's
+// target) and, when the entry has one, that mode.
+func differs(dir string, a manifestEntry) string {
+	p := filepath.Join(dir, a.Path)
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return "listed in the manifest, missing on disk"
+	}
+	var content []byte
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		target, _ := os.Readlink(p)
+		content = []byte(target)
+	} else {
+		content, _ = os.ReadFile(p)
+	}
+	sum := sha256.Sum256(content)
+	if got := hex.EncodeToString(sum[:]); got != a.SHA256 {
+		return fmt.Sprintf("manifest sha256 %s, file has %s", a.SHA256, got)
+	}
+	if a.Mode != "" && a.Mode != modeName(fi.Mode()) {
+		return fmt.Sprintf("manifest mode %s, file has %s", a.Mode, modeName(fi.Mode()))
+	}
+	return ""
 }
 
 // TestKubeconfigs loads every kubeconfig with client-go and checks server
