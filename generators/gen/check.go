@@ -27,7 +27,7 @@ import (
 // The errors name the field: "spec.proxmox.bridge: ...".
 func Check(c *spec.Cluster) error {
 	var errs []error
-	walk(reflect.ValueOf(c).Elem(), "", "", "", func(path, pattern, enum, s string) {
+	walk(reflect.ValueOf(c).Elem(), "", "", nil, func(path, pattern string, enum []string, s string) {
 		if err := checkString(pattern, enum, s); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q %w", path, s, err))
 		}
@@ -96,8 +96,8 @@ var checkRules = map[string]checkRule{
 func IsWord(s string) bool { return wordRE.MatchString(s) }
 
 // checkString checks one string of the spec; pattern is its path with "[]"
-// for indexes, enum its field's allowed values ("" if none).
-func checkString(pattern, enum, s string) error {
+// for indexes, enum its field's allowed values (none if nil).
+func checkString(pattern string, enum []string, s string) error {
 	if !utf8.ValidString(s) {
 		return errors.New("is not UTF-8 text")
 	}
@@ -106,8 +106,8 @@ func checkString(pattern, enum, s string) error {
 			return fmt.Errorf("holds the control character %U: no generated file may take it", r)
 		}
 	}
-	if enum != "" && s != "" && !slices.Contains(strings.Split(enum, "|"), s) {
-		return fmt.Errorf("is not one of %s", strings.ReplaceAll(enum, "|", ", "))
+	if len(enum) > 0 && s != "" && !slices.Contains(enum, s) {
+		return fmt.Errorf("is not one of %s", strings.Join(enum, ", "))
 	}
 	if r, ok := checkRules[pattern]; ok && !r.ok(s) {
 		return fmt.Errorf("is not %s: hardway writes it where it cannot be quoted", r.what)
@@ -118,7 +118,7 @@ func checkString(pattern, enum, s string) error {
 // walk calls visit for every string in v (structs by their YAML keys, then
 // slices, arrays and maps in order), with its path, its pattern and the
 // enum of the field it belongs to.
-func walk(v reflect.Value, path, pattern, enum string, visit func(path, pattern, enum, s string)) {
+func walk(v reflect.Value, path, pattern string, enum []string, visit func(path, pattern string, enum []string, s string)) {
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if !v.IsNil() {
@@ -127,19 +127,14 @@ func walk(v reflect.Value, path, pattern, enum string, visit func(path, pattern,
 	case reflect.String:
 		visit(path, pattern, enum, v.String())
 	case reflect.Struct:
-		for i := range v.NumField() {
-			f := v.Type().Field(i)
-			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if !f.IsExported() || key == "-" {
-				continue
-			}
-			if key == "" {
-				key = f.Name
-			}
+		// Every field of the spec has a YAML key (spec.Fields); the
+		// spec's types hold nothing else.
+		for _, f := range spec.Fields(v.Type()) {
+			key := f.Key
 			if path != "" {
 				key = "." + key
 			}
-			walk(v.Field(i), path+key, pattern+key, enumOf(f.Tag), visit)
+			walk(v.Field(f.Index), path+key, pattern+key, f.Enum, visit)
 		}
 	case reflect.Slice, reflect.Array:
 		for i := range v.Len() {
@@ -150,20 +145,10 @@ func walk(v reflect.Value, path, pattern, enum string, visit func(path, pattern,
 		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
 		for _, k := range keys {
 			p := path + "[" + strconv.Quote(fmt.Sprint(k)) + "]"
-			walk(k, p, pattern+"[key]", "", visit)
+			walk(k, p, pattern+"[key]", nil, visit)
 			walk(v.MapIndex(k), p, pattern+"[]", enum, visit)
 		}
 	}
-}
-
-// enumOf returns the allowed values of a field tagged hw:"enum=a|b", else "".
-func enumOf(tag reflect.StructTag) string {
-	for _, opt := range strings.Split(tag.Get("hw"), ",") {
-		if e, ok := strings.CutPrefix(opt, "enum="); ok {
-			return e
-		}
-	}
-	return ""
 }
 
 func isAddr(s string) bool {

@@ -33,7 +33,7 @@ func TestCheckExamples(t *testing.T) {
 		if err := Check(c); err != nil {
 			t.Errorf("%s: %v", ex, err)
 		}
-		walk(reflect.ValueOf(c).Elem(), "", "", "", func(_, pattern, _, _ string) { used[pattern] = true })
+		walk(reflect.ValueOf(c).Elem(), "", "", nil, func(_, pattern string, _ []string, _ string) { used[pattern] = true })
 	}
 	for p := range checkRules {
 		if !used[p] {
