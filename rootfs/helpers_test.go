@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"io"
-	"sort"
 	"testing"
 	"time"
 
@@ -147,13 +146,4 @@ func merge(t testing.TB, base []byte, o Options, layers func(*BaseInfo) []Layer)
 		t.Fatalf("merge: %v", err)
 	}
 	return out.Bytes(), st
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
