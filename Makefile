@@ -33,7 +33,7 @@ tools:
 ## runtime: a worker's pinned runtime (containerd v2, runc, the CNI plugins, crictl),
 ## built from the module proxy like the tools, linked into bin/runtime
 RUNTIMEBIN := $(CURDIR)/bin/runtime
-runtime:
+runtime: deps
 	@mkdir -p $(RUNTIMEBIN)
 	@for d in $$(hack/tools.sh runtime); do ln -sf $$d/* $(RUNTIMEBIN)/; done
 	@ls $(RUNTIMEBIN)

@@ -29,6 +29,7 @@ PKGS=(
   procps                      # [sysctl] sysctl -p of generated sysctls
   containerd                  # [containerd ctr] containerd config dump, image import
   runc                        # the runtime containerd runs in the worker boot test
+  gcc                         # hack/tools.sh runc: cgo (the Go toolchain runs it)
   libseccomp-dev              # hack/tools.sh runc: cgo with libseccomp (seccomp tag), linked statically
   pkg-config                  # hack/tools.sh runc finds libseccomp with it (the command comes from pkgconf)
   containernetworking-plugins # the real CNI bridge plugin (run by path)
