@@ -35,8 +35,15 @@ func Check(c *spec.Cluster) error {
 	return errors.Join(errs...)
 }
 
-// Check checks x's spec (see the function Check).
-func (x *Context) Check() error { return Check(x.C) }
+// Check checks x's spec (see the function Check), once per Context: every
+// generator and emitter calls it before it writes, and the spec of a
+// Context does not change once it is in use (a run makes one Context and
+// then a tree per node; checking the whole spec per node would make a run
+// quadratic in the nodes).
+func (x *Context) Check() error {
+	x.checked.Do(func() { x.checkErr = Check(x.C) })
+	return x.checkErr
+}
 
 // checkRule is what a field must hold.
 type checkRule struct {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"path"
+	"sync"
 
 	"github.com/hardway-dev/hardway/kubeconfig"
 	"github.com/hardway-dev/hardway/pki"
@@ -33,6 +34,9 @@ type Context struct {
 	C        *spec.Cluster
 	PKI      *pki.Bundle
 	PodCIDRs map[string]netip.Prefix // worker name → pinned pod CIDR
+
+	checked  sync.Once // Check's result, computed once
+	checkErr error
 }
 
 // New builds a Context.
