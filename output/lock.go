@@ -111,18 +111,11 @@ func (d *Dir) Lock(wait func(string), skip ...string) (func(), []string, error) 
 			}
 		}
 	} else {
-		var err error
-		if len(state) > len(dirtyMark) {
-			err = f.Truncate(int64(len(dirtyMark)))
-		}
-		if err == nil {
-			_, err = f.WriteAt([]byte(dirtyMark), 0)
-		}
-		if err != nil {
+		r.off = int64(len(state))
+		if err := r.mark(dirtyMark); err != nil {
 			unlock(f)
-			return nil, nil, fmt.Errorf("%s: %w", f.Name(), err)
+			return nil, nil, err
 		}
-		r.off = int64(len(dirtyMark))
 	}
 	d.run = r
 	return func() {
@@ -157,19 +150,28 @@ func (d *Dir) finished() error {
 	if d.run == nil {
 		return nil
 	}
-	f := d.run.f
+	if err := d.run.mark(cleanMark); err != nil {
+		return err
+	}
+	d.run.pending = nil
+	clear(d.run.logged)
+	return nil
+}
+
+// mark makes the lock file hold mark alone (cleanMark or dirtyMark), with
+// no journal after it.
+func (r *run) mark(mark string) error {
 	var err error
-	if d.run.off > int64(len(cleanMark)) {
-		err = f.Truncate(int64(len(cleanMark)))
+	if r.off > int64(len(mark)) {
+		err = r.f.Truncate(int64(len(mark)))
 	}
 	if err == nil {
-		_, err = f.WriteAt([]byte(cleanMark), 0)
+		_, err = r.f.WriteAt([]byte(mark), 0)
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w", f.Name(), err)
+		return fmt.Errorf("%s: %w", r.f.Name(), err)
 	}
-	d.run.off, d.run.pending = int64(len(cleanMark)), nil
-	clear(d.run.logged)
+	r.off = int64(len(mark))
 	return nil
 }
 
