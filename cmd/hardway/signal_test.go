@@ -3,57 +3,53 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hardway-dev/hardway/output"
 )
 
 // TestSIGTERMStopsABlockedCommand: a command blocked where no context
-// reaches it (here validate opening a pinned "binary" that is a FIFO nobody
-// writes, which blocks in open(2)) still ends promptly on SIGTERM, with
-// 128+15, as a pipeline's timeout expects.
+// reaches it still ends promptly on SIGTERM, with 128+15, as a pipeline's
+// timeout expects. Here generate waits in flock(2) for the lock of an
+// output directory that this test holds, as it would behind another run.
 func TestSIGTERMStopsABlockedCommand(t *testing.T) {
-	dir := t.TempDir()
-	data, err := os.ReadFile(seed)
+	out := t.TempDir()
+	unlock, err := output.Lock(filepath.Join(out, "kublxc"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pinned := strings.Replace(string(data), "    dir: artifacts\n",
-		"    dir: artifacts\n    sha256:\n      etcd: \""+strings.Repeat("0", 64)+"\"\n", 1)
-	if pinned == string(data) {
-		t.Fatal("the seed example has no binaries.dir line to pin under")
-	}
-	spec := filepath.Join(dir, "cluster.yaml")
-	if err := os.WriteFile(spec, []byte(pinned), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "artifacts"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(filepath.Join(dir, "artifacts", "etcd"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	defer unlock()
 
-	cmd := exec.Command(binary, "validate", "-f", spec)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd := exec.Command(binary, "generate", "-f", seed, "-o", out)
+	var log syncBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	// Until it says it waits for the lock (or a deadline: then the test fails below).
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(log.String(), "waiting for it to finish") {
+			break
+		}
+	}
 	select {
 	case err := <-done:
-		// A validate that refuses the FIFO up front is fine too: it did
-		// not block. Then there is nothing to interrupt.
-		t.Logf("validate ended before the signal (%v): %s", err, out.String())
-		return
-	case <-time.After(500 * time.Millisecond):
+		t.Fatalf("generate ended while another run held the lock (%v):\n%s", err, log.String())
+	default:
+	}
+	if !strings.Contains(log.String(), "waiting for it to finish") {
+		t.Fatalf("generate does not say it waits for the lock:\n%s", log.String())
 	}
 	sent := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -63,24 +59,36 @@ func TestSIGTERMStopsABlockedCommand(t *testing.T) {
 	case err := <-done:
 		took := time.Since(sent)
 		var ee *exec.ExitError
-		if err == nil || !asExit(err, &ee) || ee.ExitCode() != 143 {
-			t.Fatalf("after SIGTERM: %v, want exit status 143; output:\n%s", err, out.String())
+		if !errors.As(err, &ee) || ee.ExitCode() != 143 {
+			t.Fatalf("after SIGTERM: %v, want exit status 143; output:\n%s", err, log.String())
 		}
 		if took > quickGrace+time.Second {
 			t.Errorf("stopped %s after SIGTERM, want within %s", took, quickGrace+time.Second)
 		}
-		t.Logf("stopped %s after SIGTERM: %s", took.Round(time.Millisecond), strings.TrimSpace(out.String()))
+		t.Logf("stopped %s after SIGTERM", took.Round(time.Millisecond))
 	case <-time.After(10 * time.Second):
 		cmd.Process.Kill()
 		<-done
-		t.Fatalf("still running 10s after SIGTERM; output:\n%s", out.String())
+		t.Fatalf("still running 10s after SIGTERM; output:\n%s", log.String())
 	}
 }
 
-func asExit(err error, ee **exec.ExitError) bool {
-	e, ok := err.(*exec.ExitError)
-	*ee = e
-	return ok
+// syncBuffer is a bytes.Buffer that a command writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestStopOnSignal drives the handler with a fake exit: the first signal
