@@ -255,6 +255,10 @@ func nextWord(s string, env map[string]string) (string, string, error) {
 			}
 			b.WriteByte('%')
 			i += 2
+		case ch == '$' && env != nil && strings.HasPrefix(s[i:], "$$"):
+			// "$$" is a literal "$" (systemd.service(5), Command lines).
+			b.WriteByte('$')
+			i += 2
 		case ch == '$' && env != nil && strings.HasPrefix(s[i:], "${"):
 			end := strings.IndexByte(s[i:], '}')
 			if end < 0 {

@@ -82,6 +82,7 @@ func TestSplitCommand(t *testing.T) {
 		{`/bin/echo --x="a b"c`, []string{"/bin/echo", "--x=a bc"}, ""},
 		{`/bin/echo 100%% $OPTS --dir=${DIR}/data "$OPTS"`, []string{"/bin/echo", "100%", "--a", "--b", "--dir=/var/lib/x/data", "$OPTS"}, ""},
 		{`+/bin/echo $UNSET end`, []string{"/bin/echo", "end"}, "+"},
+		{`/bin/echo price=$$5 "a$$b" $${DIR}`, []string{"/bin/echo", "price=$5", "a$b", "${DIR}"}, ""},
 	}
 	for _, tt := range tests {
 		c, err := SplitCommand(tt.in, env)

@@ -65,8 +65,8 @@ func stub(t testing.TB, root, p string) {
 
 // ExecLines returns the Exec*= command lines of a unit as argv, keyed by
 // setting, split as systemd splits them (verify.SplitCommand: quotes, C
-// escapes, "%%"), with "$$" read as the "$" systemd passes, and any prefix
-// ("-", "@", ...) left on the executable.
+// escapes, "%%", "$$"), and any prefix ("-", "@", ...) left on the
+// executable.
 func ExecLines(t testing.TB, unit []byte) map[string][][]string {
 	t.Helper()
 	out := map[string][][]string{}
@@ -82,9 +82,6 @@ func ExecLines(t testing.TB, unit []byte) map[string][][]string {
 			}
 			argv := slices.Clone(c.Argv)
 			argv[0] = c.Prefixes + argv[0]
-			for i := range argv {
-				argv[i] = strings.ReplaceAll(argv[i], "$$", "$")
-			}
 			out[key] = append(out[key], argv)
 		}
 	}
