@@ -39,7 +39,7 @@ runtime: deps
 	@ls $(RUNTIMEBIN)
 
 ## images: OCI image archives built from source (tools/images; no registry, no daemon):
-## registry.k8s.io/pause:3.10.1, registry.k8s.io/coredns/coredns:v1.12.1 and hardway.dev/smoke:v0.1.0,
+## registry.k8s.io/pause:3.10.1, registry.k8s.io/coredns/coredns:v1.12.1 and hardway.dev/smoke:v0.2.0,
 ## cached under ~/.cache/hardway/images; prints their absolute paths, one per line
 images:
 	@bin=$$(hack/tools.sh coredns) && cd tools/images && GOWORK=off $(GO) run ./cmd/mkimages -coredns "$$bin/coredns"

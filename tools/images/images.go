@@ -72,7 +72,7 @@ var Catalog = []Image{
 		},
 	},
 	{
-		Name: "smoke", Repo: "hardway.dev/smoke", Tag: "v0.1.0",
+		Name: "smoke", Repo: "hardway.dev/smoke", Tag: "v0.2.0",
 		Program: goProgram("./cmd/smoke"), Path: "/smoke",
 		User:  "65532:65532",
 		Ports: []string{"8080/tcp"},

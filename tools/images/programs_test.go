@@ -144,6 +144,23 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("/ = %+v, want %+v", got, want)
 	}
 
+	// The client commands the cluster checks run with kubectl exec.
+	if out, err := exec.Command(bin, "get", base+"/healthz").CombinedOutput(); err != nil || string(out) != "ok\n" {
+		t.Errorf("smoke get %s/healthz: %q, %v; want ok", base, out, err)
+	}
+	if out, err := exec.Command(bin, "get", base+"/nothing").CombinedOutput(); err == nil {
+		t.Errorf("smoke get of a 404 exited 0: %q", out)
+	}
+	if out, err := exec.Command(bin, "lookup", "localhost").CombinedOutput(); err != nil || !strings.Contains(string(out), "127.0.0.1") {
+		t.Errorf("smoke lookup localhost: %q, %v; want 127.0.0.1 (from /etc/hosts)", out, err)
+	}
+	if out, err := exec.Command(bin, "lookup", "no-such-name.invalid").CombinedOutput(); err == nil {
+		t.Errorf("smoke lookup of an .invalid name exited 0: %q", out)
+	}
+	if out, err := exec.Command(bin, "frobnicate").CombinedOutput(); err == nil {
+		t.Errorf("smoke with an unknown command exited 0: %q", out)
+	}
+
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

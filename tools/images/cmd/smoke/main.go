@@ -6,6 +6,15 @@
 //
 // Environment: POD_NAME, POD_NAMESPACE, NODE_NAME, POD_IP; LISTEN (default
 // ":8080") is the address to serve on.
+//
+// Two client commands are what the smoke tests run inside a pod with
+// `kubectl exec` (the image has no shell and no other tool):
+//
+//	smoke get URL       GET URL with a 10 s timeout; prints the body, exits 1
+//	                    unless the status is 200
+//	smoke lookup NAME   resolves NAME with the pod's /etc/resolv.conf (Go's
+//	                    own resolver: nameserver, search, ndots); prints one
+//	                    address a line, exits 1 if there is none
 package main
 
 import (
@@ -13,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -35,9 +45,8 @@ type Identity struct {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "-v" {
-		fmt.Printf("smoke %s\n", version)
-		return
+	if len(os.Args) > 1 {
+		os.Exit(client(os.Args[1:]))
 	}
 	log.SetFlags(log.LstdFlags | log.LUTC)
 	log.SetOutput(os.Stdout)
@@ -45,6 +54,62 @@ func main() {
 		log.Printf("smoke: %v", err)
 		os.Exit(1)
 	}
+}
+
+// client runs a client command and returns the exit status.
+func client(args []string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var err error
+	switch {
+	case args[0] == "-v" && len(args) == 1:
+		fmt.Printf("smoke %s\n", version)
+	case args[0] == "get" && len(args) == 2:
+		err = getURL(ctx, args[1])
+	case args[0] == "lookup" && len(args) == 2:
+		err = lookup(ctx, args[1])
+	default:
+		fmt.Fprintln(os.Stderr, "usage: smoke [-v | get URL | lookup NAME]")
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "smoke %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+// getURL prints the body of a GET of url, which must answer 200.
+func getURL(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+// lookup prints the addresses of name, resolved as the pod resolves it.
+func lookup(ctx context.Context, name string) error {
+	r := &net.Resolver{PreferGo: true}
+	addrs, err := r.LookupHost(ctx, name)
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		fmt.Println(a)
+	}
+	return nil
 }
 
 func run() error {
