@@ -164,15 +164,11 @@ func LoadFile(path string) (*Document, error) {
 	} else if !os.SameFile(fi, fi2) {
 		return nil, fmt.Errorf("%s changed while being opened", path)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxSpecBytes+1))
-	if err != nil {
-		return nil, err
-	}
 	dir := "."
 	if i := strings.LastIndexByte(path, '/'); i >= 0 {
 		dir = path[:i]
 	}
-	return Parse(path, dir, data)
+	return Read(path, dir, f)
 }
 
 // fileKind names the type of a file that is not a regular one.

@@ -32,7 +32,7 @@ type Metadata struct {
 
 // ClusterSpec is the body of the document.
 type ClusterSpec struct {
-	KubernetesVersion string     `yaml:"kubernetesVersion" hw:"required" doc:"Kubernetes release, vX.Y.Z."`
+	KubernetesVersion string     `yaml:"kubernetesVersion" hw:"required" doc:"Kubernetes release of the binaries, vX.Y.Z: a patch release of the minor release this hardway makes files for (v1.34). It names the baked templates and images and the Proxmox templates create-nodes.sh uses; the units, flags and configurations do not change with it."`
 	Domain            string     `yaml:"domain" doc:"DNS domain of the nodes: a node's FQDN is <name>.<domain>. Default example.com."`
 	ClusterDomain     string     `yaml:"clusterDomain" doc:"In-cluster DNS domain. Default cluster.local."`
 	Network           Network    `yaml:"network" hw:"required" doc:"Node, pod and service addressing."`
@@ -108,6 +108,6 @@ type Node struct {
 	MemoryMiB int      `yaml:"memoryMiB" hw:"range=128..4194304" doc:"Memory in MiB. Default 1024 (2048 for controllers, 4096 for workers)."`
 	SwapMiB   int      `yaml:"swapMiB" hw:"range=0..4194304" doc:"Swap in MiB (LXC). Default 0; a worker with swap gets failSwapOn: false."`
 	DiskGiB   int      `yaml:"diskGiB" hw:"range=1..65536" doc:"Root disk size in GiB. Default 10 (20 for workers)."`
-	Boot      string   `yaml:"boot" hw:"enum=cloud-init|ignition" doc:"KVM boot configuration: cloud-init (NoCloud) or ignition. Default cloud-init."`
-	Ignition  string   `yaml:"ignitionVariant" hw:"enum=fcos|flatcar" doc:"Butane variant when boot is ignition. Default fcos."`
+	Boot      string   `yaml:"boot,omitempty" hw:"enum=cloud-init|ignition" doc:"KVM boot configuration: cloud-init (NoCloud) or ignition. Default cloud-init."`
+	Ignition  string   `yaml:"ignitionVariant,omitempty" hw:"enum=fcos|flatcar" doc:"Butane variant when boot is ignition. Default fcos."`
 }

@@ -33,7 +33,7 @@ type Options struct {
 // (docs/spec.md) prints each rule.
 var fieldRules = map[string]rule{
 	"metadata.name":                ruleDNSLabel,
-	"spec.kubernetesVersion":       ruleVersion,
+	"spec.kubernetesVersion":       ruleKubernetesVersion,
 	"spec.domain":                  ruleDNSName,
 	"spec.clusterDomain":           ruleDNSName,
 	"spec.network.nodeCIDR":        ruleCIDR,
