@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build run deps tools runtime images test test-short vet fuzz bench bench-bake base base-small base-kvm verify plugin plugin-generate clean
+.PHONY: all build run deps tools runtime images test test-short vet fuzz bench bench-bake base base-small base-kvm verify plugin plugin-generate docs clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 ## run: generate out/<cluster>/ from the seed's LXC example (SPEC=..., OUT=...)
 run: build
 	./bin/hardway validate -f $(SPEC)
-	./bin/hardway generate -f $(SPEC) -o $(OUT)
+	./bin/hardway generate -f $(SPEC) --dir $(OUT)
 
 ## deps: the Debian packages the tests drive (apt-get, as root)
 deps:
@@ -90,6 +90,11 @@ plugin:
 	cd packer && $(GO) build -trimpath -ldflags "$(PLUGIN_LDFLAGS)" -o ../bin/packer-plugin-hardway ./cmd/packer-plugin-hardway
 	cd bin && sha256sum packer-plugin-hardway > packer-plugin-hardway.sha256
 	cd bin && $$(../hack/tools.sh packer-sdc)/packer-sdc plugin-check packer-plugin-hardway
+
+## docs: regenerate docs/cli.md from the commands (the flags, JSON documents and exit
+## statuses; TestCLIDoc fails when it is stale)
+docs:
+	$(GO) test ./cmd/hardway -run '^TestCLIDoc$$' -count=1 -update
 
 ## plugin-generate: regenerate the plugin's HCL2 specs and docs (packer-sdc v0.6.10)
 plugin-generate:

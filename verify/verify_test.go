@@ -219,7 +219,7 @@ func TestVerifyInterrupted(t *testing.T) {
 		t.Fatalf("build hardway: %v\n%s", err, out)
 	}
 	work := filepath.Join(tmp, "work")
-	args := []string{"verify", "-f", "../examples/seed-lxc.yaml", "-o", filepath.Join(tmp, "out"), "--work-dir", work}
+	args := []string{"verify", "-f", "../examples/seed-lxc.yaml", "--dir", filepath.Join(tmp, "out"), "--work-dir", work}
 	for _, d := range bins {
 		args = append(args, "--bin-dir", d)
 	}

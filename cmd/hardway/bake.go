@@ -21,8 +21,9 @@ import (
 )
 
 func newBake() *cobra.Command {
-	var file, base, node, role, format, out, dir, diskSize, imageFormat string
+	var file, base, node, role, format, artifactDir, dir, diskSize, imageFormat string
 	var jobs int
+	var out *outputFlag
 	cmd := &cobra.Command{
 		Use: "bake",
 		// Stopping removes temporary artifacts and processes: give it time.
@@ -33,10 +34,14 @@ bzip2), the pinned binaries of the node's roles (binaries.mode upstream) and
 the node's file tree into a Proxmox container template that boots straight
 into its role:
 
-  <out>/<os>-<version>-hardway-<node>_<kubernetes version>_amd64.tar.zst
-  <out>/<same>.tar.zst.sha256     (sha256sum -c)
-  <out>/bake-manifest.json        every artifact: path, node, kind, sha256, size,
-                                  secret (and the secret paths inside)
+  <artifact dir>/<os>-<version>-hardway-<node>_<kubernetes version>_amd64.tar.zst
+  <artifact dir>/<same>.tar.zst.sha256     (sha256sum -c)
+  <artifact dir>/bake-manifest.json        every artifact: path, node, kind, sha256,
+                                           size, secret (and the secret paths inside)
+
+The artifact dir is --artifact-dir, by default <dir>/<cluster>/bake. On
+standard output it prints "sha256  path" of each artifact, as sha256sum does
+(with -o json: a list of artifacts, see docs/cli.md).
 
 An artifact that holds a private key or a kubeconfig (every node's but an
 lb's, and a controller's holds the CA key) is written 0600 and marked
@@ -61,14 +66,14 @@ every node of target lxc that has the role.
 With --format kvm it bakes, for each node of target kvm, a node image that
 boots into its role with no seed (UEFI, q35 or i440fx, any disk bus):
 
-  <out>/<os>-<version>-hardway-<node>_<kubernetes version>_amd64.qcow2 (and/or .raw)
+  <artifact dir>/<os>-<version>-hardway-<node>_<kubernetes version>_amd64.qcow2 (and/or .raw)
 
 With --format kvm --role ROLE it bakes one role image instead:
 
-  <out>/<os>-<version>-hardway-<role>_<kubernetes version>_amd64.qcow2 (and/or .raw)
+  <artifact dir>/<os>-<version>-hardway-<role>_<kubernetes version>_amd64.qcow2 (and/or .raw)
 
-holding the binaries of every role of the kvm nodes with ROLE and no node's
-configuration: at first boot, cloud-init (which the base must have) takes
+A role image holds the binaries of every role of the kvm nodes with ROLE and
+no node's configuration: at first boot, cloud-init (which the base must have) takes
 the identity, files and network of the node it boots as from that node's
 NoCloud seed: on Proxmox, the cloud-init drive its generated qm settings
 give it (cicustom snippets); elsewhere <dir>/<cluster>/nodes/<node>/seed.iso
@@ -86,15 +91,21 @@ initramfs-tools and systemd-boot (hack/base.sh --kvm); the build machine
 fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 		Example: `  hack/base.sh            # a Debian bookworm base, cached in ~/.cache/hardway/base
   hardway bake -f cluster.yaml --base ~/.cache/hardway/base/debian-12-base.tar.zst --node etcd1
-  hardway bake -f cluster.yaml --base base.tar.zst --jobs 2 -o /var/lib/vz/template/cache
+  hardway bake -f cluster.yaml --base base.tar.zst --jobs 2 --artifact-dir /var/lib/vz/template/cache
   hack/base.sh --kvm      # a small base with a kernel, initrd and systemd-boot
   hardway bake -f cluster.yaml --base ~/.cache/hardway/base/debian-12-kvm.tar.zst --node kub-master \
     --format kvm --disk-size 4G --image-format raw,qcow2
   hardway bake -f cluster.yaml --base ~/.cache/hardway/base/debian-12-kvm.tar.zst --role worker --format kvm`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.resolve(cmd); err != nil {
+				return err
+			}
 			if base == "" {
-				return fmt.Errorf("--base is required: a base root file system tarball (hack/base.sh builds one)")
+				return usageErrorf("--base is required: a base root file system tarball (hack/base.sh builds one)")
+			}
+			if err := oneOf("format", format, bake.FormatLXC, bake.FormatKVM); err != nil {
+				return err
 			}
 			doc, err := loadSpec(cmd.ErrOrStderr(), file, spec.Options{})
 			if err != nil {
@@ -108,22 +119,22 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 			var kvm bake.KVMOptions
 			if format == bake.FormatKVM {
 				if kvm, err = kvmOptions(diskSize, imageFormat); err != nil {
-					return err
+					return usageError{err}
 				}
 			} else if cmd.Flags().Changed("disk-size") || cmd.Flags().Changed("image-format") {
-				return fmt.Errorf("--disk-size and --image-format apply to --format kvm")
+				return usageErrorf("--disk-size and --image-format apply to --format kvm")
 			}
 			jobList, err := bake.Jobs(gen.New(doc.Cluster, res.Bundle), format, node, role)
 			if err != nil {
 				return err
 			}
-			if out == "" {
-				out = filepath.Join(res.Dir, "bake")
+			if artifactDir == "" {
+				artifactDir = filepath.Join(res.Dir, "bake")
 			}
 			progress := &bake.Progress{}
 			log, stop := progressLog(cmd.ErrOrStderr(), progress)
 			defer stop()
-			cfg := bake.Config{Doc: doc, Base: base, Out: out, Jobs: jobs, Log: log, Progress: progress}
+			cfg := bake.Config{Doc: doc, Base: base, Out: artifactDir, Jobs: jobs, Log: log, Progress: progress}
 			var results []bake.Result
 			if format == bake.FormatKVM {
 				results, err = bake.RunKVM(ctx, cfg, kvm, jobList)
@@ -131,6 +142,12 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 				results, err = bake.Run(ctx, cfg, jobList)
 			}
 			stop()
+			if out.json() {
+				if jerr := writeJSON(cmd.OutOrStdout(), bakeResults(format, results)); err == nil {
+					err = jerr
+				}
+				return err
+			}
 			for _, r := range results {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s  %s\n", r.SHA256, r.Path)
 			}
@@ -141,12 +158,18 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 	cmd.Flags().StringVar(&base, "base", "", "base root file system tarball (tar, gzip, xz, zstd or bzip2)")
 	_ = cmd.MarkFlagFilename("base", "tar", "gz", "tgz", "xz", "zst", "bz2")
 	cmd.Flags().StringVar(&node, "node", "", "bake only this node")
+	_ = cmd.RegisterFlagCompletionFunc("node", completeFromSpec(&file, nodeNames))
 	cmd.Flags().StringVar(&role, "role", "", "bake only the nodes with this role (kvm: one role image for them)")
+	_ = cmd.RegisterFlagCompletionFunc("role", completeFromSpec(&file, roleNames))
 	cmd.Flags().StringVar(&format, "format", bake.FormatLXC, "artifact format: lxc (Proxmox container template) or kvm (disk image)")
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{bake.FormatLXC, bake.FormatKVM}, cobra.ShellCompDirectiveNoFileComp))
 	cmd.Flags().StringVar(&diskSize, "disk-size", "", "kvm: disk size, e.g. 4G (default the node's diskGiB)")
 	cmd.Flags().StringVar(&imageFormat, "image-format", bake.ImageQCOW2, "kvm: image files to write: raw, qcow2 or raw,qcow2")
-	cmd.Flags().StringVarP(&out, "output", "o", "", "directory of the artifacts (default <dir>/<cluster>/bake)")
-	cmd.Flags().StringVar(&dir, "dir", "out", "output directory of generate, holding <cluster>/pki")
+	_ = cmd.RegisterFlagCompletionFunc("image-format", cobra.FixedCompletions([]string{bake.ImageQCOW2, bake.ImageRaw, bake.ImageRaw + "," + bake.ImageQCOW2}, cobra.ShellCompDirectiveNoFileComp))
+	dirFlag(cmd, &dir, "out", "output root: bake runs generate into <dir>/<cluster>/ first")
+	cmd.Flags().StringVar(&artifactDir, "artifact-dir", "", "directory of the artifacts (default <dir>/<cluster>/bake)")
+	_ = cmd.MarkFlagDirname("artifact-dir")
+	out = addOutput(cmd).legacyOutput(&artifactDir, "--artifact-dir")
 	cmd.Flags().IntVar(&jobs, "jobs", 1, "artifacts baked in parallel")
 	return cmd
 }
@@ -177,8 +200,7 @@ func kvmOptions(diskSize, imageFormat string) (bake.KVMOptions, error) {
 // step (percent done, members and content bytes written) and log lines are
 // printed above it; otherwise progress goes to the log every 10 seconds.
 func progressLog(w io.Writer, p *bake.Progress) (*slog.Logger, func()) {
-	f, ok := w.(*os.File)
-	tty := ok && term.IsTerminal(int(f.Fd()))
+	tty := isTerminal(w)
 	lw := &liveWriter{w: w, p: p, tty: tty}
 	log := slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: logLevel(), ReplaceAttr: dropTime}))
 	every := 10 * time.Second

@@ -123,7 +123,7 @@ func TestBakeInterrupt(t *testing.T) {
 	os.WriteFile(spec, []byte(bakeSpec), 0o644)
 	base := writeBase(t, 1<<30)
 	out := filepath.Join(dir, "templates")
-	cmd := exec.Command(binary, "bake", "-f", spec, "--base", base, "--dir", filepath.Join(dir, "out"), "--node", "cp1", "-o", out)
+	cmd := exec.Command(binary, "bake", "-f", spec, "--base", base, "--dir", filepath.Join(dir, "out"), "--node", "cp1", "--artifact-dir", out)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

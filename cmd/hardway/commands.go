@@ -1,74 +1,34 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
+	sigyaml "sigs.k8s.io/yaml"
 
-	"github.com/hardway-dev/hardway/examples"
 	"github.com/hardway-dev/hardway/generate"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
 )
 
-func newInit() *cobra.Command {
-	var out, example string
-	var force bool
-	cmd := &cobra.Command{
-		Use:   "init",
-		Short: "Write an example cluster spec to start from",
-		Long: `init writes one of the bundled example specs (default: the seed guide's LXC
-topology) to a file, for you to edit. It never overwrites a file unless --force.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			data, err := examples.FS.ReadFile(example + ".yaml")
-			if err != nil {
-				return fmt.Errorf("no example %q (have: seed-lxc, seed-kvm, mixed)", example)
-			}
-			// The schema line points at the repository's copy; outside it, use `hardway schema`.
-			data = []byte(strings.Replace(string(data), "$schema=../schema/cluster.schema.json", "$schema=cluster.schema.json", 1))
-			flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-			if force {
-				flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-			}
-			f, err := os.OpenFile(out, flags, 0o644)
-			if err != nil {
-				if os.IsExist(err) {
-					return fmt.Errorf("%s exists; use --force to overwrite it or -o to choose another file", out)
-				}
-				return err
-			}
-			if _, err := f.Write(data); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (example %s); write the editor schema with: hardway schema > %s\n",
-				out, example, filepath.Join(filepath.Dir(out), "cluster.schema.json"))
-			return nil
-		},
-	}
-	cmd.Flags().StringVarP(&out, "output", "o", "cluster.yaml", "file to write")
-	cmd.Flags().StringVar(&example, "example", "seed-lxc", "example to write: seed-lxc, seed-kvm or mixed")
-	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing file")
-	return cmd
-}
-
 func newValidate() *cobra.Command {
 	var file string
 	var showDefaults, noArtifacts bool
+	var out *outputFlag
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check a cluster spec; print every problem as file:line:col: field: message",
@@ -78,175 +38,307 @@ addresses, CIDRs, roles, PKI settings, and in binaries.mode upstream that every
 pinned binary exists with its pinned SHA-256. It exits 1 on any error;
 warnings (such as an even number of etcd members) do not fail it.
 
---show-defaults prints the effective spec, with every default filled in.`,
+With -o json it prints one document (file, valid, nodes, issues; see
+docs/cli.md) on standard output instead of the messages on standard error.
+
+--show-defaults prints the effective spec, with every default filled in, as
+YAML (or JSON with -o json); it validates as it is.`,
+		Example: `  hardway validate -f cluster.yaml
+  hardway validate -f cluster.yaml -o json | jq '.issues[] | select(.severity == "error")'
+  hardway validate -f cluster.yaml --show-defaults > effective.yaml
+  generate-spec | hardway validate -f -`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			doc, err := loadSpec(cmd.ErrOrStderr(), file, spec.Options{Artifacts: !noArtifacts})
+			if err := out.resolve(cmd); err != nil {
+				return err
+			}
+			o := spec.Options{Artifacts: !noArtifacts}
+			if out.json() && !showDefaults {
+				return validateJSON(cmd.OutOrStdout(), file, o)
+			}
+			doc, err := loadSpec(cmd.ErrOrStderr(), file, o)
 			if err != nil {
 				return err
 			}
 			if showDefaults {
-				enc := yaml.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent(2)
-				defer enc.Close()
-				return enc.Encode(doc.Cluster)
+				return printEffective(cmd.OutOrStdout(), doc.Cluster, out.json())
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid (%d nodes)\n", file, len(doc.Cluster.Spec.Nodes))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid (%d nodes)\n", doc.File, len(doc.Cluster.Spec.Nodes))
 			return nil
 		},
 	}
 	specFlag(cmd, &file)
+	out = addOutput(cmd)
 	cmd.Flags().BoolVar(&showDefaults, "show-defaults", false, "print the effective spec with defaults applied")
 	cmd.Flags().BoolVar(&noArtifacts, "no-artifacts", false, "skip checking the pinned binaries and images on disk")
 	return cmd
 }
 
+// validateJSON prints the result of validating file as a validateOutput.
+func validateJSON(w io.Writer, file string, o spec.Options) error {
+	doc, is, err := readSpec(file, o)
+	if err != nil {
+		return err
+	}
+	res := validateOutput{File: file, Valid: doc != nil && len(is.Errors()) == 0, Issues: issuesOutput(is)}
+	if file == "-" {
+		res.File = stdinName
+	}
+	if doc != nil {
+		res.Nodes = len(doc.Cluster.Spec.Nodes)
+	}
+	if err := writeJSON(w, res); err != nil {
+		return err
+	}
+	if !res.Valid {
+		return exitError{exitFailed}
+	}
+	return nil
+}
+
+// printEffective prints the spec with its defaults, as YAML or JSON.
+func printEffective(w io.Writer, c *spec.Cluster, asJSON bool) error {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return err
+	}
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	if !asJSON {
+		_, err := buf.WriteTo(w)
+		return err
+	}
+	data, err := sigyaml.YAMLToJSON(buf.Bytes())
+	if err != nil {
+		return err
+	}
+	buf.Reset()
+	if err := json.Indent(&buf, data, "", "  "); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err = buf.WriteTo(w)
+	return err
+}
+
 func newGenerate() *cobra.Command {
-	var file, out string
+	var file, dir string
+	var out *outputFlag
 	cmd := &cobra.Command{
 		Use:   "generate",
-		Short: "Write the cluster's PKI, kubeconfigs and node files to <out>/<cluster>/",
-		Long: `generate writes <out>/<cluster>/: pki/ (kubeadm-compatible, kept as state across
+		Short: "Write the cluster's PKI, kubeconfigs and node files to <dir>/<cluster>/",
+		Long: `generate writes <dir>/<cluster>/: pki/ (kubeadm-compatible, kept as state across
 runs), kubeconfigs/, node files and manifest.json. A rerun with an unchanged
 spec changes no byte; a changed spec re-issues only the certificates whose
 identity changed, with the same CAs. Keys and CAs are never replaced silently.
 Writes are atomic and a lock serialises concurrent runs on one directory.
-Binaries are not read: validate and bake check them.`,
+Binaries are not read: validate and bake check them.
+
+It prints "<dir>/<cluster>: N files changed in T" (with -o json: dir and the
+changed files) and, on a terminal, the next steps.`,
+		Example: `  hardway generate -f cluster.yaml                 # writes out/<cluster>/
+  hardway generate -f cluster.yaml --dir /srv/hw   # writes /srv/hw/<cluster>/
+  hardway generate -f cluster.yaml -o json | jq -r '.changed[]'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.resolve(cmd); err != nil {
+				return err
+			}
 			doc, err := loadSpec(cmd.ErrOrStderr(), file, spec.Options{})
 			if err != nil {
 				return err
 			}
-			return runGenerate(cmd, doc, out, nil)
+			res, err := runGenerate(cmd, doc, dir, nil, out)
+			if err == nil && !out.json() && isTerminal(cmd.OutOrStdout()) {
+				nextSteps(cmd.OutOrStdout(), doc, file, dir, res.Dir)
+			}
+			return err
 		},
 	}
 	specFlag(cmd, &file)
-	cmd.Flags().StringVarP(&out, "output", "o", "out", "output directory")
+	dirFlag(cmd, &dir, "out", "output root: generate writes <dir>/<cluster>/")
+	out = addOutput(cmd).legacyOutput(&dir, "--dir")
 	return cmd
 }
 
-func runGenerate(cmd *cobra.Command, doc *spec.Document, out string, renew []string) error {
+// runGenerate runs generate and prints what changed.
+func runGenerate(cmd *cobra.Command, doc *spec.Document, dir string, renew []string, out *outputFlag) (*generate.Result, error) {
 	start := time.Now()
-	res, err := generate.Run(cmd.Context(), doc, generate.Options{Out: out, Renew: renew, Log: slog.Default()})
+	res, err := generate.Run(cmd.Context(), doc, generate.Options{Out: dir, Renew: renew, Log: slog.Default()})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%s: %d files changed in %s\n", res.Dir, len(res.Changed), time.Since(start).Round(time.Millisecond))
 	for _, c := range res.Changed {
 		slog.Debug("changed", "file", c)
 	}
-	return nil
+	if out.json() {
+		changed := res.Changed
+		if changed == nil {
+			changed = []string{}
+		}
+		return res, writeJSON(cmd.OutOrStdout(), generateOutput{Dir: res.Dir, Changed: changed})
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s: %d files changed in %s\n", res.Dir, len(res.Changed), time.Since(start).Round(time.Millisecond))
+	return res, nil
 }
 
 func newCerts() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "certs",
 		Short: "Inspect and renew the cluster's certificates",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	var file, dir, format string
+	var file, dir string
+	var out *outputFlag
 	check := &cobra.Command{
 		Use:   "check",
 		Short: "Report every certificate's expiry and whether it matches the spec",
 		Long: `check lists every certificate of the plan with its expiry and state:
 ok, expiring (within 30 days), expired, missing, mismatch (its identity no
 longer matches the spec; generate re-issues it) or insecure (its key is
-readable by others than its owner; generate sets it back to 0600). It changes nothing and exits 1
-when any certificate is not ok.`,
+readable by others than its owner; generate sets it back to 0600). It changes
+nothing (a missing <dir>/<cluster> is reported, not created) and exits 3
+when any certificate is not ok.
+
+With -o json it prints a list of {name, cn, ca, node, notAfter, residual,
+state, reason, externallyManaged, algorithm} (see docs/cli.md).`,
+		Example: `  hardway certs check -f cluster.yaml
+  hardway certs check -f cluster.yaml --dir /srv/hw -o json | jq -r '.[] | select(.state != "ok") | .name'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.resolve(cmd); err != nil {
+				return err
+			}
 			doc, err := loadSpec(cmd.ErrOrStderr(), file, spec.Options{})
 			if err != nil {
 				return err
 			}
-			d, err := output.Open(filepath.Join(dir, doc.Cluster.Metadata.Name))
+			store, err := pkiStore(cmd.ErrOrStderr(), filepath.Join(dir, doc.Cluster.Metadata.Name))
 			if err != nil {
 				return err
 			}
-			st := pki.Check(doc.Cluster, d.Sub("pki", "pki"), time.Now())
-			switch format {
-			case "json":
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(st); err != nil {
+			st := pki.Check(doc.Cluster, store, time.Now())
+			if out.json() {
+				if err := writeJSON(cmd.OutOrStdout(), st); err != nil {
 					return err
 				}
-			case "text":
-				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "CERTIFICATE\tEXPIRES\tRESIDUAL TIME\tCERTIFICATE AUTHORITY\tSTATE")
-				for _, s := range st {
-					exp := "-"
-					if !s.NotAfter.IsZero() {
-						exp = s.NotAfter.Format("Jan 02, 2006 15:04 UTC")
-					}
-					state := s.State
-					if s.Reason != "" {
-						state += ": " + s.Reason
-					}
-					if s.External {
-						state += " (externally managed)"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, exp, dash(s.Residual), dash(s.CA), state)
-				}
-				tw.Flush()
-			default:
-				return fmt.Errorf("unknown output format %q (text or json)", format)
+			} else {
+				printCerts(cmd.OutOrStdout(), st)
 			}
 			for _, s := range st {
 				if s.State != "ok" {
-					return exitError{1}
+					return exitError{exitFindings}
 				}
 			}
 			return nil
 		},
 	}
 	specFlag(check, &file)
-	check.Flags().StringVar(&dir, "dir", "out", "output directory holding <cluster>/pki")
-	check.Flags().StringVarP(&format, "output", "o", "text", "report format: text or json")
+	dirFlag(check, &dir, "out", "output root holding <cluster>/pki")
+	out = addOutput(check)
 
 	var rfile, rdir string
+	var rout *outputFlag
 	renew := &cobra.Command{
 		Use:   "renew NAME...|all",
 		Short: "Re-issue leaf certificates (new keys, same CAs) and re-render what embeds them",
 		Long: `renew re-issues the named leaf certificates (as listed by certs check), or
 all of them, with new keys signed by the existing CAs, then re-renders every
-file that embeds them. CAs are never renewed.`,
+file that embeds them. CAs are never renewed. It prints what generate prints.`,
+		Example: `  hardway certs renew -f cluster.yaml kube-proxy kubelet-worker1
+  hardway certs renew -f cluster.yaml --dir /srv/hw all`,
 		Args: cobra.MinimumNArgs(1),
 		ValidArgsFunction: func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
-			doc, err := spec.LoadFile(rfile)
-			if err != nil {
+			c := completionSpec(rfile)
+			if c == nil {
 				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
-			spec.ApplyDefaults(doc.Cluster)
-			names := []string{"all"}
-			for _, c := range pki.Plan(doc.Cluster) {
-				if !c.IsCA() {
-					names = append(names, c.Name)
-				}
-			}
-			return names, cobra.ShellCompDirectiveNoFileComp
+			return append([]string{"all"}, leafNames(c)...), cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := rout.resolve(cmd); err != nil {
+				return err
+			}
 			doc, err := loadSpec(cmd.ErrOrStderr(), rfile, spec.Options{})
 			if err != nil {
 				return err
 			}
 			names := args
 			if len(args) == 1 && args[0] == "all" {
-				names = nil
-				for _, c := range pki.Plan(doc.Cluster) {
-					if !c.IsCA() {
-						names = append(names, c.Name)
-					}
-				}
+				names = leafNames(doc.Cluster)
 			}
-			return runGenerate(cmd, doc, rdir, names)
+			_, err = runGenerate(cmd, doc, rdir, names, rout)
+			return err
 		},
 	}
 	specFlag(renew, &rfile)
-	renew.Flags().StringVar(&rdir, "dir", "out", "output directory holding <cluster>/pki")
+	dirFlag(renew, &rdir, "out", "output root holding <cluster>/pki")
+	rout = addOutput(renew)
 	cmd.AddCommand(check, renew)
 	return cmd
+}
+
+// leafNames are the certificates renew can re-issue: every one but the CAs.
+func leafNames(c *spec.Cluster) []string {
+	var names []string
+	for _, row := range pki.Plan(c) {
+		if !row.IsCA() {
+			names = append(names, row.Name)
+		}
+	}
+	return names
+}
+
+// pkiStore opens <cluster dir>/pki for reading. A cluster directory that
+// is not there is not created (certs check changes nothing): every
+// certificate is then missing.
+func pkiStore(stderr io.Writer, clusterDir string) (pki.Store, error) {
+	if _, err := os.Stat(clusterDir); errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(stderr, "hardway: %s does not exist: run hardway generate (with the same --dir) first\n", clusterDir)
+		return noFiles{}, nil
+	}
+	d, err := output.Open(clusterDir)
+	if err != nil {
+		return nil, err
+	}
+	return d.Sub("pki", "pki"), nil
+}
+
+// noFiles is a pki.Store of a directory that does not exist.
+type noFiles struct{}
+
+func (noFiles) ReadFile(name string) ([]byte, error) {
+	return nil, &fs.PathError{Op: "read", Path: name, Err: fs.ErrNotExist}
+}
+
+func (noFiles) WriteFile(name string, _ []byte, _ fs.FileMode) error {
+	return &fs.PathError{Op: "write", Path: name, Err: fs.ErrPermission}
+}
+
+// printCerts prints the certificates' states as a table, like kubeadm
+// certs check-expiration.
+func printCerts(w io.Writer, st []pki.Status) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CERTIFICATE\tEXPIRES\tRESIDUAL TIME\tCERTIFICATE AUTHORITY\tSTATE")
+	for _, s := range st {
+		exp := "-"
+		if !s.NotAfter.IsZero() {
+			exp = s.NotAfter.Format("Jan 02, 2006 15:04 UTC")
+		}
+		state := s.State
+		if s.Reason != "" {
+			state += ": " + s.Reason
+		}
+		if s.External {
+			state += " (externally managed)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, exp, dash(s.Residual), dash(s.CA), state)
+	}
+	tw.Flush()
 }
 
 func dash(s string) string {
@@ -277,16 +369,34 @@ so that editors validate and complete it.`,
 }
 
 func newVersion() *cobra.Command {
-	return &cobra.Command{
+	var out *outputFlag
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print hardway's version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			v := version
-			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
+		Long: `version prints hardway's version and the spec version it reads (as
+hardway --version does); -o json adds the Kubernetes release its files are
+made for and the Go release it was built with.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.resolve(cmd); err != nil {
+				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "hardway %s (spec %s)\n", v, spec.APIVersion)
+			if out.json() {
+				return writeJSON(cmd.OutOrStdout(), versionOutput{Version: versionString(), APIVersion: spec.APIVersion, Kubernetes: spec.KubernetesMinor, Go: runtime.Version()})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "hardway %s\n", cmd.Root().Version)
+			return nil
 		},
 	}
+	out = addOutput(cmd)
+	return cmd
+}
+
+// versionString is hardway's version: the linker's (make build), or the
+// module's (go install), or dev.
+func versionString() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
 }

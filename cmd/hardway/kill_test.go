@@ -52,7 +52,7 @@ func TestRandomKills(t *testing.T) {
 	normalRun := func(i int) {
 		t.Helper()
 		t0 := time.Now()
-		if o, code := hardway(t, "generate", "-f", specs[i], "-o", out); code != 0 {
+		if o, code := hardway(t, "generate", "-f", specs[i], "--dir", out); code != 0 {
 			t.Fatalf("the run after kills failed (seed %d):\n%s", seedN, o)
 		}
 		if i != last {
@@ -82,7 +82,7 @@ func TestRandomKills(t *testing.T) {
 			if rng.IntN(4) == 0 {
 				i = last
 			}
-			cmd := exec.Command(binary, "generate", "-f", specs[i], "-o", out)
+			cmd := exec.Command(binary, "generate", "-f", specs[i], "--dir", out)
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -235,7 +235,7 @@ func sameCAs(t *testing.T, dir string, seen map[string]string) {
 // after) leaves the keys alone; the next run completes the PKI from them.
 func TestKilledBetweenCAKeyAndCert(t *testing.T) {
 	out := t.TempDir()
-	if o, code := hardway(t, "generate", "-f", seed, "-o", out); code != 0 {
+	if o, code := hardway(t, "generate", "-f", seed, "--dir", out); code != 0 {
 		t.Fatal(o)
 	}
 	pkiDir := filepath.Join(out, "kublxc", "pki")
@@ -254,7 +254,7 @@ func TestKilledBetweenCAKeyAndCert(t *testing.T) {
 	if len(keys) != 3 {
 		t.Fatalf("CA keys: %d", len(keys))
 	}
-	o, code := hardway(t, "generate", "-f", seed, "-o", out)
+	o, code := hardway(t, "generate", "-f", seed, "--dir", out)
 	if code != 0 || !strings.Contains(o, "issued again from the existing ca.key") {
 		t.Fatalf("rerun: %d\n%s", code, o)
 	}

@@ -10,20 +10,99 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hardway-dev/hardway/spec"
 )
 
 // Set by the linker: -X main.version=...
 var version = "dev"
 
+// Exit statuses: one meaning each, listed by exitCodes (hardway --help and
+// docs/cli.md print that table).
+const (
+	exitFailed   = 1 // the spec or another input is invalid, or the work failed
+	exitUsage    = 2 // the command line is wrong
+	exitFindings = 3 // a check ran and found problems
+)
+
+// exitCodes documents every exit status.
+var exitCodes = []struct {
+	Code    string
+	Meaning string
+}{
+	{"0", "success (warnings do not fail a command)"},
+	{"1", "the spec or another input is invalid (every problem printed as file:line:col: field: message), or the work failed"},
+	{"2", "usage: an unknown command or flag, a bad flag value, a missing or extra argument"},
+	{"3", "findings: certs check found a certificate that is not ok; verify ran and a check failed"},
+	{"128+N", "stopped by signal N (130 for Ctrl-C, 143 for SIGTERM)"},
+}
+
 // exitError carries an exit status; its message is already printed.
 type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// usageError is a wrong command line (exit status 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// ranError is an error a command's RunE returned: the command line was
+// right (exit status 1). Every other error cobra returns (an unknown flag
+// or command, arguments its Args refuses, a missing required flag) is a
+// usage error.
+type ranError struct{ err error }
+
+func (e ranError) Error() string { return e.err.Error() }
+func (e ranError) Unwrap() error { return e.err }
+
+// markRunErrors wraps the RunE of c and its subcommands so that their
+// errors are told apart from cobra's usage errors.
+func markRunErrors(c *cobra.Command) {
+	if f := c.RunE; f != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			err := f(cmd, args)
+			var ue usageError
+			var ee exitError
+			if err == nil || errors.As(err, &ue) || errors.As(err, &ee) {
+				return err
+			}
+			return ranError{err}
+		}
+	}
+	for _, sub := range c.Commands() {
+		markRunErrors(sub)
+	}
+}
+
+// exitStatus prints err (unless printed already) and returns its exit status.
+func exitStatus(err error, cmd *cobra.Command, stderr io.Writer) int {
+	var ee exitError
+	var re ranError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &re):
+		fmt.Fprintln(stderr, "hardway:", err)
+		return exitFailed
+	}
+	fmt.Fprintln(stderr, "hardway:", err)
+	if cmd != nil {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return exitUsage
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
@@ -43,7 +122,7 @@ func run(args []string, stderr io.Writer) int {
 	var stopping atomic.Int32 // the signal being handled, 0 before one arrives
 	go stopOnSignal(sigs, cancel, &stopping, graceOf(root, args), stderr, os.Exit)
 
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	var ee exitError
 	switch {
 	case stopping.Load() != 0:
@@ -55,11 +134,8 @@ func run(args []string, stderr io.Writer) int {
 		return 128 + int(stopping.Load())
 	case err == nil:
 		return 0
-	case errors.As(err, &ee):
-		return ee.code
 	default:
-		fmt.Fprintln(stderr, "hardway:", err)
-		return 1
+		return exitStatus(err, cmd, stderr)
 	}
 }
 
@@ -121,7 +197,10 @@ virtual machines and LXC containers: a PKI bundle, kubeconfigs, per-node
 systemd units and configs, cloud-init or Ignition, and Proxmox fragments.
 It orchestrates nothing live; its outputs are files.
 
-Start with:  hardway init && hardway validate -f cluster.yaml && hardway generate -f cluster.yaml`,
+Start with:  hardway init && hardway validate -f cluster.yaml && hardway generate -f cluster.yaml
+
+` + exitStatusHelp(),
+		Version:       versionString() + " (spec " + spec.APIVersion + ")",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
@@ -133,8 +212,20 @@ Start with:  hardway init && hardway validate -f cluster.yaml && hardway generat
 		},
 	}
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug details")
+	root.SetVersionTemplate("hardway {{.Version}}\n")
 	root.AddCommand(newInit(), newValidate(), newGenerate(), newCerts(), newVerify(), newBake(), newPin(), newSchema(), newVersion())
+	markRunErrors(root)
 	return root
+}
+
+// exitStatusHelp is the exit status table of hardway --help.
+func exitStatusHelp() string {
+	var b strings.Builder
+	b.WriteString("Exit status:\n")
+	for _, e := range exitCodes {
+		fmt.Fprintf(&b, "  %-6s %s\n", e.Code, e.Meaning)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // dropTime keeps log lines short and reproducible.

@@ -100,12 +100,12 @@ func TestValidateExitStatus(t *testing.T) {
 // mtimes), and the manifest lists every file with its real checksum.
 func TestGenerateIdempotent(t *testing.T) {
 	out := t.TempDir()
-	if o, code := hardway(t, "generate", "-f", seed, "-o", out); code != 0 {
+	if o, code := hardway(t, "generate", "-f", seed, "--dir", out); code != 0 {
 		t.Fatalf("generate: %s", o)
 	}
 	first := tree(t, out)
 	time.Sleep(20 * time.Millisecond)
-	if o, code := hardway(t, "generate", "-f", seed, "-o", out); code != 0 || !strings.Contains(o, " 0 files changed") {
+	if o, code := hardway(t, "generate", "-f", seed, "--dir", out); code != 0 || !strings.Contains(o, " 0 files changed") {
 		t.Fatalf("rerun: %d %s", code, o)
 	}
 	second := tree(t, out)
@@ -193,7 +193,7 @@ func differs(dir string, a manifestEntry) string {
 // and user against the seed spec (values written out by hand).
 func TestKubeconfigs(t *testing.T) {
 	out := t.TempDir()
-	if o, code := hardway(t, "generate", "-f", seed, "-o", out); code != 0 {
+	if o, code := hardway(t, "generate", "-f", seed, "--dir", out); code != 0 {
 		t.Fatal(o)
 	}
 	want := map[string][2]string{
@@ -243,7 +243,7 @@ func TestCrashSafety(t *testing.T) {
 	}
 	out := t.TempDir()
 	for _, delay := range []time.Duration{2, 5, 10, 20, 40, 80} {
-		cmd := exec.Command(binary, "generate", "-f", "../../examples/mixed.yaml", "-o", out)
+		cmd := exec.Command(binary, "generate", "-f", "../../examples/mixed.yaml", "--dir", out)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -251,7 +251,7 @@ func TestCrashSafety(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 	}
-	if o, code := hardway(t, "generate", "-f", "../../examples/mixed.yaml", "-o", out); code != 0 {
+	if o, code := hardway(t, "generate", "-f", "../../examples/mixed.yaml", "--dir", out); code != 0 {
 		t.Fatalf("rerun after kills: %s", o)
 	}
 	if o, code := hardway(t, "certs", "check", "-f", "../../examples/mixed.yaml", "--dir", out); code != 0 {
@@ -276,7 +276,7 @@ func TestConcurrentRuns(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			o, err := exec.Command(binary, "generate", "-f", seed, "-o", out).CombinedOutput()
+			o, err := exec.Command(binary, "generate", "-f", seed, "--dir", out).CombinedOutput()
 			outs[i] = string(o)
 			if ee, ok := err.(*exec.ExitError); ok {
 				codes[i] = ee.ExitCode()
@@ -298,7 +298,7 @@ func TestConcurrentRuns(t *testing.T) {
 
 func TestCertsCheckJSONAndRenew(t *testing.T) {
 	out := t.TempDir()
-	hardway(t, "generate", "-f", seed, "-o", out)
+	hardway(t, "generate", "-f", seed, "--dir", out)
 	o, code := hardway(t, "certs", "check", "-f", seed, "--dir", out, "-o", "json")
 	if code != 0 {
 		t.Fatal(o)
@@ -341,14 +341,14 @@ func TestCertsCheckJSONAndRenew(t *testing.T) {
 
 func TestSchemaAndInit(t *testing.T) {
 	dir := t.TempDir()
-	o, code := hardway(t, "init", "-o", filepath.Join(dir, "c.yaml"))
+	o, code := hardway(t, "init", "-f", filepath.Join(dir, "c.yaml"))
 	if code != 0 {
 		t.Fatal(o)
 	}
 	if o, code := hardway(t, "validate", "-f", filepath.Join(dir, "c.yaml")); code != 0 {
 		t.Fatal(o)
 	}
-	if _, code := hardway(t, "init", "-o", filepath.Join(dir, "c.yaml")); code == 0 {
+	if _, code := hardway(t, "init", "-f", filepath.Join(dir, "c.yaml")); code == 0 {
 		t.Error("init overwrote an existing file")
 	}
 	o, _ = hardway(t, "schema")
@@ -362,14 +362,14 @@ func TestSchemaAndInit(t *testing.T) {
 // deleted output and put it back.
 func TestRerunRestores(t *testing.T) {
 	out := t.TempDir()
-	hardway(t, "generate", "-f", seed, "-o", out)
+	hardway(t, "generate", "-f", seed, "--dir", out)
 	victim := filepath.Join(out, "kublxc", "nodes", "worker1", "rootfs", "etc", "hosts")
 	want, err := os.ReadFile(victim)
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(victim)
-	if o, code := hardway(t, "generate", "-f", seed, "-o", out); code != 0 || !strings.Contains(o, " 1 files changed") {
+	if o, code := hardway(t, "generate", "-f", seed, "--dir", out); code != 0 || !strings.Contains(o, " 1 files changed") {
 		t.Fatalf("rerun after deleting a file: %d %s", code, o)
 	}
 	if got, err := os.ReadFile(victim); err != nil || string(got) != string(want) {

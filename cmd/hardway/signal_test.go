@@ -29,7 +29,7 @@ func TestSIGTERMStopsABlockedCommand(t *testing.T) {
 	}
 	defer unlock()
 
-	cmd := exec.Command(binary, "generate", "-f", seed, "-o", out)
+	cmd := exec.Command(binary, "generate", "-f", seed, "--dir", out)
 	var log syncBuffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {

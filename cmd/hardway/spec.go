@@ -4,36 +4,47 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/spf13/cobra"
+	"os"
 
 	"github.com/hardway-dev/hardway/spec"
 )
 
-// specFlag adds the -f flag every spec-reading command shares.
-func specFlag(cmd *cobra.Command, p *string) {
-	cmd.Flags().StringVarP(p, "file", "f", "cluster.yaml", "cluster spec (hardway.dev/v1alpha1 Cluster)")
-	_ = cmd.MarkFlagFilename("file", "yaml", "yml")
+// stdinName names standard input (-f -) in messages.
+const stdinName = "<stdin>"
+
+// readSpec parses and validates the spec at file ("-": standard input, whose
+// relative paths are relative to the working directory). doc is nil when it
+// could not be parsed; err is set when it could not be read at all.
+func readSpec(file string, o spec.Options) (*spec.Document, spec.Issues, error) {
+	var doc *spec.Document
+	var err error
+	if file == "-" {
+		doc, err = spec.Read(stdinName, ".", os.Stdin)
+	} else {
+		doc, err = spec.LoadFile(file)
+	}
+	if err != nil {
+		var is spec.Issues
+		if errors.As(err, &is) {
+			return nil, is, nil
+		}
+		return nil, nil, err
+	}
+	return doc, doc.Validate(o), nil
 }
 
 // loadSpec parses and validates a spec, printing every issue as
 // file:line:col: path: message. It fails (exit status 1) on any error.
 func loadSpec(w io.Writer, file string, o spec.Options) (*spec.Document, error) {
-	doc, err := spec.LoadFile(file)
+	doc, is, err := readSpec(file, o)
 	if err != nil {
-		var is spec.Issues
-		if errors.As(err, &is) {
-			fmt.Fprintln(w, is.Error())
-			return nil, exitError{1}
-		}
 		return nil, err
 	}
-	is := doc.Validate(o)
 	if len(is) > 0 {
 		fmt.Fprintln(w, is.Error())
 	}
-	if len(is.Errors()) > 0 {
-		return nil, exitError{1}
+	if doc == nil || len(is.Errors()) > 0 {
+		return nil, exitError{exitFailed}
 	}
 	return doc, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,9 +16,10 @@ import (
 )
 
 func newVerify() *cobra.Command {
-	var file, out, workDir string
+	var file, dir, workDir string
 	var binDirs []string
 	var noGenerate bool
+	var out *outputFlag
 	defaultBin := []string{"bin/tools"}
 	if d := os.Getenv("HARDWAY_BIN_DIR"); d != "" {
 		defaultBin = []string{d}
@@ -29,9 +31,11 @@ func newVerify() *cobra.Command {
 		Short:       "Run the generated control plane in network namespaces and smoke-test it",
 		Long: `verify starts the spec's control plane on this machine exactly as the nodes will
 run it, runs the smoke checks of Kubernetes The Hard Way, prints a pass/fail
-table and tears everything down. It exits 1 if any check fails.
+table and tears everything down. It exits 3 if any check fails, 1 if it
+could not run them. With -o json it prints the phases and checks as one
+document (see docs/cli.md) and its progress on standard error.
 
-It generates the cluster into -o first (default: a temp dir), or with
+It generates the cluster into --dir first (default: a temp dir), or with
 --no-generate uses what is already there. Every etcd and controller node (and
 the first lb node, when HAProxy is installed) gets a network namespace holding
 its own address, joined by a bridge in a hub namespace; nothing on the host's
@@ -43,36 +47,53 @@ of the node's tree. Every process is stopped by PID and every namespace is
 deleted, on success, failure and Ctrl-C.
 
 Needs root on Linux, iproute2, and the pinned binaries (make tools).`,
+		Example: `  sudo hardway verify -f cluster.yaml --bin-dir bin/tools
+  sudo hardway verify -f cluster.yaml --dir out --no-generate -o json | jq '.checks[] | select(.pass | not)'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.resolve(cmd); err != nil {
+				return err
+			}
+			if noGenerate && dir == "" {
+				return usageErrorf("--no-generate needs --dir, the output root holding the generated <cluster>/")
+			}
+			// Before anything is generated: a wrong --bin-dir would
+			// otherwise show only after the whole bundle was written.
+			for _, d := range binDirs {
+				if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+					return fmt.Errorf("--bin-dir %s: not a directory (make tools builds bin/tools)", d)
+				}
+			}
 			doc, err := loadSpec(cmd.ErrOrStderr(), file, spec.Options{})
 			if err != nil {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if out == "" {
-				if noGenerate {
-					return fmt.Errorf("--no-generate needs -o, the directory holding %s/", doc.Cluster.Metadata.Name)
-				}
+			if out.json() {
+				w = cmd.ErrOrStderr() // progress; the document goes to standard output
+			}
+			if dir == "" {
 				tmp, err := os.MkdirTemp("", "hardway-verify-out-")
 				if err != nil {
 					return err
 				}
 				defer os.RemoveAll(tmp)
-				out = tmp
+				dir = tmp
 			}
-			dir := filepath.Join(out, doc.Cluster.Metadata.Name)
+			var gen []phaseOutput
 			if !noGenerate {
 				start := time.Now()
-				res, err := generate.Run(cmd.Context(), doc, generate.Options{Out: out, Log: slog.Default()})
+				res, err := generate.Run(cmd.Context(), doc, generate.Options{Out: dir, Log: slog.Default()})
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(w, "phase %-48s ok   %6s  %s (%d files changed)\n", "generate", time.Since(start).Round(time.Millisecond), res.Dir, len(res.Changed))
+				detail := fmt.Sprintf("%s (%d files changed)", res.Dir, len(res.Changed))
+				fmt.Fprintf(w, "phase %-48s ok   %6s  %s\n", "generate", time.Since(start).Round(time.Millisecond), detail)
+				gen = append(gen, phaseOutput{Name: "generate", OK: true, Seconds: seconds(time.Since(start)), Detail: detail})
 			}
 			rep, err := verify.Run(cmd.Context(), verify.Options{
 				Cluster: doc.Cluster,
-				Dir:     dir,
+				Dir:     filepath.Join(dir, doc.Cluster.Metadata.Name),
 				BinDirs: binDirs,
 				WorkDir: workDir,
 				Out:     w,
@@ -81,19 +102,31 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools).`,
 			if rep != nil && len(rep.Rows) > 0 {
 				fmt.Fprintln(w, rep.Summary())
 			}
-			if err != nil {
-				return err
+			if out.json() {
+				doc := verifyReport(rep)
+				doc.Phases = append(gen, doc.Phases...)
+				if jerr := writeJSON(cmd.OutOrStdout(), doc); jerr != nil && err == nil {
+					err = jerr
+				}
 			}
-			if !rep.OK() {
-				return exitError{1}
+			switch {
+			case err != nil && rep != nil && len(rep.Phases) > 0 && errors.Is(err, rep.Phases[len(rep.Phases)-1].Err):
+				return exitError{exitFailed} // its phase line said it
+			case err != nil:
+				return err
+			case !rep.OK():
+				return exitError{exitFindings}
 			}
 			return nil
 		},
 	}
 	specFlag(cmd, &file)
-	cmd.Flags().StringVarP(&out, "output", "o", "", "output directory to generate into (or, with --no-generate, to use); default a temp dir")
-	cmd.Flags().BoolVar(&noGenerate, "no-generate", false, "use the existing <output>/<cluster> as is")
-	cmd.Flags().StringArrayVar(&binDirs, "bin-dir", defaultBin, "directory of the pinned binaries, looked up by base name (repeatable; default $HARDWAY_BIN_DIR or bin/tools)")
+	dirFlag(cmd, &dir, "", "output root to generate <cluster>/ into (or, with --no-generate, to use) (default a temp dir)")
+	out = addOutput(cmd).legacyOutput(&dir, "--dir")
+	cmd.Flags().BoolVar(&noGenerate, "no-generate", false, "use the existing <dir>/<cluster> as is")
+	cmd.Flags().StringArrayVar(&binDirs, "bin-dir", defaultBin, "directory of the pinned binaries, looked up by base name (repeatable; $HARDWAY_BIN_DIR, when set, replaces bin/tools)")
+	_ = cmd.MarkFlagDirname("bin-dir")
 	cmd.Flags().StringVar(&workDir, "work-dir", "", "directory for node roots and logs, kept (default: a temp dir, removed after a passing run)")
+	_ = cmd.MarkFlagDirname("work-dir")
 	return cmd
 }

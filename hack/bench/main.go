@@ -39,9 +39,9 @@ func main() {
 		specFile := filepath.Join(dir, "cluster.yaml")
 		check(os.WriteFile(specFile, []byte(clusterSpec(n)), 0o644))
 
-		hw := run(exec.Command(*hardway, "generate", "-f", specFile, "-o", filepath.Join(dir, "out")))
+		hw := run(exec.Command(*hardway, "generate", "-f", specFile, "--dir", filepath.Join(dir, "out")))
 		row(tw, n, "hardway generate", hw, hw)
-		noop := run(exec.Command(*hardway, "generate", "-f", specFile, "-o", filepath.Join(dir, "out")))
+		noop := run(exec.Command(*hardway, "generate", "-f", specFile, "--dir", filepath.Join(dir, "out")))
 		row(tw, n, "hardway no-op rerun", noop, hw)
 		if n <= *baselineMax {
 			c := cluster(specFile)

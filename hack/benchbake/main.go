@@ -101,7 +101,7 @@ func benchLXC(hardway, spec, base, node, dir string, runs int) {
 	var template string
 	for i := 0; i < runs; i++ {
 		out := filepath.Join(dir, fmt.Sprint("bake", i))
-		r := run(exec.Command(hardway, "bake", "-f", spec, "--base", base, "--node", node, "-o", out, "--dir", filepath.Join(dir, "state")))
+		r := run(exec.Command(hardway, "bake", "-f", spec, "--base", base, "--node", node, "--artifact-dir", out, "--dir", filepath.Join(dir, "state")))
 		hw = append(hw, r)
 		files, _ := filepath.Glob(filepath.Join(out, "*.tar.zst"))
 		if len(files) == 1 {
@@ -146,7 +146,7 @@ func benchKVM(hardway, spec, base, node, diskSize, dir string, runs int) {
 		}
 		out := filepath.Join(dir, fmt.Sprint("kvm", i))
 		r := run(exec.Command(hardway, "bake", "-f", spec, "--base", base, "--node", node, "--format", "kvm",
-			"--disk-size", diskSize, "--image-format", "qcow2", "-o", out, "--dir", filepath.Join(dir, "state-kvm")))
+			"--disk-size", diskSize, "--image-format", "qcow2", "--artifact-dir", out, "--dir", filepath.Join(dir, "state-kvm")))
 		files, _ := filepath.Glob(filepath.Join(out, "*.qcow2"))
 		if len(files) == 1 {
 			image = files[0]

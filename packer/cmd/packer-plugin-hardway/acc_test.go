@@ -255,7 +255,7 @@ func TestAccSeed(t *testing.T) {
 	// The same inputs through the CLI, into another directory, with the
 	// PKI state the builds created.
 	cliDir := t.TempDir()
-	cli := exec.Command(buildHardway(t), "bake", "-f", specFile, "--base", base, "--dir", out, "-o", cliDir)
+	cli := exec.Command(buildHardway(t), "bake", "-f", specFile, "--base", base, "--dir", out, "--artifact-dir", cliDir)
 	if o, err := cli.CombinedOutput(); err != nil {
 		t.Fatalf("hardway bake: %v\n%s", err, o)
 	}
@@ -482,7 +482,7 @@ build {
 		checkMode(t, img+".sha256", 0o644)
 		cliDir := t.TempDir()
 		start = time.Now()
-		cli := exec.Command(buildHardway(t), "bake", "-f", specFile, "--base", base, "--dir", out, "-o", cliDir,
+		cli := exec.Command(buildHardway(t), "bake", "-f", specFile, "--base", base, "--dir", out, "--artifact-dir", cliDir,
 			"--format", "kvm", c.flag, c.value, "--image-format", "qcow2")
 		if o, err := cli.CombinedOutput(); err != nil {
 			t.Fatalf("hardway bake --format kvm %s %s: %v\n%s", c.flag, c.value, err, o)
