@@ -258,3 +258,75 @@ func TestHelpParagraphs(t *testing.T) {
 		}
 	})
 }
+
+// TestInitTopology (point 8): init's flags make the cluster asked for, and
+// what they make validates; a network too small or a bad count is a usage
+// error.
+func TestInitTopology(t *testing.T) {
+	out, errOut, code := hardwayOut(t, "", "init", "-f", "-", "--name", "lab", "--node-cidr", "192.168.50.0/24",
+		"--controllers", "3", "--workers", "4", "--lbs", "2", "--target", "kvm")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	for _, want := range []string{
+		"  name: lab\n", "    nodeCIDR: 192.168.50.0/24\n", "    vip: 192.168.50.10\n",
+		"    - {name: lb1, roles: [lb], target: kvm, address: 192.168.50.11/24, vmid: 211}\n",
+		"    - {name: cp3, roles: [controller, etcd], target: kvm, address: 192.168.50.15/24, vmid: 215}\n",
+		"    - {name: worker4, roles: [worker], target: kvm, address: 192.168.50.19/24, vmid: 219}\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	var v validateOutput
+	o, _, code := hardwayOut(t, out, "validate", "-f", "-", "-o", "json")
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || !v.Valid || v.Nodes != 9 {
+		t.Errorf("validate: exit %d %v %+v", code, err, v)
+	}
+	for _, args := range [][]string{
+		{"--node-cidr", "10.0.0.0/29", "--workers", "5"},
+		{"--controllers", "0"},
+		{"--target", "docker"},
+		{"--name", "Not A Label"},
+		{"--workers", "3", "--example", "mixed"},
+	} {
+		if _, errOut, code := hardwayOut(t, "", append([]string{"init", "-f", "-"}, args...)...); code != exitUsage {
+			t.Errorf("init %v: exit %d, want %d\n%s", args, code, exitUsage, errOut)
+		}
+	}
+}
+
+// TestCompletion (point 11): --node, --role and --format complete from the
+// spec -f names, -f from *.yaml files.
+func TestCompletion(t *testing.T) {
+	complete := func(args ...string) []string {
+		out, _, _ := hardwayOut(t, "", append([]string{"__complete"}, args...)...)
+		var vals []string
+		for _, l := range strings.Split(out, "\n") {
+			if l != "" && !strings.HasPrefix(l, ":") && !strings.HasPrefix(l, "Completion ended") {
+				name, _, _ := strings.Cut(l, "\t")
+				vals = append(vals, name)
+			}
+		}
+		return vals
+	}
+	mixed := "../../examples/mixed.yaml"
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bake", "-f", mixed, "--node", ""}, "lb1 lb2 cp1 cp2 cp3 w1 w2 w3"},
+		{[]string{"bake", "-f", mixed, "--role", ""}, "controller etcd lb worker"},
+		{[]string{"bake", "--format", ""}, "lxc kvm"},
+		{[]string{"validate", "-o", ""}, "text json"},
+		{[]string{"certs", "renew", "-f", seed, "kube-p"}, "all apiserver apiserver-kubelet-client apiserver-etcd-client etcd/healthcheck-client front-proxy-client admin super-admin kube-controller-manager kube-scheduler kube-proxy etcd/server-etcd1 etcd/peer-etcd1 etcd/server-etcd2 etcd/peer-etcd2 kubelet-worker1 kubelet-worker2"},
+	} {
+		if got := strings.Join(complete(c.args...), " "); got != c.want {
+			t.Errorf("complete %v: %q, want %q", c.args, got, c.want)
+		}
+	}
+	out, _, _ := hardwayOut(t, "", "__complete", "validate", "-f", "")
+	if !strings.Contains(out, "yaml") {
+		t.Errorf("-f does not complete *.yaml files:\n%s", out)
+	}
+}
