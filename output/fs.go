@@ -186,29 +186,30 @@ func (d *Dir) at(rel string, create bool, f func(dir int, name string) error) er
 	return f(fd, name)
 }
 
-// readAt reads file name in directory dir, refusing a symlink. A FIFO or
-// device is refused too: only a regular file of ours is ever read.
-func readAt(dir int, name, show string) ([]byte, fs.FileMode, error) {
+// readAt reads file name in directory dir, refusing a symlink, and
+// returns its stat, taken before the read. A FIFO or device is refused
+// too: only a regular file of ours is ever read.
+func readAt(dir int, name, show string) ([]byte, *unix.Stat_t, error) {
 	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ELOOP) {
-		return nil, 0, &SymlinkError{Path: show}
+		return nil, nil, &SymlinkError{Path: show}
 	}
 	if err != nil {
-		return nil, 0, &fs.PathError{Op: "open", Path: show, Err: err}
+		return nil, nil, &fs.PathError{Op: "open", Path: show, Err: err}
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, 0, &fs.PathError{Op: "stat", Path: show, Err: err}
+		return nil, nil, &fs.PathError{Op: "stat", Path: show, Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, 0, fmt.Errorf("%s is not a regular file", show)
+		return nil, nil, fmt.Errorf("%s is not a regular file", show)
 	}
 	data, err := readAll(fd, st.Size)
 	if err != nil {
-		return nil, 0, &fs.PathError{Op: "read", Path: show, Err: err}
+		return nil, nil, &fs.PathError{Op: "read", Path: show, Err: err}
 	}
-	return data, fs.FileMode(st.Mode & 0o7777), nil
+	return data, &st, nil
 }
 
 // readAll reads fd to its end, expecting size bytes.
@@ -232,28 +233,45 @@ func readAll(fd int, size int64) ([]byte, error) {
 	}
 }
 
+// hooks connect writeAt to the Dir it writes for; nil outside one.
+type hooks struct {
+	before func() // called, when the file must be written, before anything is
+	// known reports that a file with stat st is known to hold the data
+	// with its mode (the stat cache), so that it need not be read.
+	known func(st *unix.Stat_t) bool
+}
+
 // writeAt stores data as file name in directory dir with mode perm, unless
 // it already holds exactly these bytes with this mode; same bytes with
-// another mode only get the mode. It reports whether it changed anything.
-// A new file goes through a temporary file (.<name>.tmp-<n>, created with
-// mode 0600 and set to perm before any byte is written) and a rename, so
-// that readers and interrupted runs see either the old or the new content.
-// before is called, when the file must be written, before anything is.
-func writeAt(dir int, name string, data []byte, perm fs.FileMode, show string, before func()) (bool, error) {
+// another mode only get the mode. It reports whether it changed anything,
+// and the file's stat once it held data with perm (nil if another process
+// replaced it meanwhile). A new file goes through a temporary file
+// (.<name>.tmp-<n>, created with mode 0600 and set to perm before any byte
+// is written) and a rename, so that readers and interrupted runs see
+// either the old or the new content. Nothing is flushed to disk here: the
+// caller makes what changed durable (Dir.Finish).
+func writeAt(dir int, name string, data []byte, perm fs.FileMode, show string, h *hooks) (bool, *unix.Stat_t, error) {
+	if h == nil {
+		h = &hooks{}
+	}
 	var st unix.Stat_t
 	if unix.Fstatat(dir, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == int64(len(data)) {
-		if old, mode, err := readAt(dir, name, show); err == nil && string(old) == string(data) {
-			if mode == perm.Perm() {
-				return false, nil
+		if h.known != nil && h.known(&st) {
+			return false, &st, nil
+		}
+		if old, cur, err := readAt(dir, name, show); err == nil && string(old) == string(data) {
+			if cur.Mode&0o7777 == uint32(perm.Perm()) {
+				return false, cur, nil
 			}
-			if before != nil {
-				before()
+			if h.before != nil {
+				h.before()
 			}
-			return true, chmodAt(dir, name, perm, show)
+			cur, err := chmodAt(dir, name, perm, show)
+			return true, cur, err
 		}
 	}
-	if before != nil {
-		before()
+	if h.before != nil {
+		h.before()
 	}
 	var tmp string
 	var fd int
@@ -265,13 +283,17 @@ func writeAt(dir int, name string, data []byte, perm fs.FileMode, show string, b
 			break
 		}
 		if !errors.Is(err, unix.EEXIST) || try == 100 {
-			return false, &fs.PathError{Op: "create", Path: show, Err: err}
+			return false, nil, &fs.PathError{Op: "create", Path: show, Err: err}
 		}
 	}
 	f := os.NewFile(uintptr(fd), show)
+	var written unix.Stat_t
 	err := f.Chmod(perm.Perm())
 	if err == nil {
 		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = unix.Fstat(fd, &written)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -284,23 +306,33 @@ func writeAt(dir int, name string, data []byte, perm fs.FileMode, show string, b
 	}
 	if err != nil {
 		unix.Unlinkat(dir, tmp, 0)
-		return false, fmt.Errorf("write %s: %w", show, err)
+		return false, nil, fmt.Errorf("write %s: %w", show, err)
 	}
-	return true, nil
+	// The rename changed the file's ctime: its stat is the one after it,
+	// if the file there is still the one written.
+	if unix.Fstatat(dir, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Ino != written.Ino || st.Dev != written.Dev {
+		return true, nil, nil
+	}
+	return true, &st, nil
 }
 
 // chmodAt sets the mode of regular file name in dir, without following a
-// symlink (which a rename may have put there since the check).
-func chmodAt(dir int, name string, perm fs.FileMode, show string) error {
+// symlink (which a rename may have put there since the check), and
+// returns its stat after the change.
+func chmodAt(dir int, name string, perm fs.FileMode, show string) (*unix.Stat_t, error) {
 	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return &fs.PathError{Op: "chmod", Path: show, Err: err}
+		return nil, &fs.PathError{Op: "chmod", Path: show, Err: err}
 	}
 	defer unix.Close(fd)
 	if err := unix.Fchmod(fd, uint32(perm.Perm())); err != nil {
-		return &fs.PathError{Op: "chmod", Path: show, Err: err}
+		return nil, &fs.PathError{Op: "chmod", Path: show, Err: err}
 	}
-	return nil
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, nil
+	}
+	return &st, nil
 }
 
 // WriteFileAtomic writes data to path through a temporary file in the same
@@ -319,5 +351,6 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) (bool, error) {
 		return false, &fs.PathError{Op: "open", Path: dir, Err: err}
 	}
 	defer unix.Close(fd)
-	return writeAt(fd, filepath.Base(path), data, perm, path, nil)
+	changed, _, err := writeAt(fd, filepath.Base(path), data, perm, path, nil)
+	return changed, err
 }

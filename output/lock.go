@@ -1,6 +1,7 @@
 package output
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // LockFile is the name of the lock of an output directory.
@@ -55,13 +58,20 @@ func unlock(f *os.File) {
 	f.Close()
 }
 
-// The lock file also says how the last run ended. "clean\n": it finished.
-// "dirty\n" and then one path per line: a run started and did not finish;
-// the paths are files it was about to create that its predecessor's
-// manifest does not list (it was killed or failed before writing its own).
-// Empty (a new directory, or one of a hardway before this format): unknown.
-// Both marks have one length, so that a run that creates no file only
-// overwrites them in place.
+// The lock file also says how the last run ended, and carries the stat
+// cache (statcache.go) from one finished run to the next:
+//
+//   - "clean\n", then the cache if there is one: the last run finished.
+//   - "dirty\n", then the cache it started with if there was one, then one
+//     path per line: a run started and did not finish; the paths are
+//     files it was about to create that its predecessor's manifest does
+//     not list (it was killed or failed before writing its own).
+//   - Empty (a new directory, or one of a hardway before this format):
+//     unknown.
+//
+// Both marks have one length, so that a run that creates no file and
+// keeps the cache only overwrites them in place. The cache starts with a
+// NUL byte, which no path holds, so a journal can follow it.
 const (
 	cleanMark = "clean\n"
 	dirtyMark = "dirty\n"
@@ -69,10 +79,11 @@ const (
 
 // run is the state of a locked run.
 type run struct {
-	f       *os.File
-	off     int64           // where the next journal line goes
-	pending []string        // paths an unfinished run may have left
-	logged  map[string]bool // paths journaled by this run
+	f        *os.File
+	cacheEnd int64           // where the cache kept in the file ends (after the mark when there is none)
+	off      int64           // where the next journal line goes
+	pending  []string        // paths an unfinished run may have left
+	logged   map[string]bool // paths journaled by this run
 }
 
 // Lock takes the directory's lock for one run (see the package function)
@@ -87,41 +98,84 @@ func (d *Dir) Lock(wait func(string), skip ...string) (func(), []string, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &run{f: f, logged: map[string]bool{}}
-	state, err := io.ReadAll(io.LimitReader(f, 64<<20))
+	r, clean, cache, err := begin(f)
+	var swept []string
+	if err == nil && !clean {
+		swept, err = Sweep(d.Root, skip...)
+	}
 	if err != nil {
 		unlock(f)
 		return nil, nil, err
 	}
-	var swept []string
-	if string(state) != cleanMark {
-		if swept, err = Sweep(d.Root, skip...); err != nil {
-			unlock(f)
-			return nil, nil, err
-		}
-	}
-	if rest, ok := strings.CutPrefix(string(state), dirtyMark); ok {
-		// Keep the unfinished run's journal, this run may be killed too;
-		// go on after its last complete line.
-		r.off = int64(strings.LastIndexByte(string(state), '\n') + 1)
-		for p := range strings.Lines(rest) {
-			if p, ok := strings.CutSuffix(p, "\n"); ok && CheckRel(p) == nil {
-				r.pending = append(r.pending, p)
-				r.logged[p] = true
-			}
-		}
-	} else {
-		r.off = int64(len(state))
-		if err := r.mark(dirtyMark); err != nil {
-			unlock(f)
-			return nil, nil, err
-		}
-	}
+	d.cache = cache
 	d.run = r
 	return func() {
 		d.run = nil
 		unlock(f)
 	}, swept, nil
+}
+
+// begin reads the lock file f, whether the last run finished and its
+// stat cache, and marks the file dirty for this run: it keeps the cache
+// and, after an unfinished run, that run's journal (this run may be
+// killed too; it goes on after the last complete line).
+func begin(f *os.File) (r *run, clean bool, cache *statCache, err error) {
+	r = &run{f: f, logged: map[string]bool{}}
+	size := int64(0)
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
+	}
+	state := make([]byte, 0, min(size, 64<<20)+1)
+	if state, err = readFull(f, state, 64<<20); err != nil {
+		return nil, false, nil, err
+	}
+	mark := string(state[:min(len(state), len(cleanMark))])
+	rest := state[len(mark):]
+	var kept []byte // the cache, as the file holds it
+	if mark == cleanMark || mark == dirtyMark {
+		if n := statCacheLen(rest); n > 0 {
+			if cache = decodeStatCache(rest[:n]); cache != nil {
+				kept = rest[:n]
+			}
+		}
+	}
+	r.cacheEnd = int64(len(dirtyMark) + len(kept))
+	rest = rest[len(kept):]
+	// After "clean", anything but a cache that checks out is a cache torn
+	// by a crash after the run's manifest: the run finished.
+	clean = mark == cleanMark
+	if mark == dirtyMark && (len(rest) == 0 || rest[0] != 0) {
+		r.off = r.cacheEnd + int64(bytes.LastIndexByte(rest, '\n')+1)
+		for p := range strings.Lines(string(rest)) {
+			if p, ok := strings.CutSuffix(p, "\n"); ok && CheckRel(p) == nil {
+				r.pending = append(r.pending, p)
+				r.logged[p] = true
+			}
+		}
+		return r, false, cache, nil
+	}
+	// Finished, unknown, or a journal this hardway cannot find: this
+	// run's journal starts after the cache.
+	r.off = int64(len(state))
+	return r, clean, cache, r.mark(dirtyMark)
+}
+
+// readFull reads f from its start into buf, at most limit bytes.
+func readFull(f *os.File, buf []byte, limit int) ([]byte, error) {
+	for len(buf) < limit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := f.ReadAt(buf[len(buf):min(cap(buf), limit)], int64(len(buf)))
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return buf, nil
 }
 
 // journal records, before rel is first written, that this run may create
@@ -145,25 +199,47 @@ func (d *Dir) journal(rel string) error {
 	return nil
 }
 
-// finished marks the run as complete in the lock file.
-func (d *Dir) finished() error {
-	if d.run == nil {
+// finished marks the run as complete in the lock file. With encode it
+// replaces the stat cache by the one encode returns for time t; without,
+// it keeps the cache the file holds.
+func (d *Dir) finished(encode func(t int64) []byte) error {
+	r := d.run
+	if r == nil {
 		return nil
 	}
-	if err := d.run.mark(cleanMark); err != nil {
-		return err
+	if encode == nil {
+		if err := r.mark(cleanMark); err != nil {
+			return err
+		}
+	} else {
+		// The cache's time is the file system's, read after every stat
+		// the entries hold: writing the mark sets the file's times to now.
+		r.cacheEnd = int64(len(dirtyMark))
+		if err := r.mark(dirtyMark); err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(r.f.Fd()), &st); err != nil {
+			return fmt.Errorf("%s: %w", r.f.Name(), err)
+		}
+		t := max(st.Ctim.Nano(), st.Mtim.Nano())
+		data := append([]byte(cleanMark), encode(t)...)
+		if _, err := r.f.WriteAt(data, 0); err != nil {
+			return fmt.Errorf("%s: %w", r.f.Name(), err)
+		}
+		r.cacheEnd = int64(len(data))
+		r.off = r.cacheEnd
 	}
-	d.run.pending = nil
-	clear(d.run.logged)
+	r.pending = nil
+	clear(r.logged)
 	return nil
 }
 
-// mark makes the lock file hold mark alone (cleanMark or dirtyMark), with
-// no journal after it.
+// mark makes the lock file hold mark, the cache it keeps, and no journal.
 func (r *run) mark(mark string) error {
 	var err error
-	if r.off > int64(len(mark)) {
-		err = r.f.Truncate(int64(len(mark)))
+	if r.off > r.cacheEnd {
+		err = r.f.Truncate(r.cacheEnd)
 	}
 	if err == nil {
 		_, err = r.f.WriteAt([]byte(mark), 0)
@@ -171,7 +247,7 @@ func (r *run) mark(mark string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", r.f.Name(), err)
 	}
-	r.off = int64(len(mark))
+	r.off = r.cacheEnd
 	return nil
 }
 

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -68,6 +70,10 @@ type Dir struct {
 	prevOnce sync.Once
 	prev     manifest        // the previous run's manifest
 	prevSet  map[string]bool // its paths
+	prevStat *unix.Stat_t    // its file's stat when read
+
+	cache *statCache           // the previous run's stat cache, read by Lock
+	seen  map[string]statEntry // what this run wrote or verified: the next stat cache
 }
 
 // Open prepares root for writing. The root itself may be a symlink; below
@@ -80,7 +86,7 @@ func Open(root string) (*Dir, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: root, Err: err}
 	}
-	d := &Dir{Root: root, fd: fd, artifacts: map[string]Artifact{}}
+	d := &Dir{Root: root, fd: fd, artifacts: map[string]Artifact{}, seen: map[string]statEntry{}}
 	runtime.AddCleanup(d, func(fd int) { unix.Close(fd) }, fd)
 	return d, nil
 }
@@ -126,19 +132,35 @@ func (d *Dir) Write(rel string, data []byte, perm fs.FileMode, kind, node string
 	if err := CheckRel(rel); err != nil {
 		return err
 	}
-	d.note(rel, data, modeName(perm), kind, node)
+	sum := sha256.Sum256(data)
+	d.note(rel, sum, len(data), modeName(perm), kind, node)
 	var changed bool
+	var st *unix.Stat_t
 	var jerr error
 	err := d.at(rel, true, func(dir int, name string) (err error) {
-		changed, err = writeAt(dir, name, data, perm, d.path(rel), func() { jerr = d.journal(rel) })
+		changed, st, err = writeAt(dir, name, data, perm, d.path(rel), &hooks{
+			before: func() { jerr = d.journal(rel) },
+			known:  func(st *unix.Stat_t) bool { return d.knows(rel, sum, perm, st) },
+		})
 		return err
 	})
+	d.mu.Lock()
 	if changed {
-		d.mu.Lock()
 		d.changed = append(d.changed, rel)
-		d.mu.Unlock()
 	}
+	if st != nil {
+		d.seen[rel] = statEntry{sum: sum, st: statOf(st)}
+	}
+	d.mu.Unlock()
 	return errors.Join(jerr, err)
+}
+
+// knows reports whether the stat cache knows that the regular file at rel,
+// whose stat is st, holds content with sha256 sum and mode perm.
+func (d *Dir) knows(rel string, sum [32]byte, perm fs.FileMode, st *unix.Stat_t) bool {
+	e, ok := d.cache.entry(rel)
+	return ok && e.sum == sum && e.st == statOf(st) &&
+		st.Mode&unix.S_IFMT == unix.S_IFREG && st.Mode&0o7777 == uint32(perm.Perm())
 }
 
 // Note records in the manifest a symlink (data is its target) or file that
@@ -149,16 +171,15 @@ func (d *Dir) Note(rel string, data []byte, kind, node string) {
 		d.fail(err)
 		return
 	}
-	d.note(rel, data, "", kind, node)
+	d.note(rel, sha256.Sum256(data), len(data), "", kind, node)
 	if err := d.journal(rel); err != nil {
 		d.fail(err)
 	}
 }
 
-func (d *Dir) note(rel string, data []byte, mode, kind, node string) {
-	sum := sha256.Sum256(data)
+func (d *Dir) note(rel string, sum [32]byte, size int, mode, kind, node string) {
 	d.mu.Lock()
-	d.artifacts[rel] = Artifact{Path: rel, Node: node, Kind: kind, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data)), Mode: mode}
+	d.artifacts[rel] = Artifact{Path: rel, Node: node, Kind: kind, SHA256: hex.EncodeToString(sum[:]), Size: int64(size), Mode: mode}
 	d.mu.Unlock()
 }
 
@@ -205,10 +226,20 @@ func (s *Sub) Mode(name string) (fs.FileMode, error) { return s.d.Mode(s.prefix 
 // unreadable one is empty.
 func (d *Dir) previous() manifest {
 	d.prevOnce.Do(func() {
-		if data, err := d.ReadFile(ManifestFile); err == nil {
-			if json.Unmarshal(data, &d.prev) != nil {
-				d.prev = manifest{}
-			}
+		var st unix.Stat_t
+		if e, ok := d.cache.entry(ManifestFile); ok && unix.Fstatat(d.fd, ManifestFile, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && statOf(&st) == e.st {
+			// The file the last run wrote: the stat cache holds what it says.
+			d.prev, d.prevStat = d.cache.manifest, &st
+		} else {
+			_ = d.at(ManifestFile, false, func(dir int, name string) error {
+				data, st, err := readAt(dir, name, d.path(ManifestFile))
+				if err == nil && json.Unmarshal(data, &d.prev) == nil {
+					d.prevStat = st
+				} else {
+					d.prev = manifest{}
+				}
+				return nil
+			})
 		}
 		d.prevSet = make(map[string]bool, len(d.prev.Artifacts))
 		for _, a := range d.prev.Artifacts {
@@ -221,9 +252,10 @@ func (d *Dir) previous() manifest {
 // Finish removes the files that the previous run's manifest listed, or that
 // an unfinished run may have created (see Lock), and this run did not
 // produce (outside keep, the state directories), flushes the file system,
-// and writes manifest.json last, so a manifest always describes complete
-// files. A directory of ours that is a symlink stops the removal
-// (SymlinkError): nothing is removed through it.
+// and writes manifest.json last, so a manifest always
+// describes complete files; then the stat cache for the next run. A
+// directory of ours that is a symlink stops the removal (SymlinkError):
+// nothing is removed through it.
 func (d *Dir) Finish(keep ...string) error {
 	if d.err != nil {
 		return d.err
@@ -264,17 +296,71 @@ func (d *Dir) Finish(keep ...string) error {
 	if len(d.changed) > 0 {
 		syncFS(d.fd)
 	}
-	data, err := json.MarshalIndent(manifest{Inputs: d.inputs, Artifacts: list}, "", "  ")
+	if err := d.writeManifest(manifest{Inputs: d.inputs, Artifacts: list}); err != nil {
+		return err
+	}
+	if d.run == nil {
+		return nil
+	}
+	d.know(list)
+	return d.finished(d.nextCache(manifest{Inputs: d.inputs, Artifacts: list}))
+}
+
+// writeManifest writes m as manifest.json, durably, unless the file holds
+// it already. When the stat cache knows the file to be the one the last
+// run wrote and m is the manifest read from it, m's bytes are the file's
+// and are not even encoded.
+func (d *Dir) writeManifest(m manifest) error {
+	e, ok := d.cache.entry(ManifestFile)
+	if ok && d.prevStat != nil && statOf(d.prevStat) == e.st && d.prev.Inputs == m.Inputs && slices.Equal(d.prev.Artifacts, m.Artifacts) {
+		var st unix.Stat_t
+		if unix.Fstatat(d.fd, ManifestFile, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && statOf(&st) == e.st {
+			d.seen[ManifestFile] = e
+			return nil
+		}
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := d.at(ManifestFile, false, func(dir int, name string) error {
-		_, err := writeAt(dir, name, append(data, '\n'), 0o644, d.path(ManifestFile), nil)
+	data = append(data, '\n')
+	sum := sha256.Sum256(data)
+	var st *unix.Stat_t
+	err = d.at(ManifestFile, false, func(dir int, name string) (err error) {
+		_, st, err = writeAt(dir, name, data, 0o644, d.path(ManifestFile), &hooks{
+			known: func(st *unix.Stat_t) bool { return d.knows(ManifestFile, sum, 0o644, st) },
+		})
 		return err
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	return d.finished()
+	if st != nil {
+		d.seen[ManifestFile] = statEntry{sum: sum, st: statOf(st)}
+	}
+	return nil
+}
+
+// nextCache returns the encoder of the stat cache for the next run: of
+// manifest m, with what this run wrote or verified of m's files and of
+// manifest.json. It returns nil when that is the cache the run started
+// with.
+func (d *Dir) nextCache(m manifest) func(t int64) []byte {
+	next := make(map[string]statEntry, len(m.Artifacts)+1)
+	for _, a := range m.Artifacts {
+		if e, ok := d.seen[a.Path]; ok {
+			if sum, valid := sumOf(a); valid && e.sum == sum {
+				next[a.Path] = e
+			}
+		}
+	}
+	if e, ok := d.seen[ManifestFile]; ok {
+		next[ManifestFile] = e
+	}
+	if d.cache != nil && maps.Equal(next, d.cache.entries) {
+		return nil
+	}
+	return func(t int64) []byte { return encodeStatCache(t, m, next) }
 }
 
 // remove removes file or symlink rel, not following a symlink on the way.

@@ -2,11 +2,9 @@ package output
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"hash"
 	"runtime"
-	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -21,11 +19,13 @@ import (
 // half-done by a run killed before its manifest) sends the caller down the
 // full path, which rewrites only what differs.
 //
-// The manifest is written last, after every file it lists, and every byte
-// is compared with it, so nothing a crash or an edit leaves can pass. The
-// cost is reading the files once (sha256 runs at 1-2 GB/s; 3 controllers
-// and 100 workers are ~19 MB in ~3,000 files), spread over GOMAXPROCS;
-// Verify starts it early.
+// The manifest is written last, after every file it lists, and every file
+// is compared with it, so nothing a crash or an edit leaves can pass. A
+// file whose stat is the one the stat cache recorded with the manifest's
+// sha256 is known to hold those bytes and is not read (statcache.go); any
+// other is read and hashed (sha256 runs at 1-2 GB/s; 3 controllers and
+// 100 workers are ~19 MB in ~3,000 files), spread over GOMAXPROCS. Verify
+// starts it early.
 func (d *Dir) Unchanged(inputs string, except ...string) bool {
 	d.Verify(except...)
 	d.mu.Lock()
@@ -44,15 +44,26 @@ func (d *Dir) Unchanged(inputs string, except ...string) bool {
 	for _, a := range v.take {
 		d.artifacts[a.Path] = a
 	}
+	for _, s := range v.seen {
+		d.seen[s.path] = s.statEntry
+	}
 	d.mu.Unlock()
 	return true
 }
 
 // verification compares the previous run's artifacts with the disk.
 type verification struct {
-	take []Artifact  // the artifacts compared
-	bad  atomic.Bool // one differs, or the comparison was called off
+	take []Artifact   // the artifacts compared
+	seen []seen       // what the comparison found them to be
+	bad  atomic.Bool  // one differs, or the comparison was called off
+	read atomic.Int64 // files read to compare them: the stat cache did not know them
 	done chan struct{}
+}
+
+// seen is a file as a run wrote or verified it.
+type seen struct {
+	path string
+	statEntry
 }
 
 // Verify starts comparing, in the background, every artifact the previous
@@ -80,44 +91,74 @@ func (d *Dir) Verify(except ...string) {
 			close(v.done)
 			return
 		}
-		next := make(chan []Artifact)
-		var wg sync.WaitGroup
-		for range runtime.GOMAXPROCS(0) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c := verifier{d: d, h: sha256.New(), buf: make([]byte, 256<<10)}
-				for batch := range next {
-					for _, a := range batch {
-						if v.bad.Load() || !c.file(a) {
-							v.bad.Store(true)
-							break
-						}
-					}
-				}
-			}()
-		}
 		go func() {
-			for i := 0; i < len(v.take) && !v.bad.Load(); i += 64 {
-				next <- v.take[i:min(i+64, len(v.take))]
-			}
-			close(next)
-			wg.Wait()
+			v.seen = d.compare(v.take, &v.bad, &v.read)
 			close(v.done)
 		}()
 	})
 }
 
-// verifier compares files with their manifest entries; one per goroutine.
-type verifier struct {
-	d   *Dir
-	h   hash.Hash
-	buf []byte
+// compare compares arts with the disk on GOMAXPROCS goroutines and
+// returns what it found them to be. With stop, the first difference sets
+// it and ends the comparison (as does setting it from outside); without,
+// every artifact is compared and those that differ are left out. read
+// counts the files it had to read.
+func (d *Dir) compare(arts []Artifact, stop *atomic.Bool, read *atomic.Int64) []seen {
+	next := make(chan []Artifact)
+	found := make(chan []seen)
+	for range runtime.GOMAXPROCS(0) {
+		go func() {
+			c := verifier{d: d, h: sha256.New(), buf: make([]byte, 256<<10), dirs: map[string]bool{}, read: read}
+			var out []seen
+			for batch := range next {
+				for _, a := range batch {
+					if stop != nil && stop.Load() {
+						break
+					}
+					e, ok := c.file(a)
+					if ok {
+						out = append(out, seen{a.Path, e})
+					} else if stop != nil {
+						stop.Store(true)
+					}
+				}
+			}
+			found <- out
+		}()
+	}
+	go func() {
+		for i := 0; i < len(arts) && (stop == nil || !stop.Load()); i += 64 {
+			next <- arts[i:min(i+64, len(arts))]
+		}
+		close(next)
+	}()
+	var all []seen
+	for range runtime.GOMAXPROCS(0) {
+		all = append(all, <-found...)
+	}
+	return all
 }
 
-// file reports whether artifact a is on disk as listed: four system calls
-// for a file (openat2, fstat, read, close), three for a symlink.
-func (v *verifier) file(a Artifact) bool {
+// verifier compares files with their manifest entries; one per goroutine.
+type verifier struct {
+	d    *Dir
+	h    hash.Hash
+	buf  []byte
+	dirs map[string]bool // directories found to be directories, not symlinks
+	read *atomic.Int64
+}
+
+// file reports whether artifact a is on disk as listed, and what the file
+// is: one fstatat when the stat cache knows it (and one per directory on
+// its path, once), otherwise four system calls for a file (openat2,
+// fstat, read, close), four for a symlink.
+func (v *verifier) file(a Artifact) (statEntry, bool) {
+	if e, ok := v.d.cache.trusted(a); ok {
+		if st, ok := v.lstat(a.Path); ok && statOf(&st) == e.st {
+			return e, true
+		}
+	}
+	v.read.Add(1)
 	if a.Mode == ModeSymlink {
 		return v.link(a)
 	}
@@ -126,15 +167,15 @@ func (v *verifier) file(a Artifact) bool {
 		return v.link(a) // a manifest from before modes were recorded
 	}
 	if err != nil {
-		return false
+		return statEntry{}, false
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != a.Size {
-		return false
+		return statEntry{}, false
 	}
 	if a.Mode != "" && rawMode(st.Mode) != a.Mode {
-		return false
+		return statEntry{}, false
 	}
 	// Read the size fstat gave, no more: the size is compared already, and
 	// most files take one read(2).
@@ -145,25 +186,85 @@ func (v *verifier) file(a Artifact) bool {
 			continue
 		}
 		if err != nil || n == 0 {
-			return false
+			return statEntry{}, false
 		}
 		v.h.Write(v.buf[:n])
 		left -= int64(n)
 	}
-	return hex.EncodeToString(v.h.Sum(v.buf[:0])) == a.SHA256
+	return v.matches(a, &st, v.h.Sum(v.buf[:0]))
+}
+
+// matches returns the entry of a file with stat st and sha256 sum, and
+// whether sum is a's.
+func (v *verifier) matches(a Artifact, st *unix.Stat_t, sum []byte) (statEntry, bool) {
+	want, ok := sumOf(a)
+	if !ok || string(sum) != string(want[:]) {
+		return statEntry{}, false
+	}
+	return statEntry{sum: want, st: statOf(st)}, true
 }
 
 // link reports whether a is a symlink whose target has a's sha256.
-func (v *verifier) link(a Artifact) bool {
+func (v *verifier) link(a Artifact) (statEntry, bool) {
 	fd, err := v.d.openFile(a.Path, unix.O_PATH)
 	if err != nil {
-		return false
+		return statEntry{}, false
 	}
 	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		return statEntry{}, false
+	}
 	n, err := unix.Readlinkat(fd, "", v.buf)
 	if err != nil || n == len(v.buf) {
-		return false
+		return statEntry{}, false
 	}
 	sum := sha256.Sum256(v.buf[:n])
-	return hex.EncodeToString(sum[:]) == a.SHA256
+	return v.matches(a, &st, sum[:])
+}
+
+// lstat stats rel, not following a symlink at rel or on the way to it:
+// every directory on the way is checked to be one (once per verifier).
+func (v *verifier) lstat(rel string) (unix.Stat_t, bool) {
+	defer runtime.KeepAlive(v.d) // d.fd is closed by a cleanup once d is unreachable
+	var st unix.Stat_t
+	dir, _ := split(rel)
+	if !v.isDir(dir) {
+		return st, false
+	}
+	return st, unix.Fstatat(v.d.fd, rel, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+}
+
+// isDir reports whether rel and every directory above it are directories.
+func (v *verifier) isDir(rel string) bool {
+	if rel == "" || v.dirs[rel] {
+		return true
+	}
+	if parent, _ := split(rel); !v.isDir(parent) {
+		return false
+	}
+	var st unix.Stat_t
+	if unix.Fstatat(v.d.fd, rel, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return false
+	}
+	v.dirs[rel] = true
+	return true
+}
+
+// know adds to this run's stat cache every artifact of list that the run
+// neither wrote nor verified (a symlink or file the caller wrote itself
+// after Note), if it is on disk as listed.
+func (d *Dir) know(list []Artifact) {
+	var unknown []Artifact
+	for _, a := range list {
+		if _, ok := d.seen[a.Path]; !ok {
+			unknown = append(unknown, a)
+		}
+	}
+	if len(unknown) == 0 {
+		return
+	}
+	for _, s := range d.compare(unknown, nil, new(atomic.Int64)) {
+		d.seen[s.path] = s.statEntry
+	}
 }
