@@ -23,11 +23,18 @@ type Issue struct {
 	Path    string // field path such as spec.nodes[3].address
 	Msg     string
 	Warning bool
+	// Name names a warning a spec can acknowledge (spec.acknowledgeWarnings);
+	// Acknowledged says the spec does.
+	Name         string
+	Acknowledged bool
 }
 
 func (i Issue) String() string {
 	kind := ""
-	if i.Warning {
+	switch {
+	case i.Acknowledged:
+		kind = "warning (acknowledged " + i.Name + "): "
+	case i.Warning:
 		kind = "warning: "
 	}
 	return fmt.Sprintf("%s:%d:%d: %s%s: %s", oneLine(i.File), i.Line, i.Col, kind, oneLine(i.Path), oneLine(i.Msg))
@@ -72,21 +79,21 @@ func (is Issues) Error() string {
 }
 
 // Errors returns the non-warning issues, or nil when there are none.
-func (is Issues) Errors() Issues {
-	var out Issues
-	for _, x := range is {
-		if !x.Warning {
-			out = append(out, x)
-		}
-	}
-	return out
-}
+func (is Issues) Errors() Issues { return is.filter(func(x Issue) bool { return !x.Warning }) }
 
 // Warnings returns the warnings.
-func (is Issues) Warnings() Issues {
+func (is Issues) Warnings() Issues { return is.filter(func(x Issue) bool { return x.Warning }) }
+
+// Unacknowledged returns the issues but the warnings the spec acknowledges.
+func (is Issues) Unacknowledged() Issues {
+	return is.filter(func(x Issue) bool { return !x.Acknowledged })
+}
+
+// filter returns the issues keep accepts, or nil when there are none.
+func (is Issues) filter(keep func(Issue) bool) Issues {
 	var out Issues
 	for _, x := range is {
-		if x.Warning {
+		if keep(x) {
 			out = append(out, x)
 		}
 	}

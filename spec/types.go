@@ -44,6 +44,8 @@ type ClusterSpec struct {
 	SSH               SSH        `yaml:"ssh" doc:"SSH access to the nodes."`
 	Proxmox           Proxmox    `yaml:"proxmox" doc:"Proxmox host settings used by the generated pct/qm configuration."`
 	Nodes             []Node     `yaml:"nodes" hw:"required" doc:"Every machine of the cluster, in order (order sets pod CIDRs and keepalived priorities)."`
+	// The enum is warningNames (acknowledge.go).
+	AcknowledgeWarnings []string `yaml:"acknowledgeWarnings,omitempty" hw:"enum=even-etcd-members|short-validity" doc:"Warnings this spec knows about and keeps, by name: validate shows them once, marked acknowledged; the other commands do not print them. even-etcd-members: an even number of etcd members; short-validity: a lifetime under 30 days."`
 }
 
 // Network holds the cluster's address plan.

@@ -68,6 +68,7 @@ func (d *Document) Validate(o Options) Issues {
 	v.reportDefaulted(zeros)
 	v.bad = v.checkFields()
 	v.run(o)
+	v.acknowledge()
 	v.is.sort()
 	return v.is
 }
@@ -239,7 +240,7 @@ func (v *validator) validity(path, s string) (time.Duration, bool) {
 		v.errf(path, "%s is shorter than 1h: certificates would expire before the cluster is up", s)
 		return 0, false
 	case d < warnValidity:
-		v.warnf(path, "%s is less than 30 days (720h): the certificates need renewing (hardway certs renew) that often", s)
+		v.warn(WarnShortValidity, path, "%s is less than 30 days (720h): the certificates need renewing (hardway certs renew) that often", s)
 	}
 	return d, true
 }
@@ -318,7 +319,7 @@ func (v *validator) nodes(nodeNet netip.Prefix, okNode bool, gw, vip netip.Addr)
 	case len(etcd) == 0:
 		v.errf("spec.nodes", "no node has role etcd; give it to dedicated nodes or stack it on the controllers")
 	case len(etcd)%2 == 0:
-		v.warnf("spec.nodes", "%d etcd members: an even count tolerates no more failures than %d; use an odd number", len(etcd), len(etcd)-1)
+		v.warn(WarnEvenEtcd, "spec.nodes", "%d etcd members: an even count tolerates no more failures than %d; use an odd number", len(etcd), len(etcd)-1)
 	}
 	if c.Spec.APIServer.VIP == "" {
 		for i, n := range c.Spec.Nodes {

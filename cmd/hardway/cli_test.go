@@ -330,3 +330,28 @@ func TestCompletion(t *testing.T) {
 		t.Errorf("-f does not complete *.yaml files:\n%s", out)
 	}
 }
+
+// TestAcknowledgedWarning (point 7): a warning the spec acknowledges is
+// shown by validate once, marked, and by no other command.
+func TestAcknowledgedWarning(t *testing.T) {
+	data, _ := os.ReadFile(seed)
+	file := filepath.Join(t.TempDir(), "cluster.yaml")
+	os.WriteFile(file, append(data, "  acknowledgeWarnings: [even-etcd-members]\n"...), 0o644)
+	_, errOut, code := hardwayOut(t, "", "validate", "--no-artifacts", "-f", file)
+	if code != 0 || strings.Count(errOut, "etcd members") != 1 || !strings.Contains(errOut, "warning (acknowledged even-etcd-members): spec.nodes: 2 etcd members") {
+		t.Errorf("validate: exit %d\n%s", code, errOut)
+	}
+	out, _, _ := hardwayOut(t, "", "validate", "--no-artifacts", "-f", file, "-o", "json")
+	if !strings.Contains(out, `"name": "even-etcd-members",`+"\n      \"acknowledged\": true") {
+		t.Errorf("validate -o json does not mark it acknowledged:\n%s", out)
+	}
+	for _, args := range [][]string{
+		{"generate", "-f", file, "--dir", t.TempDir()},
+		{"certs", "check", "-f", file, "--dir", t.TempDir()},
+		{"pin", "-f", file},
+	} {
+		if _, errOut, _ := hardwayOut(t, "", args...); strings.Contains(errOut, "etcd members") {
+			t.Errorf("hardway %s shows the acknowledged warning:\n%s", args[0], errOut)
+		}
+	}
+}

@@ -36,7 +36,9 @@ func newValidate() *cobra.Command {
 required fields are errors), applies defaults and checks its meaning: names,
 addresses, CIDRs, roles, PKI settings, and in binaries.mode upstream that every
 pinned binary exists with its pinned SHA-256. It exits 1 on any error;
-warnings (such as an even number of etcd members) do not fail it.
+warnings (such as an even number of etcd members) do not fail it. A warning
+the spec acknowledges (spec.acknowledgeWarnings names it) is shown here
+only, marked acknowledged; the other commands do not print it.
 
 With -o json it prints one document (file, valid, nodes, issues; see
 docs/cli.md) on standard output instead of the messages on standard error.
@@ -56,7 +58,7 @@ YAML (or JSON with -o json); it validates as it is.`,
 			if out.json() && !showDefaults {
 				return validateJSON(cmd.OutOrStdout(), file, o)
 			}
-			doc, err := loadSpec(cmd.ErrOrStderr(), file, o)
+			doc, err := checkSpec(cmd.ErrOrStderr(), file, o, true)
 			if err != nil {
 				return err
 			}

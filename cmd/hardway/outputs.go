@@ -22,12 +22,14 @@ type validateOutput struct {
 }
 
 type issueOutput struct {
-	File     string `json:"file"`
-	Line     int    `json:"line"`
-	Column   int    `json:"column"`
-	Path     string `json:"path" doc:"the field, such as spec.nodes[3].address"`
-	Severity string `json:"severity" doc:"error or warning"`
-	Message  string `json:"message"`
+	File         string `json:"file"`
+	Line         int    `json:"line"`
+	Column       int    `json:"column"`
+	Path         string `json:"path" doc:"the field, such as spec.nodes[3].address"`
+	Severity     string `json:"severity" doc:"error or warning"`
+	Message      string `json:"message"`
+	Name         string `json:"name,omitempty" doc:"the warning's name, for spec.acknowledgeWarnings"`
+	Acknowledged bool   `json:"acknowledged,omitempty" doc:"the spec acknowledges this warning"`
 }
 
 func issuesOutput(is spec.Issues) []issueOutput {
@@ -37,7 +39,7 @@ func issuesOutput(is spec.Issues) []issueOutput {
 		if i.Warning {
 			sev = "warning"
 		}
-		out = append(out, issueOutput{File: i.File, Line: i.Line, Column: i.Col, Path: i.Path, Severity: sev, Message: i.Msg})
+		out = append(out, issueOutput{File: i.File, Line: i.Line, Column: i.Col, Path: i.Path, Severity: sev, Message: i.Msg, Name: i.Name, Acknowledged: i.Acknowledged})
 	}
 	return out
 }

@@ -34,14 +34,24 @@ func readSpec(file string, o spec.Options) (*spec.Document, spec.Issues, error) 
 }
 
 // loadSpec parses and validates a spec, printing every issue as
-// file:line:col: path: message. It fails (exit status 1) on any error.
+// file:line:col: path: message, but the warnings the spec acknowledges
+// (validate shows those). It fails (exit status 1) on any error.
 func loadSpec(w io.Writer, file string, o spec.Options) (*spec.Document, error) {
+	return checkSpec(w, file, o, false)
+}
+
+// checkSpec is loadSpec; acknowledged prints the acknowledged warnings too.
+func checkSpec(w io.Writer, file string, o spec.Options, acknowledged bool) (*spec.Document, error) {
 	doc, is, err := readSpec(file, o)
 	if err != nil {
 		return nil, err
 	}
-	if len(is) > 0 {
-		fmt.Fprintln(w, is.Error())
+	shown := is
+	if !acknowledged {
+		shown = is.Unacknowledged()
+	}
+	if len(shown) > 0 {
+		fmt.Fprintln(w, shown.Error())
 	}
 	if doc == nil || len(is.Errors()) > 0 {
 		return nil, exitError{exitFailed}
