@@ -32,7 +32,7 @@ type Metadata struct {
 
 // ClusterSpec is the body of the document.
 type ClusterSpec struct {
-	KubernetesVersion string     `yaml:"kubernetesVersion" hw:"required" doc:"Kubernetes release of the binaries, vX.Y.Z: a patch release of the minor release this hardway makes files for (v1.34). It names the baked templates and images and the Proxmox templates create-nodes.sh uses; the units, flags and configurations do not change with it."`
+	KubernetesVersion string     `yaml:"kubernetesVersion" hw:"required" doc:"Kubernetes release of the binaries, vX.Y.Z: a patch release of the minor release this hardway makes files for (v1.34). It names the baked templates and images and the Proxmox templates create-nodes.sh uses; the units, flags and configurations do not change with it. hardway pin refuses binaries of another release."`
 	Domain            string     `yaml:"domain" doc:"DNS domain of the nodes: a node's FQDN is <name>.<domain>. Default example.com."`
 	ClusterDomain     string     `yaml:"clusterDomain" doc:"In-cluster DNS domain. Default cluster.local."`
 	Network           Network    `yaml:"network" hw:"required" doc:"Node, pod and service addressing."`

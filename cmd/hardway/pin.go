@@ -1,11 +1,13 @@
 package main
 
 import (
+	"debug/buildinfo"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -30,7 +32,9 @@ bake refuses a binary that is not pinned or whose SHA-256 differs from its
 pin, so pin once from binaries you trust (checked against the release's
 own checksums), not from whatever is in the directory at bake time.
 Required binaries that are missing are listed; bake fails for the nodes
-that need them until they are there and pinned.`,
+that need them until they are there and pinned. Kubernetes binaries of
+another release than spec.kubernetesVersion are refused (the release is
+read from their Go build information, not by running them).`,
 		Example: `  hardway pin -f cluster.yaml            # print the mapping
   hardway pin -f cluster.yaml --write    # set it in cluster.yaml`,
 		Args: cobra.NoArgs,
@@ -49,6 +53,9 @@ that need them until they are there and pinned.`,
 			}
 			if len(pins) == 0 {
 				return fmt.Errorf("no binary of the spec's roles in %s", dir)
+			}
+			if err := sameRelease(dir, slices.Sorted(maps.Keys(pins)), doc.Cluster.Spec.KubernetesVersion); err != nil {
+				return err
 			}
 			if !write {
 				fmt.Fprintf(cmd.OutOrStdout(), "# spec.binaries.sha256 of %s, from %s\nsha256:\n", file, dir)
@@ -79,4 +86,51 @@ that need them until they are there and pinned.`,
 	specFlag(cmd, &file)
 	cmd.Flags().BoolVar(&write, "write", false, "set the pins in the spec file instead of printing them")
 	return cmd
+}
+
+// sameRelease refuses the binaries of dir (by name) that were built from
+// another Kubernetes release than the spec's.
+func sameRelease(dir string, names []string, want string) error {
+	var wrong []string
+	for _, name := range names {
+		if v := kubernetesRelease(filepath.Join(dir, name)); v != "" && v != want {
+			wrong = append(wrong, fmt.Sprintf("%s is Kubernetes %s", name, v))
+		}
+	}
+	if len(wrong) > 0 {
+		return fmt.Errorf("spec.kubernetesVersion is %s, but in %s %s: pin binaries of %s, or set the spec to their release",
+			want, dir, strings.Join(wrong, ", "), want)
+	}
+	return nil
+}
+
+// kubernetesRelease is the Kubernetes release a binary was built from, as
+// its Go build information says: the version stamp of release builds (and
+// of make tools), -X k8s.io/component-base/version.gitVersion=..., else the
+// version of the k8s.io/kubernetes module its main package is from; "" for
+// any other file.
+func kubernetesRelease(path string) string {
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, s := range bi.Settings {
+		if _, v, ok := strings.Cut(s.Value, "k8s.io/component-base/version.gitVersion="); s.Key == "-ldflags" && ok {
+			if f := strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == '\'' || r == '"' }); len(f) > 0 {
+				return f[0]
+			}
+		}
+	}
+	if !strings.HasPrefix(bi.Path, "k8s.io/kubernetes/") {
+		return ""
+	}
+	if bi.Main.Path == "k8s.io/kubernetes" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	for _, d := range bi.Deps {
+		if d.Path == "k8s.io/kubernetes" {
+			return d.Version
+		}
+	}
+	return ""
 }

@@ -67,3 +67,42 @@ func TestPin(t *testing.T) {
 		t.Errorf("pin of a missing spec: exit 0\n%s", out)
 	}
 }
+
+// TestPinRefusesAnotherRelease (issue 16, point 10): pin reads the
+// Kubernetes release a binary was built from and refuses one that is not
+// spec.kubernetesVersion; the seed's own release pins.
+func TestPinRefusesAnotherRelease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two Go programs")
+	}
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "cluster.yaml")
+	data, _ := os.ReadFile(seed)
+	os.WriteFile(spec, data, 0o644)
+	src := filepath.Join(dir, "src")
+	os.Mkdir(src, 0o755)
+	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module example.com/fake\n\ngo 1.26\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644)
+	art := filepath.Join(dir, "artifacts")
+	build := func(version string) {
+		t.Helper()
+		cmd := exec.Command("go", "build", "-o", filepath.Join(art, "kube-apiserver"),
+			"-ldflags", "-X 'k8s.io/component-base/version.gitVersion="+version+"'", ".")
+		cmd.Dir = src
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build: %v\n%s", err, out)
+		}
+	}
+	build("v1.33.4")
+	out, code := hardway(t, "pin", "-f", spec, "--write")
+	if code != exitFailed || !strings.Contains(out, "spec.kubernetesVersion is v1.34.2, but in "+art+" kube-apiserver is Kubernetes v1.33.4") {
+		t.Errorf("a v1.33.4 kube-apiserver: exit %d\n%s", code, out)
+	}
+	if after, _ := os.ReadFile(spec); string(after) != string(data) {
+		t.Error("pin wrote the spec anyway")
+	}
+	build("v1.34.2")
+	if out, code := hardway(t, "pin", "-f", spec, "--write"); code != 0 {
+		t.Errorf("a v1.34.2 kube-apiserver: exit %d\n%s", code, out)
+	}
+}
