@@ -104,11 +104,11 @@ type Node struct {
 	Name      string   `yaml:"name" hw:"required" doc:"Host name, a DNS-1123 label, unique."`
 	Roles     []string `yaml:"roles" hw:"required,enum=etcd|controller|worker|lb|gateway" doc:"What the node runs: etcd, controller, worker, lb, gateway."`
 	Target    string   `yaml:"target" hw:"required,enum=lxc|kvm" doc:"lxc (Proxmox container) or kvm (virtual machine)."`
-	Address   string   `yaml:"address" hw:"required" doc:"The node's address with prefix length, inside network.nodeCIDR."`
+	Address   string   `yaml:"address" hw:"required" doc:"The node's address with nodeCIDR's prefix length (10.240.0.31/24 in 10.240.0.0/24), unique, inside network.nodeCIDR: not its network or broadcast address, the gateway or the API VIP."`
 	VMID      int      `yaml:"vmid" hw:"required,range=100..999999999" doc:"Proxmox VM/CT id, unique."`
 	Cores     int      `yaml:"cores" hw:"range=1..1024" doc:"CPU cores. Default 1 (2 for controllers, 4 for workers)."`
 	MemoryMiB int      `yaml:"memoryMiB" hw:"range=128..4194304" doc:"Memory in MiB. Default 1024 (2048 for controllers, 4096 for workers)."`
-	SwapMiB   int      `yaml:"swapMiB" hw:"range=0..4194304" doc:"Swap in MiB (LXC). Default 0; a worker with swap gets failSwapOn: false."`
+	SwapMiB   int      `yaml:"swapMiB" hw:"range=0..4194304" doc:"Swap limit in MiB of an LXC container (an error on kvm nodes, whose swap is the guest's own). Default 0; a worker with swap gets failSwapOn: false."`
 	DiskGiB   int      `yaml:"diskGiB" hw:"range=1..65536" doc:"Root disk size in GiB. Default 10 (20 for workers)."`
 	Boot      string   `yaml:"boot,omitempty" hw:"enum=cloud-init|ignition" doc:"KVM boot configuration: cloud-init (NoCloud) or ignition. Default cloud-init."`
 	Ignition  string   `yaml:"ignitionVariant,omitempty" hw:"enum=fcos|flatcar" doc:"Butane variant when boot is ignition. Default fcos."`

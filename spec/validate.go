@@ -306,6 +306,9 @@ func (v *validator) nodes(nodeNet netip.Prefix, okNode bool, gw, vip netip.Addr)
 		} else if n.Boot != "ignition" && v.d.Has(p+".ignitionVariant") {
 			v.errf(p+".ignitionVariant", "applies only with boot: ignition")
 		}
+		if n.Target == TargetKVM && n.SwapMiB > 0 {
+			v.errf(p+".swapMiB", "applies to lxc nodes only (a container's swap limit); %s is kvm, whose swap is the guest's own", n.Name)
+		}
 	}
 	if len(c.Spec.Nodes) == 0 {
 		v.errf("spec.nodes", "the cluster has no nodes")

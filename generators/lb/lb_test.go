@@ -255,7 +255,7 @@ func TestSingleLB(t *testing.T) {
 		c.Spec.Nodes = slices.DeleteFunc(c.Spec.Nodes, func(n spec.Node) bool { return n.Name == "lb1" || n.Name == "lb2" })
 		for i := range c.Spec.Nodes {
 			if c.Spec.Nodes[i].Name == "lb" {
-				c.Spec.Nodes[i].Target, c.Spec.Nodes[i].Boot = spec.TargetKVM, "ignition"
+				c.Spec.Nodes[i].Target, c.Spec.Nodes[i].Boot, c.Spec.Nodes[i].SwapMiB = spec.TargetKVM, "ignition", 0 // swap is a container's limit
 			}
 		}
 	})
