@@ -465,12 +465,17 @@ func (dc *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	}
 	fields := Fields(v.Type())
 	seen := map[string]bool{}
+	meant := map[string]bool{} // fields an unknown key was taken for
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		kp := join(path, k.Value)
 		f, ok := fieldByKey(fields, k.Value)
 		if !ok {
-			dc.fail(k, kp, "unknown field %q%s", k.Value, suggest(k.Value, fields))
+			hint, mf := suggest(k.Value, fields)
+			if mf != nil {
+				meant[mf.Key] = true
+			}
+			dc.fail(k, kp, "unknown field %q%s", k.Value, hint)
 			continue
 		}
 		if seen[k.Value] {
@@ -504,7 +509,8 @@ func (dc *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		}
 	}
 	for _, f := range fields {
-		if f.Required && !seen[f.Key] {
+		// A misspelt required field is reported once, as unknown.
+		if f.Required && !seen[f.Key] && !meant[f.Key] {
 			dc.fail(n, join(path, f.Key), "required field is missing")
 		}
 	}
@@ -546,16 +552,6 @@ func fieldByKey(fs []Field, key string) (Field, bool) {
 		}
 	}
 	return Field{}, false
-}
-
-// suggest proposes a known key that differs only by case, a frequent mistake.
-func suggest(key string, fs []Field) string {
-	for _, f := range fs {
-		if strings.EqualFold(f.Key, key) {
-			return fmt.Sprintf(" (did you mean %q?)", f.Key)
-		}
-	}
-	return ""
 }
 
 // Field is the metadata of one spec field, read from its struct tags.
