@@ -355,3 +355,29 @@ func TestAcknowledgedWarning(t *testing.T) {
 		}
 	}
 }
+
+// TestCertsCheckCAAlgorithm (point 6): after pki.algorithm changes, certs
+// check says that the CAs keep their algorithm, instead of a bare ok.
+func TestCertsCheckCAAlgorithm(t *testing.T) {
+	dir := t.TempDir()
+	if o, code := hardway(t, "generate", "-f", seed, "--dir", dir); code != 0 {
+		t.Fatal(o)
+	}
+	data, _ := os.ReadFile(seed)
+	rsa := filepath.Join(dir, "rsa.yaml")
+	changed := strings.Replace(string(data), "algorithm: ecdsa-p256", "algorithm: rsa-2048", 1)
+	if changed == string(data) {
+		t.Fatal("the seed names no ecdsa-p256 algorithm to change")
+	}
+	os.WriteFile(rsa, []byte(changed), 0o644)
+	out, _, code := hardwayOut(t, "", "certs", "check", "-f", rsa, "--dir", dir, "-o", "json")
+	var st []struct{ Name, State, Reason, CA string }
+	if err := json.Unmarshal([]byte(out), &st); err != nil || code != exitFindings {
+		t.Fatalf("exit %d %v\n%s", code, err, out)
+	}
+	for _, s := range st {
+		if s.CA == "" && (s.State != "ok" || !strings.Contains(s.Reason, "an ECDSA key while spec.pki.algorithm is rsa-2048: CAs are never replaced")) {
+			t.Errorf("%s: %s: %s", s.Name, s.State, s.Reason)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -204,7 +205,9 @@ ok, expiring (within 30 days), expired, missing, mismatch (its identity no
 longer matches the spec; generate re-issues it) or insecure (its key is
 readable by others than its owner; generate sets it back to 0600). It changes
 nothing (a missing <dir>/<cluster> is reported, not created) and exits 3
-when any certificate is not ok.
+when any certificate is not ok. A CA whose key is of another algorithm than
+spec.pki.algorithm is ok with a note: generate re-issues the leaves with the
+new algorithm but never replaces a CA.
 
 With -o json it prints a list of {name, cn, ca, node, notAfter, residual,
 state, reason, externallyManaged, algorithm} (see docs/cli.md).`,
@@ -224,6 +227,7 @@ state, reason, externallyManaged, algorithm} (see docs/cli.md).`,
 				return err
 			}
 			st := pki.Check(doc.Cluster, store, time.Now())
+			noteCAAlgorithm(st, doc.Cluster.Spec.PKI.Algorithm)
 			if out.json() {
 				if err := writeJSON(cmd.OutOrStdout(), st); err != nil {
 					return err
@@ -282,6 +286,20 @@ file that embeds them. CAs are never renewed. It prints what generate prints.`,
 	rout = addOutput(renew)
 	cmd.AddCommand(check, renew)
 	return cmd
+}
+
+// noteCAAlgorithm says, on a CA whose key is of another algorithm than
+// spec.pki.algorithm, that it stays: generate re-issues the leaves with the
+// new algorithm, signed by the old CAs, and never replaces a CA.
+func noteCAAlgorithm(st []pki.Status, algorithm string) {
+	family, _, _ := strings.Cut(algorithm, "-") // ecdsa, rsa
+	for i, s := range st {
+		if s.CA == "" && s.Algorithm != "" && !strings.EqualFold(s.Algorithm, family) {
+			st[i].Reason = strings.TrimPrefix(st[i].Reason+"; ", "; ") + fmt.Sprintf(
+				"an %s key while spec.pki.algorithm is %s: CAs are never replaced (delete %s.crt and %s.key to start a new CA with it)",
+				s.Algorithm, algorithm, s.Name, s.Name)
+		}
+	}
 }
 
 // leafNames are the certificates renew can re-issue: every one but the CAs.
