@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bufio"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -112,6 +113,24 @@ func TestBakeCommand(t *testing.T) {
 	out, code = hardway(t, "bake", "-f", spec, "--base", base, "--dir", filepath.Join(dir, "out"), "--node", "w2")
 	if code == 0 || !strings.Contains(out, "target kvm") {
 		t.Errorf("--node w2: exit %d\n%s", code, out)
+	}
+
+	// -o json: the artifacts as one document (issue 16, point 3); the
+	// previous release's -o DIR still names the artifact directory.
+	jsonOut, _, code := hardwayOut(t, "", "bake", "-f", spec, "--base", base, "--dir", filepath.Join(dir, "out"), "--node", "cp1", "-o", "json")
+	var b bakeOutput
+	if err := json.Unmarshal([]byte(jsonOut), &b); err != nil || code != 0 || len(b.Artifacts) != 1 {
+		t.Fatalf("-o json: exit %d %v\n%s", code, err, jsonOut)
+	}
+	a := b.Artifacts[0]
+	if a.Path != filepath.Join(bakeDir, "debian-12-hardway-cp1_1.34.2_amd64.tar.zst") || a.Format != "lxc" || a.Node != "cp1" || a.Subject != "cp1" ||
+		!slices.Equal(a.Roles, []string{"controller", "etcd"}) || len(a.SHA256) != 64 {
+		t.Errorf("-o json: %+v", a)
+	}
+	old := filepath.Join(dir, "old")
+	_, errOut, code := hardwayOut(t, "", "bake", "-f", spec, "--base", base, "--dir", filepath.Join(dir, "out"), "--node", "cp1", "-o", old)
+	if _, err := os.Stat(filepath.Join(old, "debian-12-hardway-cp1_1.34.2_amd64.tar.zst")); err != nil || code != 0 || !strings.Contains(errOut, "use hardway bake --artifact-dir "+old) {
+		t.Errorf("-o DIR: exit %d %v\n%s", code, err, errOut)
 	}
 }
 
