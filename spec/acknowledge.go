@@ -11,11 +11,12 @@ import (
 const (
 	WarnEvenEtcd      = "even-etcd-members" // an even number of etcd members
 	WarnShortValidity = "short-validity"    // a CA or certificate lifetime under 30 days
+	WarnNoImages      = "no-image-archives" // workers without archives of RequiredImages (a site with a registry mirror)
 )
 
 // warningNames are the warnings a spec can acknowledge: the enum of
 // spec.acknowledgeWarnings in types.go (TestWarningNames keeps them equal).
-var warningNames = []string{WarnEvenEtcd, WarnShortValidity}
+var warningNames = []string{WarnEvenEtcd, WarnShortValidity, WarnNoImages}
 
 // warn reports a warning that a spec can acknowledge by its name.
 func (v *validator) warn(name, path, format string, args ...any) {

@@ -44,7 +44,7 @@ func TestAcknowledgeWarnings(t *testing.T) {
 			stale = x
 		}
 	}
-	if len(is.Errors()) > 0 || even == nil || !even.Acknowledged || even.String() != "seed.yaml:55:5: warning (acknowledged even-etcd-members): spec.nodes: 2 etcd members: an even count tolerates no more failures than 1; use an odd number" {
+	if len(is.Errors()) > 0 || even == nil || !even.Acknowledged || even.String() != "seed.yaml:59:5: warning (acknowledged even-etcd-members): spec.nodes: 2 etcd members: an even count tolerates no more failures than 1; use an odd number" {
 		t.Errorf("even etcd count: %v", is)
 	}
 	if slices.ContainsFunc(is.Unacknowledged(), func(i Issue) bool { return i.Name == WarnEvenEtcd }) {

@@ -45,7 +45,7 @@ type ClusterSpec struct {
 	Proxmox           Proxmox    `yaml:"proxmox" doc:"Proxmox host settings used by the generated pct/qm configuration."`
 	Nodes             []Node     `yaml:"nodes" hw:"required" doc:"Every machine of the cluster, in order (order sets pod CIDRs and keepalived priorities)."`
 	// The enum is warningNames (acknowledge.go).
-	AcknowledgeWarnings []string `yaml:"acknowledgeWarnings,omitempty" hw:"enum=even-etcd-members|short-validity" doc:"Warnings this spec knows about and keeps, by name: validate shows them once, marked acknowledged; the other commands do not print them. even-etcd-members: an even number of etcd members; short-validity: a lifetime under 30 days."`
+	AcknowledgeWarnings []string `yaml:"acknowledgeWarnings,omitempty" hw:"enum=even-etcd-members|short-validity|no-image-archives" doc:"Warnings this spec knows about and keeps, by name: validate shows them once, marked acknowledged; the other commands do not print them. even-etcd-members: an even number of etcd members; short-validity: a lifetime under 30 days; no-image-archives: workers without archives of the pause and CoreDNS images (a site whose nodes reach a registry)."`
 }
 
 // Network holds the cluster's address plan.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/pki"
+	"github.com/hardway-dev/hardway/spec"
 )
 
 // Dir is the directory of the manifests, relative to the cluster directory.
@@ -16,7 +17,7 @@ const Dir = "manifests"
 // CoreDNSImage is the pinned CoreDNS image. Nodes pull nothing: the image
 // must be among spec.images (imported into containerd at first boot), which
 // is why the Deployment says imagePullPolicy: IfNotPresent.
-const CoreDNSImage = "registry.k8s.io/coredns/coredns:v1.12.1"
+const CoreDNSImage = spec.CoreDNSImage
 
 // manifest is one file of manifests/: kubectl applies a directory in
 // lexical order, so the number sets the order.

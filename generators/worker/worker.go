@@ -34,7 +34,7 @@ const (
 	CRISocket = "/run/containerd/containerd.sock"
 	// SandboxImage is the pause image of Kubernetes v1.34, pinned in
 	// containerd's configuration. Air-gapped sites list its archive in spec.images.
-	SandboxImage = "registry.k8s.io/pause:3.10.1"
+	SandboxImage = spec.PauseImage
 	// Bridge is the Linux bridge of the pods (the CNI bridge plugin's).
 	Bridge = "cni0"
 	// UpstreamCNIBinDir is where the upstream CNI plugins release is baked;

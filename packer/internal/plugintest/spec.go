@@ -56,5 +56,24 @@ func Packaged(t testing.TB, file string) string {
 	if s == string(data) {
 		t.Fatalf("%s has no binaries.mode upstream to replace", file)
 	}
-	return Write(t, s)
+	out := Write(t, s)
+	// The example's image archives (`make images` builds them; the plugin's
+	// tests run no pod): empty tar archives at their paths, so that workers bake.
+	for _, l := range strings.Split(s, "\n") {
+		list, ok := strings.CutPrefix(strings.TrimSpace(l), "images: [")
+		if !ok {
+			continue
+		}
+		for _, img := range strings.Split(strings.TrimSuffix(list, "]"), ",") {
+			p := filepath.Join(filepath.Dir(out), strings.TrimSpace(img))
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			// Two zero blocks: the end of an empty tar archive.
+			if err := os.WriteFile(p, make([]byte, 1024), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return out
 }
