@@ -91,7 +91,7 @@ var kubeletKeys = []rawKey{
 	{"lxc.apparmor.profile", "unconfined", "containerd and runc mount file systems and load AppArmor profiles, which Proxmox's container profile forbids"},
 	{"lxc.cgroup2.devices.allow", "a", "kubelet and the pods may use any device, /dev/kmsg (c 1:11) among them"},
 	{"lxc.cap.drop", "", "keep every capability (Proxmox drops sys_time, sys_module, sys_rawio, mac_admin, mac_override): privileged pods expect the full set"},
-	{"lxc.mount.auto", "proc:rw sys:rw", "writable /proc and /sys: kubelet and kube-proxy set sysctls"},
+	{"lxc.mount.auto", "proc:rw sys:mixed", "writable /proc: the kubelet and systemd-sysctl set the container's net.* sysctls; /sys read-only but for the container's own network devices, as Proxmox forces for unprivileged containers: with /sys writable, systemd-networkd waits for udev, which does not run in a container, and eth0 never gets its address"},
 	{"lxc.mount.entry", "/dev/kmsg dev/kmsg none defaults,bind,create=file", "kubelet's OOM watcher reads /dev/kmsg (kubernetes#80633): the host's, bound in"},
 }
 

@@ -147,7 +147,7 @@ func TestGuestConf(t *testing.T) {
 		{"nameserver", "10.240.0.2"}, {"searchdomain", "example.com"}, {"rootfs", "local-lvm:20"},
 		{"unprivileged", "0"}, {"features", "nesting=1"}, {"onboot", "1"},
 		{"lxc.apparmor.profile", "unconfined"}, {"lxc.cgroup2.devices.allow", "a"}, {"lxc.cap.drop", ""},
-		{"lxc.mount.auto", "proc:rw sys:rw"}, {"lxc.mount.entry", "/dev/kmsg dev/kmsg none defaults,bind,create=file"},
+		{"lxc.mount.auto", "proc:rw sys:mixed"}, {"lxc.mount.entry", "/dev/kmsg dev/kmsg none defaults,bind,create=file"},
 	}
 	etcd := [][2]string{
 		{"arch", "amd64"}, {"hostname", "etcd1"}, {"cores", "1"}, {"memory", "1024"}, {"swap", "2048"},
@@ -313,7 +313,7 @@ func TestCreateNodesLXC(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantRaw := "lxc.apparmor.profile: unconfined\nlxc.cgroup2.devices.allow: a\nlxc.cap.drop:\n" +
-		"lxc.mount.auto: proc:rw sys:rw\nlxc.mount.entry: /dev/kmsg dev/kmsg none defaults,bind,create=file\n"
+		"lxc.mount.auto: proc:rw sys:mixed\nlxc.mount.entry: /dev/kmsg dev/kmsg none defaults,bind,create=file\n"
 	if string(raw) != wantRaw {
 		t.Errorf("231.conf:\n%s\nwant\n%s", raw, wantRaw)
 	}

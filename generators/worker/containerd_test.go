@@ -35,13 +35,16 @@ func tomlSections(data []byte) map[string]map[string]string {
 	return out
 }
 
-// The real containerd (Debian's 1.6) reads the generated config.toml without
-// a warning, and its effective configuration holds our values where the CRI
-// plugin looks for them: a key in the wrong table or misspelt would show the
-// default instead.
+// The real containerd of each binaries.mode reads the generated config.toml
+// without a warning, and its effective configuration holds our values where
+// the CRI plugin looks for them: a key in the wrong table or misspelt would
+// show the default instead. Upstream mode runs the pinned containerd 2.x
+// (make runtime; format version 3), packaged mode Debian's 1.6 (version 2).
 func TestContainerdConfigDump(t *testing.T) {
-	containerd := commontest.Tool(t, "containerd", "containerd")
-	const cri = `plugins."io.containerd.grpc.v1.cri"`
+	debian := commontest.Tool(t, "containerd", "containerd")
+	pinned := pinnedContainerd(t)
+	const v2 = `plugins."io.containerd.grpc.v1.cri"`
+	const images, rt = `plugins.io.containerd.cri.v1.images`, `plugins.io.containerd.cri.v1.runtime`
 	for _, w := range workers(t) {
 		t.Run(w.example+"/"+w.node, func(t *testing.T) {
 			tr := nodeTree(t, w.x, w.node)
@@ -49,38 +52,77 @@ func TestContainerdConfigDump(t *testing.T) {
 			if err := os.WriteFile(cfg, file(t, tr, "/etc/containerd/config.toml"), 0o644); err != nil {
 				t.Fatal(err)
 			}
+			containerd := pinned
+			if w.x.C.Spec.Binaries.Mode == spec.ModePackaged {
+				containerd = debian
+			}
 			var stdout, stderr bytes.Buffer
 			cmd := exec.Command(containerd, "--config", cfg, "config", "dump")
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			if err := cmd.Run(); err != nil {
-				t.Fatalf("containerd config dump: %v: %s", err, stderr.Bytes())
+				t.Fatalf("%s config dump: %v: %s", containerd, err, stderr.Bytes())
 			}
 			if strings.Contains(stderr.String(), "level=") {
 				t.Errorf("containerd complains about the configuration: %s", stderr.Bytes())
 			}
-			// Upstream: the pinned files; packaged: Debian's containerd, runc
-			// and containernetworking-plugins.
-			runc, cniBin := `"/usr/local/bin/runc"`, `"/opt/cni/bin"`
-			if w.x.C.Spec.Binaries.Mode == spec.ModePackaged {
-				runc, cniBin = `"/usr/bin/runc"`, `"/usr/lib/cni"`
-			}
 			got := tomlSections(stdout.Bytes())
-			for _, c := range []struct{ section, key, want string }{
-				{"", "version", "2"},
-				{cri, "sandbox_image", `"registry.k8s.io/pause:3.10.1"`},
-				{cri + ".containerd", "default_runtime_name", `"runc"`},
-				{cri + ".containerd.runtimes.runc", "runtime_type", `"io.containerd.runc.v2"`},
-				{cri + ".containerd.runtimes.runc.options", "SystemdCgroup", "true"},
-				{cri + ".containerd.runtimes.runc.options", "BinaryName", runc},
-				{cri + ".cni", "bin_dir", cniBin},
-				{cri + ".cni", "conf_dir", `"/etc/cni/net.d"`},
-			} {
+			// containerd 2 writes TOML with quoted table names and
+			// single-quoted strings: compared without the quotes.
+			unquote := strings.NewReplacer("'", "", `"`, "")
+			if w.x.C.Spec.Binaries.Mode != spec.ModePackaged {
+				plain := map[string]map[string]string{}
+				for sec, kv := range got {
+					m := map[string]string{}
+					for k, v := range kv {
+						m[k] = unquote.Replace(v)
+					}
+					plain[unquote.Replace(sec)] = m
+				}
+				got = plain
+			}
+			want := []struct{ section, key, want string }{
+				{"", "version", "3"},
+				{images + ".pinned_images", "sandbox", "registry.k8s.io/pause:3.10.1"},
+				{rt + ".containerd", "default_runtime_name", "runc"},
+				{rt + ".containerd.runtimes.runc", "runtime_type", "io.containerd.runc.v2"},
+				{rt + ".containerd.runtimes.runc.options", "SystemdCgroup", "true"},
+				{rt + ".containerd.runtimes.runc.options", "BinaryName", "/usr/local/bin/runc"},
+				{rt + ".cni", "bin_dirs", "[/opt/cni/bin]"},
+				{rt + ".cni", "conf_dir", "/etc/cni/net.d"},
+			}
+			if w.x.C.Spec.Binaries.Mode == spec.ModePackaged {
+				want = []struct{ section, key, want string }{
+					{"", "version", "2"},
+					{v2, "sandbox_image", `"registry.k8s.io/pause:3.10.1"`},
+					{v2 + ".containerd", "default_runtime_name", `"runc"`},
+					{v2 + ".containerd.runtimes.runc", "runtime_type", `"io.containerd.runc.v2"`},
+					{v2 + ".containerd.runtimes.runc.options", "SystemdCgroup", "true"},
+					{v2 + ".containerd.runtimes.runc.options", "BinaryName", `"/usr/bin/runc"`},
+					{v2 + ".cni", "bin_dir", `"/usr/lib/cni"`},
+					{v2 + ".cni", "conf_dir", `"/etc/cni/net.d"`},
+				}
+			}
+			for _, c := range want {
 				if v := got[c.section][c.key]; v != c.want {
 					t.Errorf("[%s] %s = %s, want %s", c.section, c.key, v, c.want)
 				}
 			}
 		})
 	}
+}
+
+// pinnedContainerd is the containerd that make runtime builds:
+// $HARDWAY_RUNTIME_DIR/containerd, else hack/tools.sh's cache.
+func pinnedContainerd(t *testing.T) string {
+	t.Helper()
+	if d := os.Getenv("HARDWAY_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "containerd")
+	}
+	out, err := exec.Command("../../hack/tools.sh", "path", "containerd").Output()
+	if err != nil {
+		t.Fatal("the pinned containerd is not built: run `make runtime` (make test does) or set HARDWAY_RUNTIME_DIR")
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "containerd")
 }
 
 // In packaged mode the binaries and the unit the worker uses are where

@@ -148,14 +148,13 @@ func TestSysctlPerNetworkNamespace(t *testing.T) {
 // that is not a plain one) are imported, every one and nothing else, before
 // the kubelet, once per set; the unit holds no spec text.
 func TestImagesUnit(t *testing.T) {
-	tr := nodeTree(t, load(t, "seed-lxc.yaml"), "worker1")
-	if _, ok := tr.Get("/etc/systemd/system/hardway-images.service"); ok {
-		t.Error("hardway-images.service without spec images")
-	}
 	images := func(imgs ...string) *tree.Tree {
 		return nodeTree(t, variant(t, "seed-lxc.yaml", func(c *spec.Cluster) { c.Spec.Images = imgs }), "worker1")
 	}
-	tr = images("artifacts/images/pause.tar", "other/coredns.oci.tar")
+	if _, ok := images().Get("/etc/systemd/system/hardway-images.service"); ok {
+		t.Error("hardway-images.service without spec images")
+	}
+	tr := images("artifacts/images/pause.tar", "other/coredns.oci.tar")
 	unit := file(t, tr, "/etc/systemd/system/hardway-images.service")
 	for _, l := range []string{"Type=oneshot", "After=containerd.service", "Requires=containerd.service", "Before=kubelet.service"} {
 		if !strings.Contains(string(unit), "\n"+l+"\n") {
