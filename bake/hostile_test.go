@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/verify"
 )
 
 // TestHostileBaseRefused: a base that GNU tar cannot extract as the bake
@@ -91,7 +92,7 @@ func TestHostileBaseDropsLXC(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := t.TempDir()
-	cmd := exec.Command("tar", append(pctExtract, "-C", root)...)
+	cmd := exec.Command("tar", append(verify.PctExtract, "-C", root)...)
 	f, err := os.Open(res[0].Path)
 	if err != nil {
 		t.Fatal(err)

@@ -437,8 +437,9 @@ const (
 )
 
 // bootKVM boots disk (a snapshot: the image is not changed) under qemu with
-// UEFI firmware, software emulation and user-mode networking without any
-// forwarding (the NIC has the node's MAC, so its network file applies),
+// UEFI firmware, software emulation and user-mode networking restricted to
+// the guest (restrict=on: no packet leaves for the host or beyond; the NIC
+// has the node's MAC, so its network file applies),
 // waits for marker on the serial console, then stops qemu by its PID.
 func bootKVM(t *testing.T, disk, mac, marker string, timeout time.Duration, extra ...string) {
 	t.Helper()
@@ -451,7 +452,7 @@ func bootKVM(t *testing.T, disk, mac, marker string, timeout time.Duration, extr
 		"-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode,
 		"-drive", "if=pflash,format=raw,file="+vars,
 		"-drive", "file="+disk+",if=virtio,format=raw,snapshot=on",
-		"-nic", "user,model=virtio-net-pci,mac="+mac)
+		"-nic", "user,restrict=on,model=virtio-net-pci,mac="+mac)
 	cmd.Args = append(cmd.Args, extra...)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr

@@ -125,7 +125,7 @@ func checkWithGNUTar(t *testing.T, file string) {
 // over TLS from the client namespace; then etcd and kube-apiserver must be
 // active, as every unit the node enables is reported.
 func bootController(t *testing.T, x *gen.Context, template, node string) {
-	b := bootLXC(t, x, template, node, nil)
+	b := bootLXC(t, x, template, node)
 	client := tlsClient(t, b.clientNS, x, "etcd/ca", "etcd/healthcheck-client")
 	ip := mustNode(t, x, node).IP().String()
 	body := waitHTTP(t, client, "https://"+ip+":2379/health", `"health":"true"`, 240*time.Second)

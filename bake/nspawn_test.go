@@ -2,7 +2,6 @@ package bake
 
 import (
 	"fmt"
-	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -20,18 +19,13 @@ import (
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/tree"
+	"github.com/hardway-dev/hardway/verify"
 )
 
 // The boot of a baked LXC template under systemd-nspawn, shared by the role
 // tests: unpack as pct does, boot in network namespaces of the test's own,
 // report what systemd did with the node's units, power off. What a role
 // must reach (an endpoint, a unit state) is checked by its test.
-
-// pctExtract are the flags pct restores a template with
-// (pve-container src/PVE/LXC/Create.pm restore_archive, for zstd).
-var pctExtract = []string{"xpf", "-", "--zstd", "--totals", "--one-file-system", "-p", "--sparse", "--numeric-owner",
-	"--acls", "--xattrs", "--xattrs-include=user.*", "--xattrs-include=security.capability",
-	"--warning=no-file-ignored", "--warning=no-xattr-write", "--skip-old-files", "--anchored", "--exclude", "./dev/*"}
 
 // clientAddr is the address of the test's client namespace on the node's
 // network (the spec's nodeCIDR).
@@ -89,18 +83,15 @@ type lxcBoot struct {
 }
 
 // bootLXC unpacks template (baked for node) as pct does and boots it. The
-// container sees the kernel settings of hostSysctls (name → value, such as
-// vm.overcommit_memory → 1) in its read-only /proc/sys, as if the host had
-// them: a test host cannot change its kernel for one container. The
 // container is powered off, and its namespaces removed, when the test ends
 // if stop was not called before.
-func bootLXC(t *testing.T, x *gen.Context, template, node string, hostSysctls map[string]string) *lxcBoot {
+func bootLXC(t *testing.T, x *gen.Context, template, node string) *lxcBoot {
 	t.Helper()
 	b := &lxcBoot{node: node, root: filepath.Join(t.TempDir(), "root")}
 	if err := os.Mkdir(b.root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	extract := exec.Command("tar", append(pctExtract, "-C", b.root)...)
+	extract := exec.Command("tar", append(verify.PctExtract, "-C", b.root)...)
 	f, err := os.Open(template)
 	if err != nil {
 		t.Fatal(err)
@@ -126,18 +117,6 @@ func bootLXC(t *testing.T, x *gen.Context, template, node string, hostSysctls ma
 	// CAP_NET_ADMIN in its own namespace, as a Proxmox container has it:
 	// systemd-networkd (ConditionCapability=CAP_NET_ADMIN) configures eth0.
 	args := []string{"--boot", "--register=no", "--keep-unit", "--capability=CAP_NET_ADMIN", "-D", b.root}
-	// nspawn makes mounts below /proc from inside the container, once it has
-	// mounted /proc there: their sources are paths in the container.
-	for _, k := range slices.Sorted(maps.Keys(hostSysctls)) {
-		src := path.Join(reportDir, "sysctl", k)
-		if err := os.MkdirAll(b.path(path.Dir(src)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(b.path(src), []byte(hostSysctls[k]+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, "--bind-ro="+src+":/proc/sys/"+strings.ReplaceAll(k, ".", "/"))
-	}
 
 	tag := fmt.Sprintf("hwbake-%s-%d-", node, os.Getpid())
 	b.nodeNS = netns(t, tag+"n")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -48,13 +49,25 @@ func unlessRetryable(err error) error {
 
 // runChecks runs every row and prints the table.
 func (v *run) runChecks(ctx context.Context) {
-	for i, c := range checks {
+	rows := checks
+	if len(v.workers) > 0 {
+		rows = append(slices.Clip(rows), workerChecks...)
+	}
+	for i, c := range rows {
 		if ctx.Err() != nil {
 			v.rep.Rows = append(v.rep.Rows, Row{N: i + 1, Name: c.name, Detail: "not run: interrupted"})
 			continue
 		}
+		timeout := rowTimeout
+		if i >= len(checks) {
+			timeout = workerRowTimeout
+			if len(v.containers) == 0 {
+				v.rep.Rows = append(v.rep.Rows, Row{N: i + 1, Name: c.name, Detail: "not run: no worker booted"})
+				continue
+			}
+		}
 		start := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, rowTimeout)
+		rctx, cancel := context.WithTimeout(ctx, timeout)
 		detail, err := c.run(rctx, v)
 		cancel()
 		row := Row{N: i + 1, Name: c.name, Pass: err == nil, Detail: detail, Took: time.Since(start)}

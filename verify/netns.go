@@ -149,35 +149,47 @@ func (n *Network) Close() error {
 // namespace (setns), which is all a socket's namespace depends on. Go clients
 // (net/http, client-go) use it as their dialer.
 func (ns *NS) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
+	var c net.Conn
+	err := ns.Do(func() (err error) {
+		c, err = (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// Do runs f on an OS thread switched into the namespace (setns): sockets it
+// creates, and the files under /proc/sys/net it opens, are the namespace's.
+func (ns *NS) Do(f func() error) error {
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{nil, err}
+			ch <- err
 			return
 		}
 		defer orig.Close()
 		if err := unix.Setns(int(ns.f.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{nil, fmt.Errorf("setns %s: %w", ns.Name, err)}
+			ch <- fmt.Errorf("setns %s: %w", ns.Name, err)
 			return
 		}
-		c, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, addr)
+		err = f()
 		// Back to the original namespace; if that fails the thread stays
 		// locked and the runtime discards it when this goroutine ends.
 		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
-		ch <- result{c, err}
+		ch <- err
 	}()
-	r := <-ch
-	return r.c, r.err
+	return <-ch
+}
+
+// nsCommand returns a command run in the namespace's network namespace
+// only (nsenter --net; its mounts stay the host's), execed in place.
+func nsCommand(ns *NS, name string, args ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns.Name, "--", name}, args...)...)
 }
 
 // Command returns a command run inside the namespace by `ip netns exec`,

@@ -78,6 +78,15 @@ func (v *run) prepare() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := v.prepareWorkers(); err != nil {
+		return "", err
+	}
+	if len(v.workers) > 0 {
+		if err := preflightWorkers(); err != nil {
+			return "", err
+		}
+		note += fmt.Sprintf("; %d workers to boot from their templates", len(v.workers))
+	}
 	return fmt.Sprintf("%d nodes; %s", len(v.nodes), note), nil
 }
 
@@ -316,7 +325,15 @@ func (v *run) network(ctx context.Context) (string, error) {
 	for _, nd := range v.nodes {
 		nd.ns = v.net.Nodes[nd.spec.Name]
 	}
-	return fmt.Sprintf("hub %s with client address %s, %d node namespaces", v.net.Hub.Name, client.Addr(), len(members)), nil
+	detail := fmt.Sprintf("hub %s with client address %s, %d node namespaces", v.net.Hub.Name, client.Addr(), len(members))
+	if len(v.workers) > 0 {
+		host, err := v.hostNetwork(ctx)
+		if err != nil {
+			return "", err
+		}
+		detail += "; " + host
+	}
+	return detail, nil
 }
 
 // mustPrefix parses a validated address with prefix length.

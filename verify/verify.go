@@ -44,6 +44,11 @@ type Options struct {
 	Log     *slog.Logger
 	// Grace is the time between SIGTERM and SIGKILL. Default 5s.
 	Grace time.Duration
+	// Templates boots workers: node name → its baked LXC template. Each
+	// is unpacked as pct does and started with lxc-start on the run's
+	// bridge once the control plane is bootstrapped; the worker rows
+	// follow the control plane's (see worker.go).
+	Templates map[string]string
 }
 
 // Run starts the control plane, checks it, tears it down and returns the
@@ -79,6 +84,9 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		return v.rep, err
 	}
 	v.start(ctx)
+	if len(v.workers) > 0 {
+		v.startWorkers(ctx)
+	}
 	v.runChecks(ctx)
 	if !v.failed {
 		_ = v.phase("processes still running", v.stillRunning)
@@ -154,6 +162,16 @@ func preflight() error {
 	return nil
 }
 
+// preflightWorkers checks what booting workers needs.
+func preflightWorkers() error {
+	for _, c := range []struct{ cmd, pkg string }{{"lxc-start", "lxc"}, {"nsenter", "util-linux"}, {"tar", "tar"}, {"zstd", "zstd"}} {
+		if _, err := exec.LookPath(c.cmd); err != nil {
+			return fmt.Errorf("booting workers needs %s (apt-get install %s)", c.cmd, c.pkg)
+		}
+	}
+	return nil
+}
+
 // run is the state of one verify run.
 type run struct {
 	o      Options
@@ -173,6 +191,9 @@ type run struct {
 
 	bootstrapped error // the bootstrap phase's result, for its row
 	bootstrapCmd string
+
+	workers    []spec.Node  // booted from Options.Templates
+	containers []*container // the booted workers
 }
 
 // phase runs one step, times it and prints its line.
@@ -203,7 +224,7 @@ func (v *run) teardown() {
 	_ = v.phase("teardown", func() (string, error) {
 		var errs []error
 		n := len(v.procs.List())
-		errs = append(errs, v.procs.StopAll())
+		errs = append(errs, v.stopWorkers(), v.procs.StopAll())
 		if v.net != nil {
 			errs = append(errs, v.net.Close())
 		}

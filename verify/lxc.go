@@ -1,0 +1,333 @@
+package verify
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The boot of a baked LXC template the way Proxmox VE 8 starts a container:
+// the template unpacked with pct's tar flags, the container's LXC
+// configuration written as pve-container's update_lxc_config writes it from
+// the node's proxmox.conf (the pct options and the raw lxc.* keys), started
+// by lxc-start (Debian's LXC 5.0, the LXC that pct drives) in the
+// foreground, its eth0 a veth on the run's bridge. Where this machine cannot
+// be a Proxmox host the differences are applied visibly and printed, never
+// in a generated file.
+
+// PctExtract are the flags pct restores a template with
+// (pve-container src/PVE/LXC/Create.pm restore_archive, for zstd); the
+// archive is on stdin and -C <rootfs> follows.
+var PctExtract = []string{"xpf", "-", "--zstd", "--totals", "--one-file-system", "-p", "--sparse", "--numeric-owner",
+	"--acls", "--xattrs", "--xattrs-include=user.*", "--xattrs-include=security.capability",
+	"--warning=no-file-ignored", "--warning=no-xattr-write", "--skip-old-files", "--anchored", "--exclude", "./dev/*"}
+
+// lxcCommonConf is what pve-container includes for every container whose
+// ostype has no <ostype>.common.conf of its own (Debian's LXC has none).
+const lxcCommonConf = "/usr/share/lxc/config/common.conf"
+
+// PctConf is a node's proxmox.conf: the pct options and, in order, the raw
+// lxc.* keys appended to /etc/pve/lxc/<vmid>.conf.
+type PctConf struct {
+	Options map[string]string
+	Raw     [][2]string
+}
+
+// ReadPctConf parses a proxmox.conf ("key: value" lines, # comments).
+func ReadPctConf(path string) (*PctConf, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c := &PctConf{Options: map[string]string{}}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		l := strings.TrimSpace(sc.Text())
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			return nil, fmt.Errorf("%s:%d: not a key: value line: %q", path, n, l)
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if strings.HasPrefix(k, "lxc.") {
+			c.Raw = append(c.Raw, [2]string{k, v})
+		} else {
+			c.Options[k] = v
+		}
+	}
+	return c, sc.Err()
+}
+
+// netOptions parses a pct net<N> option (name=eth0,bridge=vmbr0,...).
+func netOptions(s string) map[string]string {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		out[k] = v
+	}
+	return out
+}
+
+// lxcHost is what of this machine changes a container's configuration.
+type lxcHost struct {
+	cgroupV1 bool   // the devices controller is cgroup v1 (Proxmox VE 8 hosts are pure cgroup v2)
+	upScript string // attaches a veth's host side to the bridge (Proxmox: lxcnetaddbr)
+}
+
+// lxcConfig writes the LXC configuration pve-container's update_lxc_config
+// writes for a privileged container from c, with rootfs as its root, and
+// returns it with the differences this host forces, each a line to print.
+func lxcConfig(vmid string, c *PctConf, rootfs string, h lxcHost) (string, []string, error) {
+	if c.Options["unprivileged"] == "1" {
+		return "", nil, errors.New("an unprivileged container (user namespace) is not booted here")
+	}
+	var b strings.Builder
+	var diffs []string
+	set := func(k, v string) { fmt.Fprintf(&b, "%s = %s\n", k, v) }
+	set("lxc.cgroup.relative", "0")
+	set("lxc.cgroup.dir.monitor", "lxc.monitor/"+vmid)
+	set("lxc.cgroup.dir.container", "lxc/"+vmid)
+	set("lxc.cgroup.dir.container.inner", "ns")
+	set("lxc.arch", cmp(c.Options["arch"], "amd64"))
+	set("lxc.include", lxcCommonConf)
+	// Proxmox's generated AppArmor profile; the raw keys below replace it.
+	// This machine has no AppArmor: LXC skips the profile either way.
+	set("lxc.apparmor.profile", "generated")
+	set("lxc.monitor.unshare", "1")
+	set("lxc.console.path", "none")
+	set("lxc.tty.max", "2")
+	// Debian's LXC 5.0.2 fails to create /dev/lxc/tty<N> with common.conf's
+	// lxc.tty.dir = lxc and no console; Proxmox's lxc-pve does not.
+	set("lxc.tty.dir", "")
+	diffs = append(diffs, "lxc.tty.dir = (empty): Debian's LXC 5.0.2 cannot create common.conf's /dev/lxc/tty<N> without a console")
+	set("lxc.environment", "TERM=linux")
+	set("lxc.uts.name", cmp(c.Options["hostname"], "CT"+vmid))
+	if h.cgroupV1 {
+		diffs = append(diffs, fmt.Sprintf("memory %s MiB, swap %s MiB not limited: Proxmox sets them with lxc.cgroup2.memory.*, and this host's memory controller is cgroup v1", c.Options["memory"], c.Options["swap"]))
+	}
+	set("lxc.rootfs.path", "dir:"+rootfs)
+	for i := 0; i < 10; i++ {
+		v, ok := c.Options["net"+strconv.Itoa(i)]
+		if !ok {
+			continue
+		}
+		d := netOptions(v)
+		p := fmt.Sprintf("lxc.net.%d.", i)
+		set(p+"type", "veth")
+		set(p+"veth.pair", fmt.Sprintf("veth%si%d", vmid, i))
+		if d["hwaddr"] != "" {
+			set(p+"hwaddr", d["hwaddr"])
+		}
+		if d["name"] != "" {
+			set(p+"name", d["name"])
+		}
+		set(p+"mtu", cmp(d["mtu"], "1500"))
+		set(p+"script.up", h.upScript)
+		diffs = append(diffs, fmt.Sprintf("net%d: bridge %s is the run's bridge br0, in the hub namespace", i, d["bridge"]))
+	}
+	if h.cgroupV1 {
+		// systemd in a container mounts the cgroup v1 controllers itself
+		// when the container keeps CAP_SYS_ADMIN (LXC leaves it to them
+		// then), and it mounts cpu and cpuacct joined, which fails where
+		// the host has them as separate hierarchies; the kubelet then
+		// finds no cpu controller. LXC mounts each of the container's
+		// hierarchies instead. A Proxmox VE 8 host is pure cgroup v2.
+		set("lxc.mount.auto", "cgroup:rw:force")
+		diffs = append(diffs, "lxc.mount.auto = cgroup:rw:force: this host's cgroup v1 controllers (cpu and cpuacct apart) are mounted by LXC, not by systemd in the container")
+	}
+	for _, kv := range c.Raw {
+		k := kv[0]
+		if h.cgroupV1 && strings.HasPrefix(k, "lxc.cgroup2.devices.") {
+			v1 := "lxc.cgroup." + strings.TrimPrefix(k, "lxc.cgroup2.")
+			diffs = append(diffs, fmt.Sprintf("%s: %s is %s = %s: this host's devices controller is cgroup v1", k, kv[1], v1, kv[1]))
+			k = v1
+		}
+		set(k, kv[1])
+	}
+	return b.String(), diffs, nil
+}
+
+// cmp returns s, or def when s is empty.
+func cmp(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// pctSetup writes what pct's prestart hook writes into the root of a
+// container with the options of c: /etc/hostname and /etc/resolv.conf
+// (PVE::LXC::Setup::Debian set_hostname and set_dns; /etc/hosts and the
+// network configuration are the node tree's, behind its .pve-ignore markers).
+func pctSetup(root string, c *PctConf) error {
+	if h := c.Options["hostname"]; h != "" {
+		if err := os.WriteFile(filepath.Join(root, "etc/hostname"), []byte(h+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	var resolv strings.Builder
+	if d := c.Options["searchdomain"]; d != "" {
+		fmt.Fprintf(&resolv, "search %s\n", strings.Join(strings.Fields(d), " "))
+	}
+	for _, ns := range strings.Fields(c.Options["nameserver"]) {
+		fmt.Fprintf(&resolv, "nameserver %s\n", ns)
+	}
+	p := filepath.Join(root, "etc/resolv.conf")
+	_ = os.Remove(p) // a symlink into /run in some bases
+	return os.WriteFile(p, []byte(resolv.String()), 0o644)
+}
+
+// extractTemplate unpacks an LXC template into root as pct does.
+func extractTemplate(ctx context.Context, template, root string) error {
+	f, err := os.Open(template)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "tar", append(PctExtract, "-C", root)...)
+	cmd.Stdin = f
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("tar with pct's flags: %v: %s", err, lastLine(string(out)))
+	}
+	return nil
+}
+
+// capSysResource is CAP_SYS_RESOURCE's bit in a capability set.
+const capSysResource = 24
+
+// hostHasCapSysResource reports whether this process may keep
+// CAP_SYS_RESOURCE (its bounding set has it). Without it no process here,
+// root or not, can lower an oom_score_adj, which runc does for every pod
+// sandbox the kubelet starts (-998).
+func hostHasCapSysResource() bool {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return true
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapBnd:"); ok {
+			bnd, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err != nil || bnd&(1<<capSysResource) != 0
+		}
+	}
+	return true
+}
+
+// restrictOOMScoreAdj adds containerd's restrict_oom_score_adj to the CRI
+// runtime table of the containerd configuration under root: containerd
+// then never asks runc for an oom_score_adj below its own. The table is the
+// one of config version 3 (containerd 2.x) or 2.
+func restrictOOMScoreAdj(root string) error {
+	p := filepath.Join(root, "etc/containerd/config.toml")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	for _, table := range []string{"[plugins.'io.containerd.cri.v1.runtime']\n", "[plugins.\"io.containerd.grpc.v1.cri\"]\n"} {
+		if i := bytes.Index(data, []byte(table)); i >= 0 {
+			at := i + len(table)
+			out := append(append(append([]byte(nil), data[:at]...), "  restrict_oom_score_adj = true # hardway verify: this host has no CAP_SYS_RESOURCE\n"...), data[at:]...)
+			return os.WriteFile(p, out, 0o644)
+		}
+	}
+	return fmt.Errorf("%s: no CRI runtime table to add restrict_oom_score_adj to", p)
+}
+
+// hostCgroupV1 reports whether this machine's devices controller is cgroup v1.
+func hostCgroupV1() bool {
+	var st syscall.Statfs_t
+	return syscall.Statfs("/sys/fs/cgroup/devices", &st) == nil && st.Type == 0x27e0eb // CGROUP_SUPER_MAGIC
+}
+
+// container is one booted LXC container.
+type container struct {
+	name, vmid string
+	lxcPath    string // lxc-start -P
+	hub        *NS    // where lxc-start runs: its command socket is there
+	proc       *Proc  // lxc-start -F
+	rootfs     string
+	started    time.Time     // when lxc-start started
+	ready      time.Duration // from started to the Node's Ready, once seen
+}
+
+// initPID asks lxc-start for the container's init (its PID 1) through the
+// command socket, which lives in the hub's network namespace.
+func (c *container) initPID(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+c.hub.Name, "lxc-info", "-n", c.name, "-P", c.lxcPath, "-pH").Output()
+	if err != nil {
+		return 0, fmt.Errorf("lxc-info %s: %w", c.name, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("lxc-info %s: no init PID (%q)", c.name, out)
+	}
+	return pid, nil
+}
+
+// exec runs a command inside the container (all its namespaces) and
+// returns its output.
+func (c *container) exec(ctx context.Context, argv ...string) (string, error) {
+	pid, err := c.initPID(ctx)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "nsenter", append([]string{"-t", strconv.Itoa(pid), "-a", "--"}, argv...)...).CombinedOutput()
+	return string(out), err
+}
+
+// journal is the tail of a unit's journal in the container.
+func (c *container) journal(ctx context.Context, unit string, lines int) string {
+	out, err := c.exec(ctx, "journalctl", "--no-pager", "-o", "short-monotonic", "-n", strconv.Itoa(lines), "-u", unit)
+	if err != nil {
+		return fmt.Sprintf("(journal of %s: %v: %s)", unit, err, lastLine(out))
+	}
+	return strings.TrimRight(out, "\n")
+}
+
+// poweroff asks the container's systemd to power off (SIGRTMIN+4, what
+// `pct shutdown` ends up sending through lxc-stop) and waits for lxc-start
+// to exit; after timeout it kills the container's init by its PID, which
+// takes every process of the container with it.
+func (c *container) poweroff(timeout time.Duration) error {
+	if done, _ := c.proc.Exited(); done {
+		return nil
+	}
+	pid, err := c.initPID(context.Background())
+	if err != nil {
+		return err
+	}
+	const sigRTMin = 34
+	if err := syscall.Kill(pid, syscall.Signal(sigRTMin+4)); err != nil {
+		return fmt.Errorf("poweroff %s (init pid %d): %w", c.name, pid, err)
+	}
+	select {
+	case <-c.proc.done:
+		return nil
+	case <-time.After(timeout):
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	select {
+	case <-c.proc.done:
+		return fmt.Errorf("%s did not power off within %s: its init (pid %d) was killed", c.name, timeout, pid)
+	case <-time.After(15 * time.Second):
+		return fmt.Errorf("%s: lxc-start (pid %d) still runs after its init was killed", c.name, c.proc.PID)
+	}
+}

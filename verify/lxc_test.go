@@ -1,0 +1,84 @@
+package verify
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestHostContractParsers: the parsers of the worker boot read what the
+// generators write for the seed: the host's routes to both workers' pod
+// CIDRs, a node's default route and its routes to the other pod CIDRs, and
+// the pct options and raw keys of a worker's proxmox.conf, which become the
+// LXC configuration pve-container would write.
+func TestHostContractParsers(t *testing.T) {
+	doc := loadExample(t, "../examples/seed-lxc.yaml")
+	dir := generateExample(t, "../examples/seed-lxc.yaml")
+	cidrs := doc.Cluster.PodCIDRs()
+
+	routes, bridge, err := hostRoutes(filepath.Join(dir, hostInterfacesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{
+		{cidrs["worker1"].String(), "via", "10.240.0.31"},
+		{cidrs["worker2"].String(), "via", "10.240.0.32"},
+	}
+	if !slices.EqualFunc(routes, want, slices.Equal) || bridge != doc.Cluster.Spec.Proxmox.Bridge {
+		t.Errorf("host routes %v on %q, want %v on %q", routes, bridge, want, doc.Cluster.Spec.Proxmox.Bridge)
+	}
+
+	rs, err := networkRoutes(filepath.Join(dir, "nodes/worker1/rootfs/etc/systemd/network/eth0.network"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) == 0 || !slices.Equal(rs[0], []string{"default", "via", doc.Cluster.Spec.Network.Gateway}) {
+		t.Errorf("worker1's routes %v: want the default route via %s first", rs, doc.Cluster.Spec.Network.Gateway)
+	}
+
+	c, err := ReadPctConf(filepath.Join(dir, "nodes/worker1/proxmox.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Options["hostname"] != "worker1" || !strings.Contains(c.Options["net0"], "ip=10.240.0.31/24") {
+		t.Errorf("proxmox.conf options %v", c.Options)
+	}
+	cfg, diffs, err := lxcConfig("231", c, "/tmp/rootfs", lxcHost{cgroupV1: true, upScript: "/up"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := netOptions(c.Options["net0"])
+	for _, line := range []string{
+		"lxc.uts.name = worker1",
+		"lxc.net.0.hwaddr = " + net["hwaddr"],
+		"lxc.net.0.name = eth0",
+		"lxc.net.0.script.up = /up",
+		"lxc.rootfs.path = dir:/tmp/rootfs",
+	} {
+		if !strings.Contains(cfg, line+"\n") {
+			t.Errorf("LXC configuration lacks %q:\n%s", line, cfg)
+		}
+	}
+	// Every raw key, in order after Proxmox's own, the cgroup2 devices
+	// keys as their cgroup v1 form on a cgroup v1 host.
+	if len(c.Raw) == 0 {
+		t.Fatal("no raw lxc.* keys in worker1's proxmox.conf")
+	}
+	last := 0
+	for _, kv := range c.Raw {
+		line := strings.Replace(kv[0], "lxc.cgroup2.devices.", "lxc.cgroup.devices.", 1) + " = " + kv[1] + "\n"
+		i := strings.Index(cfg[last:], line)
+		if i < 0 {
+			t.Errorf("LXC configuration lacks %q after offset %d:\n%s", line, last, cfg)
+			continue
+		}
+		last += i + len(line)
+	}
+	if !slices.ContainsFunc(diffs, func(d string) bool { return strings.Contains(d, "lxc.cgroup2.devices.allow") }) {
+		t.Errorf("the cgroup v1 rewrite is not reported: %v", diffs)
+	}
+	if _, _, err := lxcConfig("231", &PctConf{Options: map[string]string{"unprivileged": "1"}}, "/r", lxcHost{}); err == nil {
+		t.Error("an unprivileged container was accepted")
+	}
+}

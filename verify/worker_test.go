@@ -1,0 +1,251 @@
+package verify
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hardway-dev/hardway/bake"
+	"github.com/hardway-dev/hardway/generate"
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/worker"
+	"github.com/hardway-dev/hardway/spec"
+)
+
+// workerSpec is a control plane of one node (controller and etcd, run as
+// processes) and one LXC worker booted from its baked template. The Proxmox
+// host is the gateway (10.240.0.1), as in the seed. %s is the binaries
+// section, %s the images.
+const workerSpec = `apiVersion: hardway.dev/v1alpha1
+kind: Cluster
+metadata: {name: workers}
+spec:
+  kubernetesVersion: v1.34.2
+  domain: example.com
+  network:
+    nodeCIDR: 10.240.0.0/24
+    gateway: 10.240.0.1
+    dns: [10.240.0.1]
+    podCIDR: 10.200.0.0/16
+    serviceCIDR: 10.32.0.0/24
+  pki: {algorithm: ecdsa-p256}
+  binaries:
+%s
+  images:
+%s
+  nodes:
+    - {name: cp1, roles: [controller, etcd], target: lxc, address: 10.240.0.21/24, vmid: 221}
+    - {name: w1, roles: [worker], target: lxc, address: 10.240.0.31/24, vmid: 231, cores: 2, memoryMiB: 4096}
+`
+
+// TestWorkerJoins is issue 11's proof for LXC: w1's template, baked from
+// the small Debian base with the pinned upstream runtime (make runtime) and
+// the image archives (make images), boots under lxc-start with the LXC
+// configuration pve-container writes from its proxmox.conf, joins the
+// control plane verify runs, goes Ready and runs pods: the worker rows of
+// verify must all pass, and nothing of the run may be left.
+func TestWorkerJoins(t *testing.T) {
+	needRoot(t)
+	for _, c := range []string{"lxc-start", "nsenter", "tar", "zstd"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Fatalf("%s not found: hack/deps.sh installs it", c)
+		}
+	}
+	bins := binDirs(t)
+	doc := workerDoc(t, bins)
+	res, err := generate.Run(context.Background(), doc, generate.Options{Out: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := gen.New(doc.Cluster, res.Bundle)
+	jobs, err := bake.Jobs(x, bake.FormatLXC, "w1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	baked, err := bake.Run(context.Background(), bake.Config{Doc: doc, Base: smallBase(t), Out: t.TempDir(), Jobs: 1, Log: slog.New(slog.DiscardHandler)}, jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("baked %s in %s", filepath.Base(baked[0].Path), time.Since(start).Round(time.Millisecond))
+
+	work := t.TempDir()
+	var out bytes.Buffer
+	start = time.Now()
+	rep, err := Run(context.Background(), Options{
+		Cluster:   doc.Cluster,
+		Dir:       res.Dir,
+		BinDirs:   bins,
+		WorkDir:   work,
+		Out:       &out,
+		Log:       slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Templates: map[string]string{"w1": baked[0].Path},
+	})
+	t.Logf("verify with w1 booted, in %s:\n%s", time.Since(start).Round(time.Millisecond), out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Rows {
+		if !r.Pass {
+			t.Errorf("row %d %s: %s", r.N, r.Name, r.Detail)
+		}
+	}
+	if n := len(rep.Rows); n != len(checks)+len(workerChecks) {
+		t.Errorf("%d rows, want the control plane's %d and the workers' %d", n, len(checks), len(workerChecks))
+	}
+	assertNothingLeft(t, rep, work)
+	assertNoMountsUnder(t, work)
+	assertNoCgroup(t, "lxc/231")
+}
+
+// workerDoc writes workerSpec in a temp dir: binaries.dir holds the worker's
+// binaries (the kubelet and kube-proxy of the pinned Kubernetes, the pinned
+// runtime), images/ the archives `make images` built.
+func workerDoc(t *testing.T, bins []string) *spec.Document {
+	t.Helper()
+	dir := t.TempDir()
+	runtimeDir := envDir(t, "HARDWAY_RUNTIME_DIR", "make runtime (bin/runtime)")
+	from := map[string]string{}
+	for _, b := range worker.Binaries {
+		from[b] = filepath.Join(runtimeDir, b)
+	}
+	for _, b := range worker.CNIPlugins {
+		from[b] = filepath.Join(runtimeDir, b)
+	}
+	for _, b := range []string{"kubelet", "kube-proxy"} {
+		from[b] = findIn(t, bins, b)
+	}
+	var binYAML strings.Builder
+	binYAML.WriteString("    mode: upstream\n    dir: artifacts\n    sha256:\n")
+	for _, name := range slices.Sorted(maps.Keys(from)) {
+		sum := copyPinned(t, from[name], filepath.Join(dir, "artifacts", name), 0o755)
+		fmt.Fprintf(&binYAML, "      %s: %q\n", name, sum)
+	}
+	var imgYAML strings.Builder
+	for _, a := range imageArchives(t) {
+		copyPinned(t, a, filepath.Join(dir, "images", filepath.Base(a)), 0o644)
+		fmt.Fprintf(&imgYAML, "    - images/%s\n", filepath.Base(a))
+	}
+	file := filepath.Join(dir, "cluster.yaml")
+	data := fmt.Sprintf(workerSpec, strings.TrimRight(binYAML.String(), "\n"), strings.TrimRight(imgYAML.String(), "\n"))
+	if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return loadExample(t, file)
+}
+
+// imageArchives are the archives `make images` built, one path a line in
+// the file $HARDWAY_IMAGES; the smoke image must be among them.
+func imageArchives(t *testing.T) []string {
+	t.Helper()
+	list := os.Getenv("HARDWAY_IMAGES")
+	if list == "" {
+		t.Fatal("HARDWAY_IMAGES is not set: the file listing the archives `make images` prints (make test sets it)")
+	}
+	f, err := os.Open(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			out = append(out, l)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s lists no archive", list)
+	}
+	return out
+}
+
+// envDir is the directory an environment variable names.
+func envDir(t *testing.T, name, what string) string {
+	t.Helper()
+	d := os.Getenv(name)
+	if d == "" {
+		t.Fatalf("%s is not set: %s (make test sets it)", name, what)
+	}
+	return d
+}
+
+// findIn finds a binary by name in dirs.
+func findIn(t *testing.T, dirs []string, name string) string {
+	t.Helper()
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, name)); err == nil {
+			return filepath.Join(d, name)
+		}
+	}
+	t.Fatalf("%s not in %v", name, dirs)
+	return ""
+}
+
+// copyFile copies src (following links) to dst and returns its SHA-256.
+func copyPinned(t *testing.T, src, dst string, mode os.FileMode) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, mode); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// smallBase is the small Debian base: $HARDWAY_BASE, else hack/base.sh's cache.
+func smallBase(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("HARDWAY_BASE"); b != "" {
+		return b
+	}
+	out, err := exec.Command("../hack/base.sh", "path", "--small").Output()
+	if err != nil {
+		t.Fatal("no Debian base: run `make base-small` or set HARDWAY_BASE")
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// assertNoMountsUnder: no mount point of this mount namespace is under dir.
+func assertNoMountsUnder(t *testing.T, dir string) {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir) {
+			t.Errorf("mount left behind: %s", l)
+		}
+	}
+}
+
+// assertNoCgroup: no cgroup named rel is left under any hierarchy.
+func assertNoCgroup(t *testing.T, rel string) {
+	t.Helper()
+	left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", rel))
+	if more, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", rel)); len(more) > 0 {
+		left = append(left, more...)
+	}
+	if len(left) > 0 {
+		t.Errorf("cgroups left behind: %v", left)
+	}
+}
