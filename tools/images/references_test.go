@@ -18,6 +18,9 @@ func TestReferencesMatchGenerators(t *testing.T) {
 	}{
 		{"pause", "generators/worker/worker.go", "SandboxImage"},         // containerd's sandbox image
 		{"coredns", "generators/manifests/manifests.go", "CoreDNSImage"}, // the CoreDNS Deployment's image
+		{"pause", "spec/images.go", "PauseImage"},                        // what validate looks for
+		{"coredns", "spec/images.go", "CoreDNSImage"},
+		{"smoke", "verify/check_worker.go", "SmokeImage"}, // the worker checks' pods
 	} {
 		got := stringConst(t, filepath.Join(repoRoot(t), tc.file), tc.constant)
 		if want := catalogImage(t, tc.image).Ref(); got != want {
@@ -26,7 +29,8 @@ func TestReferencesMatchGenerators(t *testing.T) {
 	}
 }
 
-// stringConst returns the value of a string constant declared in file.
+// stringConst returns the value of a string constant declared in file: a
+// string literal, or spec.<Name>, a constant of the spec package's images.go.
 func stringConst(t testing.TB, file, name string) string {
 	t.Helper()
 	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
@@ -43,6 +47,11 @@ func stringConst(t testing.TB, file, name string) string {
 			for i, n := range vs.Names {
 				if n.Name != name || i >= len(vs.Values) {
 					continue
+				}
+				if sel, ok := vs.Values[i].(*ast.SelectorExpr); ok {
+					if x, ok := sel.X.(*ast.Ident); ok && x.Name == "spec" {
+						return stringConst(t, filepath.Join(repoRoot(t), "spec", "images.go"), sel.Sel.Name)
+					}
 				}
 				lit, ok := vs.Values[i].(*ast.BasicLit)
 				if !ok || lit.Kind != token.STRING {
