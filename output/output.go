@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
@@ -74,11 +75,24 @@ type Dir struct {
 
 	cache *statCache           // the previous run's stat cache, read by Lock
 	seen  map[string]statEntry // what this run wrote or verified: the next stat cache
+
+	// What Finish makes durable (durable.go).
+	dirty   []string // files this run wrote or chmodded
+	removed []string // files it removed
+	noted   []string // paths its caller wrote itself (Note)
+	created []string // directories Open created, absolute
 }
 
 // Open prepares root for writing. The root itself may be a symlink; below
 // it, none is followed.
 func Open(root string) (*Dir, error) {
+	var created []string
+	for p := filepath.Clean(root); ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil || filepath.Dir(p) == p {
+			break
+		}
+		created = append(created, p)
+	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, err
 	}
@@ -86,7 +100,7 @@ func Open(root string) (*Dir, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: root, Err: err}
 	}
-	d := &Dir{Root: root, fd: fd, artifacts: map[string]Artifact{}, seen: map[string]statEntry{}}
+	d := &Dir{Root: root, fd: fd, artifacts: map[string]Artifact{}, seen: map[string]statEntry{}, created: created}
 	runtime.AddCleanup(d, func(fd int) { unix.Close(fd) }, fd)
 	return d, nil
 }
@@ -147,6 +161,7 @@ func (d *Dir) Write(rel string, data []byte, perm fs.FileMode, kind, node string
 	d.mu.Lock()
 	if changed {
 		d.changed = append(d.changed, rel)
+		d.dirty = append(d.dirty, rel)
 	}
 	if st != nil {
 		d.seen[rel] = statEntry{sum: sum, st: statOf(st)}
@@ -172,6 +187,9 @@ func (d *Dir) Note(rel string, data []byte, kind, node string) {
 		return
 	}
 	d.note(rel, sha256.Sum256(data), len(data), "", kind, node)
+	d.mu.Lock()
+	d.noted = append(d.noted, rel)
+	d.mu.Unlock()
 	if err := d.journal(rel); err != nil {
 		d.fail(err)
 	}
@@ -251,8 +269,8 @@ func (d *Dir) previous() manifest {
 
 // Finish removes the files that the previous run's manifest listed, or that
 // an unfinished run may have created (see Lock), and this run did not
-// produce (outside keep, the state directories), flushes the file system,
-// and writes manifest.json last, so a manifest always
+// produce (outside keep, the state directories), makes what the run
+// changed durable, and writes manifest.json last, so a manifest always
 // describes complete files; then the stat cache for the next run. A
 // directory of ours that is a symlink stops the removal (SymlinkError):
 // nothing is removed through it.
@@ -279,6 +297,7 @@ func (d *Dir) Finish(keep ...string) error {
 		}
 		if removed {
 			d.changed = append(d.changed, p+" (removed)")
+			d.removed = append(d.removed, p)
 		}
 	}
 	list := make([]Artifact, 0, len(d.artifacts))
@@ -293,8 +312,8 @@ func (d *Dir) Finish(keep ...string) error {
 		list = append(list, a)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Path < list[j].Path })
-	if len(d.changed) > 0 {
-		syncFS(d.fd)
+	if err := d.durable(); err != nil {
+		return err
 	}
 	if err := d.writeManifest(manifest{Inputs: d.inputs, Artifacts: list}); err != nil {
 		return err
@@ -325,9 +344,10 @@ func (d *Dir) writeManifest(m manifest) error {
 	}
 	data = append(data, '\n')
 	sum := sha256.Sum256(data)
+	var changed bool
 	var st *unix.Stat_t
 	err = d.at(ManifestFile, false, func(dir int, name string) (err error) {
-		_, st, err = writeAt(dir, name, data, 0o644, d.path(ManifestFile), &hooks{
+		changed, st, err = writeAt(dir, name, data, 0o644, d.path(ManifestFile), &hooks{
 			known: func(st *unix.Stat_t) bool { return d.knows(ManifestFile, sum, 0o644, st) },
 		})
 		return err
@@ -337,6 +357,9 @@ func (d *Dir) writeManifest(m manifest) error {
 	}
 	if st != nil {
 		d.seen[ManifestFile] = statEntry{sum: sum, st: statOf(st)}
+	}
+	if changed {
+		return d.sync([]string{ManifestFile}, []string{""})
 	}
 	return nil
 }
@@ -391,14 +414,4 @@ func hasPrefix(p string, prefixes []string) bool {
 		}
 	}
 	return false
-}
-
-// syncFS flushes the file system holding the directory fd once per run,
-// instead of one fsync per file: renames already protect against an
-// interrupted process.
-func syncFS(fd int) {
-	if f, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-		_ = unix.Syncfs(f)
-		unix.Close(f)
-	}
 }
