@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
@@ -12,13 +13,15 @@ func Reference() string {
 	var b strings.Builder
 	b.WriteString("# Cluster spec reference (" + APIVersion + ")\n\n")
 	b.WriteString("Generated from `spec/types.go` by `go test ./spec -update`; do not edit.\n")
-	b.WriteString("Defaults are applied in one place (`spec/defaults.go`); `hardway validate --show-defaults` prints the effective spec.\n\n")
-	b.WriteString("| Field | Type | Required | Values | Description |\n|---|---|---|---|---|\n")
-	walkFields(&b, reflect.TypeOf(Cluster{}), "")
+	b.WriteString("Defaults are applied in one place (`spec/defaults.go`); `hardway validate --show-defaults` prints the effective spec.\n")
+	b.WriteString("The Default column holds the defaults that are the same whatever the rest of the spec says, as the JSON schema's `default`;\n")
+	b.WriteString("a default derived from another field or from the node's roles and target is in the description.\n\n")
+	b.WriteString("| Field | Type | Required | Default | Values | Description |\n|---|---|---|---|---|---|\n")
+	walkFields(&b, reflect.TypeOf(Cluster{}), "", schemaDefaults())
 	return b.String()
 }
 
-func walkFields(b *strings.Builder, t reflect.Type, prefix string) {
+func walkFields(b *strings.Builder, t reflect.Type, prefix string, defaults map[string]any) {
 	for _, f := range Fields(t) {
 		p := prefix + f.Key
 		ft := f.Type
@@ -27,14 +30,31 @@ func walkFields(b *strings.Builder, t reflect.Type, prefix string) {
 		if f.Required {
 			req = "yes"
 		}
-		fmt.Fprintf(b, "| `%s` | %s | %s | %s | %s |\n", p, typ, req, values(f, p), f.Doc)
+		fmt.Fprintf(b, "| `%s` | %s | %s | %s | %s | %s |\n", p, typ, req, defaultText(defaults, p), values(f, p), f.Doc)
 		switch {
 		case ft.Kind() == reflect.Struct:
-			walkFields(b, ft, p+".")
+			walkFields(b, ft, p+".", defaults)
 		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
-			walkFields(b, ft.Elem(), p+"[].")
+			walkFields(b, ft.Elem(), p+"[].", defaults)
 		}
 	}
+}
+
+// defaultText is the default of the field at p (schemaDefaults) as the
+// reference shows it: a string as is, anything else as in the schema.
+func defaultText(defaults map[string]any, p string) string {
+	d, ok := defaults[p]
+	if !ok {
+		return ""
+	}
+	if s, ok := d.(string); ok {
+		return "`" + s + "`"
+	}
+	j, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Sprint(d)
+	}
+	return "`" + string(j) + "`"
 }
 
 func typeName(t reflect.Type) string {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -231,5 +232,22 @@ func TestReferenceUpToDate(t *testing.T) {
 		if !strings.Contains(got, f) {
 			t.Errorf("reference lacks %s", f)
 		}
+	}
+	// The Default column is the schema's defaults (issue 16 point 9): each
+	// on its field's row, and none on a derived one (the gateway).
+	defaults := schemaDefaults()
+	rows := map[string]string{}
+	for _, line := range strings.Split(got, "\n") {
+		if cols := strings.Split(line, " | "); len(cols) > 4 && strings.HasPrefix(cols[0], "| `") {
+			rows[strings.Trim(cols[0], "| `")] = cols[3]
+		}
+	}
+	for p, d := range defaults {
+		if want := fmt.Sprintf("`%v`", d); rows[p] != want {
+			t.Errorf("reference: %s has default %q, want %q", p, rows[p], want)
+		}
+	}
+	if len(defaults) < 17 || rows["spec.network.gateway"] != "" {
+		t.Errorf("%d defaults; gateway's is %q, want none", len(defaults), rows["spec.network.gateway"])
 	}
 }
