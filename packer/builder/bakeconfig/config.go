@@ -31,6 +31,6 @@ type Config struct {
 	// in its `pki/` directory. Defaults to `out`.
 	OutputDirectory string `mapstructure:"output_directory"`
 	// Where the artifacts and their `.sha256` files are written, as
-	// `hardway bake -o`. Defaults to `<output_directory>/<cluster>/bake`.
+	// `hardway bake --artifact-dir`. Defaults to `<output_directory>/<cluster>/bake`.
 	ArtifactDirectory string `mapstructure:"artifact_directory"`
 }
