@@ -2,10 +2,20 @@ package verify
 
 import (
 	"context"
+	"sync"
 
+	appsv1 "k8s.io/api/apps/v1"
+	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
+	coordv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 )
 
@@ -14,10 +24,33 @@ import (
 // (The generated clientset would need modules the root go.mod does not list.)
 type kube struct{ rc *rest.RESTClient }
 
+// codecs encode and decode the API groups the checks use, and the API's
+// Status (errors). They are made on first use: client-go's
+// kubernetes/scheme registers every group of the API in its package init,
+// which every start of hardway paid for (~14 ms and 650 KB, and the init
+// of ~50 k8s.io/api packages), whatever the command.
+var codecs = sync.OnceValues(func() (serializer.CodecFactory, error) {
+	s := runtime.NewScheme()
+	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	for _, add := range []func(*runtime.Scheme) error{
+		corev1.AddToScheme, appsv1.AddToScheme, authnv1.AddToScheme, authzv1.AddToScheme,
+		coordv1.AddToScheme, discoveryv1.AddToScheme, rbacv1.AddToScheme,
+	} {
+		if err := add(s); err != nil {
+			return serializer.CodecFactory{}, err
+		}
+	}
+	return serializer.NewCodecFactory(s), nil
+})
+
 // newKube returns a client for cfg.
 func newKube(cfg *rest.Config) (*kube, error) {
+	cf, err := codecs()
+	if err != nil {
+		return nil, err
+	}
 	c := rest.CopyConfig(cfg)
-	c.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
+	c.NegotiatedSerializer = cf.WithoutConversion()
 	rc, err := rest.UnversionedRESTClientFor(c)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -57,8 +58,14 @@ func optional(r checkRule) checkRule {
 }
 
 var (
-	wordRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$`)
-	dnsLabelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	// Compiled on first use: a command that writes nothing does not pay
+	// for them (~3 ms and 3,600 allocations, the {0,252} repeat most).
+	wordRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$`)
+	})
+	dnsLabelRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	})
 
 	// word is a name that is a file name, a shell word, a systemd word and a
 	// token of every configuration syntax: no separator, no quote, no "/",
@@ -100,7 +107,7 @@ var checkRules = map[string]checkRule{
 // a file name, a shell word, a systemd word and a token of every
 // configuration syntax (letters, digits, '.', '_' and '-', not starting
 // with '.' or '-', at most 253 characters).
-func IsWord(s string) bool { return wordRE.MatchString(s) }
+func IsWord(s string) bool { return wordRE().MatchString(s) }
 
 // checkString checks one string of the spec; pattern is its path with "[]"
 // for indexes, enum its field's allowed values (none if nil).
@@ -177,7 +184,7 @@ func isDNSName(s string) bool {
 		return false
 	}
 	for _, l := range strings.Split(s, ".") {
-		if !dnsLabelRE.MatchString(l) {
+		if !dnsLabelRE().MatchString(l) {
 			return false
 		}
 	}
