@@ -124,7 +124,6 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 	}
 	for i, j := range jobs {
 		layers[i] = append([]rootfs.Layer{rootfs.Sysprep(info), lxcLayer(info, j)}, layers[i]...)
-		warnMissing(cfg.Log, j, info, layers[i])
 	}
 	return bakeAll(ctx, cfg, KindLXC, jobs, func(ctx context.Context, i int) ([]Result, error) {
 		r, err := bakeLXC(ctx, cfg, jobs[i], layers[i], info)
@@ -135,7 +134,8 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 // prepare readies a bake of jobs before anything is written: it checks
 // every pinned binary (building each job's binaries layer and node overlay),
 // then reads the whole base once, watching for names besides the jobs'
-// (watch), and checks what it found with check. It sets cfg.Log when nil.
+// (watch), checks what it found with check, and that it has what each
+// node's tree needs (checkNeeds). It sets cfg.Log when nil.
 func prepare(ctx context.Context, cfg *Config, jobs []Job, watch []string, check func(*rootfs.BaseInfo) error) ([][]rootfs.Layer, *rootfs.BaseInfo, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -151,19 +151,12 @@ func prepare(ctx context.Context, cfg *Config, jobs []Job, watch []string, check
 	if err := check(info); err != nil {
 		return nil, nil, err
 	}
+	if err := checkNeeds(cfg.Log, cfg.Base, jobs, layers, info); err != nil {
+		return nil, nil, err
+	}
 	cfg.Log.Info("base", "file", cfg.Base, "os", info.OS.PrettyName, "compression", info.Compression,
 		"members", info.Members, "bytes", info.Size)
 	return layers, info, nil
-}
-
-// warnMissing warns about what the node's units need and nothing provides.
-func warnMissing(log *slog.Logger, j Job, info *rootfs.BaseInfo, layers []rootfs.Layer) {
-	if j.Tree == nil {
-		return
-	}
-	for _, w := range missingOnNode(j.Tree, info, layers) {
-		log.Warn(w)
-	}
 }
 
 // record adds the published artifacts, of kind, to the output directory's

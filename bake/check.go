@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"log/slog"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/hardway-dev/hardway/rootfs"
+	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
 
@@ -18,7 +21,7 @@ type BaseError struct {
 }
 
 func (e *BaseError) Error() string {
-	return fmt.Sprintf("base %s cannot be baked: %s", e.Base, strings.Join(e.Missing, "; "))
+	return fmt.Sprintf("base %s cannot be baked:\n  %s", e.Base, strings.Join(e.Missing, "\n  "))
 }
 
 // checkBase checks what every artifact needs from the base: systemd (the
@@ -44,20 +47,34 @@ func checkBase(name string, info *rootfs.BaseInfo) error {
 // execKeys are the unit settings whose first word is a program to run.
 var execKeys = []string{"ExecStart", "ExecStartPre", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost", "ExecCondition"}
 
-// unitNeeds returns, for the units a tree enables, the unit files and
-// programs that must be on the node: the enabled units' files, and the
-// programs of every Exec setting of the tree's own unit files.
-func unitNeeds(t *tree.Tree) (units, programs []string) {
+// A treeNeed is what a node's tree uses and may leave to the base: a unit it
+// enables, or a program one of its unit files runs.
+type treeNeed struct {
+	name string // the unit's name, or the program's absolute path
+	unit string // for a program, the unit file that runs it; "" for a unit
+}
+
+// unitNeeds returns what the tree's units need on the node: the enabled
+// units' files, and the programs of every Exec setting of the tree's own
+// unit files (each once).
+func unitNeeds(t *tree.Tree) []treeNeed {
+	var out []treeNeed
 	for _, u := range t.Units() {
-		units = append(units, u.Name)
+		out = append(out, treeNeed{name: u.Name})
 	}
+	seen := map[string]bool{}
 	for _, e := range t.Entries() {
 		if !e.IsFile() || path.Dir(e.Path) != tree.UnitDir {
 			continue
 		}
-		programs = append(programs, execPrograms(e.Data)...)
+		for _, p := range execPrograms(e.Data) {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, treeNeed{name: p, unit: path.Base(e.Path)})
+			}
+		}
 	}
-	return units, programs
+	return out
 }
 
 // execPrograms returns the absolute programs of a unit file's Exec settings.
@@ -86,11 +103,109 @@ func isExecKey(k string) bool {
 	return false
 }
 
-// missingOnNode words, for the warnings of an artifact, the enabled units
-// and unit programs that neither its layers nor the base provide: the node
-// would boot without them. Such a base lacks a package (haproxy for lb
-// nodes, say) or, in binaries.mode packaged, the Kubernetes packages.
-func missingOnNode(t *tree.Tree, info *rootfs.BaseInfo, layers []rootfs.Layer) []string {
+// baseNeed says, for a need a node's layers leave to the base, which role
+// needs it, what provides it and why the node cannot do without it.
+type baseNeed struct {
+	role string // the role that needs it; "" for every role of the node
+	from string // what provides it: its package and the hack/base.sh bases that have it, or a setting
+	why  string // why the node needs it; "" when it is optional: a warning, not an error
+}
+
+// Where the needs come from, in the bases hack/base.sh builds.
+const (
+	inEveryBase = "package systemd, in every hack/base.sh base"
+	inFullBase  = "in the full base (hack/base.sh with no option; --small and --kvm leave it out)"
+)
+
+// baseNeeds are the needs known by unit name. Everything else a node's
+// tree enables or runs is required (see needOf): the node enables a unit,
+// or runs a program, it would not have.
+var baseNeeds = map[string]baseNeed{
+	// Every role: the node's tree writes its address, gateway and routes as
+	// a systemd-networkd file; networkd is what applies it.
+	"systemd-networkd.service": {from: inEveryBase,
+		why: "it applies the node's network file (/etc/systemd/network): without it the node has no address"},
+	// The tree's units that need the network are ordered after
+	// network-online.target, which this service holds until the address is up.
+	"systemd-networkd-wait-online.service": {from: inEveryBase,
+		why: "network-online.target waits for it, and the node's units start after that target"},
+	// lb: the node's tree configures and enables them; they are the role.
+	"haproxy.service": {role: spec.RoleLB, from: "package haproxy, " + inFullBase,
+		why: "it runs the node's haproxy.cfg, the load balancer in front of the API servers"},
+	"keepalived.service": {role: spec.RoleLB, from: "package keepalived, " + inFullBase,
+		why: "it runs the node's keepalived.conf, which holds the VIP clients reach the API at"},
+	// worker, binaries.mode packaged: the tree enables the base's containerd.
+	"containerd.service": {role: spec.RoleWorker, from: "package containerd (binaries.mode packaged takes it from the base); no hack/base.sh base has it",
+		why: "the kubelet runs the node's pods through it"},
+	// Optional: a KVM node keeps the host's time through kvm-clock without
+	// it; chrony keeps it in step with the gateway over weeks of uptime.
+	"chrony.service": {from: "package chrony, " + inFullBase},
+}
+
+// debianPackages are Debian 12's packages of the role binaries whose units
+// binaries.mode packaged runs from the base; Debian packages no kubelet,
+// kube-proxy or control plane.
+var debianPackages = map[string]string{"etcd": "etcd-server", "kubectl": "kubernetes-client"}
+
+// needOf says, for node job j, who needs n, what provides it and why.
+func needOf(j Job, n treeNeed) baseNeed {
+	if b, ok := baseNeeds[n.name]; ok {
+		return b
+	}
+	roles := strings.Join(j.Roles, ",")
+	if n.unit == "" {
+		return baseNeed{role: roles, from: "a package of the base", why: "the node's tree enables it"}
+	}
+	why := n.unit + " runs it"
+	name := path.Base(n.name)
+	for _, b := range binaries {
+		if b.name != name || !slices.Contains(j.Roles, b.role) {
+			continue
+		}
+		from := "binaries.mode upstream (packaged takes it from the base, Debian 12 packages none, and no hack/base.sh base has it)"
+		if p := debianPackages[name]; p != "" {
+			from = "Debian's package " + p + " (binaries.mode packaged takes it from the base; no hack/base.sh base installs it)"
+		}
+		return baseNeed{role: b.role, from: from, why: why}
+	}
+	return baseNeed{role: roles, from: "a package of the base", why: why}
+}
+
+// checkNeeds checks, before anything is written, that the base and the
+// layers of each node job bring what the node's tree enables and runs. A
+// missing optional need is a warning (log); any other is in the
+// BaseError, naming the node, the role, what is missing and what provides it.
+func checkNeeds(log *slog.Logger, base string, jobs []Job, layers [][]rootfs.Layer, info *rootfs.BaseInfo) error {
+	var missing []string
+	for i, j := range jobs {
+		if j.Tree == nil {
+			continue
+		}
+		for _, n := range missingOnNode(j.Tree, info, layers[i]) {
+			b := needOf(j, n)
+			role := "every role"
+			switch {
+			case strings.Contains(b.role, ","):
+				role = "roles " + b.role
+			case b.role != "":
+				role = "role " + b.role
+			}
+			if b.why == "" {
+				log.Warn(fmt.Sprintf("node %s (%s) enables %s, which the base lacks (%s); it is optional", j.Node, role, n.name, b.from))
+				continue
+			}
+			missing = append(missing, fmt.Sprintf("node %s (%s) needs %s, which the base lacks: %s; provide it with %s", j.Node, role, n.name, b.why, b.from))
+		}
+	}
+	if len(missing) > 0 {
+		return &BaseError{Base: base, Missing: missing}
+	}
+	return nil
+}
+
+// missingOnNode returns what the tree's units need and neither the layers
+// nor the base provide.
+func missingOnNode(t *tree.Tree, info *rootfs.BaseInfo, layers []rootfs.Layer) []treeNeed {
 	inLayers := map[string]bool{}
 	for _, l := range layers {
 		for _, e := range l.Entries {
@@ -98,27 +213,17 @@ func missingOnNode(t *tree.Tree, info *rootfs.BaseInfo, layers []rootfs.Layer) [
 		}
 	}
 	have := func(p string) bool { return inLayers[p] || info.Has(p) }
-	units, programs := unitNeeds(t)
-	var out []string
-	for _, u := range units {
-		found := false
-		for _, d := range rootfs.UnitDirs {
-			if have(path.Join(d, u)) {
-				found = true
-				break
-			}
+	provided := func(n treeNeed) bool {
+		if n.unit != "" {
+			return have(n.name)
 		}
-		if !found {
-			out = append(out, fmt.Sprintf("%s enables %s, which is neither in the base nor in its layers", t.Node, u))
-		}
+		return slices.ContainsFunc(rootfs.UnitDirs, func(d string) bool { return have(path.Join(d, n.name)) })
 	}
-	seen := map[string]bool{}
-	for _, p := range programs {
-		if seen[p] || have(p) {
-			continue
+	var out []treeNeed
+	for _, n := range unitNeeds(t) {
+		if !provided(n) {
+			out = append(out, n)
 		}
-		seen[p] = true
-		out = append(out, fmt.Sprintf("%s runs %s from a unit, which is neither in the base nor in its layers", t.Node, p))
 	}
 	return out
 }
@@ -130,10 +235,8 @@ func watchNames(trees []*tree.Tree) []string {
 		if t == nil {
 			continue
 		}
-		units, programs := unitNeeds(t)
-		out = append(out, units...)
-		for _, p := range programs {
-			out = append(out, path.Base(p))
+		for _, n := range unitNeeds(t) {
+			out = append(out, path.Base(n.name))
 		}
 	}
 	return out

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -144,8 +145,11 @@ type member struct {
 }
 
 // syntheticBase writes a small zstd-compressed base with what bake checks
-// for (systemd, /sbin, os-release), device nodes and xattrs pct drops.
-// without lists paths to leave out.
+// for (systemd, /sbin, os-release), what every role's tree needs of a base
+// in either binaries mode (networkd, haproxy and keepalived, the programs
+// hardway's units run, and stand-ins for the packaged binaries and
+// containerd.service), device nodes and xattrs pct drops. without lists
+// paths to leave out.
 func syntheticBase(t testing.TB, without ...string) string {
 	t.Helper()
 	return buildBase(t, nil, without...)
@@ -186,6 +190,17 @@ func buildBase(t testing.TB, extra []member, without ...string) string {
 		d("./usr/lib/systemd/system/"), f("./usr/lib/systemd/system/systemd-networkd.service", "[Unit]\n"),
 		f("./usr/lib/systemd/system/systemd-networkd-wait-online.service", "[Unit]\n"),
 		d("./usr/sbin/"), f("./usr/sbin/sshd", "ELF sshd"),
+	}
+	for _, u := range []string{"haproxy.service", "keepalived.service", "containerd.service"} {
+		ms = append(ms, f("./usr/lib/systemd/system/"+u, "[Unit]\n"))
+	}
+	for _, p := range []string{"sh", "echo", "touch", "rm"} {
+		ms = append(ms, f("./usr/bin/"+p, "ELF "+p))
+	}
+	for _, b := range binaries {
+		if b.dir == binDir && !b.optional && !slices.ContainsFunc(ms, func(m member) bool { return m.Name == "./usr/bin/"+b.name }) {
+			ms = append(ms, f("./usr/bin/"+b.name, "ELF "+b.name))
+		}
 	}
 	ms = append(ms, extra...)
 	var buf bytes.Buffer

@@ -321,7 +321,6 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 			disk.rootBytes/mib, content/mib, (need+espBytes+2*mib)/mib+1)
 	}
 	all := append([]rootfs.Layer{rootfs.Sysprep(info), kvmLayer(info, j, disk)}, layers...)
-	warnMissing(cfg.Log, j, info, all)
 	plan, err := rootfs.NewPlan(info, all...)
 	if err != nil {
 		return nil, err

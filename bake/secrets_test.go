@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/hardway-dev/hardway/generators"
@@ -112,11 +111,7 @@ func checkSecrets(t *testing.T, x *gen.Context, out string, res []Result, want m
 // first two are readable by their owner only, and the manifest says which
 // secrets each holds.
 func TestSecretModesLXC(t *testing.T) {
-	seed, err := os.ReadFile("../examples/seed-lxc.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := loadSpec(t, strings.Replace(string(seed), "mode: upstream", "mode: packaged", 1))
+	doc := packagedExample(t, "seed-lxc.yaml")
 	x, _ := generated(t, doc)
 	var jobs []Job
 	for _, n := range []string{"gw", "controller1", "lb1"} {

@@ -34,9 +34,28 @@ spec:
     - {name: w2, roles: [worker], target: kvm, address: 10.240.0.32/24, vmid: 232}
 `
 
-// writeBase writes a zstd-compressed base with systemd, /sbin and
-// os-release, and filler bytes of content.
-func writeBase(t *testing.T, filler int64) string {
+// baseFiles are what writeBase puts in a base besides filler: what bake
+// checks for every artifact (systemd, /sbin, os-release) and what the
+// trees of bakeSpec's nodes and of an lb node need of the base: networkd,
+// haproxy, keepalived, and in binaries.mode packaged containerd and the
+// Kubernetes and etcd binaries (stand-ins).
+var baseFiles = func() map[string]string {
+	files := map[string]string{
+		"./usr/lib/os-release":      "ID=debian\nVERSION_ID=12\n",
+		"./usr/lib/systemd/systemd": "ELF",
+	}
+	for _, u := range []string{"systemd-networkd", "systemd-networkd-wait-online", "haproxy", "keepalived", "containerd"} {
+		files["./usr/lib/systemd/system/"+u+".service"] = "[Unit]\n"
+	}
+	for _, b := range []string{"sh", "echo", "touch", "rm", "etcd", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"} {
+		files["./usr/bin/"+b] = "ELF"
+	}
+	return files
+}()
+
+// writeBase writes a zstd-compressed base with baseFiles but those in
+// without, and filler bytes of content.
+func writeBase(t *testing.T, filler int64, without ...string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "base.tar.zst")
 	f, err := os.Create(p)
@@ -49,16 +68,16 @@ func writeBase(t *testing.T, filler int64) string {
 		t.Fatal(err)
 	}
 	tw := tar.NewWriter(zw)
-	files := map[string]string{
-		"./usr/lib/os-release":      "ID=debian\nVERSION_ID=12\n",
-		"./usr/lib/systemd/systemd": "ELF",
-	}
-	for _, d := range []string{"./", "./etc/", "./usr/", "./usr/lib/", "./usr/lib/systemd/", "./usr/sbin/", "./var/"} {
+	for _, d := range []string{"./", "./etc/", "./usr/", "./usr/bin/", "./usr/lib/", "./usr/lib/systemd/", "./usr/lib/systemd/system/", "./usr/sbin/", "./var/"} {
 		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755})
 	}
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "./bin", Linkname: "usr/bin"})
 	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "./sbin", Linkname: "usr/sbin"})
 	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "./etc/os-release", Linkname: "../usr/lib/os-release"})
-	for name, data := range files {
+	for name, data := range baseFiles {
+		if slices.Contains(without, name) {
+			continue
+		}
 		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(data))})
 		io.WriteString(tw, data)
 	}
@@ -131,6 +150,29 @@ func TestBakeCommand(t *testing.T) {
 	_, errOut, code := hardwayOut(t, "", "bake", "-f", spec, "--base", base, "--dir", filepath.Join(dir, "out"), "--node", "cp1", "-o", old)
 	if _, err := os.Stat(filepath.Join(old, "debian-12-hardway-cp1_1.34.2_amd64.tar.zst")); err != nil || code != 0 || !strings.Contains(errOut, "use hardway bake --artifact-dir "+old) {
 		t.Errorf("-o DIR: exit %d %v\n%s", code, err, errOut)
+	}
+}
+
+// TestBakeBaseLacksRoleNeeds (issue 16 point 6, issue 13): bake of an lb
+// node on a base without haproxy and keepalived fails, writing nothing, and
+// names the node, the role, what is missing and which base has it; the
+// same base with them bakes the node.
+func TestBakeBaseLacksRoleNeeds(t *testing.T) {
+	dir := t.TempDir()
+	art := filepath.Join(dir, "art")
+	base := writeBase(t, 0, "./usr/lib/systemd/system/haproxy.service", "./usr/lib/systemd/system/keepalived.service")
+	out, code := hardway(t, "bake", "-f", seed, "--node", "lb1", "--base", base, "--dir", dir, "--artifact-dir", art)
+	for _, want := range []string{"node lb1 (role lb) needs haproxy.service", "package haproxy", "node lb1 (role lb) needs keepalived.service", "package keepalived", "full base (hack/base.sh"} {
+		if code != exitFailed || !strings.Contains(out, want) {
+			t.Errorf("exit %d, want %d and %q:\n%s", code, exitFailed, want, out)
+		}
+	}
+	if es, _ := os.ReadDir(art); len(es) > 0 {
+		t.Errorf("bake that failed left %v", es)
+	}
+	out, code = hardway(t, "bake", "-f", seed, "--node", "lb1", "--base", writeBase(t, 0), "--dir", dir, "--artifact-dir", art)
+	if code != 0 || !strings.Contains(out, "hardway-lb1_") {
+		t.Errorf("lb1 on a base with haproxy and keepalived: exit %d\n%s", code, out)
 	}
 }
 

@@ -1,0 +1,98 @@
+package bake
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/hardway-dev/hardway/spec"
+)
+
+// TestBaseLacksRoleNeeds (issue 16 point 6, issue 13): a base without what
+// a node's roles need is refused before anything is written, naming the
+// node, the role, what is missing and what provides it; an optional need
+// (chrony) is a warning.
+func TestBaseLacksRoleNeeds(t *testing.T) {
+	doc := packagedExample(t, "seed-lxc.yaml")
+	x, _ := generated(t, doc)
+	const units = "./usr/lib/systemd/system/"
+	cases := []struct {
+		node    string
+		without []string
+		want    []string
+	}{
+		{"lb1", []string{units + "haproxy.service", units + "keepalived.service"}, []string{
+			"node lb1 (role lb) needs haproxy.service, which the base lacks", "package haproxy, in the full base (hack/base.sh",
+			"node lb1 (role lb) needs keepalived.service", "package keepalived"}},
+		{"lb1", []string{units + "systemd-networkd.service"}, []string{
+			"node lb1 (every role) needs systemd-networkd.service", "network file", "package systemd, in every hack/base.sh base"}},
+		{"controller1", []string{"./usr/bin/kube-apiserver"}, []string{
+			"node controller1 (role controller) needs /usr/bin/kube-apiserver", "kube-apiserver.service runs it", "binaries.mode upstream"}},
+		{"etcd1", []string{"./usr/bin/etcd"}, []string{"node etcd1 (role etcd) needs /usr/bin/etcd", "Debian's package etcd-server"}},
+		{"worker1", []string{units + "containerd.service", "./usr/bin/kubelet"}, []string{
+			"node worker1 (role worker) needs containerd.service", "package containerd", "node worker1 (role worker) needs /usr/bin/kubelet"}},
+	}
+	for _, c := range cases {
+		t.Run(c.node+" without "+strings.Join(c.without, ","), func(t *testing.T) {
+			out := t.TempDir()
+			_, err := bakeOne(t, context.Background(), x, doc, syntheticBase(t, c.without...), out, c.node)
+			t.Log(err)
+			var be *BaseError
+			for _, w := range c.want {
+				if !errors.As(err, &be) || !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want a BaseError saying %q", err, w)
+				}
+			}
+			if es := entries(t, out); len(es) > 0 {
+				t.Errorf("left %v", es)
+			}
+		})
+	}
+}
+
+// packagedExample loads the example spec file in binaries.mode packaged
+// (the base brings the binaries; syntheticBase has stand-ins) and without
+// its image archives, which are not built here.
+func packagedExample(t *testing.T, file string) *spec.Document {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("../examples", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(data), "mode: upstream", "mode: packaged", 1)
+	s = regexp.MustCompile(`(?m)^  images: .*\n`).ReplaceAllString(s, "")
+	return loadSpec(t, s)
+}
+
+// TestOptionalNeedWarns: a KVM node enables chrony.service, which it can do
+// without: a base without it is a warning naming it, not an error.
+func TestOptionalNeedWarns(t *testing.T) {
+	doc := packagedExample(t, "seed-kvm.yaml")
+	x, _ := generated(t, doc)
+	jobs, err := KVMJobs(x, "kub-node1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cfg := Config{Doc: doc, Base: syntheticBase(t), Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	layers, err := roleLayers(doc, jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := scan(context.Background(), cfg, jobs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkNeeds(cfg.Log, cfg.Base, jobs, layers, info); err != nil {
+		t.Errorf("a base without chrony refused: %v", err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "node kub-node1 (every role) enables chrony.service, which the base lacks (package chrony") {
+		t.Errorf("no warning about chrony:\n%s", logs.String())
+	}
+}
