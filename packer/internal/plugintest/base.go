@@ -11,14 +11,18 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// baseMembers is a minimal Debian-like root file system: what bake checks
-// for (systemd, a /sbin entry, an os-release ID), merged-/usr links, and an
-// identity for the sysprep to remove (machine-id, an SSH host key).
-var baseMembers = []struct {
+// baseMember is one entry of the test base.
+type baseMember struct {
 	name, data, link string
 	typ              byte
 	mode             int64
-}{
+}
+
+// baseMembers is a minimal Debian-like root file system: what bake checks
+// for (systemd, a /sbin entry, an os-release ID), merged-/usr links, an
+// identity for the sysprep to remove (machine-id, an SSH host key), and
+// what the nodes' trees need of a base (neededMembers).
+var baseMembers = append([]baseMember{
 	{name: "bin", typ: tar.TypeSymlink, link: "usr/bin"},
 	{name: "dev/", typ: tar.TypeDir, mode: 0o755},
 	{name: "etc/", typ: tar.TypeDir, mode: 0o755},
@@ -39,6 +43,21 @@ var baseMembers = []struct {
 	{name: "usr/sbin/", typ: tar.TypeDir, mode: 0o755},
 	{name: "var/", typ: tar.TypeDir, mode: 0o755},
 	{name: "var/lib/", typ: tar.TypeDir, mode: 0o755},
+}, neededMembers()...)
+
+// neededMembers are stand-ins for what bake requires of a base for the
+// nodes' trees, in either binaries mode: networkd, haproxy and keepalived
+// (lb), the programs hardway's units run, and in binaries.mode packaged
+// containerd's unit and the Kubernetes and etcd binaries.
+func neededMembers() []baseMember {
+	var out []baseMember
+	for _, u := range []string{"systemd-networkd", "systemd-networkd-wait-online", "haproxy", "keepalived", "containerd"} {
+		out = append(out, baseMember{name: "usr/lib/systemd/system/" + u + ".service", typ: tar.TypeReg, mode: 0o644, data: "[Unit]\n"})
+	}
+	for _, p := range []string{"sh", "echo", "touch", "rm", "etcd", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"} {
+		out = append(out, baseMember{name: "usr/bin/" + p, typ: tar.TypeReg, mode: 0o755, data: "#!/bin/sh\n"})
+	}
+	return out
 }
 
 // Base writes a small zstd-compressed base root file system tarball into a
