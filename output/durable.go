@@ -21,10 +21,17 @@ import (
 //
 // But each fsync costs a flush of the disk's write cache (on ext4, an
 // fsync of a file whose journal commit is done flushes on its own), and a
-// syncfs one: beyond maxFsyncs, one syncfs is the cheaper. Measured on the
-// 2-core development VM with a compile writing beside it: the seed's ~500
-// fsyncs took 0.06-0.13 s where its syncfs took 0.08-1.06 s; the ~4,800 of
-// 3 controllers and 100 workers 1.2-2.4 s, their syncfs 0.24-1.04 s.
+// syncfs one: beyond maxFsyncs, one syncfs is made instead. Measured on
+// the 2-core development VM, whose kernel writes dirty pages out quickly
+// (sync phase of a first generate, medians of 10 and 6 interleaved runs):
+// with no writer beside it, the seed's ~500 fsyncs took 97 ms against 23
+// ms for a syncfs, the ~4,800 of 3 controllers and 100 workers 788 against
+// 126 ms; with dd rewriting a 1 GiB file beside it, 732 against 771 ms and
+// 2,367 against 1,083 ms. So on that machine the fsyncs win nothing: the
+// other writers' dirty pages are written out fast there. They keep a run
+// from waiting for other processes' writes where those are many or the
+// disk slow; beyond maxFsyncs, their own flushes cost more than that wait
+// did there.
 func (d *Dir) durable() error {
 	dirs := map[string]bool{}
 	var order []string
