@@ -26,6 +26,8 @@ spec:
     gateway: 10.240.0.1
   binaries:
     mode: packaged
+  # The plugin's tests run no pod: no pause or CoreDNS archive.
+  acknowledgeWarnings: [no-image-archives]
   nodes:
     - {name: cp1, roles: [controller, etcd], target: lxc, address: 10.240.0.21/24, vmid: 221}
     - {name: w1, roles: [worker], target: lxc, address: 10.240.0.31/24, vmid: 231}
