@@ -100,7 +100,7 @@ func TestPrepareInvalid(t *testing.T) {
 			"node, role: set one of them, not both",
 		}},
 		{"invalid spec", map[string]interface{}{"spec": broken, "node": "w1", "base_rootfs": b}, []string{
-			"spec: " + broken + ":15:57: spec.nodes[1].address: 10.99.0.31 is outside nodeCIDR",
+			"spec: " + broken + ":17:57: spec.nodes[1].address: 10.99.0.31 is outside nodeCIDR",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
