@@ -198,6 +198,12 @@ func readAt(dir int, name, show string) ([]byte, *unix.Stat_t, error) {
 		return nil, nil, &fs.PathError{Op: "open", Path: show, Err: err}
 	}
 	defer unix.Close(fd)
+	return readFd(fd, show)
+}
+
+// readFd reads the regular file open at fd and returns its stat, taken
+// before the read.
+func readFd(fd int, show string) ([]byte, *unix.Stat_t, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, nil, &fs.PathError{Op: "stat", Path: show, Err: err}

@@ -187,7 +187,7 @@ func (d *Dir) journal(rel string) error {
 	d.previous()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.prevSet[rel] || d.run.logged[rel] {
+	if d.listedBefore(rel) || d.run.logged[rel] {
 		return nil
 	}
 	line := rel + "\n"

@@ -70,7 +70,7 @@ type Dir struct {
 
 	prevOnce sync.Once
 	prev     manifest        // the previous run's manifest
-	prevSet  map[string]bool // its paths
+	prevSet  map[string]bool // its paths (listedBefore)
 	prevStat *unix.Stat_t    // its file's stat when read
 
 	cache *statCache           // the previous run's stat cache, read by Lock
@@ -107,6 +107,13 @@ func Open(root string) (*Dir, error) {
 
 // ReadFile reads a regular file relative to the root.
 func (d *Dir) ReadFile(rel string) ([]byte, error) {
+	// One openat2 that refuses a symlink anywhere on the way; if it fails,
+	// the walk below says why (a SymlinkError names the link).
+	if fd, err := d.openFile(rel, unix.O_RDONLY|unix.O_NONBLOCK); err == nil {
+		defer unix.Close(fd)
+		data, _, err := readFd(fd, d.path(rel))
+		return data, err
+	}
 	var data []byte
 	err := d.at(rel, false, func(dir int, name string) (err error) {
 		data, _, err = readAt(dir, name, d.path(rel))
@@ -259,12 +266,22 @@ func (d *Dir) previous() manifest {
 				return nil
 			})
 		}
-		d.prevSet = make(map[string]bool, len(d.prev.Artifacts))
-		for _, a := range d.prev.Artifacts {
-			d.prevSet[a.Path] = true
-		}
 	})
 	return d.prev
+}
+
+// listedBefore reports whether the previous run's manifest lists rel; d.mu
+// is held. The set is made on the first call: a run that writes nothing
+// new never needs it.
+func (d *Dir) listedBefore(rel string) bool {
+	if d.prevSet == nil {
+		prev := d.previous().Artifacts
+		d.prevSet = make(map[string]bool, len(prev))
+		for _, a := range prev {
+			d.prevSet[a.Path] = true
+		}
+	}
+	return d.prevSet[rel]
 }
 
 // Finish removes the files that the previous run's manifest listed, or that

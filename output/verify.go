@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"hash"
+	"maps"
 	"runtime"
 	"sync/atomic"
 
@@ -41,14 +42,26 @@ func (d *Dir) Unchanged(inputs string, except ...string) bool {
 		return false
 	}
 	d.mu.Lock()
+	d.artifacts = grown(d.artifacts, len(v.take))
 	for _, a := range v.take {
 		d.artifacts[a.Path] = a
 	}
+	d.seen = grown(d.seen, len(v.seen))
 	for _, s := range v.seen {
 		d.seen[s.path] = s.statEntry
 	}
 	d.mu.Unlock()
 	return true
+}
+
+// grown returns m, or a copy of it with room for n more entries.
+func grown[V any](m map[string]V, n int) map[string]V {
+	if n < len(m) {
+		return m
+	}
+	g := make(map[string]V, len(m)+n)
+	maps.Copy(g, m)
+	return g
 }
 
 // verification compares the previous run's artifacts with the disk.
