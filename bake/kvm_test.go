@@ -355,7 +355,7 @@ func roleImage(t *testing.T, dir, base string, x *gen.Context) {
 		t.Fatal(err)
 	}
 	n, _ := x.C.Node("e1")
-	bootKVM(t, raw, x.MAC(n), common.ReadyMessage("e1", []string{"etcd"}), 8*time.Minute,
+	bootKVM(t, raw, x.MAC(n), common.ReadyMessage("e1", []string{"etcd"}), 15*time.Minute,
 		"-drive", "file="+seed+",if=virtio,format=raw,readonly=on")
 }
 
