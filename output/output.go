@@ -328,7 +328,7 @@ func (d *Dir) Finish(keep ...string) error {
 		}
 		list = append(list, a)
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].Path < list[j].Path })
+	slices.SortFunc(list, func(a, b Artifact) int { return strings.Compare(a.Path, b.Path) })
 	if err := d.durable(); err != nil {
 		return err
 	}

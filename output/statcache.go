@@ -72,13 +72,14 @@ type statCache struct {
 // artifacts and of other entries (the manifest's) as uint32s; the length
 // of the whole cache as a uint64; the manifest's inputs; one record per
 // artifact, then one per other entry; and the sha256 of everything
-// before it. A record is the path, the sum, a byte saying whether a stat
+// before it. A record is the path, the sum in hex (the manifest's
+// spelling: decoding makes no string), a byte saying whether a stat
 // follows, the stat's fields, and for an artifact its node, kind, mode
 // and size. Strings are a uint16 length and the bytes. The magic starts
 // with a NUL byte, which no journal line of the lock file can hold
 // (CheckRel refuses it).
 const (
-	statMagic     = "\x00hardway stat cache 2\n"
+	statMagic     = "\x00hardway stat cache 3\n"
 	statHeaderLen = len(statMagic) + 8 + 4 + 4 + 8
 )
 
@@ -106,7 +107,7 @@ func encodeStatCache(t int64, m manifest, entries map[string]statEntry) []byte {
 	w.str(m.Inputs)
 	record := func(p string, sum [32]byte) {
 		w.str(p)
-		w.b = append(w.b, sum[:]...)
+		w.b = hex.AppendEncode(w.b, sum[:])
 		e, ok := entries[p]
 		if !ok || e.sum != sum {
 			w.b = append(w.b, 0)
@@ -170,28 +171,31 @@ func decodeStatCache(b []byte) *statCache {
 	if sha256.Sum256(body) != [32]byte(b[len(body):]) {
 		return nil
 	}
-	r := statReader{s: string(body), off: len(statMagic)} // one copy: the strings are slices of it
+	r := statReader{b: body, s: string(body), off: len(statMagic)} // one copy: the strings are slices of it
 	t := int64(r.u64())
 	n, extra := int(r.u32()), int(r.u32())
 	r.u64()
 	c := &statCache{entries: make(map[string]statEntry, n+extra)}
 	c.manifest.Inputs = r.str()
 	c.manifest.Artifacts = make([]Artifact, 0, min(n, len(body)/64))
-	record := func() (string, [32]byte) {
+	record := func() (string, string) {
 		p := r.str()
 		var e statEntry
-		copy(e.sum[:], r.take(len(e.sum)))
+		sum := r.take(hex.EncodedLen(len(e.sum)))
+		if _, err := hex.Decode(e.sum[:], r.b[r.off-len(sum):r.off]); err != nil {
+			r.bad = true
+		}
 		if r.byte() == 1 {
 			e.st = fileStat{dev: r.u64(), ino: r.u64(), mode: r.u32(), size: int64(r.u64()), mtime: int64(r.u64()), ctime: int64(r.u64())}
 			if e.st.ctime < t && e.st.mtime < t {
 				c.entries[p] = e
 			}
 		}
-		return p, e.sum
+		return p, sum
 	}
 	for range n {
 		p, sum := record()
-		a := Artifact{Path: p, SHA256: hex.EncodeToString(sum[:])}
+		a := Artifact{Path: p, SHA256: sum}
 		a.Node, a.Kind, a.Mode, a.Size = r.str(), r.str(), r.str(), int64(r.u64())
 		c.manifest.Artifacts = append(c.manifest.Artifacts, a)
 	}
@@ -204,8 +208,10 @@ func decodeStatCache(b []byte) *statCache {
 	return c
 }
 
-// statReader reads the cache's fields; bad is set once it runs out.
+// statReader reads the cache's fields from b, or s, the same bytes as a
+// string; bad is set once it runs out.
 type statReader struct {
+	b   []byte
 	s   string
 	off int
 	bad bool
