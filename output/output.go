@@ -109,13 +109,17 @@ func Open(root string) (*Dir, error) {
 func (d *Dir) ReadFile(rel string) ([]byte, error) {
 	// One openat2 that refuses a symlink anywhere on the way; if it fails,
 	// the walk below says why (a SymlinkError names the link).
-	if fd, err := d.openFile(rel, unix.O_RDONLY|unix.O_NONBLOCK); err == nil {
+	fd, err := d.openFile(rel, unix.O_RDONLY|unix.O_NONBLOCK)
+	switch {
+	case err == nil:
 		defer unix.Close(fd)
 		data, _, err := readFd(fd, d.path(rel))
 		return data, err
+	case errors.Is(err, unix.ENOENT):
+		return nil, &fs.PathError{Op: "open", Path: d.path(rel), Err: err}
 	}
 	var data []byte
-	err := d.at(rel, false, func(dir int, name string) (err error) {
+	err = d.at(rel, false, func(dir int, name string) (err error) {
 		data, _, err = readAt(dir, name, d.path(rel))
 		return err
 	})
