@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -211,18 +212,18 @@ func readFd(fd int, show string) ([]byte, *unix.Stat_t, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, nil, fmt.Errorf("%s is not a regular file", show)
 	}
-	data, err := readAll(fd, st.Size)
+	data, err := readAll(fd, st.Size, math.MaxInt64)
 	if err != nil {
 		return nil, nil, &fs.PathError{Op: "read", Path: show, Err: err}
 	}
 	return data, &st, nil
 }
 
-// readAll reads fd to its end, expecting size bytes.
-func readAll(fd int, size int64) ([]byte, error) {
-	buf := make([]byte, 0, size+1)
-	for {
-		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+// readAll reads fd to its end, expecting size bytes, but at most limit.
+func readAll(fd int, size, limit int64) ([]byte, error) {
+	buf := make([]byte, 0, min(size, limit)+1)
+	for int64(len(buf)) < limit {
+		n, err := unix.Read(fd, buf[len(buf):min(int64(cap(buf)), limit)])
 		if err == unix.EINTR {
 			continue
 		}
@@ -230,13 +231,14 @@ func readAll(fd int, size int64) ([]byte, error) {
 			return nil, err
 		}
 		if n == 0 {
-			return buf, nil
+			break
 		}
 		buf = buf[:len(buf)+n]
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
 	}
+	return buf, nil
 }
 
 // hooks connect writeAt to the Dir it writes for; nil outside one.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -125,9 +124,9 @@ func begin(f *os.File) (r *run, clean bool, cache *statCache, err error) {
 	if fi, err := f.Stat(); err == nil {
 		size = fi.Size()
 	}
-	state := make([]byte, 0, min(size, 64<<20)+1)
-	if state, err = readFull(f, state, 64<<20); err != nil {
-		return nil, false, nil, err
+	state, err := readAll(int(f.Fd()), size, 64<<20)
+	if err != nil {
+		return nil, false, nil, &fs.PathError{Op: "read", Path: f.Name(), Err: err}
 	}
 	mark := string(state[:min(len(state), len(cleanMark))])
 	rest := state[len(mark):]
@@ -160,24 +159,6 @@ func begin(f *os.File) (r *run, clean bool, cache *statCache, err error) {
 	return r, clean, cache, r.mark(dirtyMark)
 }
 
-// readFull reads f from its start into buf, at most limit bytes.
-func readFull(f *os.File, buf []byte, limit int) ([]byte, error) {
-	for len(buf) < limit {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := f.ReadAt(buf[len(buf):min(cap(buf), limit)], int64(len(buf)))
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return buf, nil
-}
-
 // journal records, before rel is first written, that this run may create
 // it, unless the previous manifest lists it (Finish then knows it anyway).
 func (d *Dir) journal(rel string) error {
@@ -199,14 +180,11 @@ func (d *Dir) journal(rel string) error {
 	return nil
 }
 
-// finished marks the run as complete in the lock file. With encode it
-// replaces the stat cache by the one encode returns for time t; without,
-// it keeps the cache the file holds.
+// finished marks the locked run as complete in the lock file. With encode
+// it replaces the stat cache by the one encode returns for time t;
+// without, it keeps the cache the file holds.
 func (d *Dir) finished(encode func(t int64) []byte) error {
 	r := d.run
-	if r == nil {
-		return nil
-	}
 	if encode == nil {
 		if err := r.mark(cleanMark); err != nil {
 			return err

@@ -71,7 +71,6 @@ type Dir struct {
 	prevOnce sync.Once
 	prev     manifest        // the previous run's manifest
 	prevSet  map[string]bool // its paths (listedBefore)
-	prevStat *unix.Stat_t    // its file's stat when read
 
 	cache *statCache           // the previous run's stat cache, read by Lock
 	seen  map[string]statEntry // what this run wrote or verified: the next stat cache
@@ -258,13 +257,11 @@ func (d *Dir) previous() manifest {
 		var st unix.Stat_t
 		if e, ok := d.cache.entry(ManifestFile); ok && unix.Fstatat(d.fd, ManifestFile, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && statOf(&st) == e.st {
 			// The file the last run wrote: the stat cache holds what it says.
-			d.prev, d.prevStat = d.cache.manifest, &st
+			d.prev = d.cache.manifest
 		} else {
 			_ = d.at(ManifestFile, false, func(dir int, name string) error {
-				data, st, err := readAt(dir, name, d.path(ManifestFile))
-				if err == nil && json.Unmarshal(data, &d.prev) == nil {
-					d.prevStat = st
-				} else {
+				data, _, err := readAt(dir, name, d.path(ManifestFile))
+				if err != nil || json.Unmarshal(data, &d.prev) != nil {
 					d.prev = manifest{}
 				}
 				return nil
@@ -336,23 +333,24 @@ func (d *Dir) Finish(keep ...string) error {
 	if err := d.durable(); err != nil {
 		return err
 	}
-	if err := d.writeManifest(manifest{Inputs: d.inputs, Artifacts: list}); err != nil {
+	m := manifest{Inputs: d.inputs, Artifacts: list}
+	if err := d.writeManifest(m); err != nil {
 		return err
 	}
 	if d.run == nil {
 		return nil
 	}
 	d.know(list)
-	return d.finished(d.nextCache(manifest{Inputs: d.inputs, Artifacts: list}))
+	return d.finished(d.nextCache(m))
 }
 
 // writeManifest writes m as manifest.json, durably, unless the file holds
 // it already. When the stat cache knows the file to be the one the last
-// run wrote and m is the manifest read from it, m's bytes are the file's
-// and are not even encoded.
+// run wrote and m is the manifest the cache was written with, m's bytes
+// are the file's and are not even encoded.
 func (d *Dir) writeManifest(m manifest) error {
 	e, ok := d.cache.entry(ManifestFile)
-	if ok && d.prevStat != nil && statOf(d.prevStat) == e.st && d.prev.Inputs == m.Inputs && slices.Equal(d.prev.Artifacts, m.Artifacts) {
+	if ok && d.cache.manifest.Inputs == m.Inputs && slices.Equal(d.cache.manifest.Artifacts, m.Artifacts) {
 		var st unix.Stat_t
 		if unix.Fstatat(d.fd, ManifestFile, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && statOf(&st) == e.st {
 			d.seen[ManifestFile] = e

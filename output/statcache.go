@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -83,20 +82,13 @@ const (
 	statHeaderLen = len(statMagic) + 8 + 4 + 4 + 8
 )
 
-// encodeStatCache encodes the cache of manifest m and entries with time t
-// (see the comment above). Entries of paths m does not list come after
-// its artifacts.
+// encodeStatCache encodes the cache of manifest m and entries (of m's
+// artifacts and of manifest.json) with time t (see the comment above).
 func encodeStatCache(t int64, m manifest, entries map[string]statEntry) []byte {
 	var extra []string
-	for p := range entries {
-		extra = append(extra, p)
+	if _, ok := entries[ManifestFile]; ok {
+		extra = append(extra, ManifestFile)
 	}
-	listed := make(map[string]bool, len(m.Artifacts))
-	for _, a := range m.Artifacts {
-		listed[a.Path] = true
-	}
-	extra = slices.DeleteFunc(extra, func(p string) bool { return listed[p] })
-	slices.Sort(extra)
 
 	w := statWriter{b: make([]byte, 0, statHeaderLen+len(m.Inputs)+len(entries)*160)}
 	w.b = append(w.b, statMagic...)

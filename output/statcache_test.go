@@ -2,6 +2,7 @@ package output
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"maps"
 	"os"
 	"path/filepath"
@@ -224,11 +225,20 @@ func TestStatCacheRacy(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		var st unix.Stat_t
-		unix.Lstat(filepath.Join(root, "nodes/a/conf"), &st)
-		tm := st.Ctim.Nano() + int64(time.Hour)
-		if racy {
-			tm = st.Ctim.Nano()
+		// Racy: the cache's time is not after the stat of either file
+		// (the earlier ctime: the two writes may fall in different ticks).
+		var tm int64
+		for p := range changed {
+			var st unix.Stat_t
+			if err := unix.Lstat(filepath.Join(root, p), &st); err != nil {
+				t.Fatal(err)
+			}
+			if c := st.Ctim.Nano(); tm == 0 || c < tm {
+				tm = c
+			}
+		}
+		if !racy {
+			tm += int64(time.Hour)
 		}
 		forgeCache(t, root, tm, map[string]string{"nodes/a/conf": cacheFiles["nodes/a/conf"], "pki/ca.key": cacheFiles["pki/ca.key"]})
 
@@ -346,10 +356,6 @@ func TestStatCacheCodec(t *testing.T) {
 }
 
 func sumHex(s string) string {
-	a := Artifact{}
 	sum := sha256.Sum256([]byte(s))
-	for _, c := range sum {
-		a.SHA256 += string("0123456789abcdef"[c>>4]) + string("0123456789abcdef"[c&15])
-	}
-	return a.SHA256
+	return hex.EncodeToString(sum[:])
 }

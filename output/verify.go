@@ -119,7 +119,8 @@ func (d *Dir) Verify(except ...string) {
 func (d *Dir) compare(arts []Artifact, stop *atomic.Bool, read *atomic.Int64) []seen {
 	next := make(chan []Artifact)
 	found := make(chan []seen)
-	for range runtime.GOMAXPROCS(0) {
+	workers := runtime.GOMAXPROCS(0) // read once: the runtime may change it meanwhile
+	for range workers {
 		go func() {
 			c := verifier{d: d, h: sha256.New(), buf: make([]byte, 256<<10), dirs: map[string]bool{}, read: read}
 			var out []seen
@@ -146,7 +147,7 @@ func (d *Dir) compare(arts []Artifact, stop *atomic.Bool, read *atomic.Int64) []
 		close(next)
 	}()
 	var all []seen
-	for range runtime.GOMAXPROCS(0) {
+	for range workers {
 		all = append(all, <-found...)
 	}
 	return all
