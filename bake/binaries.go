@@ -98,7 +98,7 @@ func binariesLayer(doc *spec.Document, subject string, roles []string, pins pinC
 			continue
 		}
 		seen[dest] = true
-		src := filepath.Join(doc.Dir, s.Binaries.Dir, b.name)
+		src := filepath.Join(doc.BinariesDir(), b.name)
 		want, pinned := s.Binaries.SHA256[b.name]
 		if !pinned {
 			if !b.optional {
@@ -146,7 +146,7 @@ func Pins(doc *spec.Document) (pins map[string]string, missing []string, err err
 		if !used[b.role] || pins[b.name] != "" {
 			continue
 		}
-		src := filepath.Join(doc.Dir, s.Binaries.Dir, b.name)
+		src := filepath.Join(doc.BinariesDir(), b.name)
 		sum, err := rootfs.FileSHA256(src)
 		switch {
 		case err == nil:

@@ -106,9 +106,9 @@ func isExecKey(k string) bool {
 // baseNeed says, for a need a node's layers leave to the base, which role
 // needs it, what provides it and why the node cannot do without it.
 type baseNeed struct {
-	role string // the role that needs it; "" for every role of the node
-	from string // what provides it: its package and the hack/base.sh bases that have it, or a setting
-	why  string // why the node needs it; "" when it is optional: a warning, not an error
+	roles []string // the roles that need it; none: every role of the node
+	from  string   // what provides it: its package and the hack/base.sh bases that have it, or a setting
+	why   string   // why the node needs it; "" when it is optional: a warning, not an error
 }
 
 // Where the needs come from, in the bases hack/base.sh builds.
@@ -130,12 +130,12 @@ var baseNeeds = map[string]baseNeed{
 	"systemd-networkd-wait-online.service": {from: inEveryBase,
 		why: "network-online.target waits for it, and the node's units start after that target"},
 	// lb: the node's tree configures and enables them; they are the role.
-	"haproxy.service": {role: spec.RoleLB, from: "package haproxy, " + inFullBase,
+	"haproxy.service": {roles: []string{spec.RoleLB}, from: "package haproxy, " + inFullBase,
 		why: "it runs the node's haproxy.cfg, the load balancer in front of the API servers"},
-	"keepalived.service": {role: spec.RoleLB, from: "package keepalived, " + inFullBase,
+	"keepalived.service": {roles: []string{spec.RoleLB}, from: "package keepalived, " + inFullBase,
 		why: "it runs the node's keepalived.conf, which holds the VIP clients reach the API at"},
 	// worker, binaries.mode packaged: the tree enables the base's containerd.
-	"containerd.service": {role: spec.RoleWorker, from: "package containerd (binaries.mode packaged takes it from the base); no hack/base.sh base has it",
+	"containerd.service": {roles: []string{spec.RoleWorker}, from: "package containerd (binaries.mode packaged takes it from the base); no hack/base.sh base has it",
 		why: "the kubelet runs the node's pods through it"},
 	// Optional: a KVM node keeps the host's time through kvm-clock without
 	// it; chrony keeps it in step with the gateway over weeks of uptime.
@@ -152,9 +152,8 @@ func needOf(j Job, n treeNeed) baseNeed {
 	if b, ok := baseNeeds[n.name]; ok {
 		return b
 	}
-	roles := strings.Join(j.Roles, ",")
 	if n.unit == "" {
-		return baseNeed{role: roles, from: "a package of the base", why: "the node's tree enables it"}
+		return baseNeed{roles: j.Roles, from: "a package of the base", why: "the node's tree enables it"}
 	}
 	why := n.unit + " runs it"
 	name := path.Base(n.name)
@@ -166,9 +165,9 @@ func needOf(j Job, n treeNeed) baseNeed {
 		if p := debianPackages[name]; p != "" {
 			from = "Debian's package " + p + " (binaries.mode packaged takes it from the base; no hack/base.sh base installs it)"
 		}
-		return baseNeed{role: b.role, from: from, why: why}
+		return baseNeed{roles: []string{b.role}, from: from, why: why}
 	}
-	return baseNeed{role: roles, from: "a package of the base", why: why}
+	return baseNeed{roles: j.Roles, from: "a package of the base", why: why}
 }
 
 // checkNeeds checks, before anything is written, that the base and the
@@ -184,11 +183,12 @@ func checkNeeds(log *slog.Logger, base string, jobs []Job, layers [][]rootfs.Lay
 		for _, n := range missingOnNode(j.Tree, info, layers[i]) {
 			b := needOf(j, n)
 			role := "every role"
-			switch {
-			case strings.Contains(b.role, ","):
-				role = "roles " + b.role
-			case b.role != "":
-				role = "role " + b.role
+			switch len(b.roles) {
+			case 0:
+			case 1:
+				role = "role " + b.roles[0]
+			default:
+				role = "roles " + strings.Join(b.roles, ",")
 			}
 			if b.why == "" {
 				log.Warn(fmt.Sprintf("node %s (%s) enables %s, which the base lacks (%s); it is optional", j.Node, role, n.name, b.from))

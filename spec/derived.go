@@ -4,8 +4,14 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"path/filepath"
 	"slices"
 )
+
+// BinariesDir is spec.binaries.dir, which is relative to the spec file.
+func (d *Document) BinariesDir() string {
+	return filepath.Join(d.Dir, d.Cluster.Spec.Binaries.Dir)
+}
 
 // Has reports whether the node holds role r.
 func (n Node) Has(r string) bool { return slices.Contains(n.Roles, r) }

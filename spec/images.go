@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -104,43 +103,20 @@ func parseRefs(name string, data []byte) ([]string, error) {
 }
 
 // requiredImages warns when a cluster with workers does not provide the
-// images every worker runs: without spec.images at all, or, reading the
-// archives (o.Artifacts), when none names one of RequiredImages.
-func (v *validator) requiredImages(o Options) {
-	s := &v.d.Cluster.Spec
-	if len(v.d.Cluster.NodesWith(RoleWorker)) == 0 {
+// images every worker runs: it lists no archive, or, when every archive was
+// read (known), none names one of RequiredImages (refs are those they name).
+func (v *validator) requiredImages(refs map[string]bool, known bool) {
+	if len(v.d.Cluster.NodesWith(RoleWorker)) == 0 || len(v.d.Cluster.Spec.Images) > 0 && !known {
 		return
 	}
-	missing := RequiredImages
-	if len(s.Images) > 0 {
-		if !o.Artifacts {
-			return // the archives are not read without o.Artifacts
-		}
-		for _, i := range v.is {
-			if strings.HasPrefix(i.Path, "spec.images") && !i.Warning {
-				return // an archive is wrong: reported already
-			}
-		}
-		have := map[string]bool{}
-		for i, img := range s.Images {
-			file := filepath.Join(v.d.Dir, img)
-			if regularFile(file) != nil {
-				return // images reported it
-			}
-			refs, err := ArchiveRefs(file)
-			if err != nil {
-				v.errf(fmt.Sprintf("spec.images[%d]", i), "%s: %v", img, unwrapPathError(err))
-				return
-			}
-			for _, r := range refs {
-				have[r] = true
-			}
-		}
-		missing = slices.DeleteFunc(slices.Clone(RequiredImages), func(r string) bool { return have[r] })
-	}
+	missing := slices.DeleteFunc(slices.Clone(RequiredImages), func(r string) bool { return refs[r] })
 	if len(missing) == 0 {
 		return
 	}
+	them := "them"
+	if len(missing) == 1 {
+		them = "it"
+	}
 	v.warn(WarnNoImages, "spec.images", "no archive provides %s: the workers' containerd would pull %s from the registry, which an air-gapped site does not reach (`make images` builds the archives; list them here)",
-		strings.Join(missing, " and "), map[bool]string{true: "it", false: "them"}[len(missing) == 1])
+		strings.Join(missing, " and "), them)
 }

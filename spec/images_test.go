@@ -3,6 +3,7 @@ package spec
 import (
 	"archive/tar"
 	"bytes"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,7 +25,7 @@ func writeTar(t *testing.T, file string, members map[string]string) {
 	t.Helper()
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
-	for _, name := range slices.Sorted(mapKeys(members)) {
+	for _, name := range slices.Sorted(maps.Keys(members)) {
 		data := members[name]
 		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
 			t.Fatal(err)
@@ -40,14 +41,28 @@ func writeTar(t *testing.T, file string, members map[string]string) {
 	}
 }
 
-func mapKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
+// validateImages validates testdata/base.yaml, with spec.images set to
+// images (a YAML list; none when empty), as dir/cluster.yaml, reading the
+// archives.
+func validateImages(t *testing.T, dir, images string) Issues {
+	t.Helper()
+	base, err := os.ReadFile("testdata/base.yaml")
+	if err != nil {
+		t.Fatal(err)
 	}
+	data := string(base)
+	if images != "" {
+		data = strings.Replace(data, "spec:\n", "spec:\n  images: "+images+"\n", 1)
+	}
+	file := filepath.Join(dir, "cluster.yaml")
+	if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := LoadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc.Validate(Options{Artifacts: true})
 }
 
 // ociIndex is an index.json naming refs as containerd's import reads them.
@@ -67,10 +82,6 @@ func TestRequiredImagesWarning(t *testing.T) {
 	writeTar(t, filepath.Join(dir, "images/pause.tar"), map[string]string{"oci-layout": "{}", "index.json": ociIndex(PauseImage)})
 	writeTar(t, filepath.Join(dir, "images/coredns.tar"), map[string]string{"manifest.json": `[{"Config":"c.json","RepoTags":["` + CoreDNSImage + `"],"Layers":[]}]`})
 	writeTar(t, filepath.Join(dir, "images/other.tar"), map[string]string{"./index.json": ociIndex("example.com/app:v1")})
-	base, err := os.ReadFile("testdata/base.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, c := range []struct {
 		name, images string
 		want         []string // references the warning names; none: no warning
@@ -81,19 +92,7 @@ func TestRequiredImagesWarning(t *testing.T) {
 		{"no pause", "[./images/coredns.tar]", []string{PauseImage}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			data := string(base)
-			if c.images != "" {
-				data = strings.Replace(data, "spec:\n", "spec:\n  images: "+c.images+"\n", 1)
-			}
-			file := filepath.Join(dir, "cluster.yaml")
-			if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			doc, err := LoadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			is := doc.Validate(Options{Artifacts: true})
+			is := validateImages(t, dir, c.images)
 			var got []Issue
 			for _, i := range is {
 				if i.Path == "spec.images" {
@@ -124,21 +123,7 @@ func TestRequiredImagesWarning(t *testing.T) {
 // TestMissingArchiveWarns: an archive not built yet is a warning of
 // validate (generate does not need it; bake refuses a worker without it).
 func TestMissingArchiveWarns(t *testing.T) {
-	dir := t.TempDir()
-	base, err := os.ReadFile("testdata/base.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "cluster.yaml")
-	data := strings.Replace(string(base), "spec:\n", "spec:\n  images: [images/pause-3.10.1.tar]\n", 1)
-	if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	doc, err := LoadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	is := doc.Validate(Options{Artifacts: true})
+	is := validateImages(t, t.TempDir(), "[images/pause-3.10.1.tar]")
 	if len(is.Errors()) > 0 || len(is) != 1 || is[0].Path != "spec.images[0]" || !strings.Contains(is[0].Msg, "make images") {
 		t.Errorf("got %v, want one warning about spec.images[0] naming make images", is)
 	}

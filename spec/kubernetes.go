@@ -12,7 +12,7 @@ import (
 // spec.kubernetesVersion must be a patch release of it.
 const KubernetesMinor = "v1.34"
 
-var kubernetesVersionRE = regexp.MustCompile(`^` + regexp.QuoteMeta(KubernetesMinor) + `\.[0-9]{1,4}$`)
+var kubernetesVersionRE = lazyRegexp(`^` + regexp.QuoteMeta(KubernetesMinor) + `\.[0-9]{1,4}$`)
 
 // ruleKubernetesVersion accepts the patch releases of KubernetesMinor.
 var ruleKubernetesVersion = rule{

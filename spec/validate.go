@@ -85,10 +85,9 @@ func (v *validator) errf(path, format string, args ...any) {
 	v.is = append(v.is, v.d.at(path, format, args...))
 }
 
+// warnf reports a warning that a spec cannot acknowledge (see warn).
 func (v *validator) warnf(path, format string, args ...any) {
-	i := v.d.at(path, format, args...)
-	i.Warning = true
-	v.is = append(v.is, i)
+	v.warn("", path, format, args...)
 }
 
 // prefix and addr parse values that fieldRules checked; ok is false when
@@ -216,7 +215,6 @@ func (v *validator) run(o Options) {
 	v.ports()
 	v.binaries(o)
 	v.images(o)
-	v.requiredImages(o)
 }
 
 // Certificate lifetimes: below minValidity (1h, as the message says)
@@ -352,7 +350,7 @@ func (v *validator) binaries(o Options) {
 			continue
 		}
 		want := s.Binaries.SHA256[name]
-		file := filepath.Join(v.d.Dir, s.Binaries.Dir, name)
+		file := filepath.Join(v.d.BinariesDir(), name)
 		got, err := fileSHA256(file)
 		switch {
 		case err != nil:
@@ -364,32 +362,51 @@ func (v *validator) binaries(o Options) {
 }
 
 // images checks that the image archives have distinct file names (they
-// share one directory on the workers) and, with o.Artifacts, exist.
+// share one directory on the workers) and, with o.Artifacts, exist and
+// name the images a cluster with workers needs (requiredImages).
 func (v *validator) images(o Options) {
 	seen := map[string]int{}
+	// The references the archives name; known once every one was read.
+	refs, known := map[string]bool{}, o.Artifacts
 	for i, img := range v.d.Cluster.Spec.Images {
 		p := fmt.Sprintf("spec.images[%d]", i)
 		if v.bad[p] {
+			known = false
 			continue
 		}
 		base := path.Base(img)
 		if j, dup := seen[base]; dup {
 			v.errf(p, "%s is also the file name of spec.images[%d]; the workers keep them in one directory", base, j)
+			known = false
 			continue
 		}
 		seen[base] = i
-		if o.Artifacts {
-			file := filepath.Join(v.d.Dir, img)
-			switch err := regularFile(file); {
-			case errors.Is(err, fs.ErrNotExist):
-				// Not built yet: generate does not need it, bake refuses
-				// to make a worker without it.
-				v.warnf(p, "%s: no such file yet: bake needs it for the workers (`make images` builds the archives hardway's references name)", file)
-			case err != nil:
-				v.errf(p, "%s: %v", file, err)
-			}
+		if !o.Artifacts {
+			continue
+		}
+		file := filepath.Join(v.d.Dir, img)
+		err := regularFile(file)
+		if errors.Is(err, fs.ErrNotExist) {
+			// Not built yet: generate does not need it, bake refuses
+			// to make a worker without it.
+			v.warnf(p, "%s: no such file yet: bake needs it for the workers (`make images` builds the archives hardway's references name)", file)
+			known = false
+			continue
+		}
+		var names []string
+		if err == nil {
+			names, err = ArchiveRefs(file)
+		}
+		if err != nil {
+			v.errf(p, "%s: %v", file, unwrapPathError(err))
+			known = false
+			continue
+		}
+		for _, r := range names {
+			refs[r] = true
 		}
 	}
+	v.requiredImages(refs, known)
 }
 
 // regularFile checks that path is a regular file (not a FIFO or a device,

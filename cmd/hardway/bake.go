@@ -98,7 +98,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
   hardway bake -f cluster.yaml --base ~/.cache/hardway/base/debian-12-kvm.tar.zst --role worker --format kvm`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.resolve(cmd); err != nil {
+			if err := out.resolve(); err != nil {
 				return err
 			}
 			if base == "" {
@@ -166,7 +166,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 	cmd.Flags().StringVar(&diskSize, "disk-size", "", "kvm: disk size, e.g. 4G (default the node's diskGiB)")
 	cmd.Flags().StringVar(&imageFormat, "image-format", bake.ImageQCOW2, "kvm: image files to write: raw, qcow2 or raw,qcow2")
 	_ = cmd.RegisterFlagCompletionFunc("image-format", cobra.FixedCompletions([]string{bake.ImageQCOW2, bake.ImageRaw, bake.ImageRaw + "," + bake.ImageQCOW2}, cobra.ShellCompDirectiveNoFileComp))
-	dirFlag(cmd, &dir, "out", "output root: bake runs generate into <dir>/<cluster>/ first")
+	dirFlag(cmd, &dir, defaultDir, "output root: bake runs generate into <dir>/<cluster>/ first")
 	cmd.Flags().StringVar(&artifactDir, "artifact-dir", "", "directory of the artifacts (default <dir>/<cluster>/bake)")
 	_ = cmd.MarkFlagDirname("artifact-dir")
 	out = addOutput(cmd).legacyOutput(&artifactDir, "--artifact-dir")

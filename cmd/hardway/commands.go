@@ -52,7 +52,7 @@ YAML (or JSON with -o json); it validates as it is.`,
   generate-spec | hardway validate -f -`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.resolve(cmd); err != nil {
+			if err := out.resolve(); err != nil {
 				return err
 			}
 			o := spec.Options{Artifacts: !noArtifacts}
@@ -147,7 +147,7 @@ changed files) and, on a terminal, the next steps.`,
   hardway generate -f cluster.yaml -o json | jq -r '.changed[]'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.resolve(cmd); err != nil {
+			if err := out.resolve(); err != nil {
 				return err
 			}
 			doc, err := loadSpec(cmd.ErrOrStderr(), file, spec.Options{})
@@ -162,7 +162,7 @@ changed files) and, on a terminal, the next steps.`,
 		},
 	}
 	specFlag(cmd, &file)
-	dirFlag(cmd, &dir, "out", "output root: generate writes <dir>/<cluster>/")
+	dirFlag(cmd, &dir, defaultDir, "output root: generate writes <dir>/<cluster>/")
 	out = addOutput(cmd).legacyOutput(&dir, "--dir")
 	return cmd
 }
@@ -215,7 +215,7 @@ state, reason, externallyManaged, algorithm} (see docs/cli.md).`,
   hardway certs check -f cluster.yaml --dir /srv/hw -o json | jq -r '.[] | select(.state != "ok") | .name'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.resolve(cmd); err != nil {
+			if err := out.resolve(); err != nil {
 				return err
 			}
 			doc, err := loadSpec(cmd.ErrOrStderr(), file, spec.Options{})
@@ -244,7 +244,7 @@ state, reason, externallyManaged, algorithm} (see docs/cli.md).`,
 		},
 	}
 	specFlag(check, &file)
-	dirFlag(check, &dir, "out", "output root holding <cluster>/pki")
+	dirFlag(check, &dir, defaultDir, "output root holding <cluster>/pki")
 	out = addOutput(check)
 
 	var rfile, rdir string
@@ -266,7 +266,7 @@ file that embeds them. CAs are never renewed. It prints what generate prints.`,
 			return append([]string{"all"}, leafNames(c)...), cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := rout.resolve(cmd); err != nil {
+			if err := rout.resolve(); err != nil {
 				return err
 			}
 			doc, err := loadSpec(cmd.ErrOrStderr(), rfile, spec.Options{})
@@ -282,7 +282,7 @@ file that embeds them. CAs are never renewed. It prints what generate prints.`,
 		},
 	}
 	specFlag(renew, &rfile)
-	dirFlag(renew, &rdir, "out", "output root holding <cluster>/pki")
+	dirFlag(renew, &rdir, defaultDir, "output root holding <cluster>/pki")
 	rout = addOutput(renew)
 	cmd.AddCommand(check, renew)
 	return cmd
@@ -398,7 +398,7 @@ hardway --version does); -o json adds the Kubernetes release its files are
 made for and the Go release it was built with.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.resolve(cmd); err != nil {
+			if err := out.resolve(); err != nil {
 				return err
 			}
 			if out.json() {

@@ -23,6 +23,10 @@ func specFlag(cmd *cobra.Command, p *string) {
 	_ = cmd.MarkFlagFilename("file", "yaml", "yml")
 }
 
+// defaultDir is the output root --dir names when not given (verify's is a
+// temporary directory instead).
+const defaultDir = "out"
+
 // dirFlag adds --dir, the output root holding <cluster>/.
 func dirFlag(cmd *cobra.Command, p *string, def, usage string) {
 	cmd.Flags().StringVar(p, "dir", def, usage)
@@ -66,17 +70,17 @@ func (o *outputFlag) legacyOutput(dir *string, flag string) *outputFlag {
 
 // resolve checks the format, or moves a previous release's -o DIR to its
 // new flag and says so on standard error.
-func (o *outputFlag) resolve(cmd *cobra.Command) error {
+func (o *outputFlag) resolve() error {
 	if o.format == formatText || o.format == formatJSON {
 		return nil
 	}
 	if o.legacy == nil || strings.TrimSpace(o.format) == "" {
 		return usageErrorf("unknown output format %q (text or json)", o.format)
 	}
-	if cmd.Flags().Changed(strings.TrimPrefix(o.legacyFlag, "--")) {
+	if o.cmd.Flags().Changed(strings.TrimPrefix(o.legacyFlag, "--")) {
 		return usageErrorf("-o %s and %s both name the directory: -o is the output format (text or json), use %s", o.format, o.legacyFlag, o.legacyFlag)
 	}
-	deprecated(cmd, "-o "+o.format, o.legacyFlag+" "+o.format)
+	deprecated(o.cmd, "-o "+o.format, o.legacyFlag+" "+o.format)
 	*o.legacy, o.format = o.format, formatText
 	return nil
 }

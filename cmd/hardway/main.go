@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -37,9 +38,9 @@ var exitCodes = []struct {
 	Meaning string
 }{
 	{"0", "success (warnings do not fail a command)"},
-	{"1", "the spec or another input is invalid (every problem printed as file:line:col: field: message), or the work failed"},
-	{"2", "usage: an unknown command or flag, a bad flag value, a missing or extra argument"},
-	{"3", "findings: certs check found a certificate that is not ok; verify ran and a check failed"},
+	{strconv.Itoa(exitFailed), "the spec or another input is invalid (every problem printed as file:line:col: field: message), or the work failed"},
+	{strconv.Itoa(exitUsage), "usage: an unknown command or flag, a bad flag value, a missing or extra argument"},
+	{strconv.Itoa(exitFindings), "findings: certs check found a certificate that is not ok; verify ran and a check failed"},
 	{"128+N", "stopped by signal N (130 for Ctrl-C, 143 for SIGTERM)"},
 }
 

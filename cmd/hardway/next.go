@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/hardway-dev/hardway/generators/proxmox"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/templates"
 )
@@ -28,7 +29,7 @@ func nextSteps(w io.Writer, doc *spec.Document, file, dir, clusterDir string) {
 	if file == "-" {
 		f = "-f SPEC"
 	}
-	if dir != "out" {
+	if dir != defaultDir {
 		f += " --dir " + templates.ShellQuote(dir)
 	}
 	targets := map[string]bool{}
@@ -41,7 +42,7 @@ func nextSteps(w io.Writer, doc *spec.Document, file, dir, clusterDir string) {
 	steps := []step{{"hardway certs check " + f, "expiry of every certificate"}}
 	if c.Spec.Binaries.Mode == spec.ModeUpstream && len(c.Spec.Binaries.SHA256) == 0 {
 		steps = append(steps, step{"hardway pin -f " + templates.ShellQuote(file) + " --write",
-			"pin the binaries in " + filepath.Join(doc.Dir, c.Spec.Binaries.Dir) + "/ (bake takes pinned ones only)"})
+			"pin the binaries in " + doc.BinariesDir() + "/ (bake takes pinned ones only)"})
 	}
 	if targets[spec.TargetLXC] {
 		steps = append(steps, step{"hardway bake " + f + " --base BASE.tar.zst", "an LXC template per lxc node (base: hack/base.sh)"})
@@ -58,5 +59,5 @@ func nextSteps(w io.Writer, doc *spec.Document, file, dir, clusterDir string) {
 		fmt.Fprintf(tw, "  %s\t# %s\n", s.cmd, s.why)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "  On the Proxmox host: read %s, then run it there.\n", filepath.Join(clusterDir, "proxmox", "create-nodes.sh"))
+	fmt.Fprintf(w, "  On the Proxmox host: read %s, then run it there.\n", filepath.Join(clusterDir, proxmox.CreateNodesPath))
 }

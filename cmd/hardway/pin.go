@@ -47,7 +47,7 @@ read from their Go build information, not by running them).`,
 			if err != nil {
 				return err
 			}
-			dir := filepath.Join(doc.Dir, doc.Cluster.Spec.Binaries.Dir)
+			dir := doc.BinariesDir()
 			for _, m := range missing {
 				fmt.Fprintf(cmd.ErrOrStderr(), "not pinned: %s is missing\n", m)
 			}

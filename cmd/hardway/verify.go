@@ -51,7 +51,7 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools).`,
   sudo hardway verify -f cluster.yaml --dir out --no-generate -o json | jq '.checks[] | select(.pass | not)'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.resolve(cmd); err != nil {
+			if err := out.resolve(); err != nil {
 				return err
 			}
 			if noGenerate && dir == "" {

@@ -18,6 +18,10 @@ const (
 	Kind     = "proxmox"      // the files under proxmox/
 )
 
+// CreateNodesPath is create-nodes.sh, relative to the cluster directory:
+// the script the operator reads, then runs on the Proxmox host.
+const CreateNodesPath = "proxmox/create-nodes.sh"
+
 // Files returns proxmox/... and nodes/<node>/proxmox.conf, relative to the
 // cluster directory. A spec that gen.Check refuses gives none: these files
 // cannot quote what they hold, and the host runs some as root.
@@ -195,7 +199,7 @@ func createNodes(x *gen.Context, gs []guest) gen.File {
 		"SnippetsStorage": s.SnippetsStorage,
 		"Guests":          gs,
 	})
-	return gen.File{Path: "proxmox/create-nodes.sh", Mode: 0o755, Data: data, Kind: Kind}
+	return gen.File{Path: CreateNodesPath, Mode: 0o755, Data: data, Kind: Kind}
 }
 
 // host returns the files the Proxmox host itself needs.
