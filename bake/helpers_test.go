@@ -302,20 +302,6 @@ func need(t testing.TB, tools ...string) {
 	}
 }
 
-// realBase returns the Debian base the heavy tests boot: $HARDWAY_BASE, else
-// the small base hack/base.sh --small caches.
-func realBase(t testing.TB) string {
-	t.Helper()
-	if b := os.Getenv("HARDWAY_BASE"); b != "" {
-		return b
-	}
-	out, err := exec.Command("../hack/base.sh", "path", "--small").Output()
-	if err != nil {
-		t.Fatal("no Debian base: run `hack/base.sh --small` (make base-small) or set HARDWAY_BASE")
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // realBin returns the path of a pinned upstream binary: $HARDWAY_BIN_DIR,
 // else the caches hack/tools.sh builds.
 func realBin(t testing.TB, name string) string {

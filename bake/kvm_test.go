@@ -21,6 +21,7 @@ import (
 	"github.com/hardway-dev/hardway/generate"
 	"github.com/hardway-dev/hardway/generators/common"
 	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/rootfs/rootfstest"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -130,20 +131,6 @@ spec:
     - {name: cp1, roles: [controller], target: lxc, address: 10.240.0.22/24, vmid: 222}
 `
 
-// kvmBase is the base of the KVM tests: $HARDWAY_KVM_BASE, else the base
-// hack/base.sh --kvm caches.
-func kvmBase(t testing.TB) string {
-	t.Helper()
-	if b := os.Getenv("HARDWAY_KVM_BASE"); b != "" {
-		return b
-	}
-	out, err := exec.Command("../hack/base.sh", "path", "--kvm").Output()
-	if err != nil {
-		t.Fatal("no Debian base with a kernel: run `hack/base.sh --kvm` or set HARDWAY_KVM_BASE")
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // kvmEnv is the environment variable that makes the test binary a child
 // bake (TestKVMChild), run as another user: the directory of its inputs.
 const kvmEnv = "HARDWAY_TEST_KVM_CHILD"
@@ -198,7 +185,7 @@ func TestKVMImage(t *testing.T) {
 			t.Fatalf("%v: apt-get install ovmf", err)
 		}
 	}
-	base := kvmBase(t)
+	base := rootfstest.Base(t, rootfstest.KVMBase)
 	etcd := realBin(t, "etcd")
 	// Not t.TempDir: its parent is private to the test's user, and the
 	// second bake runs as nobody.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/rootfs/rootfstest"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -38,7 +39,7 @@ func TestLXCTemplate(t *testing.T) {
 	}
 	doc := testSpec(t, spec.ModeUpstream, bins, nil)
 	x, _ := generated(t, doc)
-	base := realBase(t)
+	base := rootfstest.Base(t, rootfstest.SmallBase)
 	out := t.TempDir()
 	start := time.Now()
 	res, err := bakeOne(t, context.Background(), x, doc, base, out, "cp1")

@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -70,14 +68,13 @@ func checkReady(ctx context.Context, v *run) (string, error) {
 		if err != nil {
 			return "", v.withJournals(ctx, err)
 		}
-		c.ready = time.Since(c.started)
 		info := node.Status.NodeInfo
-		details = append(details, fmt.Sprintf("%s Ready %s after lxc-start (kubelet %s, %s)", c.name, round(c.ready), info.KubeletVersion, info.ContainerRuntimeVersion))
+		details = append(details, fmt.Sprintf("%s Ready %s after lxc-start (kubelet %s, %s)", c.name, round(time.Since(c.started)), info.KubeletVersion, info.ContainerRuntimeVersion))
 	}
 	return strings.Join(details, "; "), nil
 }
 
-// conditions lists a node's conditions that are not as a healthy node has them.
+// conditions lists a node's conditions, for the error of a node not Ready.
 func conditions(n *corev1.Node) string {
 	var out []string
 	for _, c := range n.Status.Conditions {
@@ -102,7 +99,7 @@ func checkPods(ctx context.Context, v *run) (string, error) {
 	from := v.firstController()
 	var details []string
 	for _, c := range v.containers {
-		pod, err := v.smokePod(ctx, cs, c.name)
+		pod, err := runSmokePod(ctx, cs, c.name)
 		if err != nil {
 			return "", v.withJournals(ctx, err)
 		}
@@ -126,9 +123,9 @@ func checkPods(ctx context.Context, v *run) (string, error) {
 	return strings.Join(details, "; "), nil
 }
 
-// smokePod creates the smoke pod of a worker (once) and waits until it is
-// Running and ready.
-func (v *run) smokePod(ctx context.Context, cs *kube, node string) (*corev1.Pod, error) {
+// runSmokePod creates the smoke pod of a worker (once) and waits until it
+// is Running and ready.
+func runSmokePod(ctx context.Context, cs *kube, node string) (*corev1.Pod, error) {
 	env := func(name, field string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: field}}}
 	}
@@ -183,29 +180,18 @@ func podReady(p *corev1.Pod) error {
 	return fmt.Errorf("pod %s is %s, not ready %v", p.Name, p.Status.Phase, why)
 }
 
-// httpGet GETs url from inside a namespace and returns the body of a 200.
+// httpGet GETs url from inside a namespace until it answers 200, and
+// returns the body.
 func httpGet(ctx context.Context, ns *NS, url string) (string, error) {
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: ns.DialContext}}
+	c := httpClient(ns, nil)
 	var body string
 	err := poll(ctx, 2*time.Second, func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return permanentError{err}
+		code, b, err := get(ctx, c, url)
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("%s: HTTP %d", url, code)
 		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", url, resp.Status)
-		}
-		body = string(b)
-		return nil
+		body = b
+		return err
 	})
 	return body, err
 }
@@ -222,8 +208,7 @@ func (v *run) kubectl(ctx context.Context, args ...string) (string, error) {
 	kc := filepath.Join(v.o.Dir, "kubeconfigs", "admin.kubeconfig")
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + nd.ns.Name, "--", bin, "--kubeconfig", kc}, args...)...)
-	out, err := cmd.CombinedOutput()
+	out, err := nsCommand(ctx, nd.ns, bin, append([]string{"--kubeconfig", kc}, args...)...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}

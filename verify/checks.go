@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -47,39 +46,43 @@ func unlessRetryable(err error) error {
 	return permanentError{err}
 }
 
-// runChecks runs every row and prints the table.
+// runChecks runs every row and prints the table: the control plane's, then
+// the booted workers'.
 func (v *run) runChecks(ctx context.Context) {
-	rows := checks
+	v.runRows(ctx, checks, rowTimeout, "")
 	if len(v.workers) > 0 {
-		rows = append(slices.Clip(rows), workerChecks...)
-	}
-	for i, c := range rows {
-		if ctx.Err() != nil {
-			v.rep.Rows = append(v.rep.Rows, Row{N: i + 1, Name: c.name, Detail: "not run: interrupted"})
-			continue
+		skip := ""
+		if len(v.containers) == 0 {
+			skip = "not run: no worker booted"
 		}
-		timeout := rowTimeout
-		if i >= len(checks) {
-			timeout = workerRowTimeout
-			if len(v.containers) == 0 {
-				v.rep.Rows = append(v.rep.Rows, Row{N: i + 1, Name: c.name, Detail: "not run: no worker booted"})
-				continue
-			}
-		}
-		start := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, timeout)
-		detail, err := c.run(rctx, v)
-		cancel()
-		row := Row{N: i + 1, Name: c.name, Pass: err == nil, Detail: detail, Took: time.Since(start)}
-		if err != nil {
-			row.Detail = err.Error()
-		}
-		v.rep.Rows = append(v.rep.Rows, row)
-		v.log.Debug("check", "row", row.N, "pass", row.Pass, "detail", row.Detail)
+		v.runRows(ctx, workerChecks, workerRowTimeout, skip)
 	}
 	fmt.Fprintln(v.o.Out)
 	v.rep.WriteTable(v.o.Out)
 	fmt.Fprintln(v.o.Out)
+}
+
+// runRows runs rows, each within timeout, and adds them to the report;
+// with skip set, or once ctx ends, a row is recorded as not run.
+func (v *run) runRows(ctx context.Context, rows []check, timeout time.Duration, skip string) {
+	for _, c := range rows {
+		row := Row{N: len(v.rep.Rows) + 1, Name: c.name, Detail: skip}
+		if ctx.Err() != nil {
+			row.Detail = "not run: interrupted"
+		}
+		if row.Detail == "" {
+			start := time.Now()
+			rctx, cancel := context.WithTimeout(ctx, timeout)
+			detail, err := c.run(rctx, v)
+			cancel()
+			row.Pass, row.Detail, row.Took = err == nil, detail, time.Since(start)
+			if err != nil {
+				row.Detail = err.Error()
+			}
+			v.log.Debug("check", "row", row.N, "pass", row.Pass, "detail", row.Detail)
+		}
+		v.rep.Rows = append(v.rep.Rows, row)
+	}
 }
 
 // poll calls f until it succeeds, fails for good (a permanent error) or ctx

@@ -3,6 +3,7 @@ package verify
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,8 +12,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The boot of a baked LXC template the way Proxmox VE 8 starts a container:
@@ -99,7 +101,7 @@ func lxcConfig(vmid string, c *PctConf, rootfs string, h lxcHost) (string, []str
 	set("lxc.cgroup.dir.monitor", "lxc.monitor/"+vmid)
 	set("lxc.cgroup.dir.container", "lxc/"+vmid)
 	set("lxc.cgroup.dir.container.inner", "ns")
-	set("lxc.arch", cmp(c.Options["arch"], "amd64"))
+	set("lxc.arch", cmp.Or(c.Options["arch"], "amd64"))
 	set("lxc.include", lxcCommonConf)
 	// Proxmox's generated AppArmor profile; the raw keys below replace it.
 	// This machine has no AppArmor: LXC skips the profile either way.
@@ -112,7 +114,7 @@ func lxcConfig(vmid string, c *PctConf, rootfs string, h lxcHost) (string, []str
 	set("lxc.tty.dir", "")
 	diffs = append(diffs, "lxc.tty.dir = (empty): Debian's LXC 5.0.2 cannot create common.conf's /dev/lxc/tty<N> without a console")
 	set("lxc.environment", "TERM=linux")
-	set("lxc.uts.name", cmp(c.Options["hostname"], "CT"+vmid))
+	set("lxc.uts.name", cmp.Or(c.Options["hostname"], "CT"+vmid))
 	if h.cgroupV1 {
 		diffs = append(diffs, fmt.Sprintf("memory %s MiB, swap %s MiB not limited: Proxmox sets them with lxc.cgroup2.memory.*, and this host's memory controller is cgroup v1", c.Options["memory"], c.Options["swap"]))
 	}
@@ -132,7 +134,7 @@ func lxcConfig(vmid string, c *PctConf, rootfs string, h lxcHost) (string, []str
 		if d["name"] != "" {
 			set(p+"name", d["name"])
 		}
-		set(p+"mtu", cmp(d["mtu"], "1500"))
+		set(p+"mtu", cmp.Or(d["mtu"], "1500"))
 		set(p+"script.up", h.upScript)
 		diffs = append(diffs, fmt.Sprintf("net%d: bridge %s is the run's bridge br0, in the hub namespace", i, d["bridge"]))
 	}
@@ -156,14 +158,6 @@ func lxcConfig(vmid string, c *PctConf, rootfs string, h lxcHost) (string, []str
 		set(k, kv[1])
 	}
 	return b.String(), diffs, nil
-}
-
-// cmp returns s, or def when s is empty.
-func cmp(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // pctSetup writes what pct's prestart hook writes into the root of a
@@ -249,19 +243,17 @@ func restrictOOMScoreAdj(root string) error {
 
 // hostCgroupV1 reports whether this machine's devices controller is cgroup v1.
 func hostCgroupV1() bool {
-	var st syscall.Statfs_t
-	return syscall.Statfs("/sys/fs/cgroup/devices", &st) == nil && st.Type == 0x27e0eb // CGROUP_SUPER_MAGIC
+	var st unix.Statfs_t
+	return unix.Statfs("/sys/fs/cgroup/devices", &st) == nil && st.Type == unix.CGROUP_SUPER_MAGIC
 }
 
 // container is one booted LXC container.
 type container struct {
-	name, vmid string
-	lxcPath    string // lxc-start -P
-	hub        *NS    // where lxc-start runs: its command socket is there
-	proc       *Proc  // lxc-start -F
-	rootfs     string
-	started    time.Time     // when lxc-start started
-	ready      time.Duration // from started to the Node's Ready, once seen
+	name    string
+	lxcPath string    // lxc-start -P
+	hub     *NS       // where lxc-start runs: its command socket is there
+	proc    *Proc     // lxc-start -F
+	started time.Time // when lxc-start started
 }
 
 // initPID asks lxc-start for the container's init (its PID 1) through the
@@ -269,7 +261,7 @@ type container struct {
 func (c *container) initPID(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+c.hub.Name, "lxc-info", "-n", c.name, "-P", c.lxcPath, "-pH").Output()
+	out, err := nsCommand(ctx, c.hub, "lxc-info", "-n", c.name, "-P", c.lxcPath, "-pH").Output()
 	if err != nil {
 		return 0, fmt.Errorf("lxc-info %s: %w", c.name, err)
 	}
@@ -314,8 +306,8 @@ func (c *container) poweroff(timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	const sigRTMin = 34
-	if err := syscall.Kill(pid, syscall.Signal(sigRTMin+4)); err != nil {
+	const sigRTMin = 34 // glibc's SIGRTMIN, the one systemd counts from
+	if err := unix.Kill(pid, unix.Signal(sigRTMin+4)); err != nil {
 		return fmt.Errorf("poweroff %s (init pid %d): %w", c.name, pid, err)
 	}
 	select {
@@ -323,7 +315,7 @@ func (c *container) poweroff(timeout time.Duration) error {
 		return nil
 	case <-time.After(timeout):
 	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
+	_ = unix.Kill(pid, unix.SIGKILL)
 	select {
 	case <-c.proc.done:
 		return fmt.Errorf("%s did not power off within %s: its init (pid %d) was killed", c.name, timeout, pid)

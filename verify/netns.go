@@ -187,9 +187,10 @@ func (ns *NS) Do(f func() error) error {
 }
 
 // nsCommand returns a command run in the namespace's network namespace
-// only (nsenter --net; its mounts stay the host's), execed in place.
-func nsCommand(ns *NS, name string, args ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns.Name, "--", name}, args...)...)
+// only (nsenter --net; its mounts stay the host's, unlike `ip netns exec`,
+// which mounts a new /sys), execed in place; ctx kills it.
+func nsCommand(ctx context.Context, ns *NS, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + ns.Name, "--", name}, args...)...)
 }
 
 // Command returns a command run inside the namespace by `ip netns exec`,

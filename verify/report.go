@@ -17,7 +17,8 @@ type Phase struct {
 	Skipped string // why it did not run
 }
 
-func (p Phase) print(w io.Writer) {
+// Print writes the phase's line of the progress output.
+func (p Phase) Print(w io.Writer) {
 	switch {
 	case p.Skipped != "":
 		fmt.Fprintf(w, "phase %-48s skipped: %s\n", p.Name, p.Skipped)

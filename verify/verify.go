@@ -202,7 +202,7 @@ func (v *run) phase(name string, f func() (string, error)) error {
 	detail, err := f()
 	p := Phase{Name: name, Took: time.Since(start), Detail: detail, Err: err}
 	v.rep.Phases = append(v.rep.Phases, p)
-	p.print(v.o.Out)
+	p.Print(v.o.Out)
 	return err
 }
 
@@ -210,7 +210,7 @@ func (v *run) phase(name string, f func() (string, error)) error {
 func (v *run) skip(name, why string) {
 	p := Phase{Name: name, Skipped: why}
 	v.rep.Phases = append(v.rep.Phases, p)
-	p.print(v.o.Out)
+	p.Print(v.o.Out)
 }
 
 // teardown stops every process by PID and deletes the namespaces.

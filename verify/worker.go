@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -199,7 +200,6 @@ func (v *run) bootWorker(ctx context.Context, n spec.Node, lxcPath string, h lxc
 	if err != nil {
 		return nil, err
 	}
-	vmid := fmt.Sprint(n.VMID)
 	dir := filepath.Join(lxcPath, n.Name)
 	root := filepath.Join(dir, "rootfs")
 	start := time.Now()
@@ -216,7 +216,7 @@ func (v *run) bootWorker(ctx context.Context, n spec.Node, lxcPath string, h lxc
 		}
 		forced = append(forced, "/etc/containerd/config.toml: restrict_oom_score_adj = true added to the unpacked copy: this host's processes have no CAP_SYS_RESOURCE, so runc cannot lower a pod sandbox's oom_score_adj (a Proxmox host and the container keep it)")
 	}
-	cfg, diffs, err := lxcConfig(vmid, conf, root, h)
+	cfg, diffs, err := lxcConfig(fmt.Sprint(n.VMID), conf, root, h)
 	if err != nil {
 		return nil, err
 	}
@@ -230,15 +230,16 @@ func (v *run) bootWorker(ctx context.Context, n spec.Node, lxcPath string, h lxc
 		fmt.Fprintf(v.o.Out, "lxc: %s:   %s\n", n.Name, d)
 	}
 	// lxc-start runs in the hub's network namespace (where the bridge and
-	// its command socket are) and nothing else of it: nsenter, not `ip
-	// netns exec`, which would hide the cgroup mounts under a new /sys.
-	cmd := nsCommand(v.net.Hub, "lxc-start", "-F", "-n", n.Name, "-P", lxcPath, "-f", cfgPath,
+	// its command socket are) and nothing else of it: with `ip netns exec`,
+	// the new /sys would hide the cgroup mounts. It is stopped by
+	// stopWorkers, through the container's init.
+	cmd := nsCommand(context.Background(), v.net.Hub, "lxc-start", "-F", "-n", n.Name, "-P", lxcPath, "-f", cfgPath,
 		"-o", v.logPath(n.Name, "lxc"), "-l", "INFO")
 	p, err := v.procs.Start(n.Name+"/lxc-start", 4, cmd, v.logPath(n.Name, "console"))
 	if err != nil {
 		return nil, err
 	}
-	return &container{name: n.Name, vmid: vmid, lxcPath: lxcPath, hub: v.net.Hub, proc: p, rootfs: root, started: time.Now()}, nil
+	return &container{name: n.Name, lxcPath: lxcPath, hub: v.net.Hub, proc: p, started: time.Now()}, nil
 }
 
 // stopWorkers powers every container off before the control plane stops.
@@ -251,7 +252,7 @@ func (v *run) stopWorkers() error {
 }
 
 // workerUnits are the units whose journals a failing worker row shows.
-var workerUnits = []string{"hardway-images.service", "containerd.service", "kubelet.service", "kube-proxy.service"}
+var workerUnits = []string{worker.ImagesUnit, worker.ContainerdUnit, worker.KubeletUnit, worker.ProxyUnit}
 
 // withJournals adds to err, for each booted worker, the tail of its units' journals.
 func (v *run) withJournals(ctx context.Context, err error) error {
@@ -262,17 +263,10 @@ func (v *run) withJournals(ctx context.Context, err error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
 	var b strings.Builder
-	fmt.Fprintf(&b, "%v", err)
 	for _, c := range v.containers {
 		for _, u := range workerUnits {
-			fmt.Fprintf(&b, "\n  node %s, unit %s:\n%s", c.name, u, indent(tailString(c.journal(ctx, u, 60), 15)))
+			fmt.Fprintf(&b, "\n  node %s, unit %s:\n%s", c.name, u, indent(c.journal(ctx, u, 15)))
 		}
 	}
-	return errors.New(b.String())
-}
-
-// tailString is the last n lines of s.
-func tailString(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+	return fmt.Errorf("%w%s", err, b.String())
 }

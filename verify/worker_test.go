@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/hardway-dev/hardway/generate"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/worker"
+	"github.com/hardway-dev/hardway/rootfs/rootfstest"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -58,10 +58,8 @@ spec:
 // verify must all pass, and nothing of the run may be left.
 func TestWorkerJoins(t *testing.T) {
 	needRoot(t)
-	for _, c := range []string{"lxc-start", "nsenter", "tar", "zstd"} {
-		if _, err := exec.LookPath(c); err != nil {
-			t.Fatalf("%s not found: hack/deps.sh installs it", c)
-		}
+	if err := preflightWorkers(); err != nil {
+		t.Fatalf("%v: hack/deps.sh installs it", err)
 	}
 	bins := binDirs(t)
 	doc := workerDoc(t, bins)
@@ -75,7 +73,7 @@ func TestWorkerJoins(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	baked, err := bake.Run(context.Background(), bake.Config{Doc: doc, Base: smallBase(t), Out: t.TempDir(), Jobs: 1, Log: slog.New(slog.DiscardHandler)}, jobs)
+	baked, err := bake.Run(context.Background(), bake.Config{Doc: doc, Base: rootfstest.Base(t, rootfstest.SmallBase), Out: t.TempDir(), Jobs: 1, Log: slog.New(slog.DiscardHandler)}, jobs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +114,10 @@ func TestWorkerJoins(t *testing.T) {
 func workerDoc(t *testing.T, bins []string) *spec.Document {
 	t.Helper()
 	dir := t.TempDir()
-	runtimeDir := envDir(t, "HARDWAY_RUNTIME_DIR", "make runtime (bin/runtime)")
+	runtimeDir := os.Getenv("HARDWAY_RUNTIME_DIR")
+	if runtimeDir == "" {
+		t.Fatal("HARDWAY_RUNTIME_DIR is not set: make runtime's bin/runtime (make test sets it)")
+	}
 	from := map[string]string{}
 	for _, b := range worker.Binaries {
 		from[b] = filepath.Join(runtimeDir, b)
@@ -172,16 +173,6 @@ func imageArchives(t *testing.T) []string {
 	return out
 }
 
-// envDir is the directory an environment variable names.
-func envDir(t *testing.T, name, what string) string {
-	t.Helper()
-	d := os.Getenv(name)
-	if d == "" {
-		t.Fatalf("%s is not set: %s (make test sets it)", name, what)
-	}
-	return d
-}
-
 // findIn finds a binary by name in dirs.
 func findIn(t *testing.T, dirs []string, name string) string {
 	t.Helper()
@@ -194,7 +185,8 @@ func findIn(t *testing.T, dirs []string, name string) string {
 	return ""
 }
 
-// copyFile copies src (following links) to dst and returns its SHA-256.
+// copyPinned copies src (following links) to dst and returns its SHA-256,
+// the pin of the copy.
 func copyPinned(t *testing.T, src, dst string, mode os.FileMode) string {
 	t.Helper()
 	data, err := os.ReadFile(src)
@@ -209,19 +201,6 @@ func copyPinned(t *testing.T, src, dst string, mode os.FileMode) string {
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
-}
-
-// smallBase is the small Debian base: $HARDWAY_BASE, else hack/base.sh's cache.
-func smallBase(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("HARDWAY_BASE"); b != "" {
-		return b
-	}
-	out, err := exec.Command("../hack/base.sh", "path", "--small").Output()
-	if err != nil {
-		t.Fatal("no Debian base: run `make base-small` or set HARDWAY_BASE")
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // assertNoMountsUnder: no mount point of this mount namespace is under dir.

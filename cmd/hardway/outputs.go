@@ -94,6 +94,15 @@ type checkOutput struct {
 	Detail  string  `json:"detail,omitempty"`
 }
 
+// phaseJSON is a verify phase as -o json shows it.
+func phaseJSON(p verify.Phase) phaseOutput {
+	po := phaseOutput{Name: p.Name, OK: p.Err == nil && p.Skipped == "", Seconds: seconds(p.Took), Detail: p.Detail, Skipped: p.Skipped}
+	if p.Err != nil {
+		po.Error = p.Err.Error()
+	}
+	return po
+}
+
 func verifyReport(rep *verify.Report) verifyOutput {
 	out := verifyOutput{Phases: []phaseOutput{}, Checks: []checkOutput{}}
 	if rep == nil {
@@ -101,11 +110,7 @@ func verifyReport(rep *verify.Report) verifyOutput {
 	}
 	out.OK, out.WorkDir = rep.OK(), rep.WorkDir
 	for _, p := range rep.Phases {
-		po := phaseOutput{Name: p.Name, OK: p.Err == nil && p.Skipped == "", Seconds: seconds(p.Took), Detail: p.Detail, Skipped: p.Skipped}
-		if p.Err != nil {
-			po.Error = p.Err.Error()
-		}
-		out.Phases = append(out.Phases, po)
+		out.Phases = append(out.Phases, phaseJSON(p))
 	}
 	for _, r := range rep.Rows {
 		out.Checks = append(out.Checks, checkOutput{N: r.N, Name: r.Name, Pass: r.Pass, Seconds: seconds(r.Took), Detail: r.Detail})

@@ -87,9 +87,9 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools).`,
 				if err != nil {
 					return err
 				}
-				detail := fmt.Sprintf("%s (%d files changed)", res.Dir, len(res.Changed))
-				fmt.Fprintf(w, "phase %-48s ok   %6s  %s\n", "generate", time.Since(start).Round(time.Millisecond), detail)
-				gen = append(gen, phaseOutput{Name: "generate", OK: true, Seconds: seconds(time.Since(start)), Detail: detail})
+				p := verify.Phase{Name: "generate", Took: time.Since(start), Detail: fmt.Sprintf("%s (%d files changed)", res.Dir, len(res.Changed))}
+				p.Print(w)
+				gen = append(gen, phaseJSON(p))
 			}
 			rep, err := verify.Run(cmd.Context(), verify.Options{
 				Cluster: doc.Cluster,
