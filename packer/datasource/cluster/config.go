@@ -8,7 +8,7 @@ type Config struct {
 	// The cluster spec (a hardway.dev/v1alpha1 Cluster file). It is checked
 	// as `hardway validate` checks it; every problem is reported at once.
 	Spec string `mapstructure:"spec" required:"true"`
-	// hardway's output root, as `hardway generate -o`; the paths returned
+	// hardway's output root, as `hardway generate --dir`; the paths returned
 	// are under `<output_directory>/<cluster>/`. Defaults to `out`. The data
 	// source reads nothing there and writes nothing.
 	OutputDirectory string `mapstructure:"output_directory"`

@@ -32,7 +32,7 @@ const (
 	FieldPKIDir          = "pki_dir"
 )
 
-// DefaultOutputDirectory is hardway's output root, as `hardway generate -o`
+// DefaultOutputDirectory is hardway's output root, as `hardway generate --dir`
 // and `hardway bake --dir` default it.
 const DefaultOutputDirectory = "out"
 

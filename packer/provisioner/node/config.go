@@ -22,7 +22,7 @@ type Config struct {
 	Spec string `mapstructure:"spec" required:"true"`
 	// The node whose file tree is installed, of any target.
 	Node string `mapstructure:"node" required:"true"`
-	// hardway's output root, as `hardway generate -o`: the provisioner runs
+	// hardway's output root, as `hardway generate --dir`: the provisioner runs
 	// `hardway generate` into `<output_directory>/<cluster>/`, which creates
 	// or keeps the PKI state in its `pki/` directory, and generates the
 	// node's tree with it. Defaults to `out`. Not used when `pki_dir` is set.
