@@ -112,4 +112,5 @@ type Node struct {
 	DiskGiB   int      `yaml:"diskGiB" hw:"range=1..65536" doc:"Root disk size in GiB. Default 10 (20 for workers)."`
 	Boot      string   `yaml:"boot,omitempty" hw:"enum=cloud-init|ignition" doc:"KVM boot configuration: cloud-init (NoCloud) or ignition. Default cloud-init."`
 	Ignition  string   `yaml:"ignitionVariant,omitempty" hw:"enum=fcos|flatcar" doc:"Butane variant when boot is ignition. Default fcos."`
+	RoleImage string   `yaml:"roleImage,omitempty" hw:"enum=etcd|controller|worker|lb|gateway" doc:"KVM nodes booted by cloud-init: the node boots from the role image of this role (hardway bake --format kvm --role R, one image for every node with R, which takes its identity from the node's NoCloud seed) instead of its own node image (hardway bake --format kvm --node N, the default). One of the node's roles. create-nodes.sh imports the image named accordingly."`
 }

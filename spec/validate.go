@@ -30,7 +30,7 @@ type Options struct {
 // .(key) for any map key. The other fields are checked while parsing, by
 // their tags in types.go: the enums (apiVersion, kind, pki.algorithm,
 // encryption.provider, binaries.mode, nodes[].roles, target, boot,
-// ignitionVariant) and every integer's range (ports, vmid, sizes,
+// ignitionVariant, roleImage) and every integer's range (ports, vmid, sizes,
 // podCIDRMaskSize). TestFieldRules keeps the table complete; the reference
 // (docs/spec.md) prints each rule.
 var fieldRules = map[string]rule{
@@ -246,6 +246,21 @@ func (v *validator) validity(path, s string) (time.Duration, bool) {
 	return d, true
 }
 
+// roleImage checks node n's roleImage (at path p): a role image serves KVM
+// nodes booted by cloud-init, and carries the binaries of the roles of the
+// nodes that have its role, n's among them only if n has it.
+func (v *validator) roleImage(p string, n Node) {
+	switch {
+	case n.RoleImage == "":
+	case n.Target != TargetKVM:
+		v.errf(p+".roleImage", "applies to kvm nodes only; %s is %s (an LXC node boots from its own template)", n.Name, n.Target)
+	case n.Boot == "ignition":
+		v.errf(p+".roleImage", "applies only with boot: cloud-init; %s boots by Ignition, from its distribution's image", n.Name)
+	case !n.Has(n.RoleImage):
+		v.errf(p+".roleImage", "%s is not one of %s's roles (%s): the %s role image is baked for the nodes with that role", n.RoleImage, n.Name, strings.Join(n.Roles, ", "), n.RoleImage)
+	}
+}
+
 func (v *validator) nodes(nodeNet netip.Prefix, okNode bool, gw, vip netip.Addr) {
 	c := v.d.Cluster
 	names := map[string]int{}
@@ -307,6 +322,7 @@ func (v *validator) nodes(nodeNet netip.Prefix, okNode bool, gw, vip netip.Addr)
 		} else if n.Boot != "ignition" && v.d.Has(p+".ignitionVariant") {
 			v.errf(p+".ignitionVariant", "applies only with boot: ignition")
 		}
+		v.roleImage(p, n)
 		if n.Target == TargetKVM && n.SwapMiB > 0 {
 			v.errf(p+".swapMiB", "applies to lxc nodes only (a container's swap limit); %s is kvm, whose swap is the guest's own", n.Name)
 		}
