@@ -215,11 +215,7 @@ func scan(ctx context.Context, cfg Config, jobs []Job, watch []string) (*rootfs.
 	defer f.Close()
 	s := cfg.Progress.start("scan "+filepath.Base(cfg.Base), st.Size(), 0)
 	defer s.Done.Store(true)
-	var trees []*tree.Tree
-	for _, j := range jobs {
-		trees = append(trees, j.Tree)
-	}
-	info, err := rootfs.Scan(ctx, countReader{f, &s.Read}, append(watchNames(trees), watch...)...)
+	info, err := rootfs.Scan(ctx, countReader{f, &s.Read}, append(watchNames(jobs), watch...)...)
 	if err != nil {
 		return nil, fmt.Errorf("base %s: %w", cfg.Base, err)
 	}

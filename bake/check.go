@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -137,9 +138,42 @@ var baseNeeds = map[string]baseNeed{
 	// worker, binaries.mode packaged: the tree enables the base's containerd.
 	"containerd.service": {roles: []string{spec.RoleWorker}, from: "package containerd (binaries.mode packaged takes it from the base); no hack/base.sh base has it",
 		why: "the kubelet runs the node's pods through it"},
+	// worker: kube-proxy's rules, and the bridge and portmap CNI plugins'
+	// masquerade and port maps, are made by running iptables.
+	iptables: {roles: []string{spec.RoleWorker}, from: "package iptables, in every hack/base.sh base",
+		why: "kube-proxy writes the Services' rules with it, and the CNI plugins their masquerade and port maps"},
 	// Optional: a KVM node keeps the host's time through kvm-clock without
 	// it; chrony keeps it in step with the gateway over weeks of uptime.
 	"chrony.service": {from: "package chrony, " + inFullBase},
+}
+
+// iptables is the program kube-proxy and the CNI plugins run (Debian's
+// alternatives link to iptables-nft or iptables-legacy).
+const iptables = "/usr/sbin/iptables"
+
+// roleNeeds are what a role needs from the base whatever a tree says: a
+// role image has no tree, and a program that a unit's process runs, rather
+// than its Exec lines, is in no tree.
+var roleNeeds = map[string][]treeNeed{
+	spec.RoleWorker: {{name: iptables, unit: worker.ProxyUnit}},
+	spec.RoleLB:     {{name: "haproxy.service"}, {name: "keepalived.service"}},
+}
+
+// jobNeeds are what job j's node needs from the base or its layers: its
+// tree's units (unitNeeds) and its roles' needs, each once.
+func jobNeeds(j Job) []treeNeed {
+	var out []treeNeed
+	if j.Tree != nil {
+		out = unitNeeds(j.Tree)
+	}
+	for _, r := range j.Roles {
+		for _, n := range roleNeeds[r] {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // debianPackages are Debian 12's packages of the role binaries whose units
@@ -171,16 +205,14 @@ func needOf(j Job, n treeNeed) baseNeed {
 }
 
 // checkNeeds checks, before anything is written, that the base and the
-// layers of each node job bring what the node's tree enables and runs. A
+// layers of each job bring what the node's tree enables and runs and what
+// its roles need (jobNeeds; a role image has only the latter). A
 // missing optional need is a warning (log); any other is in the
 // BaseError, naming the node, the role, what is missing and what provides it.
 func checkNeeds(log *slog.Logger, base string, jobs []Job, layers [][]rootfs.Layer, info *rootfs.BaseInfo) error {
 	var missing []string
 	for i, j := range jobs {
-		if j.Tree == nil {
-			continue
-		}
-		for _, n := range missingOnNode(j.Tree, info, layers[i]) {
+		for _, n := range missingOnNode(jobNeeds(j), info, layers[i]) {
 			b := needOf(j, n)
 			role := "every role"
 			switch len(b.roles) {
@@ -203,9 +235,8 @@ func checkNeeds(log *slog.Logger, base string, jobs []Job, layers [][]rootfs.Lay
 	return nil
 }
 
-// missingOnNode returns what the tree's units need and neither the layers
-// nor the base provide.
-func missingOnNode(t *tree.Tree, info *rootfs.BaseInfo, layers []rootfs.Layer) []treeNeed {
+// missingOnNode returns the needs that neither the layers nor the base provide.
+func missingOnNode(needs []treeNeed, info *rootfs.BaseInfo, layers []rootfs.Layer) []treeNeed {
 	inLayers := map[string]bool{}
 	for _, l := range layers {
 		for _, e := range l.Entries {
@@ -220,7 +251,7 @@ func missingOnNode(t *tree.Tree, info *rootfs.BaseInfo, layers []rootfs.Layer) [
 		return slices.ContainsFunc(rootfs.UnitDirs, func(d string) bool { return have(path.Join(d, n.name)) })
 	}
 	var out []treeNeed
-	for _, n := range unitNeeds(t) {
+	for _, n := range needs {
 		if !provided(n) {
 			out = append(out, n)
 		}
@@ -229,13 +260,10 @@ func missingOnNode(t *tree.Tree, info *rootfs.BaseInfo, layers []rootfs.Layer) [
 }
 
 // watchNames are the base names a scan must record for missingOnNode.
-func watchNames(trees []*tree.Tree) []string {
+func watchNames(jobs []Job) []string {
 	var out []string
-	for _, t := range trees {
-		if t == nil {
-			continue
-		}
-		for _, n := range unitNeeds(t) {
+	for _, j := range jobs {
+		for _, n := range jobNeeds(j) {
 			out = append(out, path.Base(n.name))
 		}
 	}

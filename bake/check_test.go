@@ -37,6 +37,9 @@ func TestBaseLacksRoleNeeds(t *testing.T) {
 		{"etcd1", []string{"./usr/bin/etcd"}, []string{"node etcd1 (role etcd) needs /usr/bin/etcd", "Debian's package etcd-server"}},
 		{"worker1", []string{units + "containerd.service", "./usr/bin/kubelet"}, []string{
 			"node worker1 (role worker) needs containerd.service", "package containerd", "node worker1 (role worker) needs /usr/bin/kubelet"}},
+		// In no Exec line: kube-proxy and the CNI plugins run it.
+		{"worker1", []string{"./usr/sbin/iptables"}, []string{
+			"node worker1 (role worker) needs /usr/sbin/iptables", "kube-proxy writes the Services' rules with it", "package iptables"}},
 	}
 	for _, c := range cases {
 		t.Run(c.node+" without "+strings.Join(c.without, ","), func(t *testing.T) {
@@ -94,5 +97,44 @@ func TestOptionalNeedWarns(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "node kub-node1 (every role) enables chrony.service, which the base lacks (package chrony") {
 		t.Errorf("no warning about chrony:\n%s", logs.String())
+	}
+}
+
+// TestRoleImageNeeds: a role image has no tree, yet its role's needs are
+// checked: the worker role image needs iptables from the base, which no
+// Exec line names (kube-proxy and the CNI plugins run it).
+func TestRoleImageNeeds(t *testing.T) {
+	doc := testSpec(t, spec.ModePackaged, nil, nil)
+	x, _ := generated(t, doc)
+	jobs, err := KVMJobs(x, "", spec.RoleWorker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jobs[0].Tree != nil {
+		t.Fatalf("job %s has a tree: not a role image", jobs[0].Subject)
+	}
+	layers, err := roleLayers(doc, jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		without []string
+		want    string
+	}{
+		{nil, ""},
+		{[]string{"./usr/sbin/iptables"}, "(role worker) needs /usr/sbin/iptables, which the base lacks"},
+	} {
+		cfg := Config{Doc: doc, Base: syntheticBase(t, c.without...)}
+		info, err := scan(context.Background(), cfg, jobs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = checkNeeds(slog.New(slog.DiscardHandler), cfg.Base, jobs, layers, info)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("a base with iptables refused: %v", err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("a base without %v: err = %v, want %q", c.without, err, c.want)
+		}
 	}
 }

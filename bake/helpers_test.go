@@ -189,7 +189,7 @@ func buildBase(t testing.TB, extra []member, without ...string) string {
 		d("./usr/lib/systemd/"), f("./usr/lib/systemd/systemd", "ELF systemd"),
 		d("./usr/lib/systemd/system/"), f("./usr/lib/systemd/system/systemd-networkd.service", "[Unit]\n"),
 		f("./usr/lib/systemd/system/systemd-networkd-wait-online.service", "[Unit]\n"),
-		d("./usr/sbin/"), f("./usr/sbin/sshd", "ELF sshd"),
+		d("./usr/sbin/"), l("./usr/sbin/iptables", "/etc/alternatives/iptables"), f("./usr/sbin/sshd", "ELF sshd"),
 	}
 	for _, u := range []string{"haproxy.service", "keepalived.service", "containerd.service"} {
 		ms = append(ms, f("./usr/lib/systemd/system/"+u, "[Unit]\n"))

@@ -6,7 +6,8 @@
 #   hack/base.sh --small     a small base for fast tests: minbase + systemd, iptables
 #   hack/base.sh --kvm       a small base that boots as a KVM disk image: minbase +
 #                            systemd, linux-image-amd64 initramfs-tools systemd-boot
-#                            cloud-init (role images take their node from a seed)
+#                            cloud-init (role images take their node from a seed),
+#                            qemu-guest-agent, iptables conntrack (workers)
 #   hack/base.sh path [--small|--kvm]
 #                            print the cached tarball's path without building;
 #                            prints nothing and exits 1 when it is not built
@@ -36,6 +37,8 @@
 #   conntrack socat ipset iptables  kube-proxy and the kubelet on workers
 #   haproxy keepalived            the lb role (packaged: hardway writes their configs)
 #   chrony                        time sync on KVM nodes (LXC nodes use the host's clock)
+#   qemu-guest-agent              qm's `agent: enabled=1` (create-nodes.sh sets it on VMs):
+#                                 shutdown, fs-freeze for backups, addresses in the GUI
 # Not included: systemd-resolved (in bookworm, but it turns /etc/resolv.conf into
 # its stub link, which Proxmox writes for containers), systemd-timesyncd (chrony
 # replaces it). The small base is minbase + systemd systemd-sysv dbus iproute2
@@ -49,14 +52,16 @@ readonly SUITE=bookworm
 # here because debootstrap does not resolve the virtual packages it provides.
 readonly FULL_PKGS=(systemd systemd-sysv dbus iproute2 openssh-server ca-certificates
   linux-image-amd64 systemd-boot cloud-init python3-cffi-backend conntrack socat ipset
-  iptables haproxy keepalived chrony)
+  iptables haproxy keepalived chrony qemu-guest-agent)
 # The small base boots etcd, the control plane and a worker (kube-proxy needs
 # iptables and conntrack) in systemd-nspawn.
 readonly SMALL_PKGS=(systemd systemd-sysv dbus iproute2 iptables conntrack)
 # The kvm base: init plus what `hardway bake --format kvm` needs from a base
 # (a kernel, its initrd, the UEFI boot loader; cloud-init for role images),
-# for fast boot tests of an etcd node.
-readonly KVM_PKGS=(systemd systemd-sysv dbus iproute2 linux-image-amd64 initramfs-tools systemd-boot cloud-init python3-cffi-backend)
+# the guest agent VMs are created with, and what a worker needs from a base
+# (iptables, conntrack), for the boot tests of an etcd node and a worker.
+readonly KVM_PKGS=(systemd systemd-sysv dbus iproute2 linux-image-amd64 initramfs-tools systemd-boot cloud-init python3-cffi-backend
+  qemu-guest-agent iptables conntrack)
 
 CACHE_BASE="${HARDWAY_CACHE:-${HOME}/.cache/hardway}/base"
 readonly CACHE_BASE
