@@ -51,6 +51,9 @@ var (
 	// pve-bridge-id takes, not starting with '-' (an option to ip, ifup) or
 	// '.' (".", "..", a hidden file name).
 	ifNameRE = lazyRegexp(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$`)
+	// An http(s) URL of a directory: a host name or [IPv6], an optional
+	// port and path, nothing that needs quoting.
+	urlRE = lazyRegexp(`^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$`)
 	// What an authorized key's comment may hold: a user@host, a name, a date.
 	sshCommentRE = lazyRegexp(`^[A-Za-z0-9 @._+=:,/-]*$`)
 )
@@ -173,6 +176,36 @@ var (
 		check: func(s string) string {
 			if !fileNameRE.MatchString(s) {
 				return fmt.Sprintf("%q must be a plain file name inside binaries.dir (letters, digits and ._+-, not starting with . or -)", s)
+			}
+			return ""
+		},
+	}
+	ruleURL = rule{
+		desc:    "an http or https URL (host, optional port and path; letters, digits, ._~/-)",
+		pattern: urlRE.String(),
+		check: func(s string) string {
+			if !urlRE.MatchString(s) {
+				return fmt.Sprintf("%q is not an http(s) URL of a directory (http:// or https://, a host, an optional :port and path of letters, digits and ._~/-; no user, query or fragment)", s)
+			}
+			return ""
+		},
+	}
+	ruleIgnitionVariant = rule{
+		desc:    "an Ignition variant: fcos or flatcar",
+		pattern: `^(fcos|flatcar)$`,
+		check: func(s string) string {
+			if s != "fcos" && s != "flatcar" {
+				return fmt.Sprintf("%q is not an Ignition variant (fcos or flatcar)", s)
+			}
+			return ""
+		},
+	}
+	ruleDiskImage = rule{
+		desc:    "a file name in the Proxmox host's image directory (letters, digits, ._+-)",
+		pattern: fileNameRE.String(),
+		check: func(s string) string {
+			if !fileNameRE.MatchString(s) {
+				return fmt.Sprintf("%q must be a plain file name in the Proxmox host's image directory (letters, digits and ._+-, not starting with . or -)", s)
 			}
 			return ""
 		},

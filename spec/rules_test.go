@@ -94,6 +94,10 @@ func TestRules(t *testing.T) {
 		{"ssh key", ruleSSHKey, []string{key, key + " ops@lab.internal", key + " Jane Doe 2026-01-01"},
 			[]string{"", key + "\ncommand=\"id\" " + key, `command="id" ` + key, "ssh-ed25519", "ssh-ed25519 AAAA", "ssh-rsa " + strings.TrimPrefix(key, "ssh-ed25519 "), "ssh-dss AAAAB3NzaC1kc3M=", key + " $(id)", key + " a`b`", key + "\tx", strings.Replace(key, "AAAAC3", "AAAAC$", 1)}},
 		{"storage", ruleStorage, []string{"local", "local-lvm", "CephPool_1", "nfs.store"}, []string{"", "a", "1local", "local-", "local lvm", "local\nlxc.apparmor.profile: unconfined", "$(id)", "a/b"}},
+		{"url", ruleURL, []string{"http://10.240.0.1:8080/", "https://files.lab.internal/hardway/mixed", "http://[fd00::1]:80/x"},
+			[]string{"", "ftp://h/", "http://", "http://u:p@h/", "http://h/?x=1", "http://h/#x", "http://h/a b", "http://h/\nx", "file:///srv", "http://h:123456/"}},
+		{"ignition variant", ruleIgnitionVariant, []string{"fcos", "flatcar"}, []string{"", "coreos", "Flatcar"}},
+		{"disk image", ruleDiskImage, []string{"flatcar_production_proxmoxve_image.img", "fedora-coreos-42.x86_64.qcow2"}, []string{"", "../x.img", "a/b.img", ".x", "-x", "a\nb"}},
 		{"bridge", ruleBridge, []string{"vmbr0", "vmbr0.100", "br_x-1"}, []string{"", ".", "..", "vmbr0\npost-up reboot", "../../etc", "a/b", "vmbr 0", strings.Repeat("b", 16)}},
 	} {
 		for _, s := range c.good {

@@ -43,6 +43,7 @@ type ClusterSpec struct {
 	Images            []string   `yaml:"images" doc:"OCI image archives (paths relative to the spec) imported into containerd at first boot on workers."`
 	SSH               SSH        `yaml:"ssh" doc:"SSH access to the nodes."`
 	Proxmox           Proxmox    `yaml:"proxmox" doc:"Proxmox host settings used by the generated pct/qm configuration."`
+	Ignition          Ignition   `yaml:"ignition" doc:"What the nodes booted by Ignition (boot: ignition) boot from and fetch."`
 	Nodes             []Node     `yaml:"nodes" hw:"required" doc:"Every machine of the cluster, in order (order sets pod CIDRs and keepalived priorities)."`
 	// The enum is warningNames (acknowledge.go).
 	AcknowledgeWarnings []string `yaml:"acknowledgeWarnings,omitempty" hw:"enum=even-etcd-members|short-validity|no-image-archives" doc:"Warnings this spec knows about and keeps, by name: validate shows them once, marked acknowledged; the other commands do not print them. even-etcd-members: an even number of etcd members; short-validity: a lifetime under 30 days; no-image-archives: workers without archives of the pause and CoreDNS images (a site whose nodes reach a registry)."`
@@ -97,6 +98,12 @@ type Proxmox struct {
 	Storage         string `yaml:"storage" doc:"Storage for root disks. Default local-lvm."`
 	TemplateStorage string `yaml:"templateStorage" doc:"Storage holding LXC templates (vztmpl). Default local."`
 	SnippetsStorage string `yaml:"snippetsStorage" doc:"Storage holding cloud-init snippets. Default local."`
+}
+
+// Ignition holds what the nodes booted by Ignition need from the operator.
+type Ignition struct {
+	URL    string            `yaml:"url" doc:"http(s) URL of a directory the operator serves hardway bake --format sysext's output from (an air-gapped site: a server on the nodes' network). A node booted by Ignition with role etcd, controller or worker fetches its systemd-sysext image (the pinned binaries) there at first boot, checked against the SHA-256 its Ignition config holds. Required when such a node exists."`
+	Images map[string]string `yaml:"images" doc:"The distribution disk image create-nodes.sh imports for the nodes of each Ignition variant (fcos, flatcar), a file name in the Proxmox host's image directory, for example flatcar: flatcar_production_proxmoxve_image.img. Required for every variant a node uses."`
 }
 
 // Node is one machine.

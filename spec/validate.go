@@ -57,6 +57,9 @@ var fieldRules = map[string]rule{
 	"spec.proxmox.storage":         ruleStorage,
 	"spec.proxmox.templateStorage": ruleStorage,
 	"spec.proxmox.snippetsStorage": ruleStorage,
+	"spec.ignition.url":            optional(ruleURL),
+	"spec.ignition.images.(key)":   ruleIgnitionVariant,
+	"spec.ignition.images.*":       ruleDiskImage,
 	"spec.nodes[].name":            ruleDNSLabel,
 	"spec.nodes[].address":         ruleAddress,
 }
@@ -323,6 +326,7 @@ func (v *validator) nodes(nodeNet netip.Prefix, okNode bool, gw, vip netip.Addr)
 			v.errf(p+".ignitionVariant", "applies only with boot: ignition")
 		}
 		v.roleImage(p, n)
+		v.ignitionNode(p, n)
 		if n.Target == TargetKVM && n.SwapMiB > 0 {
 			v.errf(p+".swapMiB", "applies to lxc nodes only (a container's swap limit); %s is kvm, whose swap is the guest's own", n.Name)
 		}

@@ -97,11 +97,12 @@ func withRole(c *spec.Cluster, target, role string) []spec.Node {
 	return out
 }
 
-// rolesOf returns the roles the nodes of target hold, sorted.
+// rolesOf returns the roles the nodes of target hold, sorted; of kvm nodes,
+// those booted by cloud-init (bake makes no image of a node booted by Ignition).
 func rolesOf(c *spec.Cluster, target string) []string {
 	var out []string
 	for _, n := range c.Spec.Nodes {
-		if n.Target != target {
+		if n.Target != target || n.Boot == spec.BootIgnition {
 			continue
 		}
 		for _, r := range n.Roles {

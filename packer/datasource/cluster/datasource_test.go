@@ -46,7 +46,7 @@ func TestExecute(t *testing.T) {
 		t.Errorf("cluster values: %#v", m)
 	}
 	for key, want := range map[string][]string{
-		"roles":     {"controller", "etcd", "worker"},
+		"roles":     {"controller", "etcd", "gateway", "worker"},
 		"lxc_nodes": {"cp1", "w1"},
 		"kvm_nodes": {"w2", "w3"},
 		"dns":       {"10.240.0.1"},

@@ -12,8 +12,9 @@ import (
 
 // Cluster is a spec with every kind of node the plugin distinguishes: a
 // stacked controller+etcd LXC node, an LXC worker, a KVM worker booted by
-// cloud-init and one booted by Ignition. binaries.mode is packaged, so
-// that baking needs no binaries.
+// cloud-init and a gateway booted by Ignition (a node booted by Ignition
+// with pinned binaries needs binaries.mode upstream). binaries.mode is
+// packaged, so that baking needs no binaries.
 const Cluster = `apiVersion: hardway.dev/v1alpha1
 kind: Cluster
 metadata:
@@ -32,7 +33,9 @@ spec:
     - {name: cp1, roles: [controller, etcd], target: lxc, address: 10.240.0.21/24, vmid: 221}
     - {name: w1, roles: [worker], target: lxc, address: 10.240.0.31/24, vmid: 231}
     - {name: w2, roles: [worker], target: kvm, address: 10.240.0.32/24, vmid: 232, diskGiB: 30}
-    - {name: w3, roles: [worker], target: kvm, address: 10.240.0.33/24, vmid: 233, boot: ignition}
+    - {name: w3, roles: [gateway], target: kvm, address: 10.240.0.33/24, vmid: 233, boot: ignition}
+  ignition:
+    images: {fcos: fedora-coreos-proxmoxve.x86_64.qcow2}
 `
 
 // Write writes data as cluster.yaml in a new temporary directory and
