@@ -5,6 +5,7 @@ import (
 
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/manifests"
+	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
 
@@ -40,7 +41,7 @@ type bootstrapData struct {
 // its copy stays in the cluster directory (kubeconfigs/super-admin.kubeconfig)
 // on the build machine. To re-run the bootstrap, copy it back and remove
 // BootstrapGuard.
-func bootstrap(x *gen.Context, t *tree.Tree) error {
+func bootstrap(x *gen.Context, n spec.Node, t *tree.Tree) error {
 	files, err := manifests.Files(x)
 	if err != nil {
 		return err
@@ -50,7 +51,7 @@ func bootstrap(x *gen.Context, t *tree.Tree) error {
 	}
 	x.Kubeconfig(t, superAdmin, "super-admin", x.C.LocalAPIServerURL())
 	x.Unit(t, BootstrapUnit, "controller/hardway-bootstrap.service", bootstrapData{
-		Kubectl:    x.Bin("kubectl"),
+		Kubectl:    x.Bin(n, "kubectl"),
 		Kubeconfig: superAdmin,
 		Manifests:  ManifestDir,
 		Guard:      BootstrapGuard,

@@ -62,11 +62,11 @@ func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
 		x.Render("controller/kube-scheduler.yaml", struct{ Kubeconfig string }{path.Join(gen.KubeDir, "kube-scheduler.kubeconfig")}))
 
 	x.Unit(t, APIServerUnit, "controller/kube-apiserver.service", apiServer(x, n))
-	x.Unit(t, ControllerManagerUnit, "controller/kube-controller-manager.service", controllerManager(x))
-	x.Unit(t, SchedulerUnit, "controller/kube-scheduler.service", component{Bin: x.Bin("kube-scheduler"), Dir: gen.KubeDir})
+	x.Unit(t, ControllerManagerUnit, "controller/kube-controller-manager.service", controllerManager(x, n))
+	x.Unit(t, SchedulerUnit, "controller/kube-scheduler.service", component{Bin: x.Bin(n, "kube-scheduler"), Dir: gen.KubeDir})
 
 	if first := x.C.NodesWith(spec.RoleController); first[0].Name == n.Name {
-		return bootstrap(x, t)
+		return bootstrap(x, n, t)
 	}
 	return nil
 }
@@ -107,7 +107,7 @@ type apiServerData struct {
 
 func apiServer(x *gen.Context, n spec.Node) apiServerData {
 	return apiServerData{
-		component:     component{Bin: x.Bin("kube-apiserver"), Dir: gen.KubeDir},
+		component:     component{Bin: x.Bin(n, "kube-apiserver"), Dir: gen.KubeDir},
 		IP:            n.IP().String(),
 		Port:          x.C.Spec.APIServer.Port,
 		EtcdServers:   strings.Join(etcd.ClientURLs(x.C), ","),
@@ -140,9 +140,9 @@ type controllerManagerData struct {
 	ServiceCIDR string
 }
 
-func controllerManager(x *gen.Context) controllerManagerData {
+func controllerManager(x *gen.Context, n spec.Node) controllerManagerData {
 	return controllerManagerData{
-		component:   component{Bin: x.Bin("kube-controller-manager"), Dir: gen.KubeDir},
+		component:   component{Bin: x.Bin(n, "kube-controller-manager"), Dir: gen.KubeDir},
 		ClusterName: x.C.Metadata.Name,
 		PodCIDR:     x.C.Spec.Network.PodCIDR,
 		ServiceCIDR: x.C.Spec.Network.ServiceCIDR,

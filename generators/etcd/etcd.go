@@ -80,7 +80,7 @@ func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
 
 	ip := n.IP()
 	x.Unit(t, Unit, "etcd/etcd.service", unit{
-		Bin:     x.Bin("etcd"),
+		Bin:     x.Bin(n, "etcd"),
 		Name:    n.Name,
 		Dir:     gen.EtcdDir,
 		DataDir: gen.EtcdData,

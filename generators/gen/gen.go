@@ -54,11 +54,22 @@ type File struct {
 	Kind string // manifest kind, e.g. "manifest", "proxmox"
 }
 
-// Bin is the path of a binary on the node: /usr/local/bin in upstream mode
+// SysextDir is where the systemd-sysext image of a node booted by Ignition
+// (spec.Node.Sysext, hardway bake --format sysext) puts what it carries:
+// bin/ the pinned binaries, cni/ the CNI plugins, images/ the image
+// archives. systemd-sysext merges the image's /usr over the node's at boot
+// (only /usr: Flatcar's /usr/local and /opt are not the image's to give).
+const SysextDir = "/usr/lib/hardway"
+
+// Bin is the path of a binary on node n: /usr/local/bin in upstream mode
 // (hardway bakes the pinned files there), /usr/bin in packaged mode (the
-// distribution's packages provide them).
-func (x *Context) Bin(name string) string {
-	if x.C.Spec.Binaries.Mode == spec.ModePackaged {
+// distribution's packages provide them), SysextDir/bin on a node booted by
+// Ignition (its sysext image carries the pinned files).
+func (x *Context) Bin(n spec.Node, name string) string {
+	switch {
+	case n.Sysext():
+		return SysextDir + "/bin/" + name
+	case x.C.Spec.Binaries.Mode == spec.ModePackaged:
 		return "/usr/bin/" + name
 	}
 	return "/usr/local/bin/" + name

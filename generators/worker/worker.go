@@ -41,6 +41,12 @@ const (
 	// PackagedCNIBinDir is where Debian's containernetworking-plugins puts them.
 	UpstreamCNIBinDir = "/opt/cni/bin"
 	PackagedCNIBinDir = "/usr/lib/cni"
+	// SysextCNIBinDir and SysextImagesDir are where the systemd-sysext
+	// image of a worker booted by Ignition (spec.Node.Sysext) carries the
+	// CNI plugins and the image archives; links in ImagesDir point at the
+	// archives.
+	SysextCNIBinDir = gen.SysextDir + "/cni"
+	SysextImagesDir = gen.SysextDir + "/images"
 )
 
 // Binaries are the binaries of the worker role, found at x.Bin(name). In
@@ -120,6 +126,11 @@ func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
 		if u.when == nil || u.when(v) {
 			t.File(path.Join(tree.UnitDir, u.name), 0o644, x.Render(u.tmpl, v))
 			t.Enable(u.name, u.wantedBy)
+		}
+	}
+	if n.Sysext() {
+		for _, p := range v.Images {
+			t.Symlink(p, path.Join(SysextImagesDir, path.Base(p)))
 		}
 	}
 	if !v.Upstream {
@@ -220,12 +231,16 @@ func newView(x *gen.Context, n spec.Node) (*view, error) {
 		Images:      images,
 		ImagesStamp: stamp(images),
 	}
-	v.CNIBinDir = PackagedCNIBinDir
-	if v.Upstream {
+	switch {
+	case n.Sysext():
+		v.CNIBinDir = SysextCNIBinDir
+	case v.Upstream:
 		v.CNIBinDir = UpstreamCNIBinDir
+	default:
+		v.CNIBinDir = PackagedCNIBinDir
 	}
 	for _, b := range Binaries {
-		v.Bin[b] = x.Bin(b)
+		v.Bin[b] = x.Bin(n, b)
 	}
 	return v, nil
 }
