@@ -17,7 +17,7 @@ func TestHostileKeyRefused(t *testing.T) {
 	if _, _, _, err := CloudInit(x, nodes["w1"], sampleTree()); err == nil || !strings.Contains(err.Error(), field) {
 		t.Errorf("CloudInit: %v, want an error naming %s", err, field)
 	}
-	if _, err := Ignition(x, nodes["w2"], sampleTree()); err == nil || !strings.Contains(err.Error(), field) {
+	if _, err := Ignition(x, nodes["w2"], sampleTree(), testSysext); err == nil || !strings.Contains(err.Error(), field) {
 		t.Errorf("Ignition: %v, want an error naming %s", err, field)
 	}
 }

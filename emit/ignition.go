@@ -45,11 +45,16 @@ var butaneVariants = map[string]butaneVariant{
 //     except those the OS ships as symlinks (butaneVariant.osLinks);
 //     implicit parents are left to Ignition (root 0755 when missing, an
 //     existing one untouched);
-//   - passwd: the spec's SSH keys on user core.
+//   - passwd: the spec's SSH keys on user core;
+//   - with sx, a node's systemd-sysext image (spec.Node.Sysext): a file at
+//     gen.SysextPath fetched from sx.URL and checked against sx.SHA256,
+//     which systemd-sysext.service merges at boot. A node with pinned
+//     binaries needs it and any other refuses it: no config of a node
+//     lacks the binaries its units run.
 //
 // A spec that gen.Check refuses gives nothing: Ignition writes the keys into
 // authorized_keys, which cannot quote them.
-func Ignition(x *gen.Context, n spec.Node, t *tree.Tree) ([]byte, error) {
+func Ignition(x *gen.Context, n spec.Node, t *tree.Tree, sx *Sysext) ([]byte, error) {
 	if err := x.Check(); err != nil {
 		return nil, err
 	}
@@ -57,11 +62,24 @@ func Ignition(x *gen.Context, n spec.Node, t *tree.Tree) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown Ignition variant %q (want fcos or flatcar)", n.Ignition)
 	}
+	switch {
+	case n.Sysext() && sx == nil:
+		return nil, fmt.Errorf("node %s runs pinned binaries: its Ignition config names its systemd-sysext image, which hardway bake --format sysext bakes with it", n.Name)
+	case !n.Sysext() && sx != nil:
+		return nil, fmt.Errorf("node %s runs no pinned binaries: it has no systemd-sysext image", n.Name)
+	}
 	es, err := entries(t)
 	if err != nil {
 		return nil, err
 	}
 	doc := butaneConfig(x.C, t, es, v.osLinks)
+	if sx != nil {
+		mode := 0o644
+		doc.Storage.Files = append(doc.Storage.Files, butaneNode{
+			Path: gen.SysextPath, Mode: &mode, Overwrite: &overwrite,
+			Contents: &butaneResource{Source: sx.URL, Verification: &butaneVerification{Hash: "sha256-" + sx.SHA256}},
+		})
+	}
 	doc.Variant, doc.Version = v.variant, v.version
 	src, err := marshalYAML("", doc)
 	if err != nil {
@@ -76,6 +94,15 @@ func Ignition(x *gen.Context, n spec.Node, t *tree.Tree) ([]byte, error) {
 	}
 	return append(out, '\n'), nil
 }
+
+// Sysext is the systemd-sysext image of a node booted by Ignition.
+type Sysext struct {
+	URL    string // where the node fetches it at first boot
+	SHA256 string // its SHA-256, lower-case hex
+}
+
+// overwrite is every file's and link's overwrite: true (a pointer, as Butane has it).
+var overwrite = true
 
 // butaneDoc is the subset of a Butane config we write; field order is output order.
 type butaneDoc struct {
@@ -117,8 +144,13 @@ type butaneID struct {
 }
 
 type butaneResource struct {
-	Inline *string `yaml:"inline,omitempty"`
-	Source string  `yaml:"source,omitempty"`
+	Inline       *string             `yaml:"inline,omitempty"`
+	Source       string              `yaml:"source,omitempty"`
+	Verification *butaneVerification `yaml:"verification,omitempty"`
+}
+
+type butaneVerification struct {
+	Hash string `yaml:"hash"`
 }
 
 type butaneSystemd struct {
@@ -137,7 +169,6 @@ func butaneConfig(c *spec.Cluster, t *tree.Tree, es []*tree.Entry, osLinks []str
 		doc.Passwd = &butanePasswd{Users: []butaneUser{{Name: "core", SSHAuthorizedKeys: keys}}}
 	}
 	enabled := enablementLinks(t)
-	overwrite := true
 	for _, e := range es {
 		mode := int(e.Mode.Perm())
 		node := butaneNode{Path: e.Path, Mode: &mode, User: butaneID{e.UID}, Group: butaneID{e.GID}}

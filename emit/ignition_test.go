@@ -12,6 +12,8 @@ import (
 	"github.com/coreos/ignition/v2/config/v3_4"
 	"github.com/coreos/ignition/v2/config/v3_4/types"
 
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
 
@@ -61,11 +63,12 @@ func TestIgnition(t *testing.T) {
 		t.Run(variant, func(t *testing.T) {
 			n := nodes["w2"]
 			n.Ignition = variant
-			out, err := Ignition(x, n, sampleTree())
+			n.Roles = []string{spec.RoleGateway} // no sysext image: the config holds the tree alone
+			out, err := Ignition(x, n, sampleTree(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			again, _ := Ignition(x, n, sampleTree())
+			again, _ := Ignition(x, n, sampleTree(), nil)
 			if !bytes.Equal(out, again) {
 				t.Error("two runs differ")
 			}
@@ -166,7 +169,8 @@ func TestIgnitionOSLinks(t *testing.T) {
 	for variant, wantRoot := range map[string]bool{"fcos": false, "flatcar": true} {
 		n := nodes["w2"]
 		n.Ignition = variant
-		out, err := Ignition(x, n, tr)
+		n.Roles = []string{spec.RoleGateway}
+		out, err := Ignition(x, n, tr, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,7 +196,53 @@ func TestIgnitionUnknownVariant(t *testing.T) {
 	x, nodes := testContext(t)
 	n := nodes["w2"]
 	n.Ignition = "rhcos"
-	if _, err := Ignition(x, n, sampleTree()); err == nil {
+	if _, err := Ignition(x, n, sampleTree(), testSysext); err == nil {
 		t.Fatal("unknown variant accepted")
+	}
+}
+
+// testSysext is the systemd-sysext image of w2, a worker booted by Ignition.
+var testSysext = &Sysext{URL: "http://10.240.0.1:8080/hardway-w2_1.34.2_x86-64.raw", SHA256: strings.Repeat("0123456789abcdef", 4)}
+
+// TestIgnitionSysext: a node with pinned binaries (spec.Node.Sysext) gets
+// its sysext image as a file Ignition fetches and checks against its
+// SHA-256, where systemd-sysext looks; without the image its config is
+// refused, and a node without pinned binaries refuses one.
+func TestIgnitionSysext(t *testing.T) {
+	x, nodes := testContext(t)
+	n := nodes["w2"]
+	n.Ignition = "flatcar"
+	out, err := Ignition(x, n, sampleTree(), testSysext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, rpt, err := v3_4.Parse(out)
+	if err != nil || rpt.IsFatal() || len(rpt.Entries) > 0 {
+		t.Fatalf("ignition parse: %v\n%s", err, rpt)
+	}
+	var found bool
+	for _, f := range cfg.Storage.Files {
+		if f.Path != gen.SysextPath {
+			continue
+		}
+		found = true
+		if f.Contents.Source == nil || *f.Contents.Source != testSysext.URL ||
+			f.Contents.Verification.Hash == nil || *f.Contents.Verification.Hash != "sha256-"+testSysext.SHA256 ||
+			f.Mode == nil || *f.Mode != 0o644 || f.Overwrite == nil || !*f.Overwrite {
+			t.Errorf("%s: %+v", gen.SysextPath, f)
+		}
+	}
+	if !found {
+		t.Errorf("no %s in the config", gen.SysextPath)
+	}
+	if _, err := Ignition(x, n, sampleTree(), nil); err == nil || !strings.Contains(err.Error(), "hardway bake --format sysext") {
+		t.Errorf("w2 without its sysext: %v", err)
+	}
+	n.Roles = []string{spec.RoleGateway}
+	if _, err := Ignition(x, n, sampleTree(), testSysext); err == nil {
+		t.Error("a gateway took a sysext image")
+	}
+	if _, err := Ignition(x, n, sampleTree(), nil); err != nil {
+		t.Errorf("a gateway: %v", err)
 	}
 }

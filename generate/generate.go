@@ -197,8 +197,13 @@ func node(x *gen.Context, d *output.Dir, n spec.Node) error {
 	if n.Target != spec.TargetKVM {
 		return nil
 	}
-	if n.Boot == "ignition" {
-		ign, err := emit.Ignition(x, n, t)
+	if n.Sysext() {
+		// Its config names its systemd-sysext image by SHA-256: hardway
+		// bake --format sysext writes both.
+		return nil
+	}
+	if n.Boot == spec.BootIgnition {
+		ign, err := emit.Ignition(x, n, t, nil)
 		if err != nil {
 			return fmt.Errorf("node %s: ignition: %w", n.Name, err)
 		}

@@ -61,6 +61,14 @@ type File struct {
 // (only /usr: Flatcar's /usr/local and /opt are not the image's to give).
 const SysextDir = "/usr/lib/hardway"
 
+// SysextName is the name of that image: its file on the node is
+// SysextPath, and its extension-release file (which systemd-sysext
+// requires) /usr/lib/extension-release.d/extension-release.<SysextName>.
+const (
+	SysextName = "hardway"
+	SysextPath = "/var/lib/extensions/" + SysextName + ".raw"
+)
+
 // Bin is the path of a binary on node n: /usr/local/bin in upstream mode
 // (hardway bakes the pinned files there), /usr/bin in packaged mode (the
 // distribution's packages provide them), SysextDir/bin on a node booted by
