@@ -60,15 +60,17 @@ var errMixed = errors.New("select artifacts with --node or --role, not both")
 
 // Jobs selects the artifacts of format to bake from the spec: for lxc, one
 // template per node of target lxc (the node's tree is baked in), all of them,
-// only node, or those with role; for kvm, see KVMJobs.
+// only node, or those with role; for kvm, see KVMJobs; for sysext, SysextJobs.
 func Jobs(x *gen.Context, format, node, role string) ([]Job, error) {
 	switch format {
 	case FormatLXC:
 		return selectJobs(x, spec.TargetLXC, "an LXC template", node, role, nil)
 	case FormatKVM:
 		return KVMJobs(x, node, role)
+	case FormatSysext:
+		return SysextJobs(x, node, role)
 	}
-	return nil, fmt.Errorf("unknown format %q (have: %s, %s)", format, FormatLXC, FormatKVM)
+	return nil, fmt.Errorf("unknown format %q (have: %s, %s, %s)", format, FormatLXC, FormatKVM, FormatSysext)
 }
 
 // selectJobs returns a job, with the node's tree, for every node of target

@@ -12,7 +12,8 @@ set -euo pipefail
 PKGS=(
   openssl                     # [openssl] openssl verify of every issued certificate
   systemd                     # [systemd-analyze systemd-tmpfiles] systemd-analyze verify of generated units; the /dev/kmsg tmpfiles link
-  systemd-container           # [systemd-nspawn] booting baked templates
+  systemd-container           # [systemd-nspawn systemd-dissect] booting baked templates; reads the sysext images as systemd-sysext does
+  squashfs-tools              # [mksquashfs unsquashfs] the systemd-sysext images of nodes booted by Ignition, and reading them back
   cloud-init                  # [cloud-init] cloud-init schema of generated user-data, its write_files module
   haproxy                     # [haproxy] haproxy -c, and HAProxy through the VIP
   keepalived                  # [keepalived] keepalived -t of lb configs

@@ -63,6 +63,19 @@ removes the base's SSH host keys (a unit recreates them at first boot).
 Without --node or --role it bakes every node of target lxc; with --role,
 every node of target lxc that has the role.
 
+With --format sysext it bakes, for each kvm node booted by Ignition with
+role etcd, controller or worker (Flatcar, which carries none of their
+binaries), a systemd-sysext image of its roles' pinned binaries (and, on a
+worker, the spec's image archives) under /usr/lib/hardway, and its Ignition
+config, which fetches that image from spec.ignition.url at first boot,
+checked by its SHA-256 (--base is not read; mksquashfs makes the image):
+
+  <artifact dir>/hardway-<node>_<kubernetes version>_x86-64.raw
+  <artifact dir>/hardway-<node>_<kubernetes version>.ign   (0600: the node's keys)
+
+Serve the directory at spec.ignition.url; create-nodes.sh gives the node
+the .ign as its user-data and imports spec.ignition.images.flatcar as its disk.
+
 With --format kvm it bakes, for each node of target kvm, a node image that
 boots into its role with no seed (UEFI, q35 or i440fx, any disk bus):
 
@@ -101,11 +114,11 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 			if err := out.resolve(); err != nil {
 				return err
 			}
-			if base == "" {
-				return usageErrorf("--base is required: a base root file system tarball (hack/base.sh builds one)")
-			}
-			if err := oneOf("format", format, bake.FormatLXC, bake.FormatKVM); err != nil {
+			if err := oneOf("format", format, bake.FormatLXC, bake.FormatKVM, bake.FormatSysext); err != nil {
 				return err
+			}
+			if base == "" && format != bake.FormatSysext {
+				return usageErrorf("--base is required: a base root file system tarball (hack/base.sh builds one)")
 			}
 			doc, err := loadSpec(cmd.ErrOrStderr(), file, spec.Options{})
 			if err != nil {
@@ -136,9 +149,12 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 			defer stop()
 			cfg := bake.Config{Doc: doc, Base: base, Out: artifactDir, Jobs: jobs, Log: log, Progress: progress}
 			var results []bake.Result
-			if format == bake.FormatKVM {
+			switch format {
+			case bake.FormatKVM:
 				results, err = bake.RunKVM(ctx, cfg, kvm, jobList)
-			} else {
+			case bake.FormatSysext:
+				results, err = bake.RunSysext(ctx, cfg, jobList)
+			default:
 				results, err = bake.Run(ctx, cfg, jobList)
 			}
 			stop()
@@ -161,8 +177,8 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 	_ = cmd.RegisterFlagCompletionFunc("node", completeFromSpec(&file, nodeNames))
 	cmd.Flags().StringVar(&role, "role", "", "bake only the nodes with this role (kvm: one role image for them)")
 	_ = cmd.RegisterFlagCompletionFunc("role", completeFromSpec(&file, roleNames))
-	cmd.Flags().StringVar(&format, "format", bake.FormatLXC, "artifact format: lxc (Proxmox container template) or kvm (disk image)")
-	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{bake.FormatLXC, bake.FormatKVM}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.Flags().StringVar(&format, "format", bake.FormatLXC, "artifact format: lxc (Proxmox container template), kvm (disk image) or sysext (systemd-sysext image and Ignition config of a node booted by Ignition)")
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{bake.FormatLXC, bake.FormatKVM, bake.FormatSysext}, cobra.ShellCompDirectiveNoFileComp))
 	cmd.Flags().StringVar(&diskSize, "disk-size", "", "kvm: disk size, e.g. 4G (default the node's diskGiB)")
 	cmd.Flags().StringVar(&imageFormat, "image-format", bake.ImageQCOW2, "kvm: image files to write: raw, qcow2 or raw,qcow2")
 	_ = cmd.RegisterFlagCompletionFunc("image-format", cobra.FixedCompletions([]string{bake.ImageQCOW2, bake.ImageRaw, bake.ImageRaw + "," + bake.ImageQCOW2}, cobra.ShellCompDirectiveNoFileComp))

@@ -324,7 +324,7 @@ func TestCompletion(t *testing.T) {
 	}{
 		{[]string{"bake", "-f", mixed, "--node", ""}, "lb1 lb2 cp1 cp2 cp3 w1 w2 w3"},
 		{[]string{"bake", "-f", mixed, "--role", ""}, "controller etcd lb worker"},
-		{[]string{"bake", "--format", ""}, "lxc kvm"},
+		{[]string{"bake", "--format", ""}, "lxc kvm sysext"},
 		{[]string{"validate", "-o", ""}, "text json"},
 		{[]string{"certs", "renew", "-f", seed, "kube-p"}, "all apiserver apiserver-kubelet-client apiserver-etcd-client etcd/healthcheck-client front-proxy-client admin super-admin kube-controller-manager kube-scheduler kube-proxy etcd/server-etcd1 etcd/peer-etcd1 etcd/server-etcd2 etcd/peer-etcd2 kubelet-worker1 kubelet-worker2"},
 	} {
