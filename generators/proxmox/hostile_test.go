@@ -94,17 +94,16 @@ func TestCreateNodesHostile(t *testing.T) {
 		}
 	})
 	script := createNodes(x, guests(x)).Data
-	o := operator{Exists: []string{"303"}}
+	o := operator{SharedSnippets: true}
 	r := runScript(t, x, script, o)
 	checkCalls(t, r, wantCalls(x, r, o))
 
 	var out strings.Builder
 	for _, g := range guests(x) {
-		if g.VMID == 303 {
-			fmt.Fprintf(&out, "%d (%s) exists: left alone\n", g.VMID, g.Name)
-		} else {
-			fmt.Fprintf(&out, "%d (%s) created\n", g.VMID, g.Name)
+		for _, s := range g.Snippets {
+			fmt.Fprintf(&out, "%d (%s): snippet %s written\n", g.VMID, g.Name, s.Name)
 		}
+		fmt.Fprintf(&out, "%d (%s): created\n", g.VMID, g.Name)
 	}
 	if r.out != out.String() {
 		t.Errorf("create-nodes.sh printed\n%s\nwant\n%s", r.out, out.String())
@@ -145,13 +144,13 @@ func TestCreateNodesMetacharacters(t *testing.T) {
 	if out, ok := commontest.Run(t, ifquery, "-i", p, "vmbr_1.2-x"); !ok || !strings.Contains(out, "up: ip route replace 10.244.0.0/24 via 192.168.50.21 dev vmbr_1.2-x\n") {
 		t.Errorf("ifquery vmbr_1.2-x: %s", out)
 	}
-	o := operator{Exists: []string{"303"}}
+	o := operator{Guests: []resource{ours(x, "node-1-lb2", stubNode)}}
 	r := runScript(t, x, byPath["proxmox/create-nodes.sh"], o)
 	want := wantCalls(x, r, o)
 	checkCalls(t, r, want)
 	if !slices.ContainsFunc(want, func(c []string) bool {
-		return slices.Contains(c, "store.a_1-b:0,import-from=/var/lib/vz/import/debian-12-hardway-node-2-cp1_1.34.2_amd64.qcow2")
+		return slices.Contains(c, "store.a_1-b:0,import-from="+r.images+"/debian-12-hardway-controller_1.34.2_amd64.qcow2")
 	}) {
-		t.Errorf("no qm create of node-2-cp1 from store.a_1-b in %q", want)
+		t.Errorf("no qm create of node-2-cp1 from store.a_1-b and the controller role image in %q", want)
 	}
 }

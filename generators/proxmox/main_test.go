@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -28,12 +27,19 @@ func TestMain(m *testing.M) {
 }
 
 // stubTools are the programs the stubs replace.
-var stubTools = []string{"pct", "qm", "pvesm", "install"}
+var stubTools = []string{"pct", "qm", "pvesm", "pvesh", "install"}
 
-// stub appends [tool, args...] as one JSON line to dir/calls, then:
-//   - pct|qm config ID: succeeds if ID is a line of dir/exists, else exits 2;
-//   - pct create ID: creates $CT_CONF_DIR/ID.conf, as Proxmox would;
+// stub appends [tool, args...] as one JSON line to dir/calls, then answers
+// as Proxmox would from the files of dir:
+//   - pvesh get /cluster/resources --type T --output-format json: prints dir/T.json;
+//   - pvesh create /nodes/N/TYPE/ID/status/start: starts a guest on node N;
+//   - pvesh get /nodes/N/storage/S/content --content TYPE --output-format json:
+//     the volumes of dir/content (a JSON list of volids) in S:TYPE/;
 //   - pvesm path VOLUME: prints stubVolume(dir, VOLUME);
+//   - pct create ID: creates $CT_CONF_DIR/ID.conf, as Proxmox would;
+//   - qm create ID: writes dir/qemu/ID.conf with a 4 GiB scsi0 (the image's size);
+//   - qm config ID: prints dir/qemu/ID.conf; qm resize ID scsi0 NG rewrites its size;
+//   - pct|qm start ID;
 //   - install -D -m MODE SRC DEST: copies SRC to DEST with MODE.
 func stub(dir, tool string, args []string) (exit int, err error) {
 	line, err := json.Marshal(append([]string{tool}, args...))
@@ -50,16 +56,56 @@ func stub(dir, tool string, args []string) (exit int, err error) {
 	if err := f.Close(); err != nil {
 		return 0, err
 	}
+	qemuConf := func(id string) string { return filepath.Join(dir, "qemu", id+".conf") }
 	switch {
-	case (tool == "pct" || tool == "qm") && len(args) == 2 && args[0] == "config":
-		exists, _ := os.ReadFile(filepath.Join(dir, "exists"))
-		if !slices.Contains(strings.Split(string(exists), "\n"), args[1]) {
-			return 2, nil
+	case tool == "pvesh" && len(args) == 6 && args[0] == "get" && args[1] == "/cluster/resources" && args[2] == "--type" && args[4] == "--output-format" && args[5] == "json":
+		data, err := os.ReadFile(filepath.Join(dir, args[3]+".json"))
+		if err != nil {
+			return 0, err
 		}
-	case tool == "pct" && len(args) > 1 && args[0] == "create":
-		return 0, os.WriteFile(filepath.Join(os.Getenv("CT_CONF_DIR"), args[1]+".conf"), nil, 0o644)
+		_, err = os.Stdout.Write(data)
+		return 0, err
+	case tool == "pvesh" && len(args) == 2 && args[0] == "create" && strings.HasSuffix(args[1], "/status/start"):
+	case tool == "pvesh" && len(args) == 6 && args[0] == "get" && strings.HasSuffix(args[1], "/content") && args[2] == "--content" && args[4] == "--output-format":
+		var vols []string // dir/content: the volids uploaded, in JSON
+		data, err := os.ReadFile(filepath.Join(dir, "content"))
+		if err == nil {
+			err = json.Unmarshal(data, &vols)
+		}
+		if err != nil {
+			return 0, err
+		}
+		type volume struct {
+			Volid   string `json:"volid"`
+			Content string `json:"content"`
+		}
+		var list []volume
+		for _, v := range vols {
+			if storage := strings.Split(args[1], "/")[4]; strings.HasPrefix(v, storage+":"+args[3]+"/") {
+				list = append(list, volume{v, args[3]})
+			}
+		}
+		return 0, json.NewEncoder(os.Stdout).Encode(list)
 	case tool == "pvesm" && len(args) == 2 && args[0] == "path":
 		fmt.Println(stubVolume(dir, args[1]))
+	case tool == "pct" && len(args) > 1 && args[0] == "create":
+		return 0, os.WriteFile(filepath.Join(os.Getenv("CT_CONF_DIR"), args[1]+".conf"), nil, 0o644)
+	case tool == "qm" && len(args) > 1 && args[0] == "create":
+		if err := os.MkdirAll(filepath.Join(dir, "qemu"), 0o755); err != nil {
+			return 0, err
+		}
+		return 0, os.WriteFile(qemuConf(args[1]), []byte("scsi0: x:vm-"+args[1]+"-disk-1,size=4G\n"), 0o644)
+	case tool == "qm" && len(args) == 2 && args[0] == "config":
+		data, err := os.ReadFile(qemuConf(args[1]))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "Configuration file 'nodes/pve1/qemu-server/%s.conf' does not exist\n", args[1])
+			return 2, nil
+		}
+		_, err = os.Stdout.Write(data)
+		return 0, err
+	case tool == "qm" && len(args) == 4 && args[0] == "resize" && args[2] == "scsi0":
+		return 0, os.WriteFile(qemuConf(args[1]), []byte("scsi0: x:vm-"+args[1]+"-disk-1,size="+args[3]+"\n"), 0o644)
+	case (tool == "pct" || tool == "qm") && len(args) == 2 && args[0] == "start":
 	case tool == "install" && len(args) == 5 && args[0] == "-D" && args[1] == "-m" && args[2] == "0600":
 		data, err := os.ReadFile(args[3])
 		if err != nil {
@@ -69,7 +115,6 @@ func stub(dir, tool string, args []string) (exit int, err error) {
 			return 0, err
 		}
 		return 0, os.WriteFile(args[4], data, 0o600)
-	case tool == "qm":
 	default:
 		return 0, fmt.Errorf("stub %s: unexpected arguments %q", tool, args)
 	}

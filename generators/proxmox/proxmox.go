@@ -4,12 +4,16 @@ package proxmox
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/templates"
 )
 
 // Manifest kinds.
@@ -49,6 +53,14 @@ type option struct{ Key, Value string }
 // rawKey is a raw LXC key of a container's configuration, with the reason for it.
 type rawKey struct{ Key, Value, Why string }
 
+// Line is the key's line in the container's configuration file.
+func (r rawKey) Line() string {
+	if r.Value == "" {
+		return r.Key + ":"
+	}
+	return r.Key + ": " + r.Value
+}
+
 // snippet is a file copied to the snippets storage for cicustom.
 type snippet struct {
 	Src  string // relative to the cluster directory
@@ -61,6 +73,8 @@ type guest struct {
 	Version              string // the templates' and images' package version
 	VMID                 int
 	LXC                  bool
+	Type                 string // lxc or qemu, as /cluster/resources calls it
+	Artifact             string // the template's or image's name, as a shell word (see artifactWord)
 	Privilege            string // LXC: why privileged or not
 	TemplateStorage      string // LXC: where its template is
 	Storage              string // KVM: where its disk image is imported to
@@ -70,6 +84,14 @@ type guest struct {
 	Snippets             []snippet
 }
 
+// TagAll is the Proxmox tag of every guest create-nodes.sh creates, in any
+// cluster; it takes a guest for one of its own only when it also carries
+// Tag(cluster).
+const TagAll = "hardway"
+
+// Tag is the Proxmox tag of the guests of cluster.
+func Tag(cluster string) string { return TagAll + "-" + cluster }
+
 func guests(x *gen.Context) []guest {
 	var out []guest
 	for _, n := range x.C.Spec.Nodes {
@@ -78,12 +100,94 @@ func guests(x *gen.Context) []guest {
 			LXC: n.Target == spec.TargetLXC, TemplateStorage: x.C.Spec.Proxmox.TemplateStorage,
 			Storage: x.C.Spec.Proxmox.Storage, DiskGiB: n.DiskGiB,
 		}
+		subject, ext := ArtifactSubject(n), pvename.ExtQCOW2
 		if g.LXC {
+			g.Type, ext = "lxc", pvename.ExtTemplate
 			container(x, n, &g)
 		} else {
+			g.Type = "qemu"
 			vm(x, n, &g)
 		}
+		switch {
+		case g.LXC:
+			g.Artifact = artifactWord(`${TEMPLATE_STORAGE}:vztmpl/`, subject, ext)
+		case n.Boot == spec.BootIgnition:
+			// The distribution's own image, which bake does not make.
+			g.Artifact = `"${IMAGE_DIR}/"` + templates.ShellQuote(x.C.Spec.Ignition.Images[n.Ignition])
+		default:
+			g.Artifact = artifactWord(`${IMAGE_DIR}/`, subject, ext)
+		}
+		g.Options = append(g.Options,
+			option{"tags", TagAll + ";" + Tag(g.Cluster)},
+			option{"description", fmt.Sprintf("Node %s (%s) of the hardway cluster %s, created by proxmox/create-nodes.sh "+
+				"with the settings of nodes/%s/proxmox.conf: change the spec and regenerate rather than this guest.", g.Name, g.Roles, g.Cluster, g.Name)})
 		out = append(out, g)
+	}
+	return out
+}
+
+// ArtifactSubject is the node or role a node's template or image is named
+// after (but for a node booted by Ignition, whose image is
+// spec.ignition.images' for its variant): the role of spec.nodes[].roleImage for a KVM node booted from a
+// role image (hardway bake --format kvm --role R), the node otherwise (its
+// own template or node image, hardway bake --node N).
+func ArtifactSubject(n spec.Node) string {
+	if n.Target == spec.TargetKVM && n.RoleImage != "" {
+		return n.RoleImage
+	}
+	return n.Name
+}
+
+// ArtifactVars are the variables of create-nodes.sh that stand for what
+// generate cannot know and bake names artifacts by: the base's os-release
+// ID and VERSION_ID, and the Kubernetes version (the spec's by default).
+var ArtifactVars = struct{ OS, OSVersion, Version string }{"OS", "OS_VERSION", "VERSION"}
+
+// artifactWord is where, under dir (shell text inside double quotes),
+// create-nodes.sh finds the artifact of subject with extension ext, named as
+// hardway bake names it (pvename.Name): one shell word in which the base
+// and the version are the script's variables. NUL-delimited stand-ins pass
+// through pvename.Name and become "${VAR}"; a part of the name with a
+// character the shell would read is single-quoted.
+func artifactWord(dir, subject, ext string) string {
+	v := ArtifactVars
+	parts := strings.Split(pvename.Name("\x00"+v.OS+"\x00", "\x00"+v.OSVersion+"\x00", subject, "\x00"+v.Version+"\x00", ext), "\x00")
+	var b strings.Builder
+	b.WriteString(`"` + dir)
+	for i, p := range parts {
+		switch q := templates.ShellQuote(p); {
+		case p == "":
+		case i%2 == 1:
+			b.WriteString("${" + p + "}")
+		case q == p:
+			b.WriteString(p)
+		default:
+			b.WriteString(`"` + q + `"`)
+		}
+	}
+	return b.String() + `"`
+}
+
+// startRanks is the order in which create-nodes.sh --start starts guests,
+// by role: a node starts with the first of its roles in this list.
+var startRanks = []string{spec.RoleGateway, spec.RoleLB, spec.RoleEtcd, spec.RoleController, spec.RoleWorker}
+
+// startOrder is the VMIDs of x's nodes in start order (spec order within a rank).
+func startOrder(x *gen.Context) []int {
+	rank := func(n spec.Node) int {
+		r := len(startRanks)
+		for _, role := range n.Roles {
+			if i := slices.Index(startRanks, role); i >= 0 && i < r {
+				r = i
+			}
+		}
+		return r
+	}
+	nodes := slices.Clone(x.C.Spec.Nodes)
+	slices.SortStableFunc(nodes, func(a, b spec.Node) int { return rank(a) - rank(b) })
+	out := make([]int, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.VMID
 	}
 	return out
 }
@@ -176,6 +280,40 @@ func vm(x *gen.Context, n spec.Node, g *guest) {
 	}
 }
 
+// Proxmox's limits on a VM's cicustom snippets (qemu-server,
+// src/PVE/QemuServer/Cloudinit.pm): read_cloudinit_snippets_file reads a
+// snippet with PVE::Tools::file_get_contents($path, 1 * 1024 * 1024), which
+// dies "too long - aborting" past 1 MiB, and generate_nocloud (as
+// generate_configdrive2) dies "Cloud-Init sum of snippets too big (> 3 MiB)"
+// when user, network, meta and vendor data together exceed 3 MiB, to fit
+// its 4 MiB cloud-init disk.
+const (
+	SnippetMax  = 1 << 20 // bytes of one snippet
+	SnippetsMax = 3 << 20 // bytes of a VM's snippets together
+)
+
+// CheckSnippets checks node's cicustom snippets against Proxmox's limits
+// before they are written: files are their contents by path, relative to the
+// cluster directory. Proxmox would refuse to start the VM otherwise.
+func CheckSnippets(node string, files map[string][]byte) error {
+	paths := slices.Sorted(maps.Keys(files))
+	sum := 0
+	for _, p := range paths {
+		n := len(files[p])
+		sum += n
+		if n > SnippetMax {
+			return fmt.Errorf("node %s: %s is %s, more than the %d MiB Proxmox reads of a cicustom snippet (qemu-server, PVE/QemuServer/Cloudinit.pm): the VM would not start", node, p, mib(n), SnippetMax>>20)
+		}
+	}
+	if sum > SnippetsMax {
+		return fmt.Errorf("node %s: its cicustom snippets (%s) are %s together, more than the %d MiB Proxmox allows a VM (qemu-server, PVE/QemuServer/Cloudinit.pm): the VM would not start", node, strings.Join(paths, ", "), mib(sum), SnippetsMax>>20)
+	}
+	return nil
+}
+
+// mib words a size: bytes, and MiB to two places.
+func mib(n int) string { return fmt.Sprintf("%d bytes (%.2f MiB)", n, float64(n)/(1<<20)) }
+
 // version is the package version of the node templates and images: the
 // Kubernetes version without its "v", as hardway bake names them.
 func version(c *spec.Cluster) string { return strings.TrimPrefix(c.Spec.KubernetesVersion, "v") }
@@ -194,10 +332,13 @@ func createNodes(x *gen.Context, gs []guest) gen.File {
 	s := x.C.Spec.Proxmox
 	data := x.Render("proxmox/create-nodes.sh", map[string]any{
 		"Cluster":         x.C.Metadata.Name,
+		"Tag":             Tag(x.C.Metadata.Name),
 		"Version":         version(x.C),
 		"TemplateStorage": s.TemplateStorage,
 		"SnippetsStorage": s.SnippetsStorage,
+		"Vars":            ArtifactVars,
 		"Guests":          gs,
+		"StartOrder":      startOrder(x),
 	})
 	return gen.File{Path: CreateNodesPath, Mode: 0o755, Data: data, Kind: Kind}
 }

@@ -1,6 +1,7 @@
 package proxmox
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/hardway-dev/hardway/generators/common/commontest"
 	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/pvename"
+	"github.com/hardway-dev/hardway/spec"
 )
 
 const (
@@ -137,6 +140,12 @@ func conf(t *testing.T, s string) [][2]string {
 	return out
 }
 
+// tagsDesc are the tags and description of node (roles) of cluster.
+func tagsDesc(cluster, node, roles string) [2][2]string {
+	return [2][2]string{{"tags", "hardway;hardway-" + cluster}, {"description", "Node " + node + " (" + roles + ") of the hardway cluster " + cluster +
+		", created by proxmox/create-nodes.sh with the settings of nodes/" + node + "/proxmox.conf: change the spec and regenerate rather than this guest."}}
+}
+
 // TestGuestConf reads three nodes' proxmox.conf, every value written by hand
 // from the spec: a privileged worker with the raw keys, an unprivileged etcd
 // member, and a cloud-init VM.
@@ -145,7 +154,7 @@ func TestGuestConf(t *testing.T) {
 		{"arch", "amd64"}, {"hostname", "worker1"}, {"cores", "8"}, {"memory", "16384"}, {"swap", "16384"},
 		{"net0", "name=eth0,bridge=vmbr3,hwaddr=" + mac(t, seedLXC, "worker1") + ",ip=10.240.0.31/24,gw=10.240.0.2,type=veth"},
 		{"nameserver", "10.240.0.2"}, {"searchdomain", "example.com"}, {"rootfs", "local-lvm:20"},
-		{"unprivileged", "0"}, {"features", "nesting=1"}, {"onboot", "1"},
+		{"unprivileged", "0"}, {"features", "nesting=1"}, {"onboot", "1"}, tagsDesc("kublxc", "worker1", "worker")[0], tagsDesc("kublxc", "worker1", "worker")[1],
 		{"lxc.apparmor.profile", "unconfined"}, {"lxc.cgroup2.devices.allow", "a"}, {"lxc.cap.drop", ""},
 		{"lxc.mount.auto", "proc:rw sys:mixed"}, {"lxc.mount.entry", "/dev/kmsg dev/kmsg none defaults,bind,create=file"},
 	}
@@ -153,7 +162,7 @@ func TestGuestConf(t *testing.T) {
 		{"arch", "amd64"}, {"hostname", "etcd1"}, {"cores", "1"}, {"memory", "1024"}, {"swap", "2048"},
 		{"net0", "name=eth0,bridge=vmbr3,hwaddr=" + mac(t, seedLXC, "etcd1") + ",ip=10.240.0.11/24,gw=10.240.0.2,type=veth"},
 		{"nameserver", "10.240.0.2"}, {"searchdomain", "example.com"}, {"rootfs", "local-lvm:10"},
-		{"unprivileged", "1"}, {"features", "nesting=1"}, {"onboot", "1"},
+		{"unprivileged", "1"}, {"features", "nesting=1"}, {"onboot", "1"}, tagsDesc("kublxc", "etcd1", "etcd")[0], tagsDesc("kublxc", "etcd1", "etcd")[1],
 	}
 	vm := [][2]string{
 		{"name", "kub-node1"}, {"ostype", "l26"}, {"machine", "q35"}, {"bios", "ovmf"},
@@ -161,7 +170,7 @@ func TestGuestConf(t *testing.T) {
 		{"net0", "virtio=" + mac(t, seedKVM, "kub-node1") + ",bridge=vmbr3"}, {"scsihw", "virtio-scsi-single"}, {"serial0", "socket"}, {"agent", "enabled=1"},
 		{"ide2", "local-lvm:cloudinit"},
 		{"cicustom", "user=local:snippets/kub-node1-user-data.yaml,network=local:snippets/kub-node1-network-config.yaml,meta=local:snippets/kub-node1-meta-data.yaml"},
-		{"boot", "order=scsi0"}, {"onboot", "1"},
+		{"boot", "order=scsi0"}, {"onboot", "1"}, tagsDesc("kubkvm", "kub-node1", "worker")[0], tagsDesc("kubkvm", "kub-node1", "worker")[1],
 	}
 	for _, c := range []struct {
 		example, node string
@@ -178,11 +187,47 @@ func TestGuestConf(t *testing.T) {
 	}
 }
 
-// operator is how the operator runs create-nodes.sh: the variables it reads
-// from the environment (their defaults when empty) and the VMIDs that exist.
+// resource is a guest as pvesh get /cluster/resources --type vm lists it.
+type resource struct {
+	VMID   int    `json:"vmid"`
+	Type   string `json:"type"`
+	Node   string `json:"node"`
+	Name   string `json:"name"`
+	Tags   string `json:"tags,omitempty"`
+	Lock   string `json:"lock,omitempty"`
+	Status string `json:"status"`
+}
+
+// storage is a storage of a Proxmox node as pvesh get /cluster/resources --type storage lists it.
+type storage struct {
+	Storage string `json:"storage"`
+	Node    string `json:"node"`
+	Type    string `json:"type"`
+	Content string `json:"content"`
+	Shared  int    `json:"shared"`
+}
+
+// stubNode is the Proxmox node the script runs on; the cluster has a second, pve2.
+const stubNode = "pve1"
+
+// operator is how the operator runs create-nodes.sh and what the Proxmox
+// cluster holds: the variables it reads from the environment (their
+// defaults when empty), its arguments, the guests that exist, and the
+// templates and images uploaded (nil: those the script names).
 type operator struct {
 	OS, OSVersion, Version, ImageDir string
-	Exists                           []string
+	Args                             []string
+	Guests                           []resource
+	Templates, Images                []string          // volids in templateStorage, file names in IMAGE_DIR
+	SharedSnippets, NoSnippets       bool              // the snippets storage is shared; it lacks content snippets
+	Snippets                         map[string]string // the snippets storage's files, by volid
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
 
 // env is the script's environment for o.
@@ -196,20 +241,45 @@ func (o operator) env() []string {
 	return out
 }
 
-// run is one run of create-nodes.sh against the stubs.
-type run struct {
-	root, stub string // the cluster directory, the stubs' directory
-	out        string // what the script printed
+// artifact is the template volid or the image path of g as o runs the
+// script, named by pvename (the test names them by bake's functions in
+// names_test.go).
+func artifact(x *gen.Context, g guest, o operator, imageDir string) string {
+	n := specNode(x, g.Name)
+	os, osv, v := or(o.OS, "debian"), or(o.OSVersion, "12"), or(o.Version, version(x.C))
+	if g.LXC {
+		return x.C.Spec.Proxmox.TemplateStorage + ":vztmpl/" + pvename.Name(os, osv, ArtifactSubject(n), v, pvename.ExtTemplate)
+	}
+	if n.Boot == spec.BootIgnition {
+		return imageDir + "/" + x.C.Spec.Ignition.Images[n.Ignition]
+	}
+	return imageDir + "/" + pvename.Name(os, osv, ArtifactSubject(n), v, pvename.ExtQCOW2)
 }
 
-// runScript lays out x's cluster directory (script and the KVM nodes' boot
-// files), runs script there against the stubs as o, with CANARY naming a
-// file no command of the script may create, and fails the test if the
-// script fails or the file exists.
-func runScript(t *testing.T, x *gen.Context, script []byte, o operator) run {
+// specNode is x's node name.
+func specNode(x *gen.Context, name string) spec.Node {
+	i := slices.IndexFunc(x.C.Spec.Nodes, func(n spec.Node) bool { return n.Name == name })
+	return x.C.Spec.Nodes[i]
+}
+
+// run is one run of create-nodes.sh against the stubs.
+type run struct {
+	root, stub, images string // the cluster directory, the stubs' directory, IMAGE_DIR
+	out                string // what the script printed (stdout and stderr)
+	ok                 bool   // whether it exited 0
+}
+
+// execScript lays out x's cluster directory (script and the KVM nodes' boot
+// files) and the Proxmox cluster o describes, runs script there against the
+// stubs, with CANARY naming a file no command of the script may create, and
+// fails the test if the file exists.
+func execScript(t *testing.T, x *gen.Context, script []byte, o operator) run {
 	t.Helper()
 	bash := commontest.Tool(t, "bash", "bash")
-	r := run{root: t.TempDir(), stub: t.TempDir()}
+	r := run{root: t.TempDir(), stub: t.TempDir(), images: t.TempDir()}
+	if o.ImageDir != "" {
+		r.images = o.ImageDir
+	}
 	p := commontest.WriteFile(t, r.root, "proxmox/create-nodes.sh", script)
 	for _, n := range x.C.Spec.Nodes {
 		for _, f := range []string{"user-data", "network-config", "meta-data"} {
@@ -217,61 +287,156 @@ func runScript(t *testing.T, x *gen.Context, script []byte, o operator) run {
 		}
 		commontest.WriteFile(t, r.root, filepath.Join("nodes", n.Name, "ignition.json"), []byte("{}\n"))
 	}
-	commontest.WriteFile(t, r.stub, "exists", []byte(strings.Join(o.Exists, "\n")+"\n"))
-	if err := os.MkdirAll(filepath.Join(r.stub, "lxc"), 0o755); err != nil {
-		t.Fatal(err)
+	if o.Guests == nil {
+		o.Guests = []resource{}
+	}
+	vms, _ := json.Marshal(o.Guests)
+	commontest.WriteFile(t, r.stub, "vm.json", vms)
+	px := x.C.Spec.Proxmox
+	var stores []storage
+	for _, node := range []string{stubNode, "pve2"} {
+		stores = append(stores, storage{"local", node, "storage", "vztmpl,iso,backup,import", 0}, storage{"local-lvm", node, "storage", "images,rootdir", 0})
+		content := "snippets"
+		if o.NoSnippets {
+			content = "iso"
+		}
+		stores = append(stores, storage{px.SnippetsStorage, node, "storage", content, boolInt(o.SharedSnippets)})
+	}
+	data, _ := json.Marshal(stores)
+	commontest.WriteFile(t, r.stub, "storage.json", data)
+	templates, images := o.Templates, o.Images
+	if templates == nil || images == nil {
+		for _, g := range guests(x) {
+			a := artifact(x, g, o, r.images)
+			switch {
+			case g.LXC && o.Templates == nil:
+				templates = append(templates, a)
+			case !g.LXC && o.Images == nil:
+				images = append(images, filepath.Base(a))
+			}
+		}
+	}
+	if templates == nil {
+		templates = []string{}
+	}
+	data, _ = json.Marshal(templates)
+	commontest.WriteFile(t, r.stub, "content", data)
+	for _, i := range images {
+		commontest.WriteFile(t, r.images, i, []byte("qcow2"))
+	}
+	for _, dir := range []string{"lxc", "qemu"} {
+		if err := os.MkdirAll(filepath.Join(r.stub, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range o.Guests { // made by create-nodes.sh but for its last steps: an LXC's raw keys, a VM's resize
+		switch {
+		case g.Node != stubNode:
+		case g.Type == "lxc":
+			commontest.WriteFile(t, r.stub, filepath.Join("lxc", strconv.Itoa(g.VMID)+".conf"), nil)
+		default:
+			commontest.WriteFile(t, r.stub, filepath.Join("qemu", strconv.Itoa(g.VMID)+".conf"), []byte("scsi0: x:vm-"+strconv.Itoa(g.VMID)+"-disk-1,size=4G\n"))
+		}
+	}
+	for vol, data := range o.Snippets {
+		if err := os.MkdirAll(filepath.Join(r.stub, "volumes"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(stubVolume(r.stub, vol), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	canary := filepath.Join(r.stub, "canary")
-	env := append(o.env(), "PATH="+stubs(t, r.stub)+":"+os.Getenv("PATH"), "STUB_DIR="+r.stub,
+	env := append(o.env(), "IMAGE_DIR="+r.images, "NODE="+stubNode, "PATH="+stubs(t, r.stub)+":"+os.Getenv("PATH"), "STUB_DIR="+r.stub,
 		"CT_CONF_DIR="+filepath.Join(r.stub, "lxc"), "CANARY="+canary)
-	out, ok := commontest.Run(t, "env", append(env, bash, p)...)
-	if !ok {
-		t.Fatalf("create-nodes.sh failed:\n%s", out)
-	}
+	r.out, r.ok = commontest.Run(t, "env", append(append(env, bash, p), o.Args...)...)
 	if _, err := os.Stat(canary); err == nil {
 		t.Errorf("create-nodes.sh ran a command from the spec: %s exists", canary)
 	}
-	r.out = out
+	return r
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// runScript is execScript that fails the test unless the script succeeds.
+func runScript(t *testing.T, x *gen.Context, script []byte, o operator) run {
+	t.Helper()
+	r := execScript(t, x, script, o)
+	if !r.ok {
+		t.Fatalf("create-nodes.sh failed:\n%s", r.out)
+	}
 	return r
 }
 
 // wantCalls is every stub call create-nodes.sh must make for x's guests as
 // o runs it, in order, built from the guests' options: whatever a value
-// holds, it must reach pct or qm as one argument, unchanged.
+// holds, it must reach pct or qm as one argument, unchanged. The guests of
+// o.Guests are this cluster's and stopped; those on pve1 are complete but
+// for a VM's disk, which is the image's 4 GiB.
 func wantCalls(x *gen.Context, r run, o operator) [][]string {
-	or := func(v, def string) string {
-		if v == "" {
-			return def
-		}
-		return v
+	out := [][]string{
+		{"pvesh", "get", "/cluster/resources", "--type", "vm", "--output-format", "json"},
+		{"pvesh", "get", "/cluster/resources", "--type", "storage", "--output-format", "json"},
 	}
-	base := or(o.OS, "debian") + "-" + or(o.OSVersion, "12") + "-hardway-"
-	version := or(o.Version, version(x.C))
-	var out [][]string
-	for _, g := range guests(x) {
+	gs := guests(x)
+	existing := map[int]resource{}
+	for _, e := range o.Guests {
+		existing[e.VMID] = e
+	}
+	if slices.ContainsFunc(gs, func(g guest) bool { _, ok := existing[g.VMID]; return g.LXC && !ok }) {
+		out = append(out, []string{"pvesh", "get", "/nodes/" + stubNode + "/storage/" + x.C.Spec.Proxmox.TemplateStorage + "/content", "--content", "vztmpl", "--output-format", "json"})
+	}
+	node := map[int]string{}
+	for _, g := range gs {
 		id := strconv.Itoa(g.VMID)
-		out = append(out, []string{"pct", "config", id})
-		if slices.Contains(o.Exists, id) {
+		e, exists := existing[g.VMID]
+		node[g.VMID] = stubNode
+		if exists && e.Node != stubNode {
+			node[g.VMID] = e.Node
 			continue
 		}
-		out = append(out, []string{"qm", "config", id})
-		var opts []string
-		for _, opt := range g.Options {
-			opts = append(opts, "--"+opt.Key, opt.Value)
+		if !g.LXC {
+			for _, s := range g.Snippets {
+				vol := x.C.Spec.Proxmox.SnippetsStorage + ":snippets/" + s.Name
+				out = append(out, []string{"pvesm", "path", vol})
+				if src, _ := os.ReadFile(r.root + "/" + s.Src); o.Snippets[vol] != string(src) {
+					out = append(out, []string{"install", "-D", "-m", "0600", r.root + "/" + s.Src, stubVolume(r.stub, vol)})
+				}
+			}
 		}
-		if g.LXC {
-			tmpl := x.C.Spec.Proxmox.TemplateStorage + ":vztmpl/" + base + g.Name + "_" + version + "_amd64.tar.zst"
-			out = append(out, append([]string{"pct", "create", id, tmpl}, opts...))
-			continue
+		if !exists {
+			var opts []string
+			for _, opt := range g.Options {
+				opts = append(opts, "--"+opt.Key, opt.Value)
+			}
+			if g.LXC {
+				out = append(out, append([]string{"pct", "create", id, artifact(x, g, o, r.images)}, opts...))
+			} else {
+				out = append(out, append(append([]string{"qm", "create", id}, opts...), "--scsi0", g.Storage+":0,import-from="+artifact(x, g, o, r.images)))
+			}
 		}
-		for _, s := range g.Snippets {
-			vol := x.C.Spec.Proxmox.SnippetsStorage + ":snippets/" + s.Name
-			out = append(out, []string{"pvesm", "path", vol},
-				[]string{"install", "-D", "-m", "0600", r.root + "/" + s.Src, stubVolume(r.stub, vol)})
+		if !g.LXC {
+			out = append(out, []string{"qm", "config", id}, []string{"qm", "resize", id, "scsi0", strconv.Itoa(g.DiskGiB) + "G"})
 		}
-		image := or(o.ImageDir, "/var/lib/vz/import") + "/" + base + g.Name + "_" + version + "_amd64.qcow2"
-		out = append(out, append(append([]string{"qm", "create", id}, opts...), "--scsi0", g.Storage+":0,import-from="+image),
-			[]string{"qm", "resize", id, "scsi0", strconv.Itoa(g.DiskGiB) + "G"})
+	}
+	if slices.Contains(o.Args, "--start") {
+		for _, id := range startOrder(x) {
+			tool := "qm"
+			if slices.ContainsFunc(gs, func(g guest) bool { return g.VMID == id && g.LXC }) {
+				tool = "pct"
+			}
+			if node[id] == stubNode {
+				out = append(out, []string{tool, "start", strconv.Itoa(id)})
+				continue
+			}
+			typ := map[string]string{"pct": "lxc", "qm": "qemu"}[tool]
+			out = append(out, []string{"pvesh", "create", "/nodes/" + node[id] + "/" + typ + "/" + strconv.Itoa(id) + "/status/start"})
+		}
 	}
 	return out
 }
@@ -292,19 +457,30 @@ func checkCalls(t *testing.T, r run, want [][]string) {
 	}
 }
 
+// ours is g as Proxmox lists it once create-nodes.sh made it, on node.
+func ours(x *gen.Context, name, node string) resource {
+	n := specNode(x, name)
+	typ := "qemu"
+	if n.Target == spec.TargetLXC {
+		typ = "lxc"
+	}
+	return resource{VMID: n.VMID, Type: typ, Node: node, Name: n.Name, Tags: "hardway;" + Tag(x.C.Metadata.Name), Status: "stopped"}
+}
+
 // TestCreateNodesLXC runs seed-lxc's script: worker1's pct create call and
 // raw keys, written out by hand from the spec, an unprivileged etcd1, and gw
-// (103) left alone because it exists; every call is the one the guests'
+// (103), this cluster's, only checked; every call is the one the guests'
 // options ask for.
 func TestCreateNodesLXC(t *testing.T) {
 	x := commontest.Context(t, seedLXC)
-	o := operator{Exists: []string{"103"}}
+	o := operator{Guests: []resource{ours(x, "gw", stubNode)}}
 	r := runScript(t, x, []byte(file(t, files(t, seedLXC), "proxmox/create-nodes.sh")), o)
 	checkCalls(t, r, wantCalls(x, r, o))
 	got := calls(t, r.stub)
 	want := []string{"pct", "create", "231", "local:vztmpl/debian-12-hardway-worker1_1.34.2_amd64.tar.zst", "--arch", "amd64", "--hostname", "worker1",
 		"--cores", "8", "--memory", "16384", "--swap", "16384", "--net0", "name=eth0,bridge=vmbr3,hwaddr=" + mac(t, seedLXC, "worker1") + ",ip=10.240.0.31/24,gw=10.240.0.2,type=veth",
-		"--nameserver", "10.240.0.2", "--searchdomain", "example.com", "--rootfs", "local-lvm:20", "--unprivileged", "0", "--features", "nesting=1", "--onboot", "1"}
+		"--nameserver", "10.240.0.2", "--searchdomain", "example.com", "--rootfs", "local-lvm:20", "--unprivileged", "0", "--features", "nesting=1", "--onboot", "1",
+		"--tags", "hardway;hardway-kublxc", "--description", "Node worker1 (worker) of the hardway cluster kublxc, created by proxmox/create-nodes.sh with the settings of nodes/worker1/proxmox.conf: change the spec and regenerate rather than this guest."}
 	if !slices.ContainsFunc(got, func(c []string) bool { return slices.Equal(c, want) }) {
 		t.Errorf("no call\n%q\nin\n%q", want, got)
 	}
@@ -325,8 +501,8 @@ func TestCreateNodesLXC(t *testing.T) {
 	if raw, _ := os.ReadFile(filepath.Join(r.stub, "lxc", "211.conf")); len(raw) != 0 {
 		t.Errorf("etcd1 got raw LXC keys: %s", raw)
 	}
-	if !strings.Contains(r.out, "103 (gw) exists: left alone") {
-		t.Errorf("existing 103 was not left alone:\n%s", r.out)
+	if !strings.Contains(r.out, "103 (gw): exists, checked\n") || !strings.Contains(r.out, "231 (worker1): created\n") {
+		t.Errorf("create-nodes.sh printed:\n%s", r.out)
 	}
 }
 
@@ -334,7 +510,7 @@ func TestCreateNodesLXC(t *testing.T) {
 // directory given by the operator: kub-node1's qm calls by hand, its snippets copied 0600.
 func TestCreateNodesKVM(t *testing.T) {
 	x := commontest.Context(t, seedKVM)
-	o := operator{OS: "ubuntu", OSVersion: "24.04", Version: "1.34.3", ImageDir: "/images"}
+	o := operator{OS: "ubuntu", OSVersion: "24.04", Version: "1.34.3", ImageDir: t.TempDir()}
 	r := runScript(t, x, []byte(file(t, files(t, seedKVM), "proxmox/create-nodes.sh")), o)
 	checkCalls(t, r, wantCalls(x, r, o))
 	got := calls(t, r.stub)
@@ -342,7 +518,9 @@ func TestCreateNodesKVM(t *testing.T) {
 		{"qm", "create", "201", "--name", "kub-node1", "--ostype", "l26", "--machine", "q35", "--bios", "ovmf", "--efidisk0", "local-lvm:1,efitype=4m,pre-enrolled-keys=0",
 			"--cores", "4", "--memory", "16384", "--net0", "virtio=" + mac(t, seedKVM, "kub-node1") + ",bridge=vmbr3", "--scsihw", "virtio-scsi-single", "--serial0", "socket", "--agent", "enabled=1",
 			"--ide2", "local-lvm:cloudinit", "--cicustom", "user=local:snippets/kub-node1-user-data.yaml,network=local:snippets/kub-node1-network-config.yaml,meta=local:snippets/kub-node1-meta-data.yaml",
-			"--boot", "order=scsi0", "--onboot", "1", "--scsi0", "local-lvm:0,import-from=/images/ubuntu-24.04-hardway-kub-node1_1.34.3_amd64.qcow2"},
+			"--boot", "order=scsi0", "--onboot", "1", "--tags", "hardway;hardway-kubkvm",
+			"--description", "Node kub-node1 (worker) of the hardway cluster kubkvm, created by proxmox/create-nodes.sh with the settings of nodes/kub-node1/proxmox.conf: change the spec and regenerate rather than this guest.",
+			"--scsi0", "local-lvm:0,import-from=" + o.ImageDir + "/ubuntu-24.04-hardway-kub-node1_1.34.3_amd64.qcow2"},
 		{"qm", "resize", "201", "scsi0", "50G"},
 	} {
 		if !slices.ContainsFunc(got, func(c []string) bool { return slices.Equal(c, want) }) {
