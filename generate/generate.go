@@ -20,6 +20,7 @@ import (
 	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators"
 	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/proxmox"
 	"github.com/hardway-dev/hardway/kubeconfig"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/pki"
@@ -207,6 +208,9 @@ func node(x *gen.Context, d *output.Dir, n spec.Node) error {
 		if err != nil {
 			return fmt.Errorf("node %s: ignition: %w", n.Name, err)
 		}
+		if err := proxmox.CheckSnippets(n.Name, map[string][]byte{dir + "/ignition.json": ign}); err != nil {
+			return err
+		}
 		return d.Write(dir+"/ignition.json", ign, 0o600, "ignition", n.Name)
 	}
 	ud, md, nc, err := emit.CloudInit(x, n, t)
@@ -214,6 +218,13 @@ func node(x *gen.Context, d *output.Dir, n spec.Node) error {
 		return fmt.Errorf("node %s: cloud-init: %w", n.Name, err)
 	}
 	seed := map[string][]byte{"user-data": ud, "meta-data": md, "network-config": nc}
+	snippets := map[string][]byte{}
+	for name, data := range seed {
+		snippets[dir+"/cloud-init/"+name] = data
+	}
+	if err := proxmox.CheckSnippets(n.Name, snippets); err != nil {
+		return err
+	}
 	for _, name := range []string{"user-data", "meta-data", "network-config"} {
 		if err := d.Write(dir+"/cloud-init/"+name, seed[name], 0o600, "cloud-init", n.Name); err != nil {
 			return err

@@ -246,3 +246,19 @@ func TestHostileSpecWritesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestSnippetsTooBig: a VM whose cloud-init user-data passes the 1 MiB
+// Proxmox reads of a cicustom snippet (here with 6,000 SSH keys) is refused
+// at generate time, naming the node and the file, and nothing is written.
+func TestSnippetsTooBig(t *testing.T) {
+	doc := load(t, "../examples/seed-kvm.yaml", "")
+	key := doc.Cluster.Spec.SSH.AuthorizedKeys[0]
+	for i := range 6000 {
+		doc.Cluster.Spec.SSH.AuthorizedKeys = append(doc.Cluster.Spec.SSH.AuthorizedKeys, fmt.Sprintf("%s ops%d@example.com", strings.Join(strings.Fields(key)[:2], " "), i))
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	_, err := Run(context.Background(), doc, Options{Out: out})
+	if err == nil || !strings.Contains(err.Error(), "/cloud-init/user-data is ") || !strings.Contains(err.Error(), "more than the 1 MiB Proxmox reads of a cicustom snippet") {
+		t.Fatalf("Run: %v, want user-data refused for its size", err)
+	}
+}
