@@ -31,6 +31,7 @@ type Kubeconfig struct {
 func Set(c *spec.Cluster) []Kubeconfig {
 	set := []Kubeconfig{
 		{Name: "admin", Cert: "admin", Server: Local, Doc: "cluster-admin on a controller (kubeadm:cluster-admins)"},
+		{Name: "admin-api", Cert: "admin", Server: API, Doc: "the same cluster-admin from anywhere that reaches the node network (the gateway, an operator's workstation): through the API VIP, else the first controller"},
 		{Name: "super-admin", Cert: "super-admin", Server: Local, Doc: "break-glass system:masters on a controller"},
 		{Name: "kube-controller-manager", Cert: "kube-controller-manager", Server: Local, Doc: "kube-controller-manager"},
 		{Name: "kube-scheduler", Cert: "kube-scheduler", Server: Local, Doc: "kube-scheduler"},

@@ -198,6 +198,7 @@ func TestKubeconfigs(t *testing.T) {
 	}
 	want := map[string][2]string{
 		"admin":                   {"https://127.0.0.1:6443", "kubernetes-admin"},
+		"admin-api":               {"https://10.240.0.10:6443", "kubernetes-admin"},
 		"super-admin":             {"https://127.0.0.1:6443", "kubernetes-super-admin"},
 		"kube-controller-manager": {"https://127.0.0.1:6443", "system:kube-controller-manager"},
 		"kube-scheduler":          {"https://127.0.0.1:6443", "system:kube-scheduler"},
