@@ -16,10 +16,10 @@ import (
 	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators"
 	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/proxmox"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/rootfs"
-	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
 
@@ -53,18 +53,6 @@ const extensionRelease = "ID=_any\nARCHITECTURE=x86-64\n"
 // mksquashfsArgs make the image reproducible: owners root, no xattrs, every
 // time 0 (mksquashfs orders entries and blocks the same way on every run).
 var mksquashfsArgs = []string{"-noappend", "-all-root", "-no-xattrs", "-mkfs-time", "0", "-all-time", "0", "-quiet", "-no-progress"}
-
-// SysextFileName is the name of node's systemd-sysext image:
-// hardway-<node>_<kubernetes version>_x86-64.raw.
-func SysextFileName(c *spec.Cluster, node string) string {
-	return fmt.Sprintf("hardway-%s_%s_x86-64.raw", node, strings.TrimPrefix(c.Spec.KubernetesVersion, "v"))
-}
-
-// IgnitionFileName is the name of the Ignition config bake writes for node,
-// which names its sysext image: hardway-<node>_<kubernetes version>.ign.
-func IgnitionFileName(c *spec.Cluster, node string) string {
-	return fmt.Sprintf("hardway-%s_%s.ign", node, strings.TrimPrefix(c.Spec.KubernetesVersion, "v"))
-}
 
 // SysextJobs selects the nodes booted by Ignition that run pinned binaries:
 // all of them, only node, or those with role.
@@ -146,7 +134,7 @@ func bakeSysext(ctx context.Context, cfg Config, x *gen.Context, j Job, bin root
 	start := time.Now()
 	c := cfg.Doc.Cluster
 	n, _ := c.Node(j.Node)
-	name := SysextFileName(c, j.Node)
+	name := emit.SysextFileName(c, j.Node)
 	work, err := os.MkdirTemp(cfg.Out, "."+name+".work-*")
 	if err != nil {
 		return nil, err
@@ -169,7 +157,11 @@ func bakeSysext(ctx context.Context, cfg Config, x *gen.Context, j Job, bin root
 	if err != nil {
 		return nil, err
 	}
-	p, err := create(cfg.Out, IgnitionFileName(c, j.Node))
+	// create-nodes.sh gives it to the VM as a cicustom snippet.
+	if err := proxmox.CheckSnippets(j.Node, map[string][]byte{emit.IgnitionFileName(c, j.Node): ign}); err != nil {
+		return nil, err
+	}
+	p, err := create(cfg.Out, emit.IgnitionFileName(c, j.Node))
 	if err != nil {
 		return nil, err
 	}

@@ -75,9 +75,17 @@ func sysextSpec(t *testing.T) (*spec.Document, *gen.Context) {
 		t.Fatal(err)
 	}
 	doc := loadSpecIn(t, dir, fmt.Appendf(nil, sysextCluster, strings.TrimRight(b.String(), "\n")))
-	x, _ := generated(t, doc)
+	x, clusterDir := generated(t, doc)
+	script, err := os.ReadFile(filepath.Join(clusterDir, "proxmox", "create-nodes.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	createNodes = string(script)
 	return doc, x
 }
+
+// createNodes is the create-nodes.sh of the last sysextSpec.
+var createNodes string
 
 // bakeSysexts bakes every sysext of doc into a new directory.
 func bakeSysexts(t *testing.T, doc *spec.Document, x *gen.Context) (string, []Result) {
@@ -195,6 +203,16 @@ func TestSysext(t *testing.T) {
 	}
 	if kinds[filepath.Base(raw)] != KindSysext || kinds[filepath.Base(ign)] != KindIgnition {
 		t.Errorf("manifest kinds %v", kinds)
+	}
+	// create-nodes.sh gives w3 this config (from the default artifact
+	// directory) and imports Flatcar's image as its disk.
+	for _, w := range []string{" bake/" + filepath.Base(ign) + " w3-ignition.json", "flatcar_production_proxmoxve_image.img"} {
+		if !strings.Contains(createNodes, w) {
+			t.Errorf("create-nodes.sh does not name %s", w)
+		}
+	}
+	if strings.Contains(createNodes, "nodes/w3/ignition.json") {
+		t.Error("create-nodes.sh names nodes/w3/ignition.json, which generate does not write")
 	}
 
 	_, again := bakeSysexts(t, doc, x)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/spec"
@@ -251,8 +252,15 @@ func vm(x *gen.Context, n spec.Node, g *guest) {
 	store := s.Proxmox.SnippetsStorage
 	dir := "nodes/" + n.Name + "/"
 	var custom []string
-	if n.Boot == "ignition" {
-		g.Snippets = []snippet{{dir + "ignition.json", n.Name + "-ignition.json"}}
+	if n.Boot == spec.BootIgnition {
+		src := dir + "ignition.json"
+		if n.Sysext() {
+			// Its config names its systemd-sysext image by SHA-256:
+			// hardway bake --format sysext writes both (default
+			// artifact directory).
+			src = "bake/" + emit.IgnitionFileName(x.C, n.Name)
+		}
+		g.Snippets = []snippet{{src, n.Name + "-ignition.json"}}
 		custom = []string{"user=" + store + ":snippets/" + n.Name + "-ignition.json"}
 	} else {
 		for _, f := range []struct{ key, file string }{{"user", "user-data"}, {"network", "network-config"}, {"meta", "meta-data"}} {
