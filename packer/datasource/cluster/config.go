@@ -73,6 +73,8 @@ type Node struct {
 	// by cloud-init.
 	SeedISO string `mapstructure:"seed_iso"`
 	// The Ignition config; empty unless the node is of target `kvm` booted
-	// by Ignition.
+	// by Ignition. For a node with role etcd, controller or worker, the one
+	// `hardway bake --format sysext` writes in bake_directory with its
+	// systemd-sysext image.
 	Ignition string `mapstructure:"ignition"`
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/packer/internal/load"
 	"github.com/hardway-dev/hardway/spec"
@@ -92,6 +93,9 @@ func Describe(doc *spec.Document, out string) DatasourceOutput {
 		case n.Boot == "ignition":
 			o.KVMNodes = append(o.KVMNodes, n.Name)
 			node.Ignition = filepath.Join(nd, "ignition.json")
+			if n.Sysext() {
+				node.Ignition = filepath.Join(o.BakeDirectory, emit.IgnitionFileName(c, n.Name))
+			}
 		default:
 			o.KVMNodes = append(o.KVMNodes, n.Name)
 			node.CloudInit = filepath.Join(nd, "cloud-init")
