@@ -309,3 +309,55 @@ func TestSysextRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestSysextMerge merges the image as systemd-sysext does at boot, into a
+// root whose os-release is Flatcar's (in a private mount namespace: root
+// only): every /usr/lib/hardway path of the node's tree exists in the merged
+// /usr and the kubelet there runs.
+func TestSysextMerge(t *testing.T) {
+	need(t, "mksquashfs", "systemd-sysext", "unshare")
+	if os.Geteuid() != 0 {
+		t.Skip("merging mounts an overlay: root only")
+	}
+	doc, x := sysextSpec(t)
+	out, res := bakeSysexts(t, doc, x)
+	root := t.TempDir()
+	for p, data := range map[string]string{
+		"usr/lib/os-release": "ID=flatcar\nVERSION_ID=4230.2.0\nSYSEXT_LEVEL=1.0\n",
+		"usr/bin/true":       "",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), []byte(data), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img, err := os.ReadFile(filepath.Join(out, "hardway-w3_1.34.2_x86-64.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(root, gen.SysextPath)
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dest, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// systemd-sysext prepares the overlay in a namespace of its own, a slave
+	// of this one: a private /run and shared mounts (both only in the
+	// namespace unshare makes) let the merge show here.
+	script := `set -e
+mount -t tmpfs tmpfs /run
+mount --make-rshared /
+SYSTEMD_SYSEXT_HIERARCHIES=/usr systemd-sysext --root="$0" merge
+cd "$0"
+for p; do test -e ".$p" || { echo "missing $p"; exit 1; }; done
+test -e usr/bin/true || { echo "the OS's /usr is hidden"; exit 1; }
+./usr/lib/hardway/bin/kubelet`
+	args := append([]string{"-m", "--propagation", "private", "sh", "-c", script, root}, sysextPaths(t, res[0].Job.Tree)...)
+	got, err := exec.Command("unshare", args...).CombinedOutput()
+	if err != nil || !strings.HasSuffix(string(got), "fake kubelet\n") {
+		t.Errorf("merge: %v\n%s", err, got)
+	}
+}

@@ -11,7 +11,7 @@ set -euo pipefail
 # A command added to a test without its package fails the quick loop.
 PKGS=(
   openssl                     # [openssl] openssl verify of every issued certificate
-  systemd                     # [systemd-analyze systemd-tmpfiles] systemd-analyze verify of generated units; the /dev/kmsg tmpfiles link
+  systemd                     # [systemd-analyze systemd-tmpfiles systemd-sysext] systemd-analyze verify of generated units; the /dev/kmsg tmpfiles link; merging the sysext images
   systemd-container           # [systemd-nspawn systemd-dissect] booting baked templates; reads the sysext images as systemd-sysext does
   squashfs-tools              # [mksquashfs unsquashfs] the systemd-sysext images of nodes booted by Ignition, and reading them back
   cloud-init                  # [cloud-init] cloud-init schema of generated user-data, its write_files module
