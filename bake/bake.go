@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -120,7 +121,7 @@ func selectJobs(x *gen.Context, target, what, node, role string, adjust func(spe
 // complete and checked; on any error, or when ctx is cancelled, the temporary
 // file is removed and the other jobs stop.
 func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
-	layers, info, err := prepare(ctx, &cfg, jobs, nil, func(info *rootfs.BaseInfo) error { return checkBase(cfg.Base, info) })
+	layers, info, err := prepare(ctx, &cfg, jobs, []string{path.Base(debianVersion)}, func(info *rootfs.BaseInfo) error { return checkTemplateBase(cfg.Base, info) })
 	if err != nil {
 		return nil, err
 	}

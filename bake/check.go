@@ -3,6 +3,7 @@ package bake
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path"
@@ -26,8 +27,12 @@ func (e *BaseError) Error() string {
 }
 
 // checkBase checks what every artifact needs from the base: systemd (the
-// units are systemd units), an sbin entry (pct refuses a template without
-// one) and an os-release ID (the artifact's name, and pct's OS detection).
+// units are systemd units), an sbin entry and an os-release ID (the
+// artifact's name, and pct's OS detection). pct checks the sbin entry (and
+// 10 members at least) only in archives it does not trust, such as a backup
+// restored by a user who may not create privileged containers
+// (pve-container src/PVE/LXC/Create.pm, check_tar_archive), not in
+// templates; a base without /sbin is broken either way.
 func checkBase(name string, info *rootfs.BaseInfo) error {
 	var missing []string
 	if info.Systemd() == "" {
@@ -43,6 +48,23 @@ func checkBase(name string, info *rootfs.BaseInfo) error {
 		return &BaseError{Base: name, Missing: missing}
 	}
 	return nil
+}
+
+// debianVersion is the file pct's Debian setup reads the release from.
+const debianVersion = "/etc/debian_version"
+
+// checkTemplateBase is checkBase plus what pct needs to set a container up:
+// a Debian base must have /etc/debian_version (pve-container
+// src/PVE/LXC/Setup/Debian.pm dies "unable to read version info" without it).
+func checkTemplateBase(name string, info *rootfs.BaseInfo) error {
+	err := checkBase(name, info)
+	if info.OS.ID != "debian" || info.Has(debianVersion) {
+		return err
+	}
+	be := &BaseError{Base: name}
+	errors.As(err, &be)
+	be.Missing = append(be.Missing, "no "+debianVersion+": pct reads a Debian container's release from it and refuses to start one without it (package base-files)")
+	return be
 }
 
 // execKeys are the unit settings whose first word is a program to run.

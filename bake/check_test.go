@@ -37,6 +37,8 @@ func TestBaseLacksRoleNeeds(t *testing.T) {
 		{"etcd1", []string{"./usr/bin/etcd"}, []string{"node etcd1 (role etcd) needs /usr/bin/etcd", "Debian's package etcd-server"}},
 		{"worker1", []string{units + "containerd.service", "./usr/bin/kubelet"}, []string{
 			"node worker1 (role worker) needs containerd.service", "package containerd", "node worker1 (role worker) needs /usr/bin/kubelet"}},
+		// pct's Debian setup reads it (templates only).
+		{"lb1", []string{"./etc/debian_version"}, []string{"no /etc/debian_version: pct reads a Debian container's release from it"}},
 		// In no Exec line: kube-proxy and the CNI plugins run it.
 		{"worker1", []string{"./usr/sbin/iptables"}, []string{
 			"node worker1 (role worker) needs /usr/sbin/iptables", "kube-proxy writes the Services' rules with it", "package iptables"}},

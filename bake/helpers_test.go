@@ -179,7 +179,7 @@ func buildBase(t testing.TB, extra []member, without ...string) string {
 		d("./"), l("./bin", "usr/bin"), d("./dev/"),
 		{Header: tar.Header{Typeflag: tar.TypeChar, Name: "./dev/null", Mode: 0o666, Devmajor: 1, Devminor: 3}},
 		{Header: tar.Header{Typeflag: tar.TypeChar, Name: "./dev/console", Mode: 0o600, Devmajor: 5, Devminor: 1}},
-		d("./etc/"), f("./etc/hostname", "localhost\n"), f("./etc/machine-id", "0123456789abcdef0123456789abcdef\n"),
+		d("./etc/"), f("./etc/debian_version", "12.8\n"), f("./etc/hostname", "localhost\n"), f("./etc/machine-id", "0123456789abcdef0123456789abcdef\n"),
 		l("./etc/os-release", "../usr/lib/os-release"),
 		d("./etc/ssh/"), f("./etc/ssh/ssh_host_ed25519_key", "secret"), f("./etc/ssh/ssh_host_ed25519_key.pub", "public"),
 		d("./etc/systemd/"), d("./etc/systemd/system/"),

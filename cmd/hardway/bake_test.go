@@ -35,14 +35,17 @@ spec:
 `
 
 // baseFiles are what writeBase puts in a base besides filler: what bake
-// checks for every artifact (systemd, /sbin, os-release) and what the
-// trees of bakeSpec's nodes and of an lb node need of the base: networkd,
-// haproxy, keepalived, and in binaries.mode packaged containerd and the
-// Kubernetes and etcd binaries (stand-ins).
+// checks for every artifact (systemd, /sbin, os-release), for a Debian
+// template (debian_version), and what the trees and roles of bakeSpec's
+// nodes and of an lb node need of the base: networkd, haproxy, keepalived,
+// iptables, and in binaries.mode packaged containerd and the Kubernetes and
+// etcd binaries (stand-ins).
 var baseFiles = func() map[string]string {
 	files := map[string]string{
 		"./usr/lib/os-release":      "ID=debian\nVERSION_ID=12\n",
+		"./etc/debian_version":      "12.8\n",
 		"./usr/lib/systemd/systemd": "ELF",
+		"./usr/sbin/iptables":       "ELF",
 	}
 	for _, u := range []string{"systemd-networkd", "systemd-networkd-wait-online", "haproxy", "keepalived", "containerd"} {
 		files["./usr/lib/systemd/system/"+u+".service"] = "[Unit]\n"

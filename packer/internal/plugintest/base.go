@@ -19,13 +19,15 @@ type baseMember struct {
 }
 
 // baseMembers is a minimal Debian-like root file system: what bake checks
-// for (systemd, a /sbin entry, an os-release ID), merged-/usr links, an
+// for (systemd, a /sbin entry, an os-release ID, a Debian template's
+// debian_version), merged-/usr links, an
 // identity for the sysprep to remove (machine-id, an SSH host key), and
 // what the nodes' trees need of a base (neededMembers).
 var baseMembers = append([]baseMember{
 	{name: "bin", typ: tar.TypeSymlink, link: "usr/bin"},
 	{name: "dev/", typ: tar.TypeDir, mode: 0o755},
 	{name: "etc/", typ: tar.TypeDir, mode: 0o755},
+	{name: "etc/debian_version", typ: tar.TypeReg, mode: 0o644, data: "12.8\n"},
 	{name: "etc/machine-id", typ: tar.TypeReg, mode: 0o444, data: "0123456789abcdef0123456789abcdef\n"},
 	{name: "etc/os-release", typ: tar.TypeReg, mode: 0o644, data: "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n"},
 	{name: "etc/ssh/", typ: tar.TypeDir, mode: 0o755},
@@ -46,8 +48,8 @@ var baseMembers = append([]baseMember{
 }, neededMembers()...)
 
 // neededMembers are stand-ins for what bake requires of a base for the
-// nodes' trees, in either binaries mode: networkd, haproxy and keepalived
-// (lb), the programs hardway's units run, and in binaries.mode packaged
+// nodes' trees and roles, in either binaries mode: networkd, haproxy and
+// keepalived (lb), iptables (worker), the programs hardway's units run, and in binaries.mode packaged
 // containerd's unit and the Kubernetes and etcd binaries.
 func neededMembers() []baseMember {
 	var out []baseMember
@@ -57,6 +59,7 @@ func neededMembers() []baseMember {
 	for _, p := range []string{"sh", "echo", "touch", "rm", "etcd", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"} {
 		out = append(out, baseMember{name: "usr/bin/" + p, typ: tar.TypeReg, mode: 0o755, data: "#!/bin/sh\n"})
 	}
+	out = append(out, baseMember{name: "usr/sbin/iptables", typ: tar.TypeReg, mode: 0o755, data: "#!/bin/sh\n"})
 	return out
 }
 
