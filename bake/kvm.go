@@ -23,6 +23,7 @@ import (
 	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators/common"
 	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -252,7 +253,7 @@ func checkKVMBase(name string, info *rootfs.BaseInfo, roleImage bool) error {
 // KVMFileName is the name of a KVM image:
 // <os>-<version>-hardway-<node>_<kubernetes version>_amd64.<raw|qcow2>.
 func KVMFileName(os rootfs.OSRelease, subject, kubernetesVersion, format string) string {
-	return strings.TrimSuffix(FileName(os, subject, kubernetesVersion), ".tar.zst") + "." + format
+	return pvename.Name(os.ID, os.VersionID, subject, kubernetesVersion, format)
 }
 
 // kvmDisk is the layout of one node's disk.

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -100,15 +101,10 @@ func checkPCT(st *rootfs.Stats) error {
 	return nil
 }
 
-// FileName is the Proxmox name of a template:
-// <os>-<version>-hardway-<node|role>_<kubernetes version>_amd64.tar.zst,
-// for example debian-12-hardway-etcd1_1.34.2_amd64.tar.zst.
+// FileName is the Proxmox name of a template (pvename.Name), for example
+// debian-12-hardway-etcd1_1.34.2_amd64.tar.zst.
 func FileName(os rootfs.OSRelease, subject, kubernetesVersion string) string {
-	v := os.VersionID
-	if v == "" {
-		v = "rolling"
-	}
-	return fmt.Sprintf("%s-%s-hardway-%s_%s_amd64.tar.zst", os.ID, v, subject, strings.TrimPrefix(kubernetesVersion, "v"))
+	return pvename.Name(os.ID, os.VersionID, subject, kubernetesVersion, pvename.ExtTemplate)
 }
 
 // xattrSummary words the dropped xattrs for a log line: name×count, sorted.
