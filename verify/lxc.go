@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hardway-dev/hardway/generators/gen"
 )
 
 // The boot of a baked LXC template the way Proxmox VE 8 starts a container:
@@ -161,12 +163,26 @@ func lxcConfig(vmid string, c *PctConf, rootfs string, h lxcHost) (string, []str
 }
 
 // pctSetup writes what pct's prestart hook writes into the root of a
-// container with the options of c: /etc/hostname and /etc/resolv.conf
-// (PVE::LXC::Setup::Debian set_hostname and set_dns; /etc/hosts and the
-// network configuration are the node tree's, behind its .pve-ignore markers).
+// Debian 12 container with the options of c (PVE::LXC::Setup::Debian):
+// /etc/hostname, /etc/resolv.conf and the first-boot preset that disables
+// systemd-networkd (Base.pm setup_systemd_preset), each skipped, as
+// ct_is_file_ignored does, when the node's tree has the file's .pve-ignore
+// marker. /etc/hosts and the network configuration are the tree's, behind
+// their markers.
 func pctSetup(root string, c *PctConf) error {
+	write := func(file, data string) error {
+		p := filepath.Join(root, file)
+		if _, err := os.Stat(filepath.Join(filepath.Dir(p), ".pve-ignore."+filepath.Base(p))); err == nil {
+			return nil
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		_ = os.Remove(p) // resolv.conf is a symlink into /run in some bases
+		return os.WriteFile(p, []byte(data), 0o644)
+	}
 	if h := c.Options["hostname"]; h != "" {
-		if err := os.WriteFile(filepath.Join(root, "etc/hostname"), []byte(h+"\n"), 0o644); err != nil {
+		if err := write("etc/hostname", h+"\n"); err != nil {
 			return err
 		}
 	}
@@ -177,9 +193,12 @@ func pctSetup(root string, c *PctConf) error {
 	for _, ns := range strings.Fields(c.Options["nameserver"]) {
 		fmt.Fprintf(&resolv, "nameserver %s\n", ns)
 	}
-	p := filepath.Join(root, "etc/resolv.conf")
-	_ = os.Remove(p) // a symlink into /run in some bases
-	return os.WriteFile(p, []byte(resolv.String()), 0o644)
+	if err := write("etc/resolv.conf", resolv.String()); err != nil {
+		return err
+	}
+	return write(gen.PVEPreset, "# Added by PVE at create-time for first-boot configuration.\n"+
+		"enable container-getty@.service\ndisable getty@.service\ndisable sys-kernel-config.mount\n"+
+		"disable sys-kernel-debug.mount\ndisable systemd-networkd.service\n")
 }
 
 // extractTemplate unpacks an LXC template into root as pct does.

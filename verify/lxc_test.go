@@ -1,10 +1,13 @@
 package verify
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/hardway-dev/hardway/generators/gen"
 )
 
 // TestHostContractParsers: the parsers of the worker boot read what the
@@ -80,5 +83,40 @@ func TestHostContractParsers(t *testing.T) {
 	}
 	if _, _, err := lxcConfig("231", &PctConf{Options: map[string]string{"unprivileged": "1"}}, "/r", lxcHost{}); err == nil {
 		t.Error("an unprivileged container was accepted")
+	}
+}
+
+// TestPctSetupMarkers: pct's setup writes the hostname, resolv.conf and the
+// first-boot preset that disables systemd-networkd, but not a file whose
+// .pve-ignore marker the tree has, as the seed's LXC nodes have for the
+// hostname and the preset.
+func TestPctSetupMarkers(t *testing.T) {
+	dir := generateExample(t, "../examples/seed-lxc.yaml")
+	c, err := ReadPctConf(filepath.Join(dir, "nodes/worker1/proxmox.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, marked := range []bool{false, true} {
+		root := t.TempDir()
+		if marked {
+			// What the template holds of the node's tree: the markers.
+			if err := os.CopyFS(root, os.DirFS(filepath.Join(dir, "nodes/worker1/rootfs"))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := pctSetup(root, c); err != nil {
+			t.Fatal(err)
+		}
+		preset, _ := os.ReadFile(filepath.Join(root, gen.PVEPreset))
+		hostname, _ := os.ReadFile(filepath.Join(root, "etc/hostname"))
+		resolv, _ := os.ReadFile(filepath.Join(root, "etc/resolv.conf"))
+		switch {
+		case !marked && (!strings.Contains(string(preset), "disable systemd-networkd.service") || string(hostname) != c.Options["hostname"]+"\n"):
+			t.Errorf("without markers: preset %q, hostname %q", preset, hostname)
+		case marked && len(preset) > 0:
+			t.Errorf("the preset was written despite its marker: %q", preset)
+		case !strings.Contains(string(resolv), "nameserver "):
+			t.Errorf("resolv.conf %q", resolv)
+		}
 	}
 }

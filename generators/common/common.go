@@ -197,14 +197,16 @@ func timeSync(x *gen.Context, n spec.Node, t *tree.Tree) {
 // every container start, the marker /dir/.pve-ignore.<name> that makes it
 // skip the file (pve-container: ct_is_file_ignored). Besides the hosts and
 // hostname files and our network file, Debian's ifupdown interfaces file is
-// marked: Proxmox would configure eth0 there too, against networkd.
+// marked: Proxmox would configure eth0 there too, against networkd. So is
+// the preset file Proxmox writes into Debian 12+ containers, which disables
+// systemd-networkd at a first boot (gen.PVEPreset).
 func pveIgnore(x *gen.Context, n spec.Node, t *tree.Tree) {
 	if n.Target != spec.TargetLXC {
 		return
 	}
 	files := []string{HostsFile, HostnameFile}
 	if x.TreeManagesNetwork(n) {
-		files = append(files, x.NetworkFile(n), Interfaces)
+		files = append(files, x.NetworkFile(n), Interfaces, gen.PVEPreset)
 	}
 	for _, f := range files {
 		t.File(IgnoreMarker(f), 0o644, x.Render("common/pve-ignore", map[string]any{"File": f}))

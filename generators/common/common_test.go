@@ -224,12 +224,13 @@ func hasUnit(tr *tree.Tree, name string) bool {
 	return slices.ContainsFunc(tr.Units(), func(u tree.Unit) bool { return u.Name == name })
 }
 
-// TestPVEIgnoreMarkers: every LXC node carries the four markers pve-container
+// TestPVEIgnoreMarkers: every LXC node carries the five markers pve-container
 // looks for (<dir>/.pve-ignore.<name>), a KVM node none.
 func TestPVEIgnoreMarkers(t *testing.T) {
 	x := commontest.Context(t, "../../examples/mixed.yaml")
 	markers := []string{"/etc/.pve-ignore.hosts", "/etc/.pve-ignore.hostname",
-		"/etc/systemd/network/.pve-ignore.eth0.network", "/etc/network/.pve-ignore.interfaces"}
+		"/etc/systemd/network/.pve-ignore.eth0.network", "/etc/network/.pve-ignore.interfaces",
+		"/etc/systemd/system-preset/.pve-ignore.00-pve.preset"}
 	for _, n := range x.C.Spec.Nodes {
 		tr := generate(t, x, n.Name)
 		var got []string

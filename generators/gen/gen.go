@@ -150,6 +150,15 @@ func (x *Context) TreeManagesNetwork(n spec.Node) bool {
 	return !(n.Target == spec.TargetKVM && n.Boot == "cloud-init")
 }
 
+// PVEPreset is the preset file pve-container writes at every start of a
+// Debian 12+ container (PVE::LXC::Setup::Debian setup_init, through Base.pm
+// setup_systemd_preset), with "disable systemd-networkd.service" because
+// Debian containers use ifupdown there. systemd applies presets at a first
+// boot (an empty /etc/machine-id, as bake leaves it); whether that disables
+// an enabled unit depends on systemd's first-boot preset mode. A
+// .pve-ignore marker keeps the file out.
+const PVEPreset = "/etc/systemd/system-preset/00-pve.preset"
+
 // NetworkFile is the network configuration file of a node whose tree
 // manages its network: a systemd-networkd file, but on Fedora CoreOS, whose
 // network is NetworkManager's, a NetworkManager keyfile. On LXC it has the
