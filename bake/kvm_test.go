@@ -23,6 +23,7 @@ import (
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/rootfs/rootfstest"
 	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/verify"
 )
 
 func TestParseSize(t *testing.T) {
@@ -180,7 +181,7 @@ func TestKVMImage(t *testing.T) {
 	}
 	need(t, "fakeroot", "tar", "mke2fs", "debugfs", "dumpe2fs", "e2fsck", "mkfs.vfat", "mcopy", "mdir",
 		"qemu-img", "qemu-system-x86_64", "sfdisk")
-	for _, f := range []string{ovmfCode, ovmfVars} {
+	for _, f := range []string{verify.OVMFCode, verify.OVMFVars} {
 		if _, err := os.Stat(f); err != nil {
 			t.Fatalf("%v: apt-get install ovmf", err)
 		}
@@ -417,12 +418,6 @@ func extract(t *testing.T, disk, file string, off, n int64) {
 	}
 }
 
-// OVMF, the UEFI firmware qemu boots the images with (Debian's ovmf).
-const (
-	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
-)
-
 // bootKVM boots disk (a snapshot: the image is not changed) under qemu with
 // UEFI firmware, software emulation and user-mode networking restricted to
 // the guest (restrict=on: no packet leaves for the host or beyond; the NIC
@@ -432,11 +427,11 @@ func bootKVM(t *testing.T, disk, mac, marker string, timeout time.Duration, extr
 	t.Helper()
 	dir := t.TempDir()
 	vars := filepath.Join(dir, "OVMF_VARS.fd")
-	copyFile(t, ovmfVars, vars, 0o644)
+	copyFile(t, verify.OVMFVars, vars, 0o644)
 	log := filepath.Join(dir, "serial.log")
 	cmd := exec.Command("qemu-system-x86_64", "-machine", "q35", "-m", "1024", "-nographic", "-vga", "none",
 		"-monitor", "none", "-serial", "file:"+log,
-		"-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode,
+		"-drive", "if=pflash,format=raw,readonly=on,file="+verify.OVMFCode,
 		"-drive", "if=pflash,format=raw,file="+vars,
 		"-drive", "file="+disk+",if=virtio,format=raw,snapshot=on",
 		"-nic", "user,restrict=on,model=virtio-net-pci,mac="+mac)

@@ -38,6 +38,15 @@ var workerChecks = []check{
 // workerRowTimeout bounds one worker row; the first includes the boot.
 const workerRowTimeout = 240 * time.Second
 
+// With a VM among the workers: under software emulation (no usable KVM on
+// a build machine) its boot to Ready took 1 min 45 s on a lightly loaded
+// 2-core machine, and may take several times that under load; every pod
+// start is slower too.
+const (
+	vmBootTimeout = 20 * time.Minute
+	vmRowTimeout  = 8 * time.Minute
+)
+
 // smokeNamespace holds the smoke pods and their Service.
 const smokeNamespace = "default"
 
@@ -45,14 +54,15 @@ const smokeNamespace = "default"
 func smokePod(node string) string { return "smoke-" + node }
 
 // checkReady: every booted worker's Node is Ready; the detail has the time
-// from lxc-start to Ready and what the kubelet reports of itself.
+// from its start (lxc-start or qemu) to Ready and what the kubelet reports of itself.
 func checkReady(ctx context.Context, v *run) (string, error) {
 	cs, err := v.clientset("super-admin")
 	if err != nil {
 		return "", err
 	}
 	var details []string
-	for _, c := range v.containers {
+	for _, g := range v.guests {
+		c := g.info()
 		node := &corev1.Node{}
 		err := poll(ctx, 2*time.Second, func() error {
 			if err := cs.get(ctx, "/api/v1/nodes/"+c.name, node); err != nil {
@@ -69,7 +79,7 @@ func checkReady(ctx context.Context, v *run) (string, error) {
 			return "", v.withJournals(ctx, err)
 		}
 		info := node.Status.NodeInfo
-		details = append(details, fmt.Sprintf("%s Ready %s after lxc-start (kubelet %s, %s)", c.name, round(time.Since(c.started)), info.KubeletVersion, info.ContainerRuntimeVersion))
+		details = append(details, fmt.Sprintf("%s Ready %s after %s started (kubelet %s, %s)", c.name, round(time.Since(c.started)), c.via, info.KubeletVersion, info.ContainerRuntimeVersion))
 	}
 	return strings.Join(details, "; "), nil
 }
@@ -98,7 +108,8 @@ func checkPods(ctx context.Context, v *run) (string, error) {
 	cidrs := v.c.PodCIDRs()
 	from := v.firstController()
 	var details []string
-	for _, c := range v.containers {
+	for _, g := range v.guests {
+		c := g.info()
 		pod, err := runSmokePod(ctx, cs, c.name)
 		if err != nil {
 			return "", v.withJournals(ctx, err)
@@ -239,18 +250,21 @@ func contains(s string) func(string) error {
 }
 
 // checkLogsExec: `kubectl logs` shows the smoke pod's request log and
-// `kubectl exec` runs a command in it: the API server reaches the kubelet
+// `kubectl exec` runs a command in it, on every worker: the API server reaches the kubelet
 // with its client certificate and the kubelet authorizes the call.
 func checkLogsExec(ctx context.Context, v *run) (string, error) {
-	c := v.containers[0]
-	pod := smokePod(c.name)
-	if _, err := v.pollKubectl(ctx, contains("GET / from"), "logs", "-n", smokeNamespace, pod); err != nil {
-		return "", err
+	var pods []string
+	for _, g := range v.guests {
+		pod := smokePod(g.info().name)
+		if _, err := v.pollKubectl(ctx, contains("GET / from"), "logs", "-n", smokeNamespace, pod); err != nil {
+			return "", err
+		}
+		if _, err := v.pollKubectl(ctx, contains("ok"), "exec", "-n", smokeNamespace, pod, "--", "/smoke", "get", "http://127.0.0.1:8080/healthz"); err != nil {
+			return "", err
+		}
+		pods = append(pods, pod)
 	}
-	if _, err := v.pollKubectl(ctx, contains("ok"), "exec", "-n", smokeNamespace, pod, "--", "/smoke", "get", "http://127.0.0.1:8080/healthz"); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("logs of %s show the controller's request; exec of /smoke get in it answers ok", pod), nil
+	return fmt.Sprintf("logs of %s show the controller's request; exec of /smoke get in each answers ok", strings.Join(pods, ", ")), nil
 }
 
 // checkDNS: CoreDNS (the bootstrap manifests' Deployment) runs on the
@@ -277,7 +291,7 @@ func checkDNS(ctx context.Context, v *run) (string, error) {
 	}
 	name := "kubernetes.default.svc." + v.c.Spec.ClusterDomain
 	want := v.c.FirstServiceIP().String()
-	pod := smokePod(v.containers[0].name)
+	pod := smokePod(v.guests[0].info().name)
 	if _, err := v.pollKubectl(ctx, contains(want), "exec", "-n", smokeNamespace, pod, "--", "/smoke", "lookup", name); err != nil {
 		return "", err
 	}
@@ -308,7 +322,7 @@ func checkClusterIP(ctx context.Context, v *run) (string, error) {
 			return "", err
 		}
 	}
-	pod := smokePod(v.containers[0].name)
+	pod := smokePod(v.guests[0].info().name)
 	url := "http://" + svc.Spec.ClusterIP + "/"
 	if _, err := v.pollKubectl(ctx, contains(`"pod":"smoke-`), "exec", "-n", smokeNamespace, pod, "--", "/smoke", "get", url); err != nil {
 		return "", v.withJournals(ctx, err)

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/hardway-dev/hardway/spec"
 )
 
 // check is one row of the smoke test: a name and a function returning the
@@ -52,10 +55,16 @@ func (v *run) runChecks(ctx context.Context) {
 	v.runRows(ctx, checks, rowTimeout, "")
 	if len(v.workers) > 0 {
 		skip := ""
-		if len(v.containers) == 0 {
+		if len(v.guests) == 0 {
 			skip = "not run: no worker booted"
 		}
-		v.runRows(ctx, workerChecks, workerRowTimeout, skip)
+		// The first worker row includes the boot.
+		boot, row := workerRowTimeout, workerRowTimeout
+		if slices.Contains(v.workerTargets(), spec.TargetKVM) {
+			boot, row = vmBootTimeout, vmRowTimeout
+		}
+		v.runRows(ctx, workerChecks[:1], boot, skip)
+		v.runRows(ctx, workerChecks[1:], row, skip)
 	}
 	fmt.Fprintln(v.o.Out)
 	v.rep.WriteTable(v.o.Out)

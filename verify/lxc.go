@@ -266,13 +266,11 @@ func hostCgroupV1() bool {
 	return unix.Statfs("/sys/fs/cgroup/devices", &st) == nil && st.Type == unix.CGROUP_SUPER_MAGIC
 }
 
-// container is one booted LXC container.
+// container is one booted LXC container; lxc-start -F is its process.
 type container struct {
-	name    string
-	lxcPath string    // lxc-start -P
-	hub     *NS       // where lxc-start runs: its command socket is there
-	proc    *Proc     // lxc-start -F
-	started time.Time // when lxc-start started
+	booted
+	lxcPath string // lxc-start -P
+	hub     *NS    // where lxc-start runs: its command socket is there
 }
 
 // initPID asks lxc-start for the container's init (its PID 1) through the

@@ -82,10 +82,10 @@ func (v *run) prepare() (string, error) {
 		return "", err
 	}
 	if len(v.workers) > 0 {
-		if err := preflightWorkers(); err != nil {
+		if err := preflightWorkers(v.workerTargets()...); err != nil {
 			return "", err
 		}
-		note += fmt.Sprintf("; %d workers to boot from their templates", len(v.workers))
+		note += fmt.Sprintf("; %d workers to boot from their artifacts", len(v.workers))
 	}
 	return fmt.Sprintf("%d nodes; %s", len(v.nodes), note), nil
 }

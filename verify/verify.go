@@ -26,6 +26,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hardway-dev/hardway/spec"
@@ -44,11 +46,13 @@ type Options struct {
 	Log     *slog.Logger
 	// Grace is the time between SIGTERM and SIGKILL. Default 5s.
 	Grace time.Duration
-	// Templates boots workers: node name → its baked LXC template. Each
-	// is unpacked as pct does and started with lxc-start on the run's
-	// bridge once the control plane is bootstrapped; the worker rows
-	// follow the control plane's (see worker.go).
-	Templates map[string]string
+	// Artifacts boots workers: node name → its baked artifact, an LXC
+	// template for target lxc (unpacked as pct does, started by
+	// lxc-start) or a KVM image for target kvm (booted by qemu, with the
+	// node's NoCloud seed), on the run's bridge once the control plane is
+	// bootstrapped; the worker rows follow the control plane's (see
+	// worker.go).
+	Artifacts map[string]string
 }
 
 // Run starts the control plane, checks it, tears it down and returns the
@@ -162,11 +166,25 @@ func preflight() error {
 	return nil
 }
 
-// preflightWorkers checks what booting workers needs.
-func preflightWorkers() error {
-	for _, c := range []struct{ cmd, pkg string }{{"lxc-start", "lxc"}, {"nsenter", "util-linux"}, {"tar", "tar"}, {"zstd", "zstd"}} {
-		if _, err := exec.LookPath(c.cmd); err != nil {
-			return fmt.Errorf("booting workers needs %s (apt-get install %s)", c.cmd, c.pkg)
+// preflightWorkers checks what booting workers of the targets needs.
+func preflightWorkers(targets ...string) error {
+	type need struct{ cmd, pkg string }
+	needs := []need{{"nsenter", "util-linux"}}
+	if slices.Contains(targets, spec.TargetLXC) {
+		needs = append(needs, need{"lxc-start", "lxc"}, need{"tar", "tar"}, need{"zstd", "zstd"})
+	}
+	if slices.Contains(targets, spec.TargetKVM) {
+		needs = append(needs, need{"qemu-system-x86_64", "qemu-system-x86"}, need{OVMFCode, "ovmf"})
+	}
+	for _, c := range needs {
+		var err error
+		if filepath.IsAbs(c.cmd) {
+			_, err = os.Stat(c.cmd)
+		} else {
+			_, err = exec.LookPath(c.cmd)
+		}
+		if err != nil {
+			return fmt.Errorf("booting %s workers needs %s (apt-get install %s)", strings.Join(targets, " and "), c.cmd, c.pkg)
 		}
 	}
 	return nil
@@ -192,8 +210,8 @@ type run struct {
 	bootstrapped error // the bootstrap phase's result, for its row
 	bootstrapCmd string
 
-	workers    []spec.Node  // booted from Options.Templates
-	containers []*container // the booted workers
+	workers []spec.Node // booted from Options.Artifacts
+	guests  []guest     // the booted workers
 }
 
 // phase runs one step, times it and prints its line.

@@ -5,20 +5,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/spec"
 )
 
-// Workers booted from their baked LXC templates (Options.Templates) join the
-// control plane verify runs. The hub then plays the Proxmox host of the
+// Workers booted from their baked artifacts (Options.Artifacts: LXC
+// templates under lxc-start, KVM images under qemu) join the control plane
+// verify runs. The hub then plays the Proxmox host of the
 // cluster's host contract: it takes network.gateway when that is not a
 // node's address, forwards between the node network's members, and holds
 // the routes to the workers' pod CIDRs of proxmox/interfaces.d/hardway. The
@@ -28,23 +31,21 @@ import (
 // hostInterfacesFile is the host contract's network file in the cluster directory.
 const hostInterfacesFile = "proxmox/interfaces.d/hardway"
 
-// prepareWorkers checks the nodes of Options.Templates: LXC workers with
-// nothing else to run here, each with its template and proxmox.conf.
+// prepareWorkers checks the nodes of Options.Artifacts: workers with
+// nothing else to run here, each with its artifact and proxmox.conf.
 func (v *run) prepareWorkers() error {
-	for _, name := range slices.Sorted(maps.Keys(v.o.Templates)) {
+	for _, name := range slices.Sorted(maps.Keys(v.o.Artifacts)) {
 		n, ok := v.c.Node(name)
 		switch {
 		case !ok:
-			return fmt.Errorf("template for %s: no such node in the spec", name)
+			return fmt.Errorf("artifact for %s: no such node in the spec", name)
 		case !n.Has(spec.RoleWorker):
-			return fmt.Errorf("template for %s: the node is not a worker", name)
-		case n.Target != spec.TargetLXC:
-			return fmt.Errorf("template for %s: the node has target %s; only LXC templates boot here", name, n.Target)
+			return fmt.Errorf("artifact for %s: the node is not a worker", name)
 		case v.byName[name] != nil:
-			return fmt.Errorf("template for %s: the node also runs control-plane components, which verify starts as processes", name)
+			return fmt.Errorf("artifact for %s: the node also runs control-plane components, which verify starts as processes", name)
 		}
-		if _, err := os.Stat(v.o.Templates[name]); err != nil {
-			return fmt.Errorf("template for %s: %w", name, err)
+		if _, err := os.Stat(v.o.Artifacts[name]); err != nil {
+			return fmt.Errorf("artifact for %s: %w", name, err)
 		}
 		if _, err := os.Stat(filepath.Join(v.o.Dir, "nodes", name, "proxmox.conf")); err != nil {
 			return fmt.Errorf("node %s: %w", name, err)
@@ -62,6 +63,17 @@ func (v *run) prepareWorkers() error {
 		}
 	}
 	return nil
+}
+
+// workerTargets are the targets of the workers to boot, each once.
+func (v *run) workerTargets() []string {
+	var out []string
+	for _, n := range v.workers {
+		if !slices.Contains(out, n.Target) {
+			out = append(out, n.Target)
+		}
+	}
+	return out
 }
 
 // hostNetwork makes the hub the Proxmox host (see above) and routes the
@@ -170,32 +182,69 @@ func (v *run) startWorkers(ctx context.Context) {
 	_ = v.phase("boot workers", func() (string, error) { return v.bootWorkers(ctx) })
 }
 
-// bootWorkers unpacks and starts every worker's template.
+// booted is what every booted worker has.
+type booted struct {
+	name    string
+	via     string    // what boots it: lxc-start or qemu
+	proc    *Proc     // that process
+	started time.Time // when it started
+}
+
+// guest is a booted worker: a container or a VM.
+type guest interface {
+	info() *booted
+	// journal is the tail of a unit's journal on the worker.
+	journal(ctx context.Context, unit string, lines int) string
+	// poweroff shuts the worker down as Proxmox does, and makes sure its
+	// process ends (killed after timeout).
+	poweroff(timeout time.Duration) error
+}
+
+func (b *booted) info() *booted { return b }
+
+// bootWorkers starts every worker from its artifact: containers first
+// (they boot in seconds), then VMs.
 func (v *run) bootWorkers(ctx context.Context) (string, error) {
-	lxcPath := filepath.Join(v.work, "lxc")
-	if err := os.MkdirAll(lxcPath, 0o700); err != nil {
+	dir := filepath.Join(v.work, "guests")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	up := filepath.Join(lxcPath, "net-up")
-	// lxc.net.N.script.up gets: name, "net", "up", "veth", the host side.
-	if err := os.WriteFile(up, []byte("#!/bin/sh\n# As Proxmox's lxcnetaddbr: the host side of the veth joins the bridge.\nexec ip link set dev \"$5\" master br0 up\n"), 0o755); err != nil {
-		return "", err
-	}
-	h := lxcHost{cgroupV1: hostCgroupV1(), upScript: up}
-	var names []string
-	for _, n := range v.workers {
-		c, err := v.bootWorker(ctx, n, lxcPath, h)
-		if err != nil {
-			return "", fmt.Errorf("node %s: %w", n.Name, err)
+	// lxc.net.N.script.up gets: name, "net", "up", "veth", the host side;
+	// qemu's script= gets the tap.
+	lxcUp, qemuUp := filepath.Join(dir, "lxc-net-up"), filepath.Join(dir, "qemu-net-up")
+	for p, arg := range map[string]string{lxcUp: "$5", qemuUp: "$1"} {
+		script := "#!/bin/sh\n# As Proxmox's lxcnetaddbr and pve-bridge: the host side of the link joins the bridge.\nexec ip link set dev \"" + arg + "\" master br0 up\n"
+		if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+			return "", err
 		}
-		v.containers = append(v.containers, c)
-		names = append(names, fmt.Sprintf("%s (lxc-start pid %d)", n.Name, c.proc.PID))
+	}
+	lh, vh := lxcHost{cgroupV1: hostCgroupV1(), upScript: lxcUp}, kvmHost(qemuUp)
+	var names []string
+	for _, target := range []string{spec.TargetLXC, spec.TargetKVM} {
+		for _, n := range v.workers {
+			if n.Target != target {
+				continue
+			}
+			var g guest
+			var err error
+			if target == spec.TargetLXC {
+				g, err = v.bootContainer(ctx, n, dir, lh)
+			} else {
+				g, err = v.bootVM(n, dir, vh)
+			}
+			if err != nil {
+				return "", fmt.Errorf("node %s: %w", n.Name, err)
+			}
+			v.guests = append(v.guests, g)
+			b := g.info()
+			names = append(names, fmt.Sprintf("%s (%s pid %d)", n.Name, b.via, b.proc.PID))
+		}
 	}
 	return strings.Join(names, ", ") + " started", nil
 }
 
-// bootWorker unpacks one template as pct does and starts the container.
-func (v *run) bootWorker(ctx context.Context, n spec.Node, lxcPath string, h lxcHost) (*container, error) {
+// bootContainer unpacks one template as pct does and starts the container.
+func (v *run) bootContainer(ctx context.Context, n spec.Node, lxcPath string, h lxcHost) (*container, error) {
 	conf, err := ReadPctConf(filepath.Join(v.o.Dir, "nodes", n.Name, "proxmox.conf"))
 	if err != nil {
 		return nil, err
@@ -203,7 +252,7 @@ func (v *run) bootWorker(ctx context.Context, n spec.Node, lxcPath string, h lxc
 	dir := filepath.Join(lxcPath, n.Name)
 	root := filepath.Join(dir, "rootfs")
 	start := time.Now()
-	if err := extractTemplate(ctx, v.o.Templates[n.Name], root); err != nil {
+	if err := extractTemplate(ctx, v.o.Artifacts[n.Name], root); err != nil {
 		return nil, err
 	}
 	if err := pctSetup(root, conf); err != nil {
@@ -225,7 +274,7 @@ func (v *run) bootWorker(ctx context.Context, n spec.Node, lxcPath string, h lxc
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(v.o.Out, "lxc: %s: %s unpacked with pct's tar flags in %s; LXC configuration %s from proxmox.conf as pve-container writes it; differences on this host:\n", n.Name, filepath.Base(v.o.Templates[n.Name]), time.Since(start).Round(time.Millisecond), cfgPath)
+	fmt.Fprintf(v.o.Out, "lxc: %s: %s unpacked with pct's tar flags in %s; LXC configuration %s from proxmox.conf as pve-container writes it; differences on this host:\n", n.Name, filepath.Base(v.o.Artifacts[n.Name]), time.Since(start).Round(time.Millisecond), cfgPath)
 	for _, d := range diffs {
 		fmt.Fprintf(v.o.Out, "lxc: %s:   %s\n", n.Name, d)
 	}
@@ -239,15 +288,62 @@ func (v *run) bootWorker(ctx context.Context, n spec.Node, lxcPath string, h lxc
 	if err != nil {
 		return nil, err
 	}
-	return &container{name: n.Name, lxcPath: lxcPath, hub: v.net.Hub, proc: p, started: time.Now()}, nil
+	return &container{booted: booted{name: n.Name, via: "lxc-start", proc: p, started: time.Now()}, lxcPath: lxcPath, hub: v.net.Hub}, nil
 }
 
-// stopWorkers powers every container off before the control plane stops.
-func (v *run) stopWorkers() error {
-	var errs []error
-	for _, c := range v.containers {
-		errs = append(errs, c.poweroff(90*time.Second))
+// bootVM starts qemu with the node's image, its NoCloud seed when generate
+// wrote one, and the devices of its proxmox.conf.
+func (v *run) bootVM(n spec.Node, dir string, h vmHost) (*vm, error) {
+	conf, err := ReadPctConf(filepath.Join(v.o.Dir, "nodes", n.Name, "proxmox.conf"))
+	if err != nil {
+		return nil, err
 	}
+	vmDir := filepath.Join(dir, n.Name)
+	if err := os.MkdirAll(vmDir, 0o700); err != nil {
+		return nil, err
+	}
+	f := qemuFiles{image: v.o.Artifacts[n.Name], vars: filepath.Join(vmDir, "OVMF_VARS.fd"),
+		serial: v.logPath(n.Name, "console"), agent: filepath.Join(vmDir, "qga.sock")}
+	if seed := filepath.Join(v.o.Dir, "nodes", n.Name, "seed.iso"); conf.Options["ide2"] != "" {
+		if _, err := os.Stat(seed); err != nil {
+			return nil, fmt.Errorf("the cloudinit drive's seed: %w", err)
+		}
+		f.seed = seed
+	}
+	st, err := os.Stat(OVMFVars)
+	if err != nil {
+		return nil, fmt.Errorf("UEFI variable store: %w (apt-get install ovmf)", err)
+	}
+	if err := copyEntry(OVMFVars, f.vars, fs.FileInfoToDirEntry(st)); err != nil {
+		return nil, err
+	}
+	args, diffs, err := qemuArgs(fmt.Sprint(n.VMID), conf, f, h)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(v.o.Out, "qemu: %s: %s with the devices of proxmox.conf as qemu-server makes them; differences on this host:\n", n.Name, filepath.Base(f.image))
+	for _, d := range diffs {
+		fmt.Fprintf(v.o.Out, "qemu: %s:   %s\n", n.Name, d)
+	}
+	// qemu runs in the hub's network namespace, where the bridge is: its
+	// tap is created there. Stopped by stopWorkers, through the agent.
+	cmd := nsCommand(context.Background(), v.net.Hub, "qemu-system-x86_64", args...)
+	p, err := v.procs.Start(n.Name+"/qemu", 4, cmd, v.logPath(n.Name, "qemu"))
+	if err != nil {
+		return nil, err
+	}
+	return &vm{booted: booted{name: n.Name, via: "qemu", proc: p, started: time.Now()}, agent: qga(f.agent), serial: f.serial}, nil
+}
+
+// stopWorkers powers every worker off, all at once, before the control
+// plane stops.
+func (v *run) stopWorkers() error {
+	errs := make([]error, len(v.guests))
+	var wg sync.WaitGroup
+	for i, g := range v.guests {
+		wg.Go(func() { errs[i] = g.poweroff(90 * time.Second) })
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -263,9 +359,9 @@ func (v *run) withJournals(ctx context.Context, err error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
 	var b strings.Builder
-	for _, c := range v.containers {
+	for _, g := range v.guests {
 		for _, u := range workerUnits {
-			fmt.Fprintf(&b, "\n  node %s, unit %s:\n%s", c.name, u, indent(c.journal(ctx, u, 15)))
+			fmt.Fprintf(&b, "\n  node %s, unit %s:\n%s", g.info().name, u, indent(g.journal(ctx, u, 15)))
 		}
 	}
 	return fmt.Errorf("%w%s", err, b.String())

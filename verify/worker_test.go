@@ -25,7 +25,8 @@ import (
 )
 
 // workerSpec is a control plane of one node (controller and etcd, run as
-// processes) and one LXC worker booted from its baked template. The Proxmox
+// processes), an LXC worker booted from its baked template and a KVM worker
+// booted from the worker role image with its NoCloud seed. The Proxmox
 // host is the gateway (10.240.0.1), as in the seed. %s is the binaries
 // section, %s the images.
 const workerSpec = `apiVersion: hardway.dev/v1alpha1
@@ -48,17 +49,20 @@ spec:
   nodes:
     - {name: cp1, roles: [controller, etcd], target: lxc, address: 10.240.0.21/24, vmid: 221}
     - {name: w1, roles: [worker], target: lxc, address: 10.240.0.31/24, vmid: 231, cores: 2, memoryMiB: 4096}
+    - {name: w2, roles: [worker], target: kvm, address: 10.240.0.32/24, vmid: 232, cores: 2, memoryMiB: 2048}
 `
 
-// TestWorkerJoins is issue 11's proof for LXC: w1's template, baked from
-// the small Debian base with the pinned upstream runtime (make runtime) and
-// the image archives (make images), boots under lxc-start with the LXC
-// configuration pve-container writes from its proxmox.conf, joins the
-// control plane verify runs, goes Ready and runs pods: the worker rows of
-// verify must all pass, and nothing of the run may be left.
+// TestWorkerJoins is issue 11's proof: w1's template, baked from the small
+// Debian base with the pinned upstream runtime (make runtime) and the image
+// archives (make images), boots under lxc-start with the LXC configuration
+// pve-container writes from its proxmox.conf; the worker role image, baked
+// from the KVM base, boots under qemu with OVMF, w2's NoCloud seed and the
+// devices of its proxmox.conf. Both join the control plane verify runs, go
+// Ready and run pods: the worker rows of verify must all pass, and nothing
+// of the run may be left.
 func TestWorkerJoins(t *testing.T) {
 	needRoot(t)
-	if err := preflightWorkers(); err != nil {
+	if err := preflightWorkers(spec.TargetLXC, spec.TargetKVM); err != nil {
 		t.Fatalf("%v: hack/deps.sh installs it", err)
 	}
 	bins := binDirs(t)
@@ -78,6 +82,20 @@ func TestWorkerJoins(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("baked %s in %s", filepath.Base(baked[0].Path), time.Since(start).Round(time.Millisecond))
+	kvmJobs, err := bake.KVMJobs(x, "", spec.RoleWorker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	image, err := bake.RunKVM(context.Background(), bake.Config{Doc: doc, Base: rootfstest.Base(t, rootfstest.KVMBase), Out: t.TempDir(), Log: slog.New(slog.DiscardHandler)},
+		bake.KVMOptions{DiskSize: 3 << 30, Formats: []string{bake.ImageRaw}}, kvmJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(image) != 1 || image[0].Job.Node != "" {
+		t.Fatalf("want the worker role image, baked %+v", image)
+	}
+	t.Logf("baked %s in %s", filepath.Base(image[0].Path), time.Since(start).Round(time.Millisecond))
 
 	work := t.TempDir()
 	var out bytes.Buffer
@@ -89,9 +107,9 @@ func TestWorkerJoins(t *testing.T) {
 		WorkDir:   work,
 		Out:       &out,
 		Log:       slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Templates: map[string]string{"w1": baked[0].Path},
+		Artifacts: map[string]string{"w1": baked[0].Path, "w2": image[0].Path},
 	})
-	t.Logf("verify with w1 booted, in %s:\n%s", time.Since(start).Round(time.Millisecond), out.String())
+	t.Logf("verify with w1 and w2 booted, in %s:\n%s", time.Since(start).Round(time.Millisecond), out.String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,53 @@
+package verify
+
+import (
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/hardway-dev/hardway/generators/gen"
+)
+
+// TestQemuArgs: a KVM node's proxmox.conf (the seed's kub-node1) becomes
+// the devices qemu-server would give the VM: the node's own MAC (from the
+// generator, not from the file), its memory, UEFI with the VM's copy of the
+// variable store, the image as scsi0 and the seed as ide2, the guest
+// agent's port; cores beyond this host's are cut, and said so. An option
+// the harness does not know is refused, never dropped.
+func TestQemuArgs(t *testing.T) {
+	doc := loadExample(t, "../examples/seed-kvm.yaml")
+	dir := generateExample(t, "../examples/seed-kvm.yaml")
+	n, _ := doc.Cluster.Node("kub-node1")
+	mac := gen.New(doc.Cluster, nil).MAC(n)
+	conf, err := ReadPctConf(filepath.Join(dir, "nodes/kub-node1/proxmox.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := qemuFiles{image: "/img/w.qcow2", seed: "/seed.iso", vars: "/vm/vars.fd", serial: "/vm/console.log", agent: "/vm/qga.sock"}
+	args, diffs, err := qemuArgs("201", conf, f, vmHost{cpus: 2, upScript: "/up"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Join(args, " ")
+	for _, want := range []string{
+		"-machine q35", "-accel tcg", "-smp 2,sockets=1,cores=2", "-m " + strconv.Itoa(n.MemoryMiB),
+		"file=" + OVMFCode, "file=/vm/vars.fd",
+		"file=/img/w.qcow2,if=none,id=drive-scsi0,format=qcow2,snapshot=on", "bootindex=100",
+		"file=/seed.iso,if=none,id=drive-ide2,media=cdrom", "ifname=tap201i0,script=/up",
+		"virtio-net-pci,mac=" + mac, "-serial file:/vm/console.log",
+		"socket,path=/vm/qga.sock", "name=org.qemu.guest_agent.0",
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("qemu args lack %q:\n%s", want, line)
+		}
+	}
+	if !slices.ContainsFunc(diffs, func(d string) bool { return strings.HasPrefix(d, "cores 4: 2") }) {
+		t.Errorf("no difference line for the cut cores: %q", diffs)
+	}
+	conf.Options["hostpci0"] = "0000:01:00.0"
+	if _, _, err := qemuArgs("201", conf, f, vmHost{cpus: 2}); err == nil || !strings.Contains(err.Error(), "hostpci0") {
+		t.Errorf("an unknown option: err = %v", err)
+	}
+}
