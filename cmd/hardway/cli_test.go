@@ -157,7 +157,7 @@ func TestJSONOutputs(t *testing.T) {
 	dir := t.TempDir()
 	var g generateOutput
 	out, _, code := hardwayOut(t, "", "generate", "-f", seed, "--dir", dir, "-o", "json")
-	if err := json.Unmarshal([]byte(out), &g); err != nil || code != 0 || g.Dir != filepath.Join(dir, "kublxc") || len(g.Changed) != 300 {
+	if err := json.Unmarshal([]byte(out), &g); err != nil || code != 0 || g.Dir != filepath.Join(dir, "kublxc") || len(g.Changed) != 311 {
 		t.Errorf("generate -o json: exit %d, %v, %d changed\n%s", code, err, len(g.Changed), out)
 	}
 	out, _, _ = hardwayOut(t, "", "generate", "-f", seed, "--dir", dir, "-o", "json")

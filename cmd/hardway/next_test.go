@@ -54,7 +54,7 @@ func TestNextSteps(t *testing.T) {
 	out := strings.ReplaceAll(string(raw), "\r\n", "\n")
 	cluster := filepath.Join(dir, "kublxc")
 	for _, want := range []string{
-		cluster + ": 300 files changed in ",
+		cluster + ": 311 files changed in ",
 		"\nNext steps:\n",
 		"  hardway certs check -f " + seed + " --dir " + dir + "  ",
 		"  hardway pin -f " + seed + " --write  ",
