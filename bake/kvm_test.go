@@ -374,11 +374,13 @@ func bakeAgain(t *testing.T, dir, base string) string {
 	// base, the spec and generate's output.
 	bin := filepath.Join(dir, "bake.test")
 	copyFile(t, os.Args[0], bin, 0o755)
-	if err := os.Link(base, filepath.Join(dir, "base.tar.zst")); err != nil {
-		copyFile(t, base, filepath.Join(dir, "base.tar.zst"), 0o644)
-	}
 	if err := exec.Command("chown", "-R", "65534:65534", dir).Run(); err != nil {
 		t.Fatal(err)
+	}
+	// After the chown: a hard link shares the cached base's inode, which
+	// must stay root's; nobody only reads it (mode 0644).
+	if err := os.Link(base, filepath.Join(dir, "base.tar.zst")); err != nil {
+		copyFile(t, base, filepath.Join(dir, "base.tar.zst"), 0o644)
 	}
 	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "-test.run=^TestKVMChild$", "-test.v")
 	cmd.Dir = dir
