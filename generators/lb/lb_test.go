@@ -245,8 +245,9 @@ func TestMixedLB(t *testing.T) {
 }
 
 // TestSingleLB: a lone lb node has no VRRP peers, hence no unicast block, and
-// keepalived still accepts its configuration; as a VM booted by Ignition it
-// uses ens18.
+// keepalived still accepts its configuration; as a VM booted by cloud-init
+// it uses eth0 (an lb booted by Ignition is refused: Flatcar and Fedora
+// CoreOS ship no HAProxy or keepalived).
 func TestSingleLB(t *testing.T) {
 	keepalived := commontest.Tool(t, "keepalived", "keepalived")
 	unshare := commontest.Tool(t, "unshare", "util-linux")
@@ -255,7 +256,7 @@ func TestSingleLB(t *testing.T) {
 		c.Spec.Nodes = slices.DeleteFunc(c.Spec.Nodes, func(n spec.Node) bool { return n.Name == "lb1" || n.Name == "lb2" })
 		for i := range c.Spec.Nodes {
 			if c.Spec.Nodes[i].Name == "lb" {
-				c.Spec.Nodes[i].Target, c.Spec.Nodes[i].Boot, c.Spec.Nodes[i].SwapMiB = spec.TargetKVM, "ignition", 0 // swap is a container's limit
+				c.Spec.Nodes[i].Target, c.Spec.Nodes[i].Boot, c.Spec.Nodes[i].SwapMiB = spec.TargetKVM, "cloud-init", 0 // swap is a container's limit
 			}
 		}
 	})
@@ -263,11 +264,11 @@ func TestSingleLB(t *testing.T) {
 	if strings.Contains(text, "unicast_") {
 		t.Errorf("a single lb has unicast settings:\n%s", text)
 	}
-	if f := keyValues(text); f["state"] != "MASTER" || f["interface"] != "ens18" {
-		t.Errorf("state %s interface %s, want MASTER ens18", f["state"], f["interface"])
+	if f := keyValues(text); f["state"] != "MASTER" || f["interface"] != "eth0" {
+		t.Errorf("state %s interface %s, want MASTER eth0", f["state"], f["interface"])
 	}
 	conf := commontest.WriteFile(t, t.TempDir(), "keepalived.conf", []byte(text))
-	if out, ok := commontest.Run(t, unshare, "-n", "sh", "-c", `"$1" link add ens18 type veth peer name peer0 && "$2" -t -f "$3"`, "sh", ip, keepalived, conf); !ok {
+	if out, ok := commontest.Run(t, unshare, "-n", "sh", "-c", `"$1" link add eth0 type veth peer name peer0 && "$2" -t -f "$3"`, "sh", ip, keepalived, conf); !ok {
 		t.Errorf("keepalived -t: %s", out)
 	}
 }

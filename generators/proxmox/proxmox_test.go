@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators/common/commontest"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/pvename"
@@ -286,6 +287,9 @@ func execScript(t *testing.T, x *gen.Context, script []byte, o operator) run {
 			commontest.WriteFile(t, r.root, filepath.Join("nodes", n.Name, "cloud-init", f), []byte("fake "+n.Name+" "+f+"\n"))
 		}
 		commontest.WriteFile(t, r.root, filepath.Join("nodes", n.Name, "ignition.json"), []byte("{}\n"))
+		if n.Sysext() { // bake --format sysext writes its config
+			commontest.WriteFile(t, r.root, filepath.Join("bake", emit.IgnitionFileName(x.C, n.Name)), []byte("{}\n"))
+		}
 	}
 	if o.Guests == nil {
 		o.Guests = []resource{}

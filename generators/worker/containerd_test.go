@@ -80,14 +80,20 @@ func TestContainerdConfigDump(t *testing.T) {
 				}
 				got = plain
 			}
+			// A node booted by Ignition runs the pinned runtime from its
+			// systemd-sysext image, merged under /usr.
+			runc, cni := "/usr/local/bin/runc", "[/opt/cni/bin]"
+			if n, _ := w.x.C.Node(w.node); n.Boot == "ignition" {
+				runc, cni = "/usr/lib/hardway/bin/runc", "[/usr/lib/hardway/cni]"
+			}
 			want := []struct{ section, key, want string }{
 				{"", "version", "3"},
 				{images + ".pinned_images", "sandbox", "registry.k8s.io/pause:3.10.1"},
 				{rt + ".containerd", "default_runtime_name", "runc"},
 				{rt + ".containerd.runtimes.runc", "runtime_type", "io.containerd.runc.v2"},
 				{rt + ".containerd.runtimes.runc.options", "SystemdCgroup", "true"},
-				{rt + ".containerd.runtimes.runc.options", "BinaryName", "/usr/local/bin/runc"},
-				{rt + ".cni", "bin_dirs", "[/opt/cni/bin]"},
+				{rt + ".containerd.runtimes.runc.options", "BinaryName", runc},
+				{rt + ".cni", "bin_dirs", cni},
 				{rt + ".cni", "conf_dir", "/etc/cni/net.d"},
 			}
 			if w.x.C.Spec.Binaries.Mode == spec.ModePackaged {
