@@ -121,7 +121,7 @@ func KVMJobs(x *gen.Context, node, role string) ([]Job, error) {
 		if err := debianBased(n); err != nil {
 			return err
 		}
-		if !x.TreeManagesNetwork(n) {
+		if !n.TreeManagesNetwork() {
 			common.Network(x, n, t)
 		}
 		return nil
@@ -130,7 +130,7 @@ func KVMJobs(x *gen.Context, node, role string) ([]Job, error) {
 
 // debianBased refuses a node whose system does not come from a Debian base.
 func debianBased(n spec.Node) error {
-	if n.Boot == "ignition" {
+	if n.BootsByIgnition() {
 		return fmt.Errorf("node %s boots by Ignition (Fedora CoreOS, Flatcar): its image comes from that distribution, not from a Debian base", n.Name)
 	}
 	return nil

@@ -29,8 +29,8 @@ type butaneVariant struct {
 // both translate to Ignition spec 3.4.0. On Fedora CoreOS the writable
 // top-level directories are symlinks into /var (ostree layout).
 var butaneVariants = map[string]butaneVariant{
-	"fcos":    {"fcos", "1.5.0", []string{"/home", "/media", "/mnt", "/opt", "/root", "/srv", "/usr/local"}},
-	"flatcar": {"flatcar", "1.1.0", nil},
+	spec.IgnitionFCOS:    {"fcos", "1.5.0", []string{"/home", "/media", "/mnt", "/opt", "/root", "/srv", "/usr/local"}},
+	spec.IgnitionFlatcar: {"flatcar", "1.1.0", nil},
 }
 
 // Ignition returns the Ignition config of node n carrying tree t: a Butane

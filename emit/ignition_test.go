@@ -59,7 +59,7 @@ func decodeResource(t *testing.T, r types.Resource) []byte {
 // parser and validator (spec 3.4.0) and finds every entry of the tree in it.
 func TestIgnition(t *testing.T) {
 	x, nodes := testContext(t)
-	for _, variant := range []string{"fcos", "flatcar"} {
+	for _, variant := range []string{spec.IgnitionFCOS, spec.IgnitionFlatcar} {
 		t.Run(variant, func(t *testing.T) {
 			n := nodes["w2"]
 			n.Ignition = variant
@@ -166,7 +166,7 @@ func TestIgnitionOSLinks(t *testing.T) {
 	tr.Dir("/root", 0o700)
 	tr.Dir("/root/.ssh", 0o700)
 	tr.Secret("/root/.ssh/authorized_keys", []byte("ssh-ed25519 AAAA ops\n"))
-	for variant, wantRoot := range map[string]bool{"fcos": false, "flatcar": true} {
+	for variant, wantRoot := range map[string]bool{spec.IgnitionFCOS: false, spec.IgnitionFlatcar: true} {
 		n := nodes["w2"]
 		n.Ignition = variant
 		n.Roles = []string{spec.RoleGateway}
@@ -211,7 +211,7 @@ var testSysext = &Sysext{URL: "http://10.240.0.1:8080/hardway-w2_1.34.2_x86-64.r
 func TestIgnitionSysext(t *testing.T) {
 	x, nodes := testContext(t)
 	n := nodes["w2"]
-	n.Ignition = "flatcar"
+	n.Ignition = spec.IgnitionFlatcar
 	out, err := Ignition(x, n, sampleTree(), testSysext)
 	if err != nil {
 		t.Fatal(err)

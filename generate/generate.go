@@ -203,7 +203,7 @@ func node(x *gen.Context, d *output.Dir, n spec.Node) error {
 		// bake --format sysext writes both.
 		return nil
 	}
-	if n.Boot == spec.BootIgnition {
+	if n.BootsByIgnition() {
 		ign, err := emit.Ignition(x, n, t, nil)
 		if err != nil {
 			return fmt.Errorf("node %s: ignition: %w", n.Name, err)

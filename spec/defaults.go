@@ -17,6 +17,20 @@ const (
 	TargetKVM = "kvm"
 )
 
+// Boot modes (Node.Boot): how a kvm node receives its configuration at
+// first boot. An lxc node has none.
+const (
+	BootCloudInit = "cloud-init" // a NoCloud seed, into a Debian base image
+	BootIgnition  = "ignition"   // Ignition, into its distribution's image
+)
+
+// Ignition variants (Node.Ignition): the distribution of a node booted by
+// Ignition.
+const (
+	IgnitionFCOS    = "fcos"    // Fedora CoreOS
+	IgnitionFlatcar = "flatcar" // Flatcar Container Linux
+)
+
 // Binary modes.
 const (
 	ModeUpstream = "upstream"
@@ -79,9 +93,9 @@ func ApplyDefaults(c *Cluster) {
 		setInt(&nd.MemoryMiB, mem)
 		setInt(&nd.DiskGiB, disk)
 		if nd.Target == TargetKVM {
-			setStr(&nd.Boot, "cloud-init")
-			if nd.Boot == "ignition" {
-				setStr(&nd.Ignition, "fcos")
+			setStr(&nd.Boot, BootCloudInit)
+			if nd.Boot == BootIgnition {
+				setStr(&nd.Ignition, IgnitionFCOS)
 			}
 		}
 	}

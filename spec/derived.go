@@ -16,6 +16,20 @@ func (d *Document) BinariesDir() string {
 // Has reports whether the node holds role r.
 func (n Node) Has(r string) bool { return slices.Contains(n.Roles, r) }
 
+// BootsByIgnition reports whether node n is a kvm node booted by Ignition
+// (Fedora CoreOS, Flatcar), which boots from its distribution's image.
+func (n Node) BootsByIgnition() bool { return n.Target == TargetKVM && n.Boot == BootIgnition }
+
+// BootsByCloudInit reports whether node n is a kvm node booted by cloud-init
+// from a NoCloud seed, into a Debian base image.
+func (n Node) BootsByCloudInit() bool { return n.Target == TargetKVM && n.Boot == BootCloudInit }
+
+// TreeManagesNetwork reports whether node n's file tree carries its network
+// configuration (a systemd-networkd file, or on Fedora CoreOS a
+// NetworkManager keyfile). A kvm node booted by cloud-init gets its network
+// from the NoCloud network-config instead, rendered from the same data.
+func (n Node) TreeManagesNetwork() bool { return !n.BootsByCloudInit() }
+
 // IP is the node's address without prefix length.
 func (n Node) IP() netip.Addr {
 	p, _ := netip.ParsePrefix(n.Address)

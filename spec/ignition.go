@@ -1,9 +1,5 @@
 package spec
 
-// BootIgnition is Node.Boot of a node booted by Ignition (Fedora CoreOS,
-// Flatcar), which boots from its distribution's image.
-const BootIgnition = "ignition"
-
 // sysextRoles are the roles whose binaries are pinned files (binaries.mode
 // upstream): on a node booted by Ignition they come in a systemd-sysext image.
 var sysextRoles = []string{RoleEtcd, RoleController, RoleWorker}
@@ -13,7 +9,7 @@ var sysextRoles = []string{RoleEtcd, RoleController, RoleWorker}
 // bakes them into a systemd-sysext image that its Ignition config fetches
 // from spec.ignition.url.
 func (n Node) Sysext() bool {
-	if n.Target != TargetKVM || n.Boot != BootIgnition {
+	if !n.BootsByIgnition() {
 		return false
 	}
 	for _, r := range sysextRoles {
@@ -34,7 +30,7 @@ func (n Node) Sysext() bool {
 //     and neither distribution has any); spec.ignition.url to fetch it from;
 //   - spec.ignition.images for its variant, the disk create-nodes.sh imports.
 func (v *validator) ignitionNode(p string, n Node) {
-	if n.Target != TargetKVM || n.Boot != BootIgnition {
+	if !n.BootsByIgnition() {
 		return
 	}
 	s := v.d.Cluster.Spec
@@ -48,7 +44,7 @@ func (v *validator) ignitionNode(p string, n Node) {
 	}
 	if n.Sysext() {
 		switch {
-		case n.Ignition != "flatcar":
+		case n.Ignition != IgnitionFlatcar:
 			v.errf(variant, "%s runs pinned binaries, which hardway delivers as a systemd-sysext image; Fedora CoreOS enforces SELinux and refuses the image's unlabelled binaries: use ignitionVariant: flatcar", n.Name)
 		case s.Binaries.Mode != ModeUpstream:
 			v.errf(p+".boot", "%s runs pinned binaries and binaries.mode is %s, which takes them from a base's packages; Flatcar has none: a node booted by Ignition needs binaries.mode upstream", n.Name, s.Binaries.Mode)
@@ -63,7 +59,7 @@ func (v *validator) ignitionNode(p string, n Node) {
 
 // distro is the distribution of an Ignition variant.
 func distro(variant string) string {
-	if variant == "flatcar" {
+	if variant == IgnitionFlatcar {
 		return "Flatcar"
 	}
 	return "Fedora CoreOS"

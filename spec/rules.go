@@ -194,7 +194,7 @@ var (
 		desc:    "an Ignition variant: fcos or flatcar",
 		pattern: `^(fcos|flatcar)$`,
 		check: func(s string) string {
-			if s != "fcos" && s != "flatcar" {
+			if s != IgnitionFCOS && s != IgnitionFlatcar {
 				return fmt.Sprintf("%q is not an Ignition variant (fcos or flatcar)", s)
 			}
 			return ""

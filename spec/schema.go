@@ -83,7 +83,7 @@ func schemaDefaults() map[string]any {
 		c.Spec.Nodes = []Node{
 			{Roles: []string{RoleWorker}, Target: TargetLXC},
 			{Roles: []string{RoleController}, Target: TargetKVM},
-			{Roles: []string{RoleEtcd}, Target: TargetKVM, Boot: "ignition"},
+			{Roles: []string{RoleEtcd}, Target: TargetKVM, Boot: BootIgnition},
 		}
 		ApplyDefaults(c)
 		return reflect.ValueOf(c).Elem()

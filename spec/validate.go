@@ -257,7 +257,7 @@ func (v *validator) roleImage(p string, n Node) {
 	case n.RoleImage == "":
 	case n.Target != TargetKVM:
 		v.errf(p+".roleImage", "applies to kvm nodes only; %s is %s (an LXC node boots from its own template)", n.Name, n.Target)
-	case n.Boot == "ignition":
+	case n.BootsByIgnition():
 		v.errf(p+".roleImage", "applies only with boot: cloud-init; %s boots by Ignition, from its distribution's image", n.Name)
 	case !n.Has(n.RoleImage):
 		v.errf(p+".roleImage", "%s is not one of %s's roles (%s): the %s role image is baked for the nodes with that role", n.RoleImage, n.Name, strings.Join(n.Roles, ", "), n.RoleImage)
@@ -322,7 +322,7 @@ func (v *validator) nodes(nodeNet netip.Prefix, okNode bool, gw, vip netip.Addr)
 					v.errf(p+"."+f, "applies to kvm nodes only; %s is %s", n.Name, n.Target)
 				}
 			}
-		} else if n.Boot != "ignition" && v.d.Has(p+".ignitionVariant") {
+		} else if !n.BootsByIgnition() && v.d.Has(p+".ignitionVariant") {
 			v.errf(p+".ignitionVariant", "applies only with boot: ignition")
 		}
 		v.roleImage(p, n)

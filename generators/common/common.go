@@ -108,7 +108,7 @@ type routeLine struct {
 // does it) and enables networkd, with wait-online so that units ordered after
 // network-online.target find the node's address in place.
 func network(x *gen.Context, n spec.Node, t *tree.Tree) {
-	if x.TreeManagesNetwork(n) {
+	if n.TreeManagesNetwork() {
 		Network(x, n, t)
 	}
 }
@@ -184,7 +184,7 @@ func sshKeys(x *gen.Context, n spec.Node, t *tree.Tree) {
 //   - KVM booted by Ignition: Fedora CoreOS enables chronyd and Flatcar
 //     systemd-timesyncd out of the box; nothing to add.
 func timeSync(x *gen.Context, n spec.Node, t *tree.Tree) {
-	if n.Target != spec.TargetKVM || n.Boot == "ignition" {
+	if !n.BootsByCloudInit() {
 		return
 	}
 	t.File(ChronySources, 0o644, x.Render("common/chrony.sources", map[string]any{
@@ -205,7 +205,7 @@ func pveIgnore(x *gen.Context, n spec.Node, t *tree.Tree) {
 		return
 	}
 	files := []string{HostsFile, HostnameFile}
-	if x.TreeManagesNetwork(n) {
+	if n.TreeManagesNetwork() {
 		files = append(files, x.NetworkFile(n), Interfaces, gen.PVEPreset)
 	}
 	for _, f := range files {

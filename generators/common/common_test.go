@@ -326,7 +326,7 @@ func TestFedoraCoreOSNetwork(t *testing.T) {
 	fcos := commontest.Hostile(t, "../../examples/mixed.yaml", func(c *spec.Cluster) {
 		for i := range c.Spec.Nodes {
 			if c.Spec.Nodes[i].Name == "w3" {
-				c.Spec.Nodes[i].Ignition = "fcos"
+				c.Spec.Nodes[i].Ignition = spec.IgnitionFCOS
 			}
 		}
 	})

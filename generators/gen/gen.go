@@ -143,13 +143,6 @@ func (x *Context) PodRoutes(n spec.Node) []Route {
 	return out
 }
 
-// TreeManagesNetwork reports whether the node's tree carries its network
-// configuration (a systemd-networkd file). KVM nodes booted by cloud-init get
-// theirs from the NoCloud network-config instead, rendered from the same data.
-func (x *Context) TreeManagesNetwork(n spec.Node) bool {
-	return !(n.Target == spec.TargetKVM && n.Boot == "cloud-init")
-}
-
 // PVEPreset is the preset file pve-container writes at every start of a
 // Debian 12+ container (PVE::LXC::Setup::Debian setup_init, through Base.pm
 // setup_systemd_preset), with "disable systemd-networkd.service" because
@@ -178,7 +171,7 @@ func (x *Context) NetworkFile(n spec.Node) string {
 // Fedora CoreOS (Ignition variant fcos). Flatcar, Debian and the LXC nodes
 // use systemd-networkd.
 func NetworkManager(n spec.Node) bool {
-	return n.Target == spec.TargetKVM && n.Boot == "ignition" && n.Ignition == "fcos"
+	return n.BootsByIgnition() && n.Ignition == spec.IgnitionFCOS
 }
 
 // MAC is the node's deterministic Ethernet address: a locally administered

@@ -126,7 +126,7 @@ func VRID(vip netip.Addr) int {
 // VM booted by Ignition, ens18, the predictable name of net0, the virtio NIC
 // Proxmox puts in PCI slot 18.
 func Interface(n spec.Node) string {
-	if n.Target == spec.TargetKVM && n.Boot == "ignition" {
+	if n.BootsByIgnition() {
 		return "ens18"
 	}
 	return "eth0"

@@ -256,7 +256,7 @@ func TestSingleLB(t *testing.T) {
 		c.Spec.Nodes = slices.DeleteFunc(c.Spec.Nodes, func(n spec.Node) bool { return n.Name == "lb1" || n.Name == "lb2" })
 		for i := range c.Spec.Nodes {
 			if c.Spec.Nodes[i].Name == "lb" {
-				c.Spec.Nodes[i].Target, c.Spec.Nodes[i].Boot, c.Spec.Nodes[i].SwapMiB = spec.TargetKVM, "cloud-init", 0 // swap is a container's limit
+				c.Spec.Nodes[i].Target, c.Spec.Nodes[i].Boot, c.Spec.Nodes[i].SwapMiB = spec.TargetKVM, spec.BootCloudInit, 0 // swap is a container's limit
 			}
 		}
 	})
@@ -278,7 +278,7 @@ func TestSingleLB(t *testing.T) {
 func TestInterface(t *testing.T) {
 	for _, c := range []struct {
 		target, boot, want string
-	}{{spec.TargetLXC, "", "eth0"}, {spec.TargetKVM, "cloud-init", "eth0"}, {spec.TargetKVM, "ignition", "ens18"}} {
+	}{{spec.TargetLXC, "", "eth0"}, {spec.TargetKVM, spec.BootCloudInit, "eth0"}, {spec.TargetKVM, spec.BootIgnition, "ens18"}} {
 		if got := Interface(spec.Node{Target: c.target, Boot: c.boot}); got != c.want {
 			t.Errorf("%s/%s: %s, want %s", c.target, c.boot, got, c.want)
 		}

@@ -37,7 +37,7 @@ func bakeName(t *testing.T, x *gen.Context, n spec.Node) string {
 		}
 		return bake.FileName(debian12, jobs[0].Subject, k8s)
 	}
-	if n.Boot == "ignition" {
+	if n.BootsByIgnition() {
 		return ""
 	}
 	node, role := n.Name, ""

@@ -112,7 +112,7 @@ func guests(x *gen.Context) []guest {
 		switch {
 		case g.LXC:
 			g.Artifact = artifactWord(`${TEMPLATE_STORAGE}:vztmpl/`, subject, ext)
-		case n.Boot == spec.BootIgnition:
+		case n.BootsByIgnition():
 			// The distribution's own image, which bake does not make.
 			g.Artifact = `"${IMAGE_DIR}/"` + templates.ShellQuote(x.C.Spec.Ignition.Images[n.Ignition])
 		default:
@@ -252,7 +252,7 @@ func vm(x *gen.Context, n spec.Node, g *guest) {
 	store := s.Proxmox.SnippetsStorage
 	dir := "nodes/" + n.Name + "/"
 	var custom []string
-	if n.Boot == spec.BootIgnition {
+	if n.BootsByIgnition() {
 		src := dir + "ignition.json"
 		if n.Sysext() {
 			// Its config names its systemd-sysext image by SHA-256:
@@ -460,7 +460,7 @@ func bridgeAddress(c *spec.Cluster) netip.Prefix {
 // the KVM nodes booted by cloud-init (see generators/common).
 func servesTime(c *spec.Cluster) bool {
 	for _, n := range c.Spec.Nodes {
-		if n.Target == spec.TargetKVM && n.Boot != "ignition" {
+		if n.BootsByCloudInit() {
 			return true
 		}
 	}

@@ -83,7 +83,7 @@ func TestContainerdConfigDump(t *testing.T) {
 			// A node booted by Ignition runs the pinned runtime from its
 			// systemd-sysext image, merged under /usr.
 			runc, cni := "/usr/local/bin/runc", "[/opt/cni/bin]"
-			if n, _ := w.x.C.Node(w.node); n.Boot == "ignition" {
+			if n, _ := w.x.C.Node(w.node); n.BootsByIgnition() {
 				runc, cni = "/usr/lib/hardway/bin/runc", "[/usr/lib/hardway/cni]"
 			}
 			want := []struct{ section, key, want string }{

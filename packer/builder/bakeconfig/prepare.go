@@ -102,7 +102,7 @@ func withRole(c *spec.Cluster, target, role string) []spec.Node {
 func rolesOf(c *spec.Cluster, target string) []string {
 	var out []string
 	for _, n := range c.Spec.Nodes {
-		if n.Target != target || n.Boot == spec.BootIgnition {
+		if n.Target != target || n.BootsByIgnition() {
 			continue
 		}
 		for _, r := range n.Roles {

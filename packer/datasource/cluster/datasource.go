@@ -90,7 +90,7 @@ func Describe(doc *spec.Document, out string) DatasourceOutput {
 		switch {
 		case n.Target == spec.TargetLXC:
 			o.LXCNodes = append(o.LXCNodes, n.Name)
-		case n.Boot == "ignition":
+		case n.BootsByIgnition():
 			o.KVMNodes = append(o.KVMNodes, n.Name)
 			node.Ignition = filepath.Join(nd, "ignition.json")
 			if n.Sysext() {
