@@ -77,33 +77,6 @@ var kvmTools = map[string]string{
 	"mkfs.vfat": "dosfstools", "mcopy": "mtools", "mmd": "mtools",
 }
 
-// ParseSize parses a disk size: bytes, or a number with a K, M, G or T
-// suffix (powers of 1024, an optional trailing "iB" or "B").
-func ParseSize(s string) (int64, error) {
-	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
-	mult := int64(1)
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		case 'T':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			t = t[:len(t)-1]
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n <= 0 || n > (1<<50)/mult {
-		return 0, fmt.Errorf("bad size %q: want a positive number with an optional K, M, G or T suffix, e.g. 4G", s)
-	}
-	return n * mult, nil
-}
-
 // KVMJobs selects the KVM images to bake. With role, it is one role image:
 // the base, the binaries of every role of the nodes of target kvm that have
 // role, and no node: at first boot, cloud-init gives it the identity, files

@@ -26,19 +26,6 @@ import (
 	"github.com/hardway-dev/hardway/verify"
 )
 
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"4G": 4 << 30, "4GiB": 4 << 30, "512M": 512 << 20, "1048576": 1 << 20, "2t": 2 << 40, "100k": 100 << 10} {
-		if got, err := ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "G", "-1G", "4X", "1.5G", "0"} {
-		if _, err := ParseSize(in); err == nil {
-			t.Errorf("ParseSize(%q) succeeded", in)
-		}
-	}
-}
-
 // TestGPT checks the hand-written partition table with sfdisk.
 func TestGPT(t *testing.T) {
 	if testing.Short() {

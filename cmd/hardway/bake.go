@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hardway-dev/hardway/bake"
+	"github.com/hardway-dev/hardway/bytesize"
 	"github.com/hardway-dev/hardway/generate"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/spec"
@@ -194,7 +195,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 func kvmOptions(diskSize, imageFormat string) (bake.KVMOptions, error) {
 	var o bake.KVMOptions
 	if diskSize != "" {
-		n, err := bake.ParseSize(diskSize)
+		n, err := bytesize.Parse(diskSize)
 		if err != nil {
 			return o, fmt.Errorf("--disk-size: %w", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 
 	"github.com/hardway-dev/hardway/bake"
+	"github.com/hardway-dev/hardway/bytesize"
 	"github.com/hardway-dev/hardway/packer/builder/bakeconfig"
 	"github.com/hardway-dev/hardway/packer/internal/load"
 	"github.com/hardway-dev/hardway/spec"
@@ -71,14 +72,14 @@ func (c *Config) prepare(raws ...interface{}) (*bakeconfig.Prepared, []string, e
 // system that holds a base and the role's binaries.
 const minDiskMiB = 1024
 
-// diskSize reads disk_size in bytes with bake.ParseSize, a bare number
+// diskSize reads disk_size in bytes with bytesize.Parse, a bare number
 // being MiB (the qemu builder's convention).
 func diskSize(s string) (int64, error) {
 	in := s
 	if s != "" && strings.Trim(s, "0123456789") == "" {
 		in += "M"
 	}
-	n, err := bake.ParseSize(in)
+	n, err := bytesize.Parse(in)
 	if err != nil {
 		return 0, fmt.Errorf("%q is not a size: want a number of MiB, or a number with the suffix K, M, G or T (for example 20G)", s)
 	}
