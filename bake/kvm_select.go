@@ -1,0 +1,73 @@
+package bake
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/hardway-dev/hardway/generators/common"
+	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
+)
+
+// KVMJobs selects the KVM images to bake. With role, it is one role image:
+// the base, the binaries of every role of the nodes of target kvm that have
+// role, and no node: at first boot, cloud-init gives it the identity, files
+// and network of whichever of those nodes it boots as, from the node's
+// NoCloud seed. Otherwise it is a node image per node of target kvm (all of
+// them, or only node), with its node's tree baked in; it boots into its
+// role with no seed. A node booted by cloud-init gets its network from the
+// seed, which a node image has none of: its systemd-networkd file is added
+// to the tree, as the tree of any other node carries it (common.Network).
+func KVMJobs(x *gen.Context, node, role string) ([]Job, error) {
+	if role != "" && node == "" {
+		return roleJob(x, role)
+	}
+	return selectJobs(x, spec.TargetKVM, "a KVM image", node, role, func(n spec.Node, t *tree.Tree) error {
+		if err := debianBased(n); err != nil {
+			return err
+		}
+		if !n.TreeManagesNetwork() {
+			common.Network(x, n, t)
+		}
+		return nil
+	})
+}
+
+// debianBased refuses a node whose system does not come from a Debian base.
+func debianBased(n spec.Node) error {
+	if n.BootsByIgnition() {
+		return fmt.Errorf("node %s boots by Ignition (Fedora CoreOS, Flatcar): its image comes from that distribution, not from a Debian base", n.Name)
+	}
+	return nil
+}
+
+// roleJob is the role image of role.
+func roleJob(x *gen.Context, role string) ([]Job, error) {
+	nodes := RoleNodes(x.C, role)
+	if len(nodes) == 0 {
+		return nil, fmt.Errorf("no node of target kvm booted by cloud-init has role %s", role)
+	}
+	var roles []string
+	for _, n := range nodes {
+		for _, r := range n.Roles {
+			if !slices.Contains(roles, r) {
+				roles = append(roles, r)
+			}
+		}
+	}
+	slices.Sort(roles)
+	return []Job{{Subject: role, Roles: roles}}, nil
+}
+
+// RoleNodes are the nodes a KVM role image of role serves: those of target kvm,
+// booted by cloud-init, with role.
+func RoleNodes(c *spec.Cluster, role string) []spec.Node {
+	var out []spec.Node
+	for _, n := range c.Spec.Nodes {
+		if n.Target == spec.TargetKVM && n.Has(role) && debianBased(n) == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
