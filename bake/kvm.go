@@ -29,8 +29,6 @@ const (
 
 // Paths of the KVM layer and of the base.
 const (
-	// ReadyUnit reports on the console that the node's role units are active.
-	ReadyUnit = "hardway-ready.service"
 	// SystemdBootEFI is systemd-boot's UEFI binary in the base (package systemd-boot).
 	SystemdBootEFI = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
 	// RepartRoot is systemd-repart's configuration that grows the root partition.

@@ -21,12 +21,23 @@ import (
 	"github.com/hardway-dev/hardway/rootfs"
 )
 
+// mkRootScript extracts the merged stream (its standard input) into
+// $EXTRACT_DIR and makes the ext4 root file system of it with mke2fs -d:
+// $FS_KIB KiB in $DISK_FILE at byte $FS_OFFSET, with the UUID $FS_UUID and
+// the directory hash seed $FS_HASH_SEED. Both run in one shell so that one
+// fakeroot session holds the owners tar gives and mke2fs reads.
+const mkRootScript = `set -eu
+tar -x -p --numeric-owner --same-owner --delay-directory-restore --no-xattrs --no-acls -f - -C "$EXTRACT_DIR"
+mke2fs -q -F -t ext4 -L root -b 4096 -U "$FS_UUID" -E "offset=$FS_OFFSET,hash_seed=$FS_HASH_SEED,lazy_itable_init=1,lazy_journal_init=1,nodiscard" -d "$EXTRACT_DIR" "$DISK_FILE" "$FS_KIB"k
+`
+
 // makeRootFS streams the merged tree into work/root and builds the root
-// file system from it with mke2fs -d, in place in diskFile at the root
-// partition's offset, both as root or, for another user, in one fakeroot
-// session (the same bytes either way: TestKVMImage bakes as both), so that owners and device
-// nodes (/dev is kept: the kernel mounts devtmpfs over it) land in the file
-// system as the stream has them; xattrs and ACLs are set by setXattrs. Debian 12's mke2fs (1.47.0) takes only a
+// file system from it with mke2fs -d (mkRootScript), in place in diskFile
+// at the root partition's offset, both as root or, for another user, in
+// one fakeroot session (the same bytes either way: TestKVMImage bakes as
+// both), so that owners and device nodes (/dev is kept: the kernel mounts
+// devtmpfs over it) land in the file system as the stream has them; xattrs
+// and ACLs are set by setXattrs. Debian 12's mke2fs (1.47.0) takes only a
 // directory for -d (a tarball needs 1.47.1 built with libarchive), hence
 // the extraction. tar restores directory times at the very end
 // (--delay-directory-restore: the layers' files follow the base's
@@ -47,12 +58,8 @@ func makeRootFS(ctx context.Context, cfg Config, plan *rootfs.Plan, disk *kvmDis
 		return nil, err
 	}
 	defer f.Close()
-	// E2FSPROGS_FAKE_TIME is mke2fs's and debugfs's clock; 0 would mean unset.
+	// mke2fs's and debugfs's clock (e2fsClock): 0 would leave it unset.
 	epoch := max(emit.Epoch().Unix(), 1)
-	script := `set -eu
-tar -x -p --numeric-owner --same-owner --delay-directory-restore --no-xattrs --no-acls -f - -C "$1"
-mke2fs -q -F -t ext4 -L root -b 4096 -U "$4" -E "offset=$6,hash_seed=$5,lazy_itable_init=1,lazy_journal_init=1,nodiscard" -d "$1" "$2" "$3"k
-`
 	pr, pw := io.Pipe()
 	var stats *rootfs.Stats
 	merged := make(chan error, 1)
@@ -70,13 +77,20 @@ mke2fs -q -F -t ext4 -L root -b 4096 -U "$4" -E "offset=$6,hash_seed=$5,lazy_ita
 		pw.CloseWithError(err)
 		merged <- err
 	}()
-	env := []string{"E2FSPROGS_FAKE_TIME=" + strconv.FormatInt(epoch, 10), "LC_ALL=C"}
-	argv := []string{"sh", "-c", script, "sh"}
+	env := []string{
+		e2fsClock(epoch), "LC_ALL=C",
+		"EXTRACT_DIR=" + root,
+		"DISK_FILE=" + diskFile,
+		"FS_KIB=" + strconv.FormatInt(disk.rootBytes/1024, 10),
+		"FS_OFFSET=" + strconv.FormatInt(disk.rootOffset, 10),
+		"FS_UUID=" + disk.fsUUID,
+		"FS_HASH_SEED=" + disk.seed,
+	}
+	argv := []string{"sh", "-c", mkRootScript}
 	if os.Geteuid() != 0 {
 		argv = append([]string{"fakeroot", "--"}, argv...)
 	}
-	err = runTool(ctx, io.TeeReader(pr, xw), env, argv[0], append(argv[1:],
-		root, diskFile, strconv.FormatInt(disk.rootBytes/1024, 10), disk.fsUUID, disk.seed, strconv.FormatInt(disk.rootOffset, 10))...)
+	err = runTool(ctx, io.TeeReader(pr, xw), env, argv[0], argv[1:]...)
 	pr.CloseWithError(errors.New("extraction ended"))
 	merr := <-merged
 	xw.Close()
@@ -115,13 +129,8 @@ func fixTimes(ctx context.Context, img string, epoch int64) error {
 			fmt.Fprintf(&cmds, "sif <%d> %s %s\n", i, field, t)
 		}
 	}
-	cmd := exec.CommandContext(ctx, "debugfs", "-w", "-f", "-", img)
-	cmd.Stdin = &cmds
-	cmd.Env = append(os.Environ(), "E2FSPROGS_FAKE_TIME="+strconv.FormatInt(epoch, 10))
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("debugfs -w %s: %w: %s", img, err, lastLines(b, 5))
-	}
-	return nil
+	_, err = debugfs(ctx, img, epoch, cmds.Bytes())
+	return err
 }
 
 // fileXattr is one extended attribute of the merged stream.
@@ -167,27 +176,52 @@ func setXattrs(ctx context.Context, img, work string, xs []fileXattr, epoch int6
 		}
 		fmt.Fprintf(&cmds, "ea_set -f \"%s\" \"%s\" \"%s\"\n", v, x.path, x.name)
 	}
+	out, err := debugfs(ctx, img, epoch, cmds.Bytes())
+	if err == nil && bytes.Contains(out, []byte("ea_set: ")) {
+		// debugfs goes on after a failed request, which names itself.
+		err = fmt.Errorf("debugfs ea_set %s: %s", img, lastLines(out, 5))
+	}
+	return err
+}
+
+// debugfs runs the requests cmds (one a line) on the ext4 image img,
+// opened read-write, with the file system's clock at epoch, and returns
+// its output.
+func debugfs(ctx context.Context, img string, epoch int64, cmds []byte) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "debugfs", "-w", "-f", "-", img)
-	cmd.Stdin = &cmds
-	cmd.Env = append(os.Environ(), "E2FSPROGS_FAKE_TIME="+strconv.FormatInt(epoch, 10))
-	b, err := cmd.CombinedOutput()
-	if err == nil && bytes.Contains(b, []byte("ea_set: ")) {
-		err = errors.New("ea_set failed")
-	}
+	cmd.Stdin = bytes.NewReader(cmds)
+	cmd.Env = append(os.Environ(), e2fsClock(epoch))
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("debugfs ea_set %s: %w: %s", img, err, lastLines(b, 5))
+		return out, fmt.Errorf("debugfs -w %s: %w: %s", img, err, lastLines(out, 5))
 	}
-	return nil
+	return out, nil
+}
+
+// e2fsClock sets the clock of mke2fs and debugfs (the times they write in
+// the file system) to epoch, in seconds since 1970; 0 means unset.
+func e2fsClock(epoch int64) string {
+	return "E2FSPROGS_FAKE_TIME=" + strconv.FormatInt(epoch, 10)
 }
 
 // usedInodes lists the inodes in use of an ext4 image, but the reserved
-// ones other than the root directory's: the complement of the free inode
-// ranges dumpe2fs prints per block group.
+// ones other than the root directory's.
 func usedInodes(ctx context.Context, img string) ([]int64, error) {
 	out, err := exec.CommandContext(ctx, "dumpe2fs", img).Output()
 	if err != nil {
 		return nil, fmt.Errorf("dumpe2fs %s: %w", img, err)
 	}
+	used, err := parseUsedInodes(out)
+	if err != nil {
+		return nil, fmt.Errorf("dumpe2fs %s: %w", img, err)
+	}
+	return used, nil
+}
+
+// parseUsedInodes reads dumpe2fs's output: the inodes from 11 (the first
+// one not reserved) to its inode count, less the free inode ranges it
+// prints per block group, after the root directory's (2).
+func parseUsedInodes(out []byte) ([]int64, error) {
 	var count int64
 	free := map[int64]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
@@ -219,7 +253,7 @@ func usedInodes(ctx context.Context, img string) ([]int64, error) {
 		}
 	}
 	if count == 0 {
-		return nil, fmt.Errorf("dumpe2fs %s: no inode count", img)
+		return nil, errors.New("no inode count")
 	}
 	used := []int64{2}
 	for i := int64(11); i <= count; i++ {

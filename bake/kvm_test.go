@@ -26,6 +26,25 @@ import (
 	"github.com/hardway-dev/hardway/verify"
 )
 
+// TestParseUsedInodes reads dumpe2fs's output of a small file system
+// (mke2fs -d of a directory holding a/f): the root directory and inodes 11
+// (lost+found) to 13 are in use, the rest of both groups free.
+func TestParseUsedInodes(t *testing.T) {
+	out := []byte(`Inode count:              4096
+Free inodes:              4083
+Group 0: (Blocks 1-8192) csum 0x9c87 [ITABLE_ZEROED]
+  Free inodes: 14-2048
+Group 1: (Blocks 8193-16383) csum 0xf371 [INODE_UNINIT, ITABLE_ZEROED]
+  Free inodes: 2049-4096
+`)
+	if got, err := parseUsedInodes(out); err != nil || !slices.Equal(got, []int64{2, 11, 12, 13}) {
+		t.Errorf("parseUsedInodes = %v, %v; want [2 11 12 13]", got, err)
+	}
+	if _, err := parseUsedInodes([]byte("  Free inodes: 14-2048\n")); err == nil {
+		t.Error("parseUsedInodes without an inode count succeeded")
+	}
+}
+
 // TestGPT checks the hand-written partition table with sfdisk.
 func TestGPT(t *testing.T) {
 	if testing.Short() {
