@@ -36,18 +36,13 @@ var roles = []struct {
 }
 
 // Node returns the file tree of node n. A spec that gen.Check refuses gives
-// no tree.
-func Node(x *gen.Context, n spec.Node) (t *tree.Tree, err error) {
+// no tree, nor does a tree that tree.Check refuses (two generators writing
+// one path differently, say).
+func Node(x *gen.Context, n spec.Node) (*tree.Tree, error) {
 	if err := x.Check(); err != nil {
 		return nil, err
 	}
-	t = tree.New(n.Name)
-	defer func() {
-		// A tree conflict (two generators writing one path differently) is a bug; report it, don't crash.
-		if r := recover(); r != nil {
-			t, err = nil, fmt.Errorf("node %s: %v", n.Name, r)
-		}
-	}()
+	t := tree.New(n.Name)
 	for _, r := range roles {
 		if r.role != "" && !n.Has(r.role) {
 			continue

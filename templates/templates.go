@@ -62,8 +62,10 @@ func Render(name string, data any) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// MustRender is Render for templates whose data is produced by our own code;
-// a failure is a bug in hardway, caught by the golden tests.
+// MustRender is Render for templates whose data is produced by our own code
+// (values from a validated spec, keys and types from Go): a failure is a
+// bug in hardway, caught by the golden tests, and panics with its stack;
+// nothing recovers it.
 func MustRender(name string, data any) []byte {
 	out, e := Render(name, data)
 	if e != nil {

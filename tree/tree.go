@@ -4,11 +4,11 @@
 package tree
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
 	"sort"
-	"strings"
 )
 
 // Entry is one file system object at its final path on the node.
@@ -33,31 +33,35 @@ type Unit struct {
 	WantedBy string // e.g. multi-user.target
 }
 
-// Tree is a node's file tree.
+// Tree is a node's file tree. Adding an entry cannot fail where it is
+// added: a path that is not absolute, or one written twice with different
+// content, is kept as an error that Check returns, which every emitter
+// calls before it writes anything.
 type Tree struct {
 	Node    string
 	entries map[string]*Entry
 	units   []Unit
+	errs    []error // what add refused, for Check
 }
 
 // New returns an empty tree for node.
 func New(node string) *Tree { return &Tree{Node: node, entries: map[string]*Entry{}} }
 
-func clean(p string) string {
-	if !strings.HasPrefix(p, "/") {
-		panic(fmt.Sprintf("tree: path %q is not absolute", p))
-	}
-	return path.Clean(p)
-}
-
-// add inserts e; two generators writing the same path with different content is a bug.
+// add inserts e. A path that is not absolute, or a path already written
+// with different content (by two generators, say), is an error for Check,
+// and the tree keeps what it had.
 func (t *Tree) add(e *Entry) {
-	e.Path = clean(e.Path)
+	if !path.IsAbs(e.Path) {
+		t.errs = append(t.errs, fmt.Errorf("tree %s: path %q is not absolute", t.Node, e.Path))
+		return
+	}
+	e.Path = path.Clean(e.Path)
 	if old, ok := t.entries[e.Path]; ok {
 		if old.Mode == e.Mode && string(old.Data) == string(e.Data) && old.Target == e.Target && old.UID == e.UID && old.GID == e.GID {
 			return
 		}
-		panic(fmt.Sprintf("tree %s: %s is written twice with different content", t.Node, e.Path))
+		t.errs = append(t.errs, fmt.Errorf("tree %s: %s is written twice with different content", t.Node, e.Path))
+		return
 	}
 	t.entries[e.Path] = e
 }
@@ -128,9 +132,13 @@ func (t *Tree) enablement() []*Entry {
 // Units returns the units to enable, in the order they were enabled.
 func (t *Tree) Units() []Unit { return append([]Unit(nil), t.units...) }
 
-// Get returns the entry at p, including enablement symlinks.
+// Get returns the entry at p, including enablement symlinks; a path that
+// is not absolute has none.
 func (t *Tree) Get(p string) (*Entry, bool) {
-	p = clean(p)
+	if !path.IsAbs(p) {
+		return nil, false
+	}
+	p = path.Clean(p)
 	if e, ok := t.entries[p]; ok {
 		return e, true
 	}
@@ -174,8 +182,12 @@ func (t *Tree) Entries() []*Entry {
 	return out
 }
 
-// Check enforces the invariants every emitter relies on.
+// Check enforces the invariants every emitter relies on, and returns what
+// adding entries refused.
 func (t *Tree) Check() error {
+	if len(t.errs) > 0 {
+		return errors.Join(t.errs...)
+	}
 	for _, e := range t.entries {
 		if e.Secret && e.Mode.Perm()&0o077 != 0 {
 			return fmt.Errorf("tree %s: secret %s has mode %04o; secrets must not be readable by group or others", t.Node, e.Path, e.Mode.Perm())

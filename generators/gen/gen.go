@@ -106,7 +106,8 @@ func (x *Context) Pair(t *tree.Tree, dir, name, base string) {
 }
 
 // Kubeconfig places kubeconfig row name at p (0600), pointing at server
-// (empty: the row's own server).
+// (empty: the row's own server). Callers name a row of kubeconfig.Set by its
+// constant: another name is a bug in hardway, and panics with its stack.
 func (x *Context) Kubeconfig(t *tree.Tree, p, name, server string) {
 	for _, k := range kubeconfig.Set(x.C) {
 		if k.Name == name {
