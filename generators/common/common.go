@@ -32,7 +32,27 @@ func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
 	sshKeys(x, n, t)
 	timeSync(x, n, t)
 	pveIgnore(x, n, t)
+	containerMasks(n, t)
 	return nil
+}
+
+// ContainerMasks are the units an LXC node masks: the kernel's debug file
+// system is the host's. An unprivileged container keeps CAP_SYS_RAWIO in
+// its user namespace (LXC's userns.conf clears common.conf's cap.drop), so
+// sys-kernel-debug.mount's condition holds, its mount is refused, and
+// systemd reports the node degraded. pve-container's first-boot preset
+// lists it as disabled, which a static unit ignores; it masks it for
+// CentOS (setup_systemd_disable_static_units).
+var ContainerMasks = []string{"sys-kernel-debug.mount"}
+
+// containerMasks masks ContainerMasks on an LXC node (a link to /dev/null).
+func containerMasks(n spec.Node, t *tree.Tree) {
+	if n.Target != spec.TargetLXC {
+		return
+	}
+	for _, u := range ContainerMasks {
+		t.Symlink(path.Join(tree.UnitDir, u), "/dev/null")
+	}
 }
 
 // identity writes the short host name (the FQDN comes from /etc/hosts, as

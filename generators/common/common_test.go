@@ -407,3 +407,16 @@ func keyfileGroups(t *testing.T, data string) map[string]string {
 	}
 	return out
 }
+
+// TestContainerMasks: every LXC node masks the kernel's debug file system
+// (a link to /dev/null in the unit directory), a KVM node does not.
+func TestContainerMasks(t *testing.T) {
+	x := commontest.Context(t, "../../examples/mixed.yaml")
+	for _, n := range x.C.Spec.Nodes {
+		e, ok := generate(t, x, n.Name).Get("/etc/systemd/system/sys-kernel-debug.mount")
+		masked := ok && e.Target == "/dev/null"
+		if want := n.Target == spec.TargetLXC; masked != want {
+			t.Errorf("%s (%s): sys-kernel-debug.mount masked %v, want %v", n.Name, n.Target, masked, want)
+		}
+	}
+}
