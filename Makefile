@@ -55,10 +55,10 @@ vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
 ## test: everything, with the real tools (installs what it needs). The pinned
-## tools, runtime and CoreDNS (CPU) and the two test bases (debootstrap:
+## tools, runtime and CoreDNS (CPU) and the three test bases (debootstrap:
 ## network, disk) build at once; then the image archives are packed.
 test: deps
-	$(MAKE) -j3 tools runtime coredns base-small base-kvm
+	$(MAKE) -j3 tools runtime coredns base base-small base-kvm
 	$(MAKE) -s --no-print-directory images > bin/images.list
 	$(MAKE) vet
 	HARDWAY_BIN_DIR=$(TOOLBIN) HARDWAY_RUNTIME_DIR=$(RUNTIMEBIN) HARDWAY_IMAGES=$(CURDIR)/bin/images.list \

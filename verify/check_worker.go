@@ -61,7 +61,7 @@ func checkReady(ctx context.Context, v *run) (string, error) {
 		return "", err
 	}
 	var details []string
-	for _, g := range v.guests {
+	for _, g := range v.workerGuests() {
 		c := g.info()
 		node := &corev1.Node{}
 		err := poll(ctx, 2*time.Second, func() error {
@@ -106,9 +106,9 @@ func checkPods(ctx context.Context, v *run) (string, error) {
 		return "", err
 	}
 	cidrs := v.c.PodCIDRs()
-	from := v.firstController()
+	from, fromName := v.clientNS()
 	var details []string
-	for _, g := range v.guests {
+	for _, g := range v.workerGuests() {
 		c := g.info()
 		pod, err := runSmokePod(ctx, cs, c.name)
 		if err != nil {
@@ -119,17 +119,17 @@ func checkPods(ctx context.Context, v *run) (string, error) {
 			return "", fmt.Errorf("pod %s on %s has IP %q, not in the worker's pod CIDR %s", pod.Name, c.name, pod.Status.PodIP, cidrs[c.name])
 		}
 		var id struct{ Pod, Node, IP string }
-		body, err := httpGet(ctx, from.ns, "http://"+net.JoinHostPort(ip.String(), "8080")+"/")
+		body, err := httpGet(ctx, from, "http://"+net.JoinHostPort(ip.String(), "8080")+"/")
 		if err == nil {
 			err = json.Unmarshal([]byte(body), &id)
 		}
 		if err != nil {
-			return "", fmt.Errorf("HTTP to pod %s at %s from %s: %w", pod.Name, ip, from.spec.Name, err)
+			return "", fmt.Errorf("HTTP to pod %s at %s from %s: %w", pod.Name, ip, fromName, err)
 		}
 		if id.Pod != pod.Name || id.Node != c.name || id.IP != ip.String() {
 			return "", fmt.Errorf("pod %s at %s answered %s, want its own pod, node and IP", pod.Name, ip, body)
 		}
-		details = append(details, fmt.Sprintf("%s on %s at %s (pod CIDR %s) answers %s", pod.Name, c.name, ip, cidrs[c.name], from.spec.Name))
+		details = append(details, fmt.Sprintf("%s on %s at %s (pod CIDR %s) answers %s", pod.Name, c.name, ip, cidrs[c.name], fromName))
 	}
 	return strings.Join(details, "; "), nil
 }
@@ -207,19 +207,24 @@ func httpGet(ctx context.Context, ns *NS, url string) (string, error) {
 	return body, err
 }
 
-// kubectl runs the pinned kubectl in the first controller's namespace with
-// the admin kubeconfig (whose server is the API endpoint); it returns the
-// output, or an error with it.
+// kubectl runs the pinned kubectl from clientNS: in the first controller's
+// namespace with the admin kubeconfig (whose server is the controller's own
+// apiserver), or, with every node booted, from the hub with admin-api (the
+// same user through the API endpoint). It returns the output, or an error
+// with it.
 func (v *run) kubectl(ctx context.Context, args ...string) (string, error) {
 	bin, err := v.binary("kubectl")
 	if err != nil {
 		return "", err
 	}
-	nd := v.firstController()
+	ns, _ := v.clientNS()
 	kc := filepath.Join(v.o.Dir, "kubeconfigs", "admin.kubeconfig")
+	if v.o.Boot {
+		kc = filepath.Join(v.o.Dir, "kubeconfigs", "admin-api.kubeconfig")
+	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	out, err := nsCommand(ctx, nd.ns, bin, append([]string{"--kubeconfig", kc}, args...)...).CombinedOutput()
+	out, err := nsCommand(ctx, ns, bin, append([]string{"--kubeconfig", kc}, args...)...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
@@ -254,7 +259,7 @@ func contains(s string) func(string) error {
 // with its client certificate and the kubelet authorizes the call.
 func checkLogsExec(ctx context.Context, v *run) (string, error) {
 	var pods []string
-	for _, g := range v.guests {
+	for _, g := range v.workerGuests() {
 		pod := smokePod(g.info().name)
 		if _, err := v.pollKubectl(ctx, contains("GET / from"), "logs", "-n", smokeNamespace, pod); err != nil {
 			return "", err
@@ -291,7 +296,7 @@ func checkDNS(ctx context.Context, v *run) (string, error) {
 	}
 	name := "kubernetes.default.svc." + v.c.Spec.ClusterDomain
 	want := v.c.FirstServiceIP().String()
-	pod := smokePod(v.guests[0].info().name)
+	pod := smokePod(v.workerGuests()[0].info().name)
 	if _, err := v.pollKubectl(ctx, contains(want), "exec", "-n", smokeNamespace, pod, "--", "/smoke", "lookup", name); err != nil {
 		return "", err
 	}
@@ -322,7 +327,7 @@ func checkClusterIP(ctx context.Context, v *run) (string, error) {
 			return "", err
 		}
 	}
-	pod := smokePod(v.guests[0].info().name)
+	pod := smokePod(v.workerGuests()[0].info().name)
 	url := "http://" + svc.Spec.ClusterIP + "/"
 	if _, err := v.pollKubectl(ctx, contains(`"pod":"smoke-`), "exec", "-n", smokeNamespace, pod, "--", "/smoke", "get", url); err != nil {
 		return "", v.withJournals(ctx, err)

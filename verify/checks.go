@@ -52,6 +52,10 @@ func unlessRetryable(err error) error {
 // runChecks runs every row and prints the table: the control plane's, then
 // the booted workers'.
 func (v *run) runChecks(ctx context.Context) {
+	if v.o.Boot {
+		v.runBootChecks(ctx)
+		return
+	}
 	v.runRows(ctx, checks, rowTimeout, "")
 	if len(v.workers) > 0 {
 		skip := ""

@@ -208,6 +208,17 @@ func (m *vm) journal(ctx context.Context, unit string, lines int) string {
 	return strings.TrimRight(out, "\n")
 }
 
+// run runs a command in the VM through the guest agent.
+func (m *vm) run(ctx context.Context, argv ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, code, err := m.agent.exec(ctx, argv...)
+	if err == nil && code != 0 {
+		err = fmt.Errorf("%s: exit status %d: %s", strings.Join(argv, " "), code, lastLine(out))
+	}
+	return out, err
+}
+
 // poweroff asks the guest agent to power the VM off (what `qm shutdown`
 // does with the agent enabled) and waits for qemu to exit; after timeout,
 // or with no agent answering, it kills qemu by its PID.

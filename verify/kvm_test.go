@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/spec"
 )
 
 // TestQemuArgs: a KVM node's proxmox.conf (the seed's kub-node1) becomes
@@ -49,5 +50,23 @@ func TestQemuArgs(t *testing.T) {
 	conf.Options["hostpci0"] = "0000:01:00.0"
 	if _, _, err := qemuArgs("201", conf, f, vmHost{cpus: 2}); err == nil || !strings.Contains(err.Error(), "hostpci0") {
 		t.Errorf("an unknown option: err = %v", err)
+	}
+}
+
+// TestBootOrder: guests start as create-nodes.sh --start starts them,
+// gateway, lb, etcd, controllers, workers, the spec's order among equals; a
+// stacked controller+etcd node starts with etcd.
+func TestBootOrder(t *testing.T) {
+	var got []string
+	for _, n := range bootOrder(loadExample(t, "../examples/seed-lxc.yaml").Cluster.Spec.Nodes) {
+		got = append(got, n.Name)
+	}
+	want := []string{"gw", "lb", "lb1", "lb2", "etcd1", "etcd2", "controller", "controller1", "controller2", "worker1", "worker2"}
+	if !slices.Equal(got, want) {
+		t.Errorf("boot order %v, want %v", got, want)
+	}
+	stacked := []spec.Node{{Name: "w", Roles: []string{spec.RoleWorker}}, {Name: "cp", Roles: []string{spec.RoleController, spec.RoleEtcd}}}
+	if o := bootOrder(stacked); o[0].Name != "cp" {
+		t.Errorf("stacked: %v", o)
 	}
 }

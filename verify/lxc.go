@@ -5,11 +5,11 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,8 +36,53 @@ var PctExtract = []string{"xpf", "-", "--zstd", "--totals", "--one-file-system",
 	"--warning=no-file-ignored", "--warning=no-xattr-write", "--skip-old-files", "--anchored", "--exclude", "./dev/*"}
 
 // lxcCommonConf is what pve-container includes for every container whose
-// ostype has no <ostype>.common.conf of its own (Debian's LXC has none).
-const lxcCommonConf = "/usr/share/lxc/config/common.conf"
+// ostype has no <ostype>.common.conf of its own (Debian's LXC has none), and
+// lxcUsernsConf what it adds for an unprivileged one.
+const (
+	lxcCommonConf = "/usr/share/lxc/config/common.conf"
+	lxcUsernsConf = "/usr/share/lxc/config/userns.conf"
+)
+
+// pveIDMap is the id map pve-container gives an unprivileged container
+// without lxc.idmap keys of its own: container ids 0–65535 are host ids
+// 100000–165535.
+var pveIDMap = [][4]string{{"u", "0", "100000", "65536"}, {"g", "0", "100000", "65536"}}
+
+// IDMap is the container's id map (type, container id, host id, count),
+// as pve-container's parse_id_maps reads it: the raw lxc.idmap keys, else
+// Proxmox's map for an unprivileged container; nil for a privileged one.
+func (c *PctConf) IDMap() ([][4]string, error) {
+	var out [][4]string
+	for _, kv := range c.Raw {
+		if kv[0] != "lxc.idmap" {
+			continue
+		}
+		f := strings.Fields(kv[1])
+		if len(f) != 4 || (f[0] != "u" && f[0] != "g") {
+			return nil, fmt.Errorf("lxc.idmap %q: not \"u|g CTID HOSTID COUNT\"", kv[1])
+		}
+		out = append(out, [4]string{f[0], f[1], f[2], f[3]})
+	}
+	if out == nil && c.Options["unprivileged"] == "1" {
+		out = pveIDMap
+	}
+	return out, nil
+}
+
+// rootIDs are the host uid and gid of the container's root under idmap.
+func rootIDs(idmap [][4]string) (uid, gid int) {
+	for _, m := range idmap {
+		if m[1] == "0" {
+			id, _ := strconv.Atoi(m[2])
+			if m[0] == "u" {
+				uid = id
+			} else {
+				gid = id
+			}
+		}
+	}
+	return uid, gid
+}
 
 // PctConf is a node's proxmox.conf: the pct options and, in order, the raw
 // lxc.* keys appended to /etc/pve/lxc/<vmid>.conf.
@@ -93,8 +138,9 @@ type lxcHost struct {
 // writes for a privileged container from c, with rootfs as its root, and
 // returns it with the differences this host forces, each a line to print.
 func lxcConfig(vmid string, c *PctConf, rootfs string, h lxcHost) (string, []string, error) {
-	if c.Options["unprivileged"] == "1" {
-		return "", nil, errors.New("an unprivileged container (user namespace) is not booted here")
+	idmap, err := c.IDMap()
+	if err != nil {
+		return "", nil, err
 	}
 	var b strings.Builder
 	var diffs []string
@@ -105,10 +151,24 @@ func lxcConfig(vmid string, c *PctConf, rootfs string, h lxcHost) (string, []str
 	set("lxc.cgroup.dir.container.inner", "ns")
 	set("lxc.arch", cmp.Or(c.Options["arch"], "amd64"))
 	set("lxc.include", lxcCommonConf)
+	if idmap != nil {
+		set("lxc.include", lxcUsernsConf)
+	}
 	// Proxmox's generated AppArmor profile; the raw keys below replace it.
 	// This machine has no AppArmor: LXC skips the profile either way.
 	set("lxc.apparmor.profile", "generated")
 	set("lxc.monitor.unshare", "1")
+	if idmap != nil {
+		// pve-container: an unprivileged container gets sys:mixed (the
+		// systemd container interface), and Proxmox's id map unless the
+		// raw keys carry their own.
+		set("lxc.mount.auto", "sys:mixed")
+		if !slices.ContainsFunc(c.Raw, func(kv [2]string) bool { return kv[0] == "lxc.idmap" }) {
+			for _, m := range idmap {
+				set("lxc.idmap", strings.Join(m[:], " "))
+			}
+		}
+	}
 	set("lxc.console.path", "none")
 	set("lxc.tty.max", "2")
 	// Debian's LXC 5.0.2 fails to create /dev/lxc/tty<N> with common.conf's
@@ -170,6 +230,11 @@ func lxcConfig(vmid string, c *PctConf, rootfs string, h lxcHost) (string, []str
 // marker. /etc/hosts and the network configuration are the tree's, behind
 // their markers.
 func pctSetup(root string, c *PctConf) error {
+	idmap, err := c.IDMap()
+	if err != nil {
+		return err
+	}
+	uid, gid := rootIDs(idmap)
 	write := func(file, data string) error {
 		p := filepath.Join(root, file)
 		if _, err := os.Stat(filepath.Join(filepath.Dir(p), ".pve-ignore."+filepath.Base(p))); err == nil {
@@ -179,7 +244,11 @@ func pctSetup(root string, c *PctConf) error {
 			return err
 		}
 		_ = os.Remove(p) // resolv.conf is a symlink into /run in some bases
-		return os.WriteFile(p, []byte(data), 0o644)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			return err
+		}
+		// ct_reset_ownership: the container's root owns what pct writes.
+		return os.Lchown(p, uid, gid)
 	}
 	if h := c.Options["hostname"]; h != "" {
 		if err := write("etc/hostname", h+"\n"); err != nil {
@@ -201,8 +270,11 @@ func pctSetup(root string, c *PctConf) error {
 		"disable sys-kernel-debug.mount\ndisable systemd-networkd.service\n")
 }
 
-// extractTemplate unpacks an LXC template into root as pct does.
-func extractTemplate(ctx context.Context, template, root string) error {
+// extractTemplate unpacks an LXC template into root as pct does: for an
+// unprivileged container (idmap), tar runs in a user namespace with the
+// container's id map (lxc-usernsexec, pve-container's userns_command), so
+// that the files belong to the container's ids on the host.
+func extractTemplate(ctx context.Context, template, root string, idmap [][4]string) error {
 	f, err := os.Open(template)
 	if err != nil {
 		return err
@@ -211,7 +283,19 @@ func extractTemplate(ctx context.Context, template, root string) error {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "tar", append(PctExtract, "-C", root)...)
+	argv := append([]string{"tar"}, PctExtract...)
+	if idmap != nil {
+		uid, gid := rootIDs(idmap)
+		if err := os.Chown(root, uid, gid); err != nil {
+			return err
+		}
+		userns := []string{"lxc-usernsexec"}
+		for _, m := range idmap {
+			userns = append(userns, "-m", strings.Join(m[:], ":"))
+		}
+		argv = append(append(userns, "--"), argv...)
+	}
+	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], "-C", root)...)
 	cmd.Stdin = f
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("tar with pct's flags: %v: %s", err, lastLine(string(out)))
@@ -300,6 +384,15 @@ func (c *container) exec(ctx context.Context, argv ...string) (string, error) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "nsenter", append([]string{"-t", strconv.Itoa(pid), "-a", "--"}, argv...)...).CombinedOutput()
 	return string(out), err
+}
+
+// run runs a command in the container.
+func (c *container) run(ctx context.Context, argv ...string) (string, error) {
+	out, err := c.exec(ctx, argv...)
+	if err != nil {
+		return out, fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, lastLine(out))
+	}
+	return out, nil
 }
 
 // journal is the tail of a unit's journal in the container.

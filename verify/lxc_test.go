@@ -81,8 +81,23 @@ func TestHostContractParsers(t *testing.T) {
 	if !slices.ContainsFunc(diffs, func(d string) bool { return strings.Contains(d, "lxc.cgroup2.devices.allow") }) {
 		t.Errorf("the cgroup v1 rewrite is not reported: %v", diffs)
 	}
-	if _, _, err := lxcConfig("231", &PctConf{Options: map[string]string{"unprivileged": "1"}}, "/r", lxcHost{}); err == nil {
-		t.Error("an unprivileged container was accepted")
+	// An unprivileged container (etcd1) gets userns.conf, sys:mixed and
+	// Proxmox's id map, as pve-container writes them.
+	u, err := ReadPctConf(filepath.Join(dir, "nodes/etcd1/proxmox.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err = lxcConfig("211", u, "/r", lxcHost{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"lxc.include = " + lxcUsernsConf, "lxc.mount.auto = sys:mixed", "lxc.idmap = u 0 100000 65536", "lxc.idmap = g 0 100000 65536"} {
+		if !strings.Contains(cfg, line+"\n") {
+			t.Errorf("etcd1's LXC configuration lacks %q:\n%s", line, cfg)
+		}
+	}
+	if _, _, err := lxcConfig("211", &PctConf{Options: map[string]string{}, Raw: [][2]string{{"lxc.idmap", "u 0 100000"}}}, "/r", lxcHost{}); err == nil {
+		t.Error("a malformed lxc.idmap was accepted")
 	}
 }
 

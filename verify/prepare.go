@@ -74,8 +74,11 @@ func (v *run) prepare() (string, error) {
 	if len(v.c.NodesWith(spec.RoleController)) == 0 {
 		return "", errors.New("the spec has no controller: nothing to verify")
 	}
-	note, err := v.planLB()
-	if err != nil {
+	var note string
+	var err error
+	if v.o.Boot {
+		note = v.bootEndpoint()
+	} else if note, err = v.planLB(); err != nil {
 		return "", err
 	}
 	if err := v.prepareWorkers(); err != nil {
@@ -317,7 +320,9 @@ func (v *run) network(ctx context.Context) (string, error) {
 	}
 	var members []Member
 	for _, nd := range v.nodes {
-		members = append(members, Member{Node: nd.spec.Name, Addrs: nd.addrs})
+		if !v.o.Boot { // booted nodes have their own namespaces
+			members = append(members, Member{Node: nd.spec.Name, Addrs: nd.addrs})
+		}
 	}
 	if v.net, err = NewNetwork(ctx, v.log, runPrefix(), client, members); err != nil {
 		return "", err

@@ -53,6 +53,10 @@ type Options struct {
 	// bootstrapped; the worker rows follow the control plane's (see
 	// worker.go).
 	Artifacts map[string]string
+	// Boot boots every node of the spec from its artifact (Artifacts must
+	// name one for each) instead of starting the control plane as
+	// processes: the pre-flight check of what ships (see boot.go).
+	Boot bool
 }
 
 // Run starts the control plane, checks it, tears it down and returns the
@@ -87,12 +91,16 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if err := v.phase("network", func() (string, error) { return v.network(ctx) }); err != nil {
 		return v.rep, err
 	}
-	v.start(ctx)
-	if len(v.workers) > 0 {
-		v.startWorkers(ctx)
+	if o.Boot {
+		v.bootAll(ctx)
+	} else {
+		v.start(ctx)
+		if len(v.workers) > 0 {
+			v.startWorkers(ctx)
+		}
 	}
 	v.runChecks(ctx)
-	if !v.failed {
+	if !v.failed && !o.Boot {
 		_ = v.phase("processes still running", v.stillRunning)
 	}
 	if ctx.Err() != nil {
@@ -126,6 +134,11 @@ func (v *run) workDir() (bool, error) {
 	if temp {
 		dir, err := os.MkdirTemp("", "hardway-verify-")
 		if err != nil {
+			return false, err
+		}
+		// Traversable: an unprivileged container's root (a host uid)
+		// reaches its rootfs below; logs/ stays private.
+		if err := os.Chmod(dir, 0o711); err != nil {
 			return false, err
 		}
 		v.work = dir

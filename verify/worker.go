@@ -32,13 +32,22 @@ import (
 const hostInterfacesFile = "proxmox/interfaces.d/hardway"
 
 // prepareWorkers checks the nodes of Options.Artifacts: workers with
-// nothing else to run here, each with its artifact and proxmox.conf.
+// nothing else to run here (every node of the spec with Options.Boot),
+// each with its artifact and proxmox.conf.
 func (v *run) prepareWorkers() error {
+	if v.o.Boot {
+		for _, n := range v.c.Spec.Nodes {
+			if v.o.Artifacts[n.Name] == "" {
+				return fmt.Errorf("node %s: no artifact to boot", n.Name)
+			}
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(v.o.Artifacts)) {
 		n, ok := v.c.Node(name)
 		switch {
 		case !ok:
 			return fmt.Errorf("artifact for %s: no such node in the spec", name)
+		case v.o.Boot:
 		case !n.Has(spec.RoleWorker):
 			return fmt.Errorf("artifact for %s: the node is not a worker", name)
 		case v.byName[name] != nil:
@@ -55,7 +64,7 @@ func (v *run) prepareWorkers() error {
 	if len(v.workers) == 0 {
 		return nil
 	}
-	if gw := v.c.Spec.Network.Gateway; gw != "" {
+	if gw := v.c.Spec.Network.Gateway; gw != "" && !v.o.Boot {
 		for _, n := range v.c.Spec.Nodes {
 			if n.IP().String() == gw {
 				return fmt.Errorf("network.gateway %s is node %s, which does not run here: boot workers with the Proxmox host as gateway", gw, n.Name)
@@ -81,7 +90,7 @@ func (v *run) workerTargets() []string {
 func (v *run) hostNetwork(ctx context.Context) (string, error) {
 	hub := v.net.Hub
 	var notes []string
-	if gw := v.c.Spec.Network.Gateway; gw != "" {
+	if gw := v.c.Spec.Network.Gateway; gw != "" && !v.gatewayIsNode() {
 		p := netip.PrefixFrom(netip.MustParseAddr(gw), mustPrefix(v.c.Spec.Network.NodeCIDR).Bits())
 		if err := ip(ctx, "-n", hub.Name, "addr", "add", p.String(), "dev", "br0"); err != nil {
 			return "", err
@@ -101,6 +110,9 @@ func (v *run) hostNetwork(ctx context.Context) (string, error) {
 		}
 	}
 	notes = append(notes, fmt.Sprintf("%d routes of %s (dev %s is br0)", len(routes), hostInterfacesFile, bridge))
+	if v.o.Boot {
+		return "hub as the Proxmox host: " + strings.Join(notes, "; "), nil
+	}
 	n := 0
 	for _, nd := range v.nodes {
 		rs, err := networkRoutes(filepath.Join(v.o.Dir, "nodes", nd.spec.Name, "rootfs/etc/systemd/network/eth0.network"))
@@ -116,6 +128,12 @@ func (v *run) hostNetwork(ctx context.Context) (string, error) {
 	}
 	notes = append(notes, fmt.Sprintf("%d routes of the control-plane nodes' network files", n))
 	return "hub as the Proxmox host: " + strings.Join(notes, "; "), nil
+}
+
+// gatewayIsNode reports whether network.gateway is a node of the spec.
+func (v *run) gatewayIsNode() bool {
+	gw := v.c.Spec.Network.Gateway
+	return slices.ContainsFunc(v.c.Spec.Nodes, func(n spec.Node) bool { return n.IP().String() == gw })
 }
 
 // hostRoutes reads the "post-up ip route replace DST via GW dev BRIDGE"
@@ -195,6 +213,9 @@ type guest interface {
 	info() *booted
 	// journal is the tail of a unit's journal on the worker.
 	journal(ctx context.Context, unit string, lines int) string
+	// run runs a command on the guest and returns its output; a non-zero
+	// exit is an error.
+	run(ctx context.Context, argv ...string) (string, error)
 	// poweroff shuts the worker down as Proxmox does, and makes sure its
 	// process ends (killed after timeout).
 	poweroff(timeout time.Duration) error
@@ -206,7 +227,7 @@ func (b *booted) info() *booted { return b }
 // (they boot in seconds), then VMs.
 func (v *run) bootWorkers(ctx context.Context) (string, error) {
 	dir := filepath.Join(v.work, "guests")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return "", err
 	}
 	// lxc.net.N.script.up gets: name, "net", "up", "veth", the host side;
@@ -221,7 +242,7 @@ func (v *run) bootWorkers(ctx context.Context) (string, error) {
 	lh, vh := lxcHost{cgroupV1: hostCgroupV1(), upScript: lxcUp}, kvmHost(qemuUp)
 	var names []string
 	for _, target := range []string{spec.TargetLXC, spec.TargetKVM} {
-		for _, n := range v.workers {
+		for _, n := range bootOrder(v.workers) {
 			if n.Target != target {
 				continue
 			}
@@ -251,15 +272,29 @@ func (v *run) bootContainer(ctx context.Context, n spec.Node, lxcPath string, h 
 	}
 	dir := filepath.Join(lxcPath, n.Name)
 	root := filepath.Join(dir, "rootfs")
+	idmap, err := conf.IDMap()
+	if err != nil {
+		return nil, err
+	}
+	if idmap != nil {
+		// The container's root (a host uid) must reach its rootfs, as
+		// it reaches /var/lib/lxc/<vmid>/rootfs on Proxmox.
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return nil, err
+		}
+		if err := traversable(dir); err != nil {
+			return nil, fmt.Errorf("an unprivileged container's root must reach its rootfs: %w (give the work directory's parents o+x)", err)
+		}
+	}
 	start := time.Now()
-	if err := extractTemplate(ctx, v.o.Artifacts[n.Name], root); err != nil {
+	if err := extractTemplate(ctx, v.o.Artifacts[n.Name], root, idmap); err != nil {
 		return nil, err
 	}
 	if err := pctSetup(root, conf); err != nil {
 		return nil, err
 	}
 	var forced []string
-	if !hostHasCapSysResource() {
+	if n.Has(spec.RoleWorker) && !hostHasCapSysResource() {
 		if err := restrictOOMScoreAdj(root); err != nil {
 			return nil, err
 		}
@@ -333,6 +368,22 @@ func (v *run) bootVM(n spec.Node, dir string, h vmHost) (*vm, error) {
 		return nil, err
 	}
 	return &vm{booted: booted{name: n.Name, via: "qemu", proc: p, started: time.Now()}, agent: qga(f.agent), serial: f.serial}, nil
+}
+
+// traversable checks that every directory from / to dir lets others pass.
+func traversable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s is mode %s", d, st.Mode().Perm())
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }
 
 // stopWorkers powers every worker off, all at once, before the control

@@ -2,7 +2,6 @@ package verify
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,8 +16,6 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/bake"
-	"github.com/hardway-dev/hardway/generate"
-	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/rootfs/rootfstest"
 	"github.com/hardway-dev/hardway/spec"
@@ -67,11 +64,7 @@ func TestWorkerJoins(t *testing.T) {
 	}
 	bins := binDirs(t)
 	doc := workerDoc(t, bins)
-	res, err := generate.Run(context.Background(), doc, generate.Options{Out: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := gen.New(doc.Cluster, res.Bundle)
+	res, x := generated(t, doc)
 	jobs, err := bake.Jobs(x, bake.FormatLXC, "w1", "")
 	if err != nil {
 		t.Fatal(err)
@@ -96,34 +89,7 @@ func TestWorkerJoins(t *testing.T) {
 		t.Fatalf("want the worker role image, baked %+v", image)
 	}
 	t.Logf("baked %s in %s", filepath.Base(image[0].Path), time.Since(start).Round(time.Millisecond))
-
-	work := t.TempDir()
-	var out bytes.Buffer
-	start = time.Now()
-	rep, err := Run(context.Background(), Options{
-		Cluster:   doc.Cluster,
-		Dir:       res.Dir,
-		BinDirs:   bins,
-		WorkDir:   work,
-		Out:       &out,
-		Log:       slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Artifacts: map[string]string{"w1": baked[0].Path, "w2": image[0].Path},
-	})
-	t.Logf("verify with w1 and w2 booted, in %s:\n%s", time.Since(start).Round(time.Millisecond), out.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rep.Rows {
-		if !r.Pass {
-			t.Errorf("row %d %s: %s", r.N, r.Name, r.Detail)
-		}
-	}
-	if n := len(rep.Rows); n != len(checks)+len(workerChecks) {
-		t.Errorf("%d rows, want the control plane's %d and the workers' %d", n, len(checks), len(workerChecks))
-	}
-	assertNothingLeft(t, rep, work)
-	assertNoMountsUnder(t, work)
-	assertNoCgroup(t, "lxc/231")
+	runBooted(t, doc, res.Dir, bins, map[string]string{"w1": baked[0].Path, "w2": image[0].Path}, false, len(checks)+len(workerChecks))
 }
 
 // workerDoc writes workerSpec in a temp dir: binaries.dir holds the worker's

@@ -1,24 +1,74 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hardway-dev/hardway/bake"
 	"github.com/hardway-dev/hardway/generate"
+	hwgen "github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/verify"
 )
 
+// bakeEveryNode bakes what each node ships as, into <cluster>/bake: an LXC
+// template per lxc node from base, a KVM image per kvm node from kvmBase.
+func bakeEveryNode(ctx context.Context, doc *spec.Document, res *generate.Result, base, kvmBase string) (map[string]string, error) {
+	x := hwgen.New(doc.Cluster, res.Bundle)
+	cfg := bake.Config{Doc: doc, Out: filepath.Join(res.Dir, "bake"), Jobs: 2, Log: slog.Default()}
+	out := map[string]string{}
+	var kvmNodes []string
+	for _, n := range doc.Cluster.Spec.Nodes {
+		if n.Target == spec.TargetKVM {
+			kvmNodes = append(kvmNodes, n.Name)
+		}
+	}
+	if len(kvmNodes) < len(doc.Cluster.Spec.Nodes) {
+		jobs, err := bake.Jobs(x, bake.FormatLXC, "", "")
+		if err != nil {
+			return nil, err
+		}
+		cfg.Base = base
+		rs, err := bake.Run(ctx, cfg, jobs)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			out[r.Job.Node] = r.Path
+		}
+	}
+	if len(kvmNodes) > 0 {
+		if kvmBase == "" {
+			return nil, fmt.Errorf("nodes %s have target kvm: --kvm-base names the base of their images (hack/base.sh --kvm)", strings.Join(kvmNodes, ", "))
+		}
+		jobs, err := bake.KVMJobs(x, "", "")
+		if err != nil {
+			return nil, err
+		}
+		cfg.Base = kvmBase
+		rs, err := bake.RunKVM(ctx, cfg, bake.KVMOptions{Formats: []string{bake.ImageRaw}}, jobs)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			out[r.Job.Node] = r.Path
+		}
+	}
+	return out, nil
+}
+
 func newVerify() *cobra.Command {
-	var file, dir, workDir string
+	var file, dir, workDir, base, kvmBase string
 	var binDirs []string
-	var noGenerate bool
+	var noGenerate, boot bool
 	var out *outputFlag
 	defaultBin := []string{"bin/tools"}
 	if d := os.Getenv("HARDWAY_BIN_DIR"); d != "" {
@@ -46,9 +96,24 @@ under /etc, /var, /run) prefixed with a per-node root directory holding a copy
 of the node's tree. Every process is stopped by PID and every namespace is
 deleted, on success, failure and Ctrl-C.
 
-Needs root on Linux, iproute2, and the pinned binaries (make tools).`,
+With --boot it checks what ships instead: it bakes every node's artifact
+into <dir>/<cluster>/bake (LXC templates from --base, KVM images from
+--kvm-base) and boots every node from it, each at its spec address on a
+bridge of its own with no route off it: LXC templates unpacked with pct's
+tar flags and started by lxc-start with the LXC configuration pve-container
+writes from the node's proxmox.conf, KVM images under qemu with OVMF and the
+devices qemu-server makes of it. The hub namespace plays the Proxmox host.
+The rows then check the booted cluster from there: every node's systemd
+running, etcd, the VIP on exactly one lb, the API through it, the admin
+kubeconfigs, encryption at rest, and the workers' rows (Ready, pods, logs and
+exec, CoreDNS, a ClusterIP Service). The spec's binaries must be pinned
+(hardway pin --write) and its images built (make images).
+
+Needs root on Linux, iproute2, and the pinned binaries (make tools); with
+--boot also lxc, and for KVM nodes qemu-system-x86 and ovmf.`,
 		Example: `  sudo hardway verify -f cluster.yaml --bin-dir bin/tools
-  sudo hardway verify -f cluster.yaml --dir out --no-generate -o json | jq '.checks[] | select(.pass | not)'`,
+  sudo hardway verify -f cluster.yaml --dir out --no-generate -o json | jq '.checks[] | select(.pass | not)'
+  sudo hardway verify -f cluster.yaml --boot --base ~/.cache/hardway/base/debian-12-base.tar.zst --dir out`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := out.resolve(); err != nil {
@@ -56,6 +121,12 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools).`,
 			}
 			if noGenerate && dir == "" {
 				return usageErrorf("--no-generate needs --dir, the output root holding the generated <cluster>/")
+			}
+			if boot && noGenerate {
+				return usageErrorf("--boot bakes from what it generates: drop --no-generate")
+			}
+			if boot != (base != "") || (kvmBase != "" && !boot) {
+				return usageErrorf("--boot and --base go together (--kvm-base too, for KVM nodes)")
 			}
 			// Before anything is generated: a wrong --bin-dir would
 			// otherwise show only after the whole bundle was written.
@@ -81,6 +152,7 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools).`,
 				dir = tmp
 			}
 			var gen []phaseOutput
+			var artifacts map[string]string
 			if !noGenerate {
 				start := time.Now()
 				res, err := generate.Run(cmd.Context(), doc, generate.Options{Out: dir, Log: slog.Default()})
@@ -90,14 +162,26 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools).`,
 				p := verify.Phase{Name: "generate", Took: time.Since(start), Detail: fmt.Sprintf("%s (%d files changed)", res.Dir, len(res.Changed))}
 				p.Print(w)
 				gen = append(gen, phaseJSON(p))
+				if boot {
+					start = time.Now()
+					artifacts, err = bakeEveryNode(cmd.Context(), doc, res, base, kvmBase)
+					p := verify.Phase{Name: "bake", Took: time.Since(start), Detail: fmt.Sprintf("%d artifacts in %s", len(artifacts), filepath.Join(res.Dir, "bake")), Err: err}
+					p.Print(w)
+					gen = append(gen, phaseJSON(p))
+					if err != nil {
+						return exitError{exitFailed}
+					}
+				}
 			}
 			rep, err := verify.Run(cmd.Context(), verify.Options{
-				Cluster: doc.Cluster,
-				Dir:     filepath.Join(dir, doc.Cluster.Metadata.Name),
-				BinDirs: binDirs,
-				WorkDir: workDir,
-				Out:     w,
-				Log:     slog.Default(),
+				Cluster:   doc.Cluster,
+				Dir:       filepath.Join(dir, doc.Cluster.Metadata.Name),
+				BinDirs:   binDirs,
+				WorkDir:   workDir,
+				Out:       w,
+				Log:       slog.Default(),
+				Artifacts: artifacts,
+				Boot:      boot,
 			})
 			if rep != nil && len(rep.Rows) > 0 {
 				fmt.Fprintln(w, rep.Summary())
@@ -126,6 +210,11 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools).`,
 	cmd.Flags().BoolVar(&noGenerate, "no-generate", false, "use the existing <dir>/<cluster> as is")
 	cmd.Flags().StringArrayVar(&binDirs, "bin-dir", defaultBin, "directory of the pinned binaries, looked up by base name (repeatable; $HARDWAY_BIN_DIR, when set, replaces bin/tools)")
 	_ = cmd.MarkFlagDirname("bin-dir")
+	cmd.Flags().BoolVar(&boot, "boot", false, "bake every node's artifact and boot the whole cluster from them (needs --base)")
+	cmd.Flags().StringVar(&base, "base", "", "with --boot: the base LXC templates are baked from (hack/base.sh)")
+	_ = cmd.MarkFlagFilename("base")
+	cmd.Flags().StringVar(&kvmBase, "kvm-base", "", "with --boot: the base KVM images are baked from (hack/base.sh --kvm), for a spec with KVM nodes")
+	_ = cmd.MarkFlagFilename("kvm-base")
 	cmd.Flags().StringVar(&workDir, "work-dir", "", "directory for node roots and logs, kept (default: a temp dir, removed after a passing run)")
 	_ = cmd.MarkFlagDirname("work-dir")
 	return cmd

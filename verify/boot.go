@@ -1,0 +1,224 @@
+package verify
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hardway-dev/hardway/spec"
+)
+
+// Boot mode (Options.Boot): every node of the spec boots from the artifact
+// it ships as (an LXC template under lxc-start, a KVM image under qemu, see
+// worker.go), at its own address on the run's bridge, and nothing runs as
+// a process of verify's. The hub stays the Proxmox host (the gateway when
+// it is not a node, the host's routes to the pod CIDRs) and the client the
+// checks speak from: what an operator's machine on the node network sees.
+
+// bootRoleOrder is the order guests start in, as create-nodes.sh --start
+// starts them: what others need first.
+var bootRoleOrder = []string{spec.RoleGateway, spec.RoleLB, spec.RoleEtcd, spec.RoleController, spec.RoleWorker}
+
+// bootOrder sorts nodes by the first of their roles in bootRoleOrder,
+// keeping the spec's order among equals.
+func bootOrder(nodes []spec.Node) []spec.Node {
+	rank := func(n spec.Node) int {
+		for i, r := range bootRoleOrder {
+			if n.Has(r) {
+				return i
+			}
+		}
+		return len(bootRoleOrder)
+	}
+	out := slices.Clone(nodes)
+	slices.SortStableFunc(out, func(a, b spec.Node) int { return rank(a) - rank(b) })
+	return out
+}
+
+// bootEndpoint sets the API endpoint of a booted cluster: the VIP, which the
+// lb nodes hold, else the first controller.
+func (v *run) bootEndpoint() string {
+	first := v.byName[v.c.NodesWith(spec.RoleController)[0].Name]
+	port := v.apiPort(first)
+	if vip := v.c.Spec.APIServer.VIP; vip != "" {
+		v.endpoint = netip.AddrPortFrom(netip.MustParseAddr(vip), port)
+		v.vipVia = "held by an lb node"
+		return fmt.Sprintf("every node boots from its artifact; the API at the VIP %s", v.endpoint)
+	}
+	v.endpoint = netip.AddrPortFrom(first.spec.IP(), port)
+	return fmt.Sprintf("every node boots from its artifact; no VIP: the API at %s (first controller)", v.endpoint)
+}
+
+// bootAll boots every node once the network is up.
+func (v *run) bootAll(ctx context.Context) {
+	if v.failed || ctx.Err() != nil {
+		v.skip("boot nodes", "an earlier phase failed or verify was interrupted")
+		return
+	}
+	if err := v.phase("boot nodes", func() (string, error) { return v.bootWorkers(ctx) }); err != nil {
+		v.failed = true
+	}
+}
+
+// workerGuests are the booted guests with the worker role.
+func (v *run) workerGuests() []guest {
+	var out []guest
+	for _, g := range v.guests {
+		if n, ok := v.c.Node(g.info().name); ok && n.Has(spec.RoleWorker) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// clientNS is where the worker rows reach pods and run kubectl from, and
+// its name: the first controller's namespace when the control plane runs as
+// processes, the hub (the Proxmox host) when every node is booted.
+func (v *run) clientNS() (*NS, string) {
+	if v.o.Boot {
+		return v.net.Hub, "the hub (the Proxmox host)"
+	}
+	nd := v.firstController()
+	return nd.ns, nd.spec.Name
+}
+
+// bootChecks are the rows of a booted cluster before the worker rows: the
+// nodes, then the control plane's rows that speak to it over the network.
+var bootChecks = []check{
+	{"every node booted, every unit active", checkBooted},
+	{"etcd members healthy over TLS", checkEtcd},
+	{"the VIP on exactly one lb; API through it", checkVIP},
+	{"admin and super-admin kubeconfigs", checkAdmins},
+	{"Secrets encrypted at rest", checkEncryption},
+	{"kubernetes service endpoints", checkService},
+}
+
+// nodeBootTimeout bounds the first row, which waits for every node.
+const nodeBootTimeout = 10 * time.Minute
+
+// runBootChecks runs the rows of a booted cluster.
+func (v *run) runBootChecks(ctx context.Context) {
+	skip := ""
+	if len(v.guests) == 0 {
+		skip = "not run: no node booted"
+	}
+	boot := nodeBootTimeout
+	if slices.Contains(v.workerTargets(), spec.TargetKVM) {
+		boot = vmBootTimeout
+	}
+	v.runRows(ctx, bootChecks[:1], boot, skip)
+	v.runRows(ctx, bootChecks[1:], rowTimeout, skip)
+	if len(v.workerGuests()) > 0 {
+		row := workerRowTimeout
+		if slices.Contains(v.workerTargets(), spec.TargetKVM) {
+			row = vmRowTimeout
+		}
+		v.runRows(ctx, workerChecks, row, skip)
+	}
+	fmt.Fprintln(v.o.Out)
+	v.rep.WriteTable(v.o.Out)
+	fmt.Fprintln(v.o.Out)
+}
+
+// checkBooted: systemd on every node reaches "running": every unit the
+// node enables is active, none failed; then the API answers /readyz at its
+// endpoint. A node that ends "degraded" fails the row with its failed
+// units and their journals.
+func checkBooted(ctx context.Context, v *run) (string, error) {
+	var details []string
+	for _, g := range v.guests {
+		b := g.info()
+		var state string
+		err := poll(ctx, 2*time.Second, func() error {
+			out, _ := g.run(ctx, "systemctl", "is-system-running")
+			state = strings.TrimSpace(out)
+			switch state {
+			case "running":
+				return nil
+			case "degraded":
+				failed, _ := g.run(ctx, "systemctl", "list-units", "--failed", "--plain", "--no-legend")
+				var units []string
+				for _, l := range strings.Split(strings.TrimSpace(failed), "\n") {
+					if f := strings.Fields(l); len(f) > 0 {
+						units = append(units, f[0])
+					}
+				}
+				var j strings.Builder
+				for _, u := range units {
+					fmt.Fprintf(&j, "\n  unit %s:\n%s", u, indent(g.journal(ctx, u, 15)))
+				}
+				return permanentError{fmt.Errorf("node %s is degraded: failed %s%s", b.name, strings.Join(units, ", "), j.String())}
+			}
+			return fmt.Errorf("node %s: systemd is %q", b.name, state)
+		})
+		if err != nil {
+			return "", err
+		}
+		details = append(details, fmt.Sprintf("%s %s", b.name, round(time.Since(b.started))))
+	}
+	// Units active is not the API ready: its post-start hooks (the
+	// bootstrap RBAC roles, the default namespaces) may still run.
+	pool, err := certPool(filepath.Join(v.o.Dir, "pki", "ca.crt"))
+	if err != nil {
+		return "", err
+	}
+	cl := httpClient(v.net.Hub, &tls.Config{RootCAs: pool})
+	url := "https://" + v.endpoint.String() + "/readyz"
+	var last string
+	err = poll(ctx, 2*time.Second, func() error {
+		code, body, err := get(ctx, cl, url)
+		if err == nil && (code != http.StatusOK || body != "ok") {
+			err = fmt.Errorf("%d %s", code, lastLine(body))
+		}
+		if err != nil {
+			last = err.Error()
+		}
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("%s: %s", url, last)
+	}
+	return fmt.Sprintf("%d nodes running, after their start: %s; %s ok", len(v.guests), strings.Join(details, ", "), url), nil
+}
+
+// checkVIP: with a VIP, exactly one lb node holds it (keepalived), and the
+// API answers through it and on every controller with the bundle's CA
+// (checkAPIServers).
+func checkVIP(ctx context.Context, v *run) (string, error) {
+	detail := ""
+	if vip := v.c.Spec.APIServer.VIP; vip != "" {
+		var holders []string
+		err := poll(ctx, 2*time.Second, func() error {
+			holders = holders[:0]
+			for _, g := range v.guests {
+				n, _ := v.c.Node(g.info().name)
+				if !n.Has(spec.RoleLB) {
+					continue
+				}
+				out, err := g.run(ctx, "ip", "-o", "-4", "addr", "show")
+				if err != nil {
+					return err
+				}
+				if strings.Contains(out, " "+vip+"/") {
+					holders = append(holders, n.Name)
+				}
+			}
+			if len(holders) != 1 {
+				return fmt.Errorf("VIP %s held by %d lb nodes (%s), want exactly one", vip, len(holders), listOrNone(holders))
+			}
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+		detail = fmt.Sprintf("VIP %s on %s; ", vip, holders[0])
+	}
+	api, err := checkAPIServers(ctx, v)
+	return detail + api, err
+}
