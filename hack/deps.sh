@@ -35,7 +35,7 @@ PKGS=(
   pkg-config                  # hack/tools.sh runc finds libseccomp with it (the command comes from pkgconf)
   containernetworking-plugins # the real CNI bridge plugin (run by path)
   iptables                    # [iptables] kube-proxy's rules in the worker tests
-  lxc                         # [lxc-start lxc-info] boots worker templates as Proxmox does (LXC 5.0, what pct drives)
+  lxc                         # [lxc-start lxc-info lxc-usernsexec] boots templates as Proxmox does (LXC 5.0, what pct drives)
   debootstrap                 # hack/base.sh: the base rootfs
   zstd                        # [zstd] base tarballs, templates
   bzip2                       # [bzip2] compressed bases in the rootfs tests
