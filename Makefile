@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build run deps tools runtime coredns images test test-short vet fuzz bench bench-bake base base-small base-kvm verify plugin plugin-generate docs clean
+.PHONY: all build run deps tools runtime coredns images test e2e test-short vet fuzz bench bench-bake base base-small base-kvm verify plugin plugin-generate docs clean
 
 all: build
 
@@ -69,6 +69,18 @@ test: deps
 	# pinned containerd.
 	cd tools/images && $(GO) test -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=15s
+
+## e2e: boot every node of SPEC from its baked artifact and run verify --boot's rows
+## (SPEC=examples/seed-lxc.yaml by default), on a pinned copy of SPEC in E2E_DIR with
+## the binaries of make tools and make runtime and the archives of make images
+E2E_DIR ?= $(CURDIR)/out/e2e
+e2e: build deps
+	$(MAKE) -j3 tools runtime coredns base base-kvm
+	$(MAKE) -s --no-print-directory images > bin/images.list
+	@rm -rf $(E2E_DIR) && mkdir -p $(E2E_DIR)
+	spec=$$($(GO) run ./hack/e2e -spec $(SPEC) -dir $(E2E_DIR) -bin-dir $(TOOLBIN) -bin-dir $(RUNTIMEBIN) -images bin/images.list) && \
+	./bin/hardway verify -f "$$spec" --boot --base "$$(hack/base.sh path)" --kvm-base "$$(hack/base.sh path --kvm)" \
+		--dir $(E2E_DIR)/out --bin-dir $(TOOLBIN)
 
 ## test-short: the quick loop, no external tools
 test-short:

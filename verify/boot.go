@@ -115,10 +115,7 @@ func (v *run) runBootChecks(ctx context.Context) {
 	v.runRows(ctx, bootChecks[:1], boot, skip)
 	v.runRows(ctx, bootChecks[1:], rowTimeout, skip)
 	if len(v.workerGuests()) > 0 {
-		row := workerRowTimeout
-		if slices.Contains(v.workerTargets(), spec.TargetKVM) {
-			row = vmRowTimeout
-		}
+		_, row := v.workerTimeouts()
 		v.runRows(ctx, workerChecks, row, skip)
 	}
 	fmt.Fprintln(v.o.Out)
@@ -221,4 +218,21 @@ func checkVIP(ctx context.Context, v *run) (string, error) {
 	}
 	api, err := checkAPIServers(ctx, v)
 	return detail + api, err
+}
+
+// peakMemory sums every booted guest's peak memory: an upper bound of the
+// cluster's peak, since the nodes need not peak at once.
+func (v *run) peakMemory() (string, error) {
+	var total uint64
+	var parts []string
+	for _, g := range v.guests {
+		p, err := g.peakMemory()
+		if err != nil { // a measurement: it fails nothing
+			parts = append(parts, fmt.Sprintf("%s unknown (%v)", g.info().name, err))
+			continue
+		}
+		total += p
+		parts = append(parts, fmt.Sprintf("%s %d", g.info().name, p>>20))
+	}
+	return fmt.Sprintf("%d MiB, the sum of each node's peak (MiB): %s", total>>20, strings.Join(parts, ", ")), nil
 }

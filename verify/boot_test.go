@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -48,7 +46,7 @@ func TestBootSeed(t *testing.T) {
 		artifacts[r.Job.Node] = r.Path
 	}
 	t.Logf("baked %d templates in %s", len(baked), time.Since(start).Round(time.Millisecond))
-	runBooted(t, doc, res.Dir, bins, artifacts, true, len(bootChecks)+len(workerChecks))
+	runBooted(t, doc, Options{Dir: res.Dir, BinDirs: bins, Artifacts: artifacts, Boot: true}, len(bootChecks)+len(workerChecks), "")
 }
 
 // generated generates doc into a temp dir.
@@ -61,11 +59,12 @@ func generated(t *testing.T, doc *spec.Document) (*generate.Result, *gen.Context
 	return res, gen.New(doc.Cluster, res.Bundle)
 }
 
-// runBooted runs verify on the cluster directory dir with artifacts booted
-// (every node, with boot), and fails the test on an error, a failing row or
-// a row count other than rows; afterwards nothing of the run may be left:
-// no process, namespace, mount or container cgroup.
-func runBooted(t *testing.T, doc *spec.Document, dir string, bins []string, artifacts map[string]string, boot bool, rows int) {
+// runBooted runs verify with o (its cluster, work directory and output
+// filled in) and fails the test on an error, a failing row other than
+// failing (every row before it must pass; "" for none) or a row count other
+// than rows; afterwards nothing of the run may be left: no process,
+// namespace, mount or container cgroup.
+func runBooted(t *testing.T, doc *spec.Document, o Options, rows int, failing string) {
 	t.Helper()
 	// Not t.TempDir: the unprivileged containers' root (uid 100000)
 	// must reach their rootfs below it.
@@ -79,92 +78,52 @@ func runBooted(t *testing.T, doc *spec.Document, dir string, bins []string, arti
 	}
 	var out bytes.Buffer
 	start := time.Now()
-	rep, err := Run(context.Background(), Options{
-		Cluster:   doc.Cluster,
-		Dir:       dir,
-		BinDirs:   bins,
-		WorkDir:   work,
-		Out:       &out,
-		Log:       slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Artifacts: artifacts,
-		Boot:      boot,
-	})
-	t.Logf("verify with %s booted, in %s:\n%s", strings.Join(slices.Sorted(maps.Keys(artifacts)), ", "), time.Since(start).Round(time.Millisecond), out.String())
+	o.Cluster, o.WorkDir, o.Out = doc.Cluster, work, &out
+	o.Log = slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rep, err := Run(context.Background(), o)
+	t.Logf("verify with %s booted, in %s:\n%s", strings.Join(slices.Sorted(maps.Keys(o.Artifacts)), ", "), time.Since(start).Round(time.Millisecond), out.String())
 	if err != nil {
 		t.Fatal(err)
 	}
+	failed := false
 	for _, r := range rep.Rows {
-		if !r.Pass {
+		switch {
+		case failed: // after the broken row, others may fail with it
+		case r.Name == failing && r.Pass:
+			t.Errorf("row %d %s passed, want it failed", r.N, r.Name)
+		case r.Name == failing:
+			failed = true
+			t.Logf("row %d %s failed, as it must: %s", r.N, r.Name, r.Detail)
+		case !r.Pass:
 			t.Errorf("row %d %s: %s", r.N, r.Name, r.Detail)
 		}
+	}
+	if failing != "" && !failed {
+		t.Errorf("no row %q failed", failing)
 	}
 	if n := len(rep.Rows); n != rows {
 		t.Errorf("%d rows, want %d", n, rows)
 	}
 	assertNothingLeft(t, rep, work)
 	assertNoMountsUnder(t, work)
-	for name := range artifacts {
+	for name := range o.Artifacts {
 		if n, _ := doc.Cluster.Node(name); n.Target == spec.TargetLXC {
 			assertNoCgroup(t, fmt.Sprintf("lxc/%d", n.VMID))
 		}
 	}
 }
 
-// pinnedExample copies an example spec into a temp dir with what bake
-// needs beside it: binaries.dir holds hard links to the pinned binaries (bin dirs and
-// $HARDWAY_RUNTIME_DIR), pinned in spec.binaries.sha256 as `hardway pin`
-// would, and spec.images the archives `make images` built (the smoke image
-// among them). The user's file is never changed.
+// pinnedExample is bake.PinnedCopy of an example, with the pinned binaries
+// (bins and $HARDWAY_RUNTIME_DIR) and the archives `make images` built.
 func pinnedExample(t *testing.T, file string, bins []string) *spec.Document {
 	t.Helper()
-	dir := t.TempDir()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
 	runtimeDir := os.Getenv("HARDWAY_RUNTIME_DIR")
 	if runtimeDir == "" {
 		t.Fatal("HARDWAY_RUNTIME_DIR is not set: make runtime's bin/runtime (make test sets it)")
 	}
-	art := filepath.Join(dir, "artifacts")
-	for _, d := range append(slices.Clone(bins), runtimeDir) {
-		es, err := os.ReadDir(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range es {
-			src, _ := filepath.EvalSymlinks(filepath.Join(d, e.Name()))
-			dst := filepath.Join(art, e.Name())
-			if err := os.MkdirAll(art, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if os.Link(src, dst) != nil { // another file system: a copy
-				copyPinned(t, src, dst, 0o755)
-			}
-		}
-	}
-	var imgs []string
-	for _, a := range imageArchives(t) {
-		copyPinned(t, a, filepath.Join(dir, "images", filepath.Base(a)), 0o644)
-		imgs = append(imgs, "images/"+filepath.Base(a))
-	}
-	s := regexp.MustCompile(`(?m)^  images: .*$`).ReplaceAllString(string(data), "  images: ["+strings.Join(imgs, ", ")+"]")
-	specFile := filepath.Join(dir, "cluster.yaml")
-	if err := os.WriteFile(specFile, []byte(s), 0o644); err != nil {
+	copied, err := bake.PinnedCopy(file, t.TempDir(), append(slices.Clone(bins), runtimeDir), imageArchives(t))
+	if err != nil {
 		t.Fatal(err)
 	}
-	pins, missing, err := bake.Pins(loadExample(t, specFile))
-	if err != nil || len(missing) > 0 {
-		t.Fatalf("pins: %v, missing %v", err, missing)
-	}
-	var b strings.Builder
-	b.WriteString("    sha256:\n")
-	for _, name := range slices.Sorted(maps.Keys(pins)) {
-		fmt.Fprintf(&b, "      %s: %q\n", name, pins[name])
-	}
-	s = strings.Replace(s, "    dir: artifacts\n", "    dir: artifacts\n"+b.String(), 1)
-	if err := os.WriteFile(specFile, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return loadExample(t, specFile)
+	return loadExample(t, copied)
 }

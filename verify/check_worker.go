@@ -33,6 +33,7 @@ var workerChecks = []check{
 	{"kubectl logs and exec (apiserver → kubelet)", checkLogsExec},
 	{"CoreDNS resolves the API service from a pod", checkDNS},
 	{"ClusterIP Service reaches the pods (kube-proxy)", checkClusterIP},
+	{"pod to pod across workers", checkPodToPod},
 }
 
 // workerRowTimeout bounds one worker row; the first includes the boot.
@@ -337,4 +338,43 @@ func checkClusterIP(ctx context.Context, v *run) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%s answers from %s, and as %s", url, pod, byName), nil
+}
+
+// checkPodToPod: the smoke pod on each worker reaches the smoke pod on every
+// other worker at its pod IP, across the node network: the worker's route
+// to the other's pod CIDR (its network file), the CNI bridge on both ends.
+func checkPodToPod(ctx context.Context, v *run) (string, error) {
+	ws := v.workerGuests()
+	if len(ws) < 2 {
+		return "one worker: no traffic across workers to check", nil
+	}
+	cs, err := v.clientset("super-admin")
+	if err != nil {
+		return "", err
+	}
+	ips := map[string]string{}
+	for _, g := range ws {
+		pod := &corev1.Pod{}
+		name := smokePod(g.info().name)
+		if err := cs.get(ctx, "/api/v1/namespaces/"+smokeNamespace+"/pods/"+name, pod); err != nil {
+			return "", err
+		}
+		ips[g.info().name] = pod.Status.PodIP
+	}
+	var pairs []string
+	for _, from := range ws {
+		for _, to := range ws {
+			a, b := from.info().name, to.info().name
+			if a == b {
+				continue
+			}
+			url := "http://" + net.JoinHostPort(ips[b], "8080") + "/"
+			want := fmt.Sprintf(`"node":%q`, b)
+			if _, err := v.pollKubectl(ctx, contains(want), "exec", "-n", smokeNamespace, smokePod(a), "--", "/smoke", "get", url); err != nil {
+				return "", v.withJournals(ctx, fmt.Errorf("%s → %s (%s): %w", smokePod(a), smokePod(b), url, err))
+			}
+			pairs = append(pairs, fmt.Sprintf("%s → %s", smokePod(a), ips[b]))
+		}
+	}
+	return strings.Join(pairs, ", "), nil
 }

@@ -62,11 +62,7 @@ func (v *run) runChecks(ctx context.Context) {
 		if len(v.guests) == 0 {
 			skip = "not run: no worker booted"
 		}
-		// The first worker row includes the boot.
-		boot, row := workerRowTimeout, workerRowTimeout
-		if slices.Contains(v.workerTargets(), spec.TargetKVM) {
-			boot, row = vmBootTimeout, vmRowTimeout
-		}
+		boot, row := v.workerTimeouts()
 		v.runRows(ctx, workerChecks[:1], boot, skip)
 		v.runRows(ctx, workerChecks[1:], row, skip)
 	}
@@ -80,8 +76,11 @@ func (v *run) runChecks(ctx context.Context) {
 func (v *run) runRows(ctx context.Context, rows []check, timeout time.Duration, skip string) {
 	for _, c := range rows {
 		row := Row{N: len(v.rep.Rows) + 1, Name: c.name, Detail: skip}
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			row.Detail = "not run: interrupted"
+		case v.o.FailFast && !v.rep.rowsOK():
+			row.Detail = "not run: an earlier row failed (fail fast)"
 		}
 		if row.Detail == "" {
 			start := time.Now()
@@ -116,4 +115,16 @@ func poll(ctx context.Context, every time.Duration, f func() error) error {
 		case <-time.After(every):
 		}
 	}
+}
+
+// workerTimeouts bound the first worker row, which includes the boot, and
+// each of the others.
+func (v *run) workerTimeouts() (boot, row time.Duration) {
+	switch {
+	case v.o.WorkerTimeout > 0:
+		return v.o.WorkerTimeout, v.o.WorkerTimeout
+	case slices.Contains(v.workerTargets(), spec.TargetKVM):
+		return vmBootTimeout, vmRowTimeout
+	}
+	return workerRowTimeout, workerRowTimeout
 }

@@ -208,6 +208,22 @@ func (m *vm) journal(ctx context.Context, unit string, lines int) string {
 	return strings.TrimRight(out, "\n")
 }
 
+// peakMemory is qemu's peak resident set (VmHWM): the guest's memory as
+// the host paid for it.
+func (m *vm) peakMemory() (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.proc.PID))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kib, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kib << 10, err
+		}
+	}
+	return 0, fmt.Errorf("%s: no VmHWM for qemu (pid %d)", m.name, m.proc.PID)
+}
+
 // run runs a command in the VM through the guest agent.
 func (m *vm) run(ctx context.Context, argv ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -355,6 +355,21 @@ type container struct {
 	booted
 	lxcPath string // lxc-start -P
 	hub     *NS    // where lxc-start runs: its command socket is there
+	cgroup  string // lxc.cgroup.dir.container, below each hierarchy
+}
+
+// peakMemory is the peak of the container's memory cgroup: cgroup v1's
+// memory.max_usage_in_bytes, else cgroup v2's memory.peak.
+func (c *container) peakMemory() (uint64, error) {
+	for _, f := range []string{
+		filepath.Join("/sys/fs/cgroup/memory", c.cgroup, "memory.max_usage_in_bytes"),
+		filepath.Join("/sys/fs/cgroup", c.cgroup, "memory.peak"),
+	} {
+		if b, err := os.ReadFile(f); err == nil {
+			return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no memory cgroup %s with a peak", c.name, c.cgroup)
 }
 
 // initPID asks lxc-start for the container's init (its PID 1) through the

@@ -47,6 +47,16 @@ type Report struct {
 	WorkDir    string   // kept after a failing run, for its logs; "" once removed
 }
 
+// rowsOK reports whether every row so far passed.
+func (r *Report) rowsOK() bool {
+	for _, row := range r.Rows {
+		if !row.Pass {
+			return false
+		}
+	}
+	return true
+}
+
 // OK reports whether every phase and every row passed.
 func (r *Report) OK() bool {
 	for _, p := range r.Phases {
@@ -54,12 +64,7 @@ func (r *Report) OK() bool {
 			return false
 		}
 	}
-	for _, row := range r.Rows {
-		if !row.Pass {
-			return false
-		}
-	}
-	return len(r.Rows) > 0
+	return r.rowsOK() && len(r.Rows) > 0
 }
 
 // Row returns the row numbered n.

@@ -53,6 +53,12 @@ type Options struct {
 	// bootstrapped; the worker rows follow the control plane's (see
 	// worker.go).
 	Artifacts map[string]string
+	// FailFast records the rows after a failing one as not run, instead
+	// of running each to its timeout.
+	FailFast bool
+	// WorkerTimeout bounds each worker row and, for the first, the boot:
+	// default 4 min, 20 and 8 min with a VM among them (see check_worker.go).
+	WorkerTimeout time.Duration
 	// Boot boots every node of the spec from its artifact (Artifacts must
 	// name one for each) instead of starting the control plane as
 	// processes: the pre-flight check of what ships (see boot.go).
@@ -102,6 +108,9 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	v.runChecks(ctx)
 	if !v.failed && !o.Boot {
 		_ = v.phase("processes still running", v.stillRunning)
+	}
+	if len(v.guests) > 0 {
+		_ = v.phase("peak memory of the booted nodes", v.peakMemory)
 	}
 	if ctx.Err() != nil {
 		return v.rep, fmt.Errorf("interrupted: %w", ctx.Err())

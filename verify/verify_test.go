@@ -52,8 +52,8 @@ func runVerify(t *testing.T, specPath string, mutate func(t *testing.T, dir stri
 }
 
 // assertNothingLeft: every PID the run started is gone, no process names its
-// work dir, and none of its namespaces (nor any other of this test process's
-// verify runs) is in `ip netns list`.
+// work dir, and none of its namespaces (nor any other of its run's, by
+// their prefix) is in `ip netns list`.
 func assertNothingLeft(t *testing.T, rep *Report, work string) {
 	t.Helper()
 	if len(rep.PIDs) == 0 || len(rep.Namespaces) == 0 {
@@ -71,9 +71,16 @@ func assertNothingLeft(t *testing.T, rep *Report, work string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// This run's prefix (hwv<pid>x<run>, its hub's name without ".hub"):
+	// other runs of this test process may be going on beside it.
 	mine := fmt.Sprintf("%s%dx", nsPrefix, os.Getpid())
+	for _, n := range rep.Namespaces {
+		if p, ok := strings.CutSuffix(n, ".hub"); ok {
+			mine = p
+		}
+	}
 	for _, n := range names {
-		if slices.Contains(rep.Namespaces, n) || strings.HasPrefix(n, mine) {
+		if slices.Contains(rep.Namespaces, n) || n == mine+".hub" || strings.HasPrefix(n, mine+"-") {
 			t.Errorf("namespace %s left behind", n)
 		}
 	}

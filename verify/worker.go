@@ -219,6 +219,8 @@ type guest interface {
 	// poweroff shuts the worker down as Proxmox does, and makes sure its
 	// process ends (killed after timeout).
 	poweroff(timeout time.Duration) error
+	// peakMemory is the most memory the guest has used so far, in bytes.
+	peakMemory() (uint64, error)
 }
 
 func (b *booted) info() *booted { return b }
@@ -323,7 +325,7 @@ func (v *run) bootContainer(ctx context.Context, n spec.Node, lxcPath string, h 
 	if err != nil {
 		return nil, err
 	}
-	return &container{booted: booted{name: n.Name, via: "lxc-start", proc: p, started: time.Now()}, lxcPath: lxcPath, hub: v.net.Hub}, nil
+	return &container{booted: booted{name: n.Name, via: "lxc-start", proc: p, started: time.Now()}, lxcPath: lxcPath, hub: v.net.Hub, cgroup: "lxc/" + fmt.Sprint(n.VMID)}, nil
 }
 
 // bootVM starts qemu with the node's image, its NoCloud seed when generate

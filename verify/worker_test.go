@@ -3,11 +3,8 @@ package verify
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/bake"
-	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/rootfs/rootfstest"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -24,8 +20,8 @@ import (
 // workerSpec is a control plane of one node (controller and etcd, run as
 // processes), an LXC worker booted from its baked template and a KVM worker
 // booted from the worker role image with its NoCloud seed. The Proxmox
-// host is the gateway (10.240.0.1), as in the seed. %s is the binaries
-// section, %s the images.
+// host is the gateway (10.240.0.1), as in the seed. workerDoc fills in
+// the binaries and images.
 const workerSpec = `apiVersion: hardway.dev/v1alpha1
 kind: Cluster
 metadata: {name: workers}
@@ -39,10 +35,6 @@ spec:
     podCIDR: 10.200.0.0/16
     serviceCIDR: 10.32.0.0/24
   pki: {algorithm: ecdsa-p256}
-  binaries:
-%s
-  images:
-%s
   nodes:
     - {name: cp1, roles: [controller, etcd], target: lxc, address: 10.240.0.21/24, vmid: 221}
     - {name: w1, roles: [worker], target: lxc, address: 10.240.0.31/24, vmid: 231, cores: 2, memoryMiB: 4096}
@@ -63,7 +55,7 @@ func TestWorkerJoins(t *testing.T) {
 		t.Fatalf("%v: hack/deps.sh installs it", err)
 	}
 	bins := binDirs(t)
-	doc := workerDoc(t, bins)
+	doc := workerDoc(t, bins, "", 231)
 	res, x := generated(t, doc)
 	jobs, err := bake.Jobs(x, bake.FormatLXC, "w1", "")
 	if err != nil {
@@ -89,46 +81,30 @@ func TestWorkerJoins(t *testing.T) {
 		t.Fatalf("want the worker role image, baked %+v", image)
 	}
 	t.Logf("baked %s in %s", filepath.Base(image[0].Path), time.Since(start).Round(time.Millisecond))
-	runBooted(t, doc, res.Dir, bins, map[string]string{"w1": baked[0].Path, "w2": image[0].Path}, false, len(checks)+len(workerChecks))
+	runBooted(t, doc, Options{Dir: res.Dir, BinDirs: bins, Artifacts: map[string]string{"w1": baked[0].Path, "w2": image[0].Path}}, len(checks)+len(workerChecks), "")
 }
 
-// workerDoc writes workerSpec in a temp dir: binaries.dir holds the worker's
-// binaries (the kubelet and kube-proxy of the pinned Kubernetes, the pinned
-// runtime), images/ the archives `make images` built.
-func workerDoc(t *testing.T, bins []string) *spec.Document {
+// workerDoc is bake.PinnedCopy of workerSpec: the pinned binaries (bins
+// and $HARDWAY_RUNTIME_DIR) and the archives `make images` built, but those
+// whose file name starts with drop ("" for none); w1 has VMID vmid (its
+// cgroup is lxc/<vmid>: runs at once need their own).
+func workerDoc(t *testing.T, bins []string, drop string, vmid int) *spec.Document {
 	t.Helper()
-	dir := t.TempDir()
 	runtimeDir := os.Getenv("HARDWAY_RUNTIME_DIR")
 	if runtimeDir == "" {
 		t.Fatal("HARDWAY_RUNTIME_DIR is not set: make runtime's bin/runtime (make test sets it)")
 	}
-	from := map[string]string{}
-	for _, b := range worker.Binaries {
-		from[b] = filepath.Join(runtimeDir, b)
-	}
-	for _, b := range worker.CNIPlugins {
-		from[b] = filepath.Join(runtimeDir, b)
-	}
-	for _, b := range []string{"kubelet", "kube-proxy"} {
-		from[b] = findIn(t, bins, b)
-	}
-	var binYAML strings.Builder
-	binYAML.WriteString("    mode: upstream\n    dir: artifacts\n    sha256:\n")
-	for _, name := range slices.Sorted(maps.Keys(from)) {
-		sum := copyPinned(t, from[name], filepath.Join(dir, "artifacts", name), 0o755)
-		fmt.Fprintf(&binYAML, "      %s: %q\n", name, sum)
-	}
-	var imgYAML strings.Builder
-	for _, a := range imageArchives(t) {
-		copyPinned(t, a, filepath.Join(dir, "images", filepath.Base(a)), 0o644)
-		fmt.Fprintf(&imgYAML, "    - images/%s\n", filepath.Base(a))
-	}
-	file := filepath.Join(dir, "cluster.yaml")
-	data := fmt.Sprintf(workerSpec, strings.TrimRight(binYAML.String(), "\n"), strings.TrimRight(imgYAML.String(), "\n"))
-	if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
+	file := filepath.Join(t.TempDir(), "cluster.yaml")
+	text := strings.Replace(workerSpec, "vmid: 231,", fmt.Sprintf("vmid: %d,", vmid), 1)
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return loadExample(t, file)
+	archives := slices.DeleteFunc(imageArchives(t), func(a string) bool { return drop != "" && strings.HasPrefix(filepath.Base(a), drop) })
+	copied, err := bake.PinnedCopy(file, t.TempDir(), append(slices.Clone(bins), runtimeDir), archives)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loadExample(t, copied)
 }
 
 // imageArchives are the archives `make images` built, one path a line in
@@ -155,36 +131,6 @@ func imageArchives(t *testing.T) []string {
 		t.Fatalf("%s lists no archive", list)
 	}
 	return out
-}
-
-// findIn finds a binary by name in dirs.
-func findIn(t *testing.T, dirs []string, name string) string {
-	t.Helper()
-	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, name)); err == nil {
-			return filepath.Join(d, name)
-		}
-	}
-	t.Fatalf("%s not in %v", name, dirs)
-	return ""
-}
-
-// copyPinned copies src (following links) to dst and returns its SHA-256,
-// the pin of the copy.
-func copyPinned(t *testing.T, src, dst string, mode os.FileMode) string {
-	t.Helper()
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, data, mode); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
 }
 
 // assertNoMountsUnder: no mount point of this mount namespace is under dir.

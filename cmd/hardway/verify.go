@@ -68,7 +68,7 @@ func bakeEveryNode(ctx context.Context, doc *spec.Document, res *generate.Result
 func newVerify() *cobra.Command {
 	var file, dir, workDir, base, kvmBase string
 	var binDirs []string
-	var noGenerate, boot bool
+	var noGenerate, boot, failFast bool
 	var out *outputFlag
 	defaultBin := []string{"bin/tools"}
 	if d := os.Getenv("HARDWAY_BIN_DIR"); d != "" {
@@ -182,6 +182,7 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools); with
 				Log:       slog.Default(),
 				Artifacts: artifacts,
 				Boot:      boot,
+				FailFast:  failFast,
 			})
 			if rep != nil && len(rep.Rows) > 0 {
 				fmt.Fprintln(w, rep.Summary())
@@ -210,6 +211,7 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools); with
 	cmd.Flags().BoolVar(&noGenerate, "no-generate", false, "use the existing <dir>/<cluster> as is")
 	cmd.Flags().StringArrayVar(&binDirs, "bin-dir", defaultBin, "directory of the pinned binaries, looked up by base name (repeatable; $HARDWAY_BIN_DIR, when set, replaces bin/tools)")
 	_ = cmd.MarkFlagDirname("bin-dir")
+	cmd.Flags().BoolVar(&failFast, "fail-fast", false, "after a failing check, record the others as not run instead of running each to its timeout")
 	cmd.Flags().BoolVar(&boot, "boot", false, "bake every node's artifact and boot the whole cluster from them (needs --base)")
 	cmd.Flags().StringVar(&base, "base", "", "with --boot: the base LXC templates are baked from (hack/base.sh)")
 	_ = cmd.MarkFlagFilename("base")

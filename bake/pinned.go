@@ -1,0 +1,148 @@
+package bake
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/hardway-dev/hardway/spec"
+)
+
+// PinnedCopy writes into dir a copy of the spec file with everything a bake
+// of every node needs beside it, for a pre-flight run on a build machine
+// (make e2e, the whole-cluster test): binaries.dir is dir/artifacts, holding
+// a link (or a copy) of every file of binDirs; spec.images lists archives,
+// linked into dir/images; spec.binaries.sha256 pins what the nodes' roles
+// take from binaries.dir, as `hardway pin` would. It returns the copy's
+// path. The user's file is only read; the copy is re-encoded, comments and
+// all, which only a run of verify reads.
+func PinnedCopy(specFile, dir string, binDirs, archives []string) (string, error) {
+	data, err := os.ReadFile(specFile)
+	if err != nil {
+		return "", err
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return "", fmt.Errorf("%s: %w", specFile, err)
+	}
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return "", fmt.Errorf("%s: not a cluster spec (a YAML mapping)", specFile)
+	}
+	s := mapping(root.Content[0], "spec")
+	bins := mapping(s, "binaries")
+	set(bins, "mode", scalar(spec.ModeUpstream))
+	set(bins, "dir", scalar("artifacts"))
+	for _, d := range binDirs {
+		es, err := os.ReadDir(d)
+		if err != nil {
+			return "", err
+		}
+		for _, e := range es {
+			if err := linkInto(filepath.Join(d, e.Name()), filepath.Join(dir, "artifacts")); err != nil {
+				return "", err
+			}
+		}
+	}
+	imgs := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+	for _, a := range archives {
+		if err := linkInto(a, filepath.Join(dir, "images")); err != nil {
+			return "", err
+		}
+		imgs.Content = append(imgs.Content, scalar("images/"+filepath.Base(a)))
+	}
+	set(s, "images", imgs)
+	copyFile := filepath.Join(dir, filepath.Base(specFile))
+	write := func() error {
+		out, err := yaml.Marshal(&root)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(copyFile, out, 0o644)
+	}
+	if err := write(); err != nil {
+		return "", err
+	}
+	doc, err := spec.LoadFile(copyFile)
+	if err != nil {
+		return "", err
+	}
+	doc.Validate(spec.Options{})
+	pins, missing, err := Pins(doc)
+	if err != nil {
+		return "", err
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("no pinned binary in %v for %v (make tools runtime)", binDirs, missing)
+	}
+	sums := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	for _, k := range slices.Sorted(maps.Keys(pins)) {
+		sums.Content = append(sums.Content, scalar(k), scalar(pins[k]))
+	}
+	set(bins, "sha256", sums)
+	return copyFile, write()
+}
+
+// mapping returns m's mapping under key, adding an empty one when absent.
+func mapping(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key && m.Content[i+1].Kind == yaml.MappingNode {
+			m.Content[i+1].Style = 0 // block style, where keys are added
+			return m.Content[i+1]
+		}
+	}
+	v := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	set(m, key, v)
+	return v
+}
+
+// set sets key to v in mapping m.
+func set(m *yaml.Node, key string, v *yaml.Node) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content[i+1] = v
+			return
+		}
+	}
+	m.Content = append(m.Content, scalar(key), v)
+}
+
+func scalar(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
+
+// linkInto hard-links file (its final target) into dir, or copies it when
+// dir is on another file system.
+func linkInto(file, dir string) error {
+	src, err := filepath.EvalSymlinks(file)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	dst := filepath.Join(dir, filepath.Base(file))
+	if _, err := os.Lstat(dst); err == nil || os.Link(src, dst) == nil {
+		return nil
+	}
+	in, err := os.Open(src) // another file system: a copy
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, st.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

@@ -1,0 +1,68 @@
+package bake
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/hardway-dev/hardway/spec"
+)
+
+// TestPinnedCopy: the copy's binaries.dir holds every file of the bin dirs,
+// each binary its roles need is pinned with the SHA-256 of its content,
+// spec.images lists the archives, and the user's spec is not changed.
+func TestPinnedCopy(t *testing.T) {
+	const example = "../examples/seed-lxc.yaml"
+	before, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	for _, b := range binaries {
+		if err := os.WriteFile(filepath.Join(bin, b.name), []byte("ELF "+b.name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var archives []string
+	for _, a := range []string{"pause.tar", "smoke.tar"} {
+		p := filepath.Join(t.TempDir(), a)
+		if err := os.WriteFile(p, []byte(a), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		archives = append(archives, p)
+	}
+	dir := t.TempDir()
+	file, err := PinnedCopy(example, dir, []string{bin}, archives)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := spec.LoadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if is := doc.Validate(spec.Options{}); len(is.Errors()) > 0 {
+		t.Fatalf("the copy does not validate: %v", is.Errors())
+	}
+	s := doc.Cluster.Spec
+	if doc.BinariesDir() != filepath.Join(dir, "artifacts") || s.Binaries.Mode != spec.ModeUpstream {
+		t.Errorf("binaries: %s in %s", s.Binaries.Mode, doc.BinariesDir())
+	}
+	for _, b := range binaries {
+		if b.optional {
+			continue
+		}
+		sum := sha256.Sum256([]byte("ELF " + b.name))
+		if got := s.Binaries.SHA256[b.name]; got != hex.EncodeToString(sum[:]) {
+			t.Errorf("pin of %s: %q", b.name, got)
+		}
+	}
+	if want := []string{"images/pause.tar", "images/smoke.tar"}; !slices.Equal(s.Images, want) {
+		t.Errorf("images %v, want %v", s.Images, want)
+	}
+	if after, _ := os.ReadFile(example); string(after) != string(before) {
+		t.Error("the example was changed")
+	}
+}

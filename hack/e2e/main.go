@@ -1,0 +1,59 @@
+// Command e2e prepares a spec for `make e2e`: a copy in -dir with the
+// pinned binaries of -bin-dir and the image archives listed in -images
+// (bake.PinnedCopy), whose path it prints. The spec itself is only read.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/hardway-dev/hardway/bake"
+)
+
+type dirs []string
+
+func (d *dirs) String() string     { return strings.Join(*d, ",") }
+func (d *dirs) Set(v string) error { *d = append(*d, v); return nil }
+
+func main() {
+	specFile := flag.String("spec", "", "the spec to copy")
+	dir := flag.String("dir", "", "where the copy, its binaries and archives go")
+	images := flag.String("images", "", "a file listing image archives, one path a line (make images)")
+	var bins dirs
+	flag.Var(&bins, "bin-dir", "a directory of pinned binaries (repeatable)")
+	flag.Parse()
+	if *specFile == "" || *dir == "" || *images == "" || len(bins) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: e2e -spec SPEC -dir DIR -bin-dir DIR... -images LIST")
+		os.Exit(2)
+	}
+	archives, err := lines(*images)
+	if err == nil {
+		var copied string
+		if copied, err = bake.PinnedCopy(*specFile, *dir, bins, archives); err == nil {
+			fmt.Println(copied)
+			return
+		}
+	}
+	fmt.Fprintln(os.Stderr, "e2e:", err)
+	os.Exit(1)
+}
+
+// lines reads the non-empty lines of a file.
+func lines(file string) ([]string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out, sc.Err()
+}
