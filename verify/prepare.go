@@ -88,7 +88,11 @@ func (v *run) prepare() (string, error) {
 		if err := preflightWorkers(v.workerTargets()...); err != nil {
 			return "", err
 		}
-		note += fmt.Sprintf("; %d workers to boot from their artifacts", len(v.workers))
+		what := "workers"
+		if v.o.Boot {
+			what = "nodes"
+		}
+		note += fmt.Sprintf("; %d %s to boot from their artifacts", len(v.workers), what)
 	}
 	return fmt.Sprintf("%d nodes; %s", len(v.nodes), note), nil
 }
