@@ -65,7 +65,7 @@ var errMixed = errors.New("select artifacts with --node or --role, not both")
 func Jobs(x *gen.Context, format, node, role string) ([]Job, error) {
 	switch format {
 	case FormatLXC:
-		return selectJobs(x, spec.TargetLXC, "an LXC template", node, role, nil)
+		return selectJobs(x, ofTarget(spec.TargetLXC, "an LXC template"), node, role, nil)
 	case FormatKVM:
 		return KVMJobs(x, node, role)
 	case FormatSysext:
@@ -74,10 +74,28 @@ func Jobs(x *gen.Context, format, node, role string) ([]Job, error) {
 	return nil, fmt.Errorf("unknown format %q (have: %s, %s, %s)", format, FormatLXC, FormatKVM, FormatSysext)
 }
 
-// selectJobs returns a job, with the node's tree, for every node of target
-// (all of them, only node, or those with role); what names the artifact in
-// messages. adjust, when set, may refuse a node or complete its tree.
-func selectJobs(x *gen.Context, target, what, node, role string, adjust func(spec.Node, *tree.Tree) error) ([]Job, error) {
+// nodeSet is the nodes an artifact kind is made for.
+type nodeSet struct {
+	of   func(spec.Node) bool  // a node the artifact is made for
+	not  func(spec.Node) error // why a node selected by name is not one
+	name string                // the set in messages: "of target lxc", ...
+}
+
+// ofTarget is the nodes of target, whose artifact what names.
+func ofTarget(target, what string) nodeSet {
+	return nodeSet{
+		of: func(n spec.Node) bool { return n.Target == target },
+		not: func(n spec.Node) error {
+			return fmt.Errorf("node %s has target %s; %s is for target %s nodes", n.Name, n.Target, what, target)
+		},
+		name: "of target " + target,
+	}
+}
+
+// selectJobs returns a job, with the node's tree, for every node of set
+// (all of them, only node, or those with role). adjust, when set, may
+// refuse a node or complete its tree.
+func selectJobs(x *gen.Context, set nodeSet, node, role string, adjust func(spec.Node, *tree.Tree) error) ([]Job, error) {
 	if node != "" && role != "" {
 		return nil, errMixed
 	}
@@ -86,9 +104,9 @@ func selectJobs(x *gen.Context, target, what, node, role string, adjust func(spe
 		switch {
 		case node != "" && n.Name != node:
 			continue
-		case node != "" && n.Target != target:
-			return nil, fmt.Errorf("node %s has target %s; %s is for target %s nodes", n.Name, n.Target, what, target)
-		case n.Target != target, role != "" && !n.Has(role):
+		case node != "" && !set.of(n):
+			return nil, set.not(n)
+		case !set.of(n), role != "" && !n.Has(role):
 			continue
 		}
 		t, err := generators.Node(x, n)
@@ -107,9 +125,9 @@ func selectJobs(x *gen.Context, target, what, node, role string, adjust func(spe
 		case node != "":
 			return nil, fmt.Errorf("no node %s in the spec", node)
 		case role != "":
-			return nil, fmt.Errorf("no node of target %s has role %s", target, role)
+			return nil, fmt.Errorf("no node %s has role %s", set.name, role)
 		}
-		return nil, fmt.Errorf("the spec has no node of target %s", target)
+		return nil, fmt.Errorf("the spec has no node %s", set.name)
 	}
 	return jobs, nil
 }

@@ -23,7 +23,7 @@ func KVMJobs(x *gen.Context, node, role string) ([]Job, error) {
 	if role != "" && node == "" {
 		return roleJob(x, role)
 	}
-	return selectJobs(x, spec.TargetKVM, "a KVM image", node, role, func(n spec.Node, t *tree.Tree) error {
+	return selectJobs(x, ofTarget(spec.TargetKVM, "a KVM image"), node, role, func(n spec.Node, t *tree.Tree) error {
 		if err := debianBased(n); err != nil {
 			return err
 		}

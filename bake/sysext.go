@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/emit"
-	"github.com/hardway-dev/hardway/generators"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/proxmox"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/rootfs"
+	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
 
@@ -57,35 +57,13 @@ var mksquashfsArgs = []string{"-noappend", "-all-root", "-no-xattrs", "-mkfs-tim
 // SysextJobs selects the nodes booted by Ignition that run pinned binaries:
 // all of them, only node, or those with role.
 func SysextJobs(x *gen.Context, node, role string) ([]Job, error) {
-	if node != "" && role != "" {
-		return nil, errMixed
-	}
-	var jobs []Job
-	for _, n := range x.C.Spec.Nodes {
-		switch {
-		case node != "" && n.Name != node, role != "" && !n.Has(role):
-			continue
-		case !n.Sysext() && node != "":
-			return nil, fmt.Errorf("node %s has no systemd-sysext image: only a kvm node booted by Ignition with role etcd, controller or worker has one", n.Name)
-		case !n.Sysext():
-			continue
-		}
-		t, err := generators.Node(x, n)
-		if err != nil {
-			return nil, err
-		}
-		jobs = append(jobs, Job{Subject: n.Name, Node: n.Name, Roles: n.Roles, Tree: t})
-	}
-	if len(jobs) == 0 {
-		switch {
-		case node != "":
-			return nil, fmt.Errorf("no node %s in the spec", node)
-		case role != "":
-			return nil, fmt.Errorf("no node booted by Ignition has role %s", role)
-		}
-		return nil, errors.New("the spec has no node booted by Ignition with role etcd, controller or worker")
-	}
-	return jobs, nil
+	return selectJobs(x, nodeSet{
+		of: spec.Node.Sysext,
+		not: func(n spec.Node) error {
+			return fmt.Errorf("node %s has no systemd-sysext image: only a kvm node booted by Ignition with role etcd, controller or worker has one", n.Name)
+		},
+		name: "booted by Ignition with role etcd, controller or worker",
+	}, node, role, nil)
 }
 
 // RunSysext bakes, for each job, the node's systemd-sysext image (a
