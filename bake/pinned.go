@@ -2,7 +2,6 @@ package bake
 
 import (
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -127,22 +127,5 @@ func linkInto(file, dir string) error {
 	if _, err := os.Lstat(dst); err == nil || os.Link(src, dst) == nil {
 		return nil
 	}
-	in, err := os.Open(src) // another file system: a copy
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, st.Mode().Perm())
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return rootfs.CopyFile(src, dst) // another file system: a copy
 }

@@ -121,6 +121,29 @@ func PinnedFile(p string, perm fs.FileMode, src, want string) (Entry, error) {
 	}, nil
 }
 
+// CopyFile copies the regular file src (symbolic links followed) to the new
+// file dst (replaced if it exists), with src's permissions.
+func CopyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, st.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
 // FileSHA256 is the SHA-256 (hex) of the regular file src (symbolic links
 // followed), as a pin in spec.binaries.sha256 gives it.
 func FileSHA256(src string) (string, error) {

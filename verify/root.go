@@ -3,7 +3,6 @@ package verify
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -12,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/hardway-dev/hardway/rootfs"
 )
 
 // perNodeDirs are the top-level directories that belong to a node rather than
@@ -70,20 +71,7 @@ func copyEntry(src, dst string, d fs.DirEntry) error {
 		}
 		return os.Symlink(target, dst)
 	case d.Type().IsRegular():
-		in, err := os.Open(src)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, info.Mode().Perm())
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
+		return rootfs.CopyFile(src, dst)
 	}
 	return fmt.Errorf("%s: unsupported file type %s", src, d.Type())
 }
