@@ -61,7 +61,7 @@ func (v *run) bootAll(ctx context.Context) {
 		v.skip("boot nodes", "an earlier phase failed or verify was interrupted")
 		return
 	}
-	if err := v.phase("boot nodes", func() (string, error) { return v.bootWorkers(ctx) }); err != nil {
+	if err := v.phase("boot nodes", func() (string, error) { return v.bootGuests(ctx) }); err != nil {
 		v.failed = true
 	}
 }
@@ -102,25 +102,23 @@ var bootChecks = []check{
 // nodeBootTimeout bounds the first row, which waits for every node.
 const nodeBootTimeout = 10 * time.Minute
 
-// runBootChecks runs the rows of a booted cluster.
-func (v *run) runBootChecks(ctx context.Context) {
+// runBootRows runs the rows of a booted cluster: the nodes and control
+// plane's, then the workers' when the spec has workers.
+func (v *run) runBootRows(ctx context.Context) {
 	skip := ""
 	if len(v.guests) == 0 {
 		skip = "not run: no node booted"
 	}
 	boot := nodeBootTimeout
-	if slices.Contains(v.workerTargets(), spec.TargetKVM) {
+	if slices.Contains(v.bootTargets(), spec.TargetKVM) {
 		boot = vmBootTimeout
 	}
 	v.runRows(ctx, bootChecks[:1], boot, skip)
 	v.runRows(ctx, bootChecks[1:], rowTimeout, skip)
-	if len(v.workerGuests()) > 0 {
+	if len(v.c.NodesWith(spec.RoleWorker)) > 0 {
 		_, row := v.workerTimeouts()
 		v.runRows(ctx, workerChecks, row, skip)
 	}
-	fmt.Fprintln(v.o.Out)
-	v.rep.WriteTable(v.o.Out)
-	fmt.Fprintln(v.o.Out)
 }
 
 // checkBooted: systemd on every node reaches "running": every unit the

@@ -26,7 +26,7 @@ import (
 // rows of a booted cluster must pass; nothing of the run may be left.
 func TestBootSeed(t *testing.T) {
 	needRoot(t)
-	if err := preflightWorkers(spec.TargetLXC); err != nil {
+	if err := preflightGuests(spec.TargetLXC); err != nil {
 		t.Fatalf("%v: hack/deps.sh installs it", err)
 	}
 	bins := binDirs(t)

@@ -22,7 +22,7 @@ import (
 // once, each w1 with a VMID of its own.
 func TestBrokenFails(t *testing.T) {
 	needRoot(t)
-	if err := preflightWorkers(spec.TargetLXC); err != nil {
+	if err := preflightGuests(spec.TargetLXC); err != nil {
 		t.Fatalf("%v: hack/deps.sh installs it", err)
 	}
 	bins := binDirs(t)

@@ -50,14 +50,14 @@ func unlessRetryable(err error) error {
 }
 
 // runChecks runs every row and prints the table: the control plane's, then
-// the booted workers'.
+// the booted workers' (or, with every node booted, runBootRows).
 func (v *run) runChecks(ctx context.Context) {
 	if v.o.Boot {
-		v.runBootChecks(ctx)
-		return
+		v.runBootRows(ctx)
+	} else {
+		v.runRows(ctx, checks, rowTimeout, "")
 	}
-	v.runRows(ctx, checks, rowTimeout, "")
-	if len(v.workers) > 0 {
+	if !v.o.Boot && len(v.booting) > 0 {
 		skip := ""
 		if len(v.guests) == 0 {
 			skip = "not run: no worker booted"
@@ -123,7 +123,7 @@ func (v *run) workerTimeouts() (boot, row time.Duration) {
 	switch {
 	case v.o.WorkerTimeout > 0:
 		return v.o.WorkerTimeout, v.o.WorkerTimeout
-	case slices.Contains(v.workerTargets(), spec.TargetKVM):
+	case slices.Contains(v.bootTargets(), spec.TargetKVM):
 		return vmBootTimeout, vmRowTimeout
 	}
 	return workerRowTimeout, workerRowTimeout

@@ -81,18 +81,18 @@ func (v *run) prepare() (string, error) {
 	} else if note, err = v.planLB(); err != nil {
 		return "", err
 	}
-	if err := v.prepareWorkers(); err != nil {
+	if err := v.prepareGuests(); err != nil {
 		return "", err
 	}
-	if len(v.workers) > 0 {
-		if err := preflightWorkers(v.workerTargets()...); err != nil {
+	if len(v.booting) > 0 {
+		if err := preflightGuests(v.bootTargets()...); err != nil {
 			return "", err
 		}
 		what := "workers"
 		if v.o.Boot {
 			what = "nodes"
 		}
-		note += fmt.Sprintf("; %d %s to boot from their artifacts", len(v.workers), what)
+		note += fmt.Sprintf("; %d %s to boot from their artifacts", len(v.booting), what)
 	}
 	return fmt.Sprintf("%d nodes; %s", len(v.nodes), note), nil
 }
@@ -335,7 +335,7 @@ func (v *run) network(ctx context.Context) (string, error) {
 		nd.ns = v.net.Nodes[nd.spec.Name]
 	}
 	detail := fmt.Sprintf("hub %s with client address %s, %d node namespaces", v.net.Hub.Name, client.Addr(), len(members))
-	if len(v.workers) > 0 {
+	if len(v.booting) > 0 {
 		host, err := v.hostNetwork(ctx)
 		if err != nil {
 			return "", err

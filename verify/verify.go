@@ -38,7 +38,7 @@ type Options struct {
 	Cluster *spec.Cluster // validated, defaults applied
 	Dir     string        // the generated cluster directory, <out>/<cluster>
 	BinDirs []string      // where unit binaries are looked up by base name
-	// WorkDir holds the node roots and process logs (its nodes/ and logs/
+	// WorkDir holds the node roots, booted guests and process logs (its nodes/, guests/ and logs/
 	// are emptied first). Empty: a temp dir, removed after a passing run
 	// and kept (and named) after a failing one.
 	WorkDir string
@@ -101,7 +101,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		v.bootAll(ctx)
 	} else {
 		v.start(ctx)
-		if len(v.workers) > 0 {
+		if len(v.booting) > 0 {
 			v.startWorkers(ctx)
 		}
 	}
@@ -152,7 +152,7 @@ func (v *run) workDir() (bool, error) {
 		}
 		v.work = dir
 	}
-	for _, sub := range []string{"nodes", "logs"} {
+	for _, sub := range []string{"nodes", "logs", "guests"} {
 		if err := os.RemoveAll(filepath.Join(v.work, sub)); err != nil {
 			return false, err
 		}
@@ -188,8 +188,8 @@ func preflight() error {
 	return nil
 }
 
-// preflightWorkers checks what booting workers of the targets needs.
-func preflightWorkers(targets ...string) error {
+// preflightGuests checks what booting nodes of the targets needs.
+func preflightGuests(targets ...string) error {
 	type need struct{ cmd, pkg string }
 	needs := []need{{"nsenter", "util-linux"}}
 	if slices.Contains(targets, spec.TargetLXC) {
@@ -206,7 +206,7 @@ func preflightWorkers(targets ...string) error {
 			_, err = exec.LookPath(c.cmd)
 		}
 		if err != nil {
-			return fmt.Errorf("booting %s workers needs %s (apt-get install %s)", strings.Join(targets, " and "), c.cmd, c.pkg)
+			return fmt.Errorf("booting %s nodes needs %s (apt-get install %s)", strings.Join(targets, " and "), c.cmd, c.pkg)
 		}
 	}
 	return nil
@@ -232,8 +232,8 @@ type run struct {
 	bootstrapped error // the bootstrap phase's result, for its row
 	bootstrapCmd string
 
-	workers []spec.Node // booted from Options.Artifacts
-	guests  []guest     // the booted workers
+	booting []spec.Node // the nodes of Options.Artifacts, to boot
+	guests  []guest     // the booted nodes
 }
 
 // phase runs one step, times it and prints its line.
@@ -264,7 +264,7 @@ func (v *run) teardown() {
 	_ = v.phase("teardown", func() (string, error) {
 		var errs []error
 		n := len(v.procs.List())
-		errs = append(errs, v.stopWorkers(), v.procs.StopAll())
+		errs = append(errs, v.stopGuests(), v.procs.StopAll())
 		if v.net != nil {
 			errs = append(errs, v.net.Close())
 		}

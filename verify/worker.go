@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"net/netip"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/generators/worker"
+	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -31,10 +31,10 @@ import (
 // hostInterfacesFile is the host contract's network file in the cluster directory.
 const hostInterfacesFile = "proxmox/interfaces.d/hardway"
 
-// prepareWorkers checks the nodes of Options.Artifacts: workers with
+// prepareGuests checks the nodes of Options.Artifacts: workers with
 // nothing else to run here (every node of the spec with Options.Boot),
 // each with its artifact and proxmox.conf.
-func (v *run) prepareWorkers() error {
+func (v *run) prepareGuests() error {
 	if v.o.Boot {
 		for _, n := range v.c.Spec.Nodes {
 			if v.o.Artifacts[n.Name] == "" {
@@ -59,9 +59,9 @@ func (v *run) prepareWorkers() error {
 		if _, err := os.Stat(filepath.Join(v.o.Dir, "nodes", name, "proxmox.conf")); err != nil {
 			return fmt.Errorf("node %s: %w", name, err)
 		}
-		v.workers = append(v.workers, n)
+		v.booting = append(v.booting, n)
 	}
-	if len(v.workers) == 0 {
+	if len(v.booting) == 0 {
 		return nil
 	}
 	if gw := v.c.Spec.Network.Gateway; gw != "" && !v.o.Boot {
@@ -74,10 +74,10 @@ func (v *run) prepareWorkers() error {
 	return nil
 }
 
-// workerTargets are the targets of the workers to boot, each once.
-func (v *run) workerTargets() []string {
+// bootTargets are the targets of the nodes to boot, each once.
+func (v *run) bootTargets() []string {
 	var out []string
-	for _, n := range v.workers {
+	for _, n := range v.booting {
 		if !slices.Contains(out, n.Target) {
 			out = append(out, n.Target)
 		}
@@ -197,7 +197,7 @@ func (v *run) startWorkers(ctx context.Context) {
 		v.skip("boot workers", "the control plane is not bootstrapped")
 		return
 	}
-	_ = v.phase("boot workers", func() (string, error) { return v.bootWorkers(ctx) })
+	_ = v.phase("boot workers", func() (string, error) { return v.bootGuests(ctx) })
 }
 
 // booted is what every booted worker has.
@@ -225,9 +225,9 @@ type guest interface {
 
 func (b *booted) info() *booted { return b }
 
-// bootWorkers starts every worker from its artifact: containers first
+// bootGuests starts every node to boot from its artifact: containers first
 // (they boot in seconds), then VMs.
-func (v *run) bootWorkers(ctx context.Context) (string, error) {
+func (v *run) bootGuests(ctx context.Context) (string, error) {
 	dir := filepath.Join(v.work, "guests")
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return "", err
@@ -244,7 +244,7 @@ func (v *run) bootWorkers(ctx context.Context) (string, error) {
 	lh, vh := lxcHost{cgroupV1: hostCgroupV1(), upScript: lxcUp}, kvmHost(qemuUp)
 	var names []string
 	for _, target := range []string{spec.TargetLXC, spec.TargetKVM} {
-		for _, n := range bootOrder(v.workers) {
+		for _, n := range bootOrder(v.booting) {
 			if n.Target != target {
 				continue
 			}
@@ -318,7 +318,7 @@ func (v *run) bootContainer(ctx context.Context, n spec.Node, lxcPath string, h 
 	// lxc-start runs in the hub's network namespace (where the bridge and
 	// its command socket are) and nothing else of it: with `ip netns exec`,
 	// the new /sys would hide the cgroup mounts. It is stopped by
-	// stopWorkers, through the container's init.
+	// stopGuests, through the container's init.
 	cmd := nsCommand(context.Background(), v.net.Hub, "lxc-start", "-F", "-n", n.Name, "-P", lxcPath, "-f", cfgPath,
 		"-o", v.logPath(n.Name, "lxc"), "-l", "INFO")
 	p, err := v.procs.Start(n.Name+"/lxc-start", 4, cmd, v.logPath(n.Name, "console"))
@@ -347,12 +347,8 @@ func (v *run) bootVM(n spec.Node, dir string, h vmHost) (*vm, error) {
 		}
 		f.seed = seed
 	}
-	st, err := os.Stat(OVMFVars)
-	if err != nil {
+	if err := rootfs.CopyFile(OVMFVars, f.vars); err != nil {
 		return nil, fmt.Errorf("UEFI variable store: %w (apt-get install ovmf)", err)
-	}
-	if err := copyEntry(OVMFVars, f.vars, fs.FileInfoToDirEntry(st)); err != nil {
-		return nil, err
 	}
 	args, diffs, err := qemuArgs(fmt.Sprint(n.VMID), conf, f, h)
 	if err != nil {
@@ -363,7 +359,7 @@ func (v *run) bootVM(n spec.Node, dir string, h vmHost) (*vm, error) {
 		fmt.Fprintf(v.o.Out, "qemu: %s:   %s\n", n.Name, d)
 	}
 	// qemu runs in the hub's network namespace, where the bridge is: its
-	// tap is created there. Stopped by stopWorkers, through the agent.
+	// tap is created there. Stopped by stopGuests, through the agent.
 	cmd := nsCommand(context.Background(), v.net.Hub, "qemu-system-x86_64", args...)
 	p, err := v.procs.Start(n.Name+"/qemu", 4, cmd, v.logPath(n.Name, "qemu"))
 	if err != nil {
@@ -388,9 +384,9 @@ func traversable(dir string) error {
 	}
 }
 
-// stopWorkers powers every worker off, all at once, before the control
+// stopGuests powers every booted node off, all at once, before the control
 // plane stops.
-func (v *run) stopWorkers() error {
+func (v *run) stopGuests() error {
 	errs := make([]error, len(v.guests))
 	var wg sync.WaitGroup
 	for i, g := range v.guests {

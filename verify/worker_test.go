@@ -51,7 +51,7 @@ spec:
 // of the run may be left.
 func TestWorkerJoins(t *testing.T) {
 	needRoot(t)
-	if err := preflightWorkers(spec.TargetLXC, spec.TargetKVM); err != nil {
+	if err := preflightGuests(spec.TargetLXC, spec.TargetKVM); err != nil {
 		t.Fatalf("%v: hack/deps.sh installs it", err)
 	}
 	bins := binDirs(t)
