@@ -72,7 +72,8 @@ test: deps
 
 ## e2e: boot every node of SPEC from its baked artifact and run verify --boot's rows
 ## (SPEC=examples/seed-lxc.yaml by default), on a pinned copy of SPEC in E2E_DIR with
-## the binaries of make tools and make runtime and the archives of make images
+## the binaries of make tools and make runtime, the archives of make images and a
+## throwaway SSH key for the gateway row
 E2E_DIR ?= $(CURDIR)/out/e2e
 e2e: build deps
 	$(MAKE) -j3 tools runtime coredns base base-kvm
@@ -80,7 +81,7 @@ e2e: build deps
 	@rm -rf $(E2E_DIR) && mkdir -p $(E2E_DIR)
 	spec=$$($(GO) run ./hack/e2e -spec $(SPEC) -dir $(E2E_DIR) -bin-dir $(TOOLBIN) -bin-dir $(RUNTIMEBIN) -images bin/images.list) && \
 	./bin/hardway verify -f "$$spec" --boot --base "$$(hack/base.sh path)" --kvm-base "$$(hack/base.sh path --kvm)" \
-		--dir $(E2E_DIR)/out --bin-dir $(TOOLBIN)
+		--dir $(E2E_DIR)/out --bin-dir $(TOOLBIN) --ssh-identity $(E2E_DIR)/ssh/id_ed25519
 
 ## test-short: the quick loop, no external tools
 test-short:

@@ -19,9 +19,10 @@ import (
 // a link (or a copy) of every file of binDirs; spec.images lists archives,
 // linked into dir/images; spec.binaries.sha256 pins what the nodes' roles
 // take from binaries.dir, as `hardway pin` would. It returns the copy's
-// path. The user's file is only read; the copy is re-encoded, comments and
+// path. authorizedKeys are added to spec.ssh.authorizedKeys (a run's
+// throwaway key, for the gateway row). The user's file is only read; the copy is re-encoded, comments and
 // all, which only a run of verify reads.
-func PinnedCopy(specFile, dir string, binDirs, archives []string) (string, error) {
+func PinnedCopy(specFile, dir string, binDirs, archives []string, authorizedKeys ...string) (string, error) {
 	data, err := os.ReadFile(specFile)
 	if err != nil {
 		return "", err
@@ -56,6 +57,13 @@ func PinnedCopy(specFile, dir string, binDirs, archives []string) (string, error
 		imgs.Content = append(imgs.Content, scalar("images/"+filepath.Base(a)))
 	}
 	set(s, "images", imgs)
+	if len(authorizedKeys) > 0 {
+		ssh := mapping(s, "ssh")
+		keys := sequence(ssh, "authorizedKeys")
+		for _, k := range authorizedKeys {
+			keys.Content = append(keys.Content, scalar(k))
+		}
+	}
 	copyFile := filepath.Join(dir, filepath.Base(specFile))
 	write := func() error {
 		out, err := yaml.Marshal(&root)
@@ -88,14 +96,21 @@ func PinnedCopy(specFile, dir string, binDirs, archives []string) (string, error
 }
 
 // mapping returns m's mapping under key, adding an empty one when absent.
-func mapping(m *yaml.Node, key string) *yaml.Node {
+func mapping(m *yaml.Node, key string) *yaml.Node { return child(m, key, yaml.MappingNode, "!!map") }
+
+// sequence returns m's sequence under key, adding an empty one when absent.
+func sequence(m *yaml.Node, key string) *yaml.Node { return child(m, key, yaml.SequenceNode, "!!seq") }
+
+// child returns m's node of kind under key, in block style (where entries
+// are added), adding an empty one when absent.
+func child(m *yaml.Node, key string, kind yaml.Kind, tag string) *yaml.Node {
 	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key && m.Content[i+1].Kind == yaml.MappingNode {
-			m.Content[i+1].Style = 0 // block style, where keys are added
+		if m.Content[i].Value == key && m.Content[i+1].Kind == kind {
+			m.Content[i+1].Style = 0
 			return m.Content[i+1]
 		}
 	}
-	v := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	v := &yaml.Node{Kind: kind, Tag: tag}
 	set(m, key, v)
 	return v
 }

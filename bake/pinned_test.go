@@ -35,7 +35,8 @@ func TestPinnedCopy(t *testing.T) {
 		archives = append(archives, p)
 	}
 	dir := t.TempDir()
-	file, err := PinnedCopy(example, dir, []string{bin}, archives)
+	const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOv3x5yDZ0Yg1jG7kK0A6bC4tE2mZ9Yc8vQfWq3Hn1rT verify@test"
+	file, err := PinnedCopy(example, dir, []string{bin}, archives, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +62,9 @@ func TestPinnedCopy(t *testing.T) {
 	}
 	if want := []string{"images/pause.tar", "images/smoke.tar"}; !slices.Equal(s.Images, want) {
 		t.Errorf("images %v, want %v", s.Images, want)
+	}
+	if n := len(s.SSH.AuthorizedKeys); n < 2 || s.SSH.AuthorizedKeys[n-1] != key {
+		t.Errorf("authorizedKeys %v, want the example's and then %q", s.SSH.AuthorizedKeys, key)
 	}
 	if after, _ := os.ReadFile(example); string(after) != string(before) {
 		t.Error("the example was changed")

@@ -30,7 +30,12 @@ func TestBootSeed(t *testing.T) {
 		t.Fatalf("%v: hack/deps.sh installs it", err)
 	}
 	bins := binDirs(t)
-	doc := pinnedExample(t, "../examples/seed-lxc.yaml", bins)
+	// The gateway row logs in with a throwaway key the copy authorizes.
+	key, identity, err := ThrowawayKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := pinnedExample(t, "../examples/seed-lxc.yaml", bins, key)
 	res, x := generated(t, doc)
 	jobs, err := bake.Jobs(x, bake.FormatLXC, "", "")
 	if err != nil {
@@ -46,7 +51,7 @@ func TestBootSeed(t *testing.T) {
 		artifacts[r.Job.Node] = r.Path
 	}
 	t.Logf("baked %d templates in %s", len(baked), time.Since(start).Round(time.Millisecond))
-	runBooted(t, doc, Options{Dir: res.Dir, BinDirs: bins, Artifacts: artifacts, Boot: true}, len(bootChecks)+len(workerChecks), "")
+	runBooted(t, doc, Options{Dir: res.Dir, BinDirs: bins, Artifacts: artifacts, Boot: true, SSHIdentity: identity}, len(bootChecks)+len(workerChecks)+len(lastChecks), "")
 }
 
 // generated generates doc into a temp dir.
@@ -115,13 +120,13 @@ func runBooted(t *testing.T, doc *spec.Document, o Options, rows int, failing st
 
 // pinnedExample is bake.PinnedCopy of an example, with the pinned binaries
 // (bins and $HARDWAY_RUNTIME_DIR) and the archives `make images` built.
-func pinnedExample(t *testing.T, file string, bins []string) *spec.Document {
+func pinnedExample(t *testing.T, file string, bins []string, authorizedKeys ...string) *spec.Document {
 	t.Helper()
 	runtimeDir := os.Getenv("HARDWAY_RUNTIME_DIR")
 	if runtimeDir == "" {
 		t.Fatal("HARDWAY_RUNTIME_DIR is not set: make runtime's bin/runtime (make test sets it)")
 	}
-	copied, err := bake.PinnedCopy(file, t.TempDir(), append(slices.Clone(bins), runtimeDir), imageArchives(t))
+	copied, err := bake.PinnedCopy(file, t.TempDir(), append(slices.Clone(bins), runtimeDir), imageArchives(t), authorizedKeys...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func TestBrokenFails(t *testing.T) {
 				}
 				e.Data = bytes.ReplaceAll(e.Data, []byte("https://10.240.0.21:6443"), []byte("https://10.240.0.29:6443"))
 			}},
-		{name: "the host's route to the worker's pod CIDR missing", row: "smoke pods: pod CIDR IPs, HTTP from a controller",
+		{name: "the host's route to the worker's pod CIDR missing", row: "smoke pods: pod CIDR IPs, HTTP over the node network",
 			dir: func(t *testing.T, dir string) {
 				p := filepath.Join(dir, hostInterfacesFile)
 				data, err := os.ReadFile(p)
@@ -60,7 +60,7 @@ func TestBrokenFails(t *testing.T) {
 					t.Fatal(err)
 				}
 			}},
-		{name: "CoreDNS's image missing from spec.images", row: "CoreDNS resolves the API service from a pod", drop: "coredns-"},
+		{name: "CoreDNS's image missing from spec.images", row: "CoreDNS resolves Service names from a pod", drop: "coredns-"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

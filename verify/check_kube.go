@@ -19,7 +19,6 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
-	coordv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -193,25 +192,11 @@ func checkLeaders(ctx context.Context, v *run) (string, error) {
 		return "", err
 	}
 	var holders []string
-	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
+	for _, name := range leaderLeases {
 		var holder string
-		err := poll(ctx, 500*time.Millisecond, func() error {
-			l := &coordv1.Lease{}
-			if err := cs.get(ctx, "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"+name, l); err != nil {
-				return unlessRetryable(err)
-			}
-			if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" || l.Spec.RenewTime == nil {
-				return fmt.Errorf("lease kube-system/%s has no holder", name)
-			}
-			d := 15 * time.Second
-			if l.Spec.LeaseDurationSeconds != nil {
-				d = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
-			}
-			if age := time.Since(l.Spec.RenewTime.Time); age > d {
-				return fmt.Errorf("lease kube-system/%s not renewed for %s", name, age.Round(time.Second))
-			}
-			holder = *l.Spec.HolderIdentity
-			return nil
+		err := poll(ctx, 500*time.Millisecond, func() (err error) {
+			holder, err = leaseHolder(ctx, cs, name)
+			return err
 		})
 		if err != nil {
 			return "", err

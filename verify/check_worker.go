@@ -1,12 +1,15 @@
 package verify
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -16,6 +19,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/hardway-dev/hardway/spec"
 )
 
 // The rows of booted workers: what a cluster with workers must do, each
@@ -29,10 +34,13 @@ const SmokeImage = "hardway.dev/smoke:v0.2.0"
 // workerChecks follow the control plane's rows when workers boot.
 var workerChecks = []check{
 	{"workers register and go Ready", checkReady},
-	{"smoke pods: pod CIDR IPs, HTTP from a controller", checkPods},
+	{"smoke pods: pod CIDR IPs, HTTP over the node network", checkPods},
+	{"a Deployment's two replicas on two workers", checkSpread},
 	{"kubectl logs and exec (apiserver → kubelet)", checkLogsExec},
-	{"CoreDNS resolves the API service from a pod", checkDNS},
-	{"ClusterIP Service reaches the pods (kube-proxy)", checkClusterIP},
+	{"kubectl port-forward to a pod", checkPortForward},
+	{"ClusterIP Service from a pod on another worker", checkClusterIP},
+	{"CoreDNS resolves Service names from a pod", checkDNS},
+	{"NodePort Service on every worker, from the gateway", checkNodePort},
 	{"pod to pod across workers", checkPodToPod},
 }
 
@@ -138,23 +146,9 @@ func checkPods(ctx context.Context, v *run) (string, error) {
 // runSmokePod creates the smoke pod of a worker (once) and waits until it
 // is Running and ready.
 func runSmokePod(ctx context.Context, cs *kube, node string) (*corev1.Pod, error) {
-	env := func(name, field string) corev1.EnvVar {
-		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: field}}}
-	}
 	want := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: smokePod(node), Namespace: smokeNamespace, Labels: map[string]string{"app": "smoke"}},
-		Spec: corev1.PodSpec{
-			NodeName: node,
-			Containers: []corev1.Container{{
-				Name: "smoke", Image: SmokeImage,
-				// The archive is imported at first boot: never pull.
-				ImagePullPolicy: corev1.PullNever,
-				Env:             []corev1.EnvVar{env("POD_NAME", "metadata.name"), env("POD_NAMESPACE", "metadata.namespace"), env("NODE_NAME", "spec.nodeName"), env("POD_IP", "status.podIP")},
-				Ports:           []corev1.ContainerPort{{ContainerPort: 8080, Name: "http"}},
-				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
-					PeriodSeconds: 2},
-			}},
-		},
+		ObjectMeta: metav1.ObjectMeta{Name: smokePod(node), Namespace: smokeNamespace, Labels: map[string]string{"app": "smoke", nodeLabel: node}},
+		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{smokeContainer()}},
 	}
 	path := "/api/v1/namespaces/" + smokeNamespace + "/pods"
 	pod := &corev1.Pod{}
@@ -168,6 +162,27 @@ func runSmokePod(ctx context.Context, cs *kube, node string) (*corev1.Pod, error
 		return podReady(pod)
 	})
 	return pod, err
+}
+
+// nodeLabel labels each smoke pod with its worker, for Services that
+// select the pod of one worker.
+const nodeLabel = "hardway.dev/node"
+
+// smokeContainer runs the smoke server on port 8080 ("http"); it answers
+// with its pod's name, node and IP, which it learns from the downward API.
+func smokeContainer() corev1.Container {
+	env := func(name, field string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: field}}}
+	}
+	return corev1.Container{
+		Name: "smoke", Image: SmokeImage,
+		// The archive is imported at first boot: never pull.
+		ImagePullPolicy: corev1.PullNever,
+		Env:             []corev1.EnvVar{env("POD_NAME", "metadata.name"), env("POD_NAMESPACE", "metadata.namespace"), env("NODE_NAME", "spec.nodeName"), env("POD_IP", "status.podIP")},
+		Ports:           []corev1.ContainerPort{{ContainerPort: 8080, Name: "http"}},
+		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
+			PeriodSeconds: 2},
+	}
 }
 
 // podReady says why a pod is not running and ready, or nil.
@@ -214,30 +229,54 @@ func httpGet(ctx context.Context, ns *NS, url string) (string, error) {
 // same user through the API endpoint). It returns the output, or an error
 // with it.
 func (v *run) kubectl(ctx context.Context, args ...string) (string, error) {
-	bin, err := v.binary("kubectl")
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd, err := v.kubectlCmd(ctx, args...)
 	if err != nil {
 		return "", err
 	}
-	ns, _ := v.clientNS()
-	kc := filepath.Join(v.o.Dir, "kubeconfigs", "admin.kubeconfig")
-	if v.o.Boot {
-		kc = filepath.Join(v.o.Dir, "kubeconfigs", "admin-api.kubeconfig")
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := nsCommand(ctx, ns, bin, append([]string{"--kubeconfig", kc}, args...)...).CombinedOutput()
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return string(out), nil
 }
 
+// kubectlCmd is the command of v.kubectl, to run as the caller needs.
+func (v *run) kubectlCmd(ctx context.Context, args ...string) (*exec.Cmd, error) {
+	argv, err := v.kubectlArgv(args...)
+	if err != nil {
+		return nil, err
+	}
+	ns, _ := v.clientNS()
+	return nsCommand(ctx, ns, argv[0], argv[1:]...), nil
+}
+
+// kubectlArgv is the pinned kubectl with the kubeconfig that works from
+// clientNS, and args.
+func (v *run) kubectlArgv(args ...string) ([]string, error) {
+	bin, err := v.binary("kubectl")
+	if err != nil {
+		return nil, err
+	}
+	kc := filepath.Join(v.o.Dir, "kubeconfigs", "admin.kubeconfig")
+	if v.o.Boot {
+		kc = filepath.Join(v.o.Dir, "kubeconfigs", "admin-api.kubeconfig")
+	}
+	return append([]string{bin, "--kubeconfig", kc}, args...), nil
+}
+
 // pollKubectl runs kubectl until it succeeds and check accepts its output.
 func (v *run) pollKubectl(ctx context.Context, check func(string) error, args ...string) (string, error) {
+	return pollOutput(ctx, check, func() (string, error) { return v.kubectl(ctx, args...) })
+}
+
+// pollOutput runs cmd until it succeeds and check accepts its output.
+func pollOutput(ctx context.Context, check func(string) error, cmd func() (string, error)) (string, error) {
 	var out string
 	err := poll(ctx, 2*time.Second, func() error {
 		var err error
-		if out, err = v.kubectl(ctx, args...); err != nil {
+		if out, err = cmd(); err != nil {
 			return err
 		}
 		return check(out)
@@ -270,13 +309,65 @@ func checkLogsExec(ctx context.Context, v *run) (string, error) {
 		}
 		pods = append(pods, pod)
 	}
-	return fmt.Sprintf("logs of %s show the controller's request; exec of /smoke get in each answers ok", strings.Join(pods, ", ")), nil
+	return fmt.Sprintf("logs of %s show the smoke pods row's request; exec of /smoke get in each answers ok", strings.Join(pods, ", ")), nil
+}
+
+// ensureService creates a Service (once) in the smoke namespace on port 80
+// to the smoke pods' "http" port, and returns it as the API server has it.
+func ensureService(ctx context.Context, cs *kube, name string, typ corev1.ServiceType, selector map[string]string) (*corev1.Service, error) {
+	want := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: smokeNamespace},
+		Spec: corev1.ServiceSpec{
+			Type:     typ,
+			Selector: selector,
+			Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	svc := &corev1.Service{}
+	path := "/api/v1/namespaces/" + smokeNamespace + "/services"
+	err := cs.create(ctx, path, want, svc)
+	if apierrors.IsAlreadyExists(err) {
+		err = cs.get(ctx, path+"/"+name, svc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("service %s: %w", name, err)
+	}
+	return svc, nil
+}
+
+// smokeService is the ClusterIP Service of every smoke pod.
+func smokeService(ctx context.Context, cs *kube) (*corev1.Service, error) {
+	return ensureService(ctx, cs, "smoke", corev1.ServiceTypeClusterIP, map[string]string{"app": "smoke"})
+}
+
+// checkClusterIP: a Service selecting only the first worker's smoke pod
+// answers on its ClusterIP from the smoke pod of the last worker:
+// kube-proxy's rules on one worker, the route to the other's pod CIDR.
+// With one worker, the pod reaches itself through the Service. (Its name
+// is checkDNS's.)
+func checkClusterIP(ctx context.Context, v *run) (string, error) {
+	cs, err := v.clientset("super-admin")
+	if err != nil {
+		return "", err
+	}
+	ws := v.workerGuests()
+	to, from := ws[0].info().name, ws[len(ws)-1].info().name
+	svc, err := ensureService(ctx, cs, "smoke-"+to, corev1.ServiceTypeClusterIP, map[string]string{"app": "smoke", nodeLabel: to})
+	if err != nil {
+		return "", err
+	}
+	want := fmt.Sprintf(`"node":%q`, to)
+	url := "http://" + svc.Spec.ClusterIP + "/"
+	if _, err := v.pollKubectl(ctx, contains(want), "exec", "-n", smokeNamespace, smokePod(from), "--", "/smoke", "get", url); err != nil {
+		return "", v.withJournals(ctx, err)
+	}
+	return fmt.Sprintf("%s (pod on %s) answers %s at %s", svc.Name, to, smokePod(from), url), nil
 }
 
 // checkDNS: CoreDNS (the bootstrap manifests' Deployment) runs on the
-// workers and a pod resolves kubernetes.default.svc.<clusterDomain> to the
-// first service IP through the kubelet's resolv.conf, the clusterDNS
-// Service and kube-proxy.
+// workers and a pod resolves, through the kubelet's resolv.conf, the
+// clusterDNS Service and kube-proxy, kubernetes.default.svc.<clusterDomain>
+// to the first service IP and the smoke Service's name to its ClusterIP.
 func checkDNS(ctx context.Context, v *run) (string, error) {
 	cs, err := v.clientset("super-admin")
 	if err != nil {
@@ -295,49 +386,209 @@ func checkDNS(ctx context.Context, v *run) (string, error) {
 	if err != nil {
 		return "", v.withJournals(ctx, err)
 	}
-	name := "kubernetes.default.svc." + v.c.Spec.ClusterDomain
-	want := v.c.FirstServiceIP().String()
-	pod := smokePod(v.workerGuests()[0].info().name)
-	if _, err := v.pollKubectl(ctx, contains(want), "exec", "-n", smokeNamespace, pod, "--", "/smoke", "lookup", name); err != nil {
+	svc, err := smokeService(ctx, cs)
+	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("coredns %d/%d ready; %s resolves %s to %s", dep.Status.ReadyReplicas, dep.Status.Replicas, pod, name, want), nil
+	pod := smokePod(v.workerGuests()[0].info().name)
+	names := []struct{ name, ip string }{
+		{"kubernetes.default.svc." + v.c.Spec.ClusterDomain, v.c.FirstServiceIP().String()},
+		{svc.Name + "." + smokeNamespace + ".svc." + v.c.Spec.ClusterDomain, svc.Spec.ClusterIP},
+	}
+	var got []string
+	for _, n := range names {
+		if _, err := v.pollKubectl(ctx, contains(n.ip), "exec", "-n", smokeNamespace, pod, "--", "/smoke", "lookup", n.name); err != nil {
+			return "", err
+		}
+		got = append(got, n.name+" → "+n.ip)
+	}
+	return fmt.Sprintf("coredns %d/%d ready; from %s: %s", dep.Status.ReadyReplicas, dep.Status.Replicas, pod, strings.Join(got, ", ")), nil
 }
 
-// checkClusterIP: a Service selecting the smoke pods answers on its
-// ClusterIP from a pod (kube-proxy's rules on the worker), and by its name.
-func checkClusterIP(ctx context.Context, v *run) (string, error) {
+// spreadName names the smoke Deployment and labels its pods.
+const spreadName = "smoke-spread"
+
+// checkSpread: a Deployment of the smoke workload with two replicas, which
+// may not share a node (required pod anti-affinity on the hostname), has
+// both ready on two workers: the scheduler places them, the controller
+// manager's ReplicaSet creates them. One worker: the row says so.
+func checkSpread(ctx context.Context, v *run) (string, error) {
+	if len(v.workerGuests()) < 2 {
+		return "one worker: no spread to check", nil
+	}
 	cs, err := v.clientset("super-admin")
 	if err != nil {
 		return "", err
 	}
-	want := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "smoke", Namespace: smokeNamespace},
-		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": "smoke"},
-			Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP}},
+	labels := map[string]string{"app": spreadName}
+	replicas := int32(2)
+	want := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: spreadName, Namespace: smokeNamespace},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{smokeContainer()},
+					Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+						RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+							LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+							TopologyKey:   corev1.LabelHostname,
+						}},
+					}},
+				},
+			},
 		},
 	}
-	svc := &corev1.Service{}
-	path := "/api/v1/namespaces/" + smokeNamespace + "/services"
-	if err := cs.create(ctx, path, want, svc); err != nil {
-		if !apierrors.IsAlreadyExists(err) {
-			return "", err
-		}
-		if err := cs.get(ctx, path+"/smoke", svc); err != nil {
-			return "", err
-		}
+	path := "/apis/apps/v1/namespaces/" + smokeNamespace + "/deployments"
+	if err := cs.create(ctx, path, want, &appsv1.Deployment{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("create deployment %s: %w", spreadName, err)
 	}
-	pod := smokePod(v.workerGuests()[0].info().name)
-	url := "http://" + svc.Spec.ClusterIP + "/"
-	if _, err := v.pollKubectl(ctx, contains(`"pod":"smoke-`), "exec", "-n", smokeNamespace, pod, "--", "/smoke", "get", url); err != nil {
+	var placed []string
+	err = poll(ctx, 2*time.Second, func() error {
+		pods := &corev1.PodList{}
+		if err := cs.list(ctx, "/api/v1/namespaces/"+smokeNamespace+"/pods", "app="+spreadName, pods); err != nil {
+			return unlessRetryable(err)
+		}
+		placed = placed[:0]
+		nodes := map[string]bool{}
+		var waiting []string
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			if err := podReady(p); err != nil {
+				waiting = append(waiting, err.Error())
+				continue
+			}
+			nodes[p.Spec.NodeName] = true
+			placed = append(placed, p.Name+" on "+p.Spec.NodeName)
+		}
+		if len(placed) != 2 || len(nodes) != 2 {
+			return fmt.Errorf("deployment %s: ready %s, want two pods on two workers; %s", spreadName, listOrNone(placed), strings.Join(waiting, "; "))
+		}
+		return nil
+	})
+	if err != nil {
 		return "", v.withJournals(ctx, err)
 	}
-	byName := "http://smoke." + smokeNamespace + ".svc." + v.c.Spec.ClusterDomain + "/"
-	if _, err := v.pollKubectl(ctx, contains(`"pod":"smoke-`), "exec", "-n", smokeNamespace, pod, "--", "/smoke", "get", byName); err != nil {
+	return strings.Join(placed, ", "), nil
+}
+
+// checkPortForward: `kubectl port-forward` to the first worker's smoke pod
+// (the API server's portforward subresource, the kubelet's streaming
+// server, the runtime's port forwarding into the pod's namespace) carries
+// HTTP from a local port to the pod.
+func checkPortForward(ctx context.Context, v *run) (string, error) {
+	ns, from := v.clientNS()
+	pod := smokePod(v.workerGuests()[0].info().name)
+	cmd, err := v.kubectlCmd(ctx, "port-forward", "-n", smokeNamespace, "pod/"+pod, "--address", "127.0.0.1", ":8080")
+	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s answers from %s, and as %s", url, pod, byName), nil
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	// Stopped by its PID (the command's own process), whatever happens.
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	local := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			// "Forwarding from 127.0.0.1:41783 -> 8080"
+			if rest, ok := strings.CutPrefix(sc.Text(), "Forwarding from 127.0.0.1:"); ok {
+				port, _, _ := strings.Cut(rest, " ")
+				local <- port
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	var port string
+	select {
+	case port = <-local:
+	case <-ctx.Done():
+		return "", fmt.Errorf("kubectl port-forward to %s printed no local port: %s", pod, strings.TrimSpace(stderr.String()))
+	}
+	url := "http://127.0.0.1:" + port + "/"
+	body, err := httpGet(ctx, ns, url)
+	if err != nil {
+		return "", fmt.Errorf("%s (port-forward to %s): %w; kubectl: %s", url, pod, err, strings.TrimSpace(stderr.String()))
+	}
+	if !strings.Contains(body, fmt.Sprintf(`"pod":%q`, pod)) {
+		return "", fmt.Errorf("%s (port-forward to %s) answered %s", url, pod, body)
+	}
+	return fmt.Sprintf("%s in %s reaches %s", url, from, pod), nil
+}
+
+// checkNodePort: a NodePort Service of the smoke pods answers on every
+// worker's address at its node port, from the gateway node (as an operator
+// behind the bastion would reach it) when one is booted, else from where
+// the worker rows speak (clientNS).
+func checkNodePort(ctx context.Context, v *run) (string, error) {
+	cs, err := v.clientset("super-admin")
+	if err != nil {
+		return "", err
+	}
+	svc, err := ensureService(ctx, cs, "smoke-nodeport", corev1.ServiceTypeNodePort, map[string]string{"app": "smoke"})
+	if err != nil {
+		return "", err
+	}
+	port := svc.Spec.Ports[0].NodePort
+	gw := v.gatewayGuest()
+	var targets []string
+	for _, g := range v.workerGuests() {
+		n, _ := v.c.Node(g.info().name)
+		url := "http://" + net.JoinHostPort(n.IP().String(), fmt.Sprint(port)) + "/"
+		var err error
+		if gw != nil {
+			_, err = pollGuest(ctx, gw, contains(`"pod":"smoke-`), httpFromGuest(n.IP().String(), int(port))...)
+		} else {
+			ns, _ := v.clientNS()
+			var body string
+			if body, err = httpGet(ctx, ns, url); err == nil {
+				err = contains(`"pod":"smoke-`)(body)
+			}
+		}
+		if err != nil {
+			return "", v.withJournals(ctx, fmt.Errorf("%s: %w", url, err))
+		}
+		targets = append(targets, url)
+	}
+	_, from := v.clientNS()
+	if gw != nil {
+		from = "the gateway node " + gw.info().name
+	}
+	return fmt.Sprintf("node port %d answers on %s from %s", port, strings.Join(targets, ", "), from), nil
+}
+
+// gatewayGuest is the first booted node with the gateway role, or nil.
+func (v *run) gatewayGuest() guest {
+	for _, g := range v.guests {
+		if n, ok := v.c.Node(g.info().name); ok && n.Has(spec.RoleGateway) {
+			return g
+		}
+	}
+	return nil
+}
+
+// httpFromGuest is a command that GETs / from host:port on a guest with
+// nothing but bash (an essential package of every Debian base): its
+// /dev/tcp redirection opens the connection.
+func httpFromGuest(host string, port int) []string {
+	script := fmt.Sprintf(`exec 3<>/dev/tcp/%s/%d && printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' >&3 && timeout 10 cat <&3`, host, port, host)
+	return []string{"bash", "-c", script}
+}
+
+// pollGuest runs argv on a guest until it succeeds and check accepts its
+// output.
+func pollGuest(ctx context.Context, g guest, check func(string) error, argv ...string) (string, error) {
+	return pollOutput(ctx, check, func() (string, error) { return g.run(ctx, argv...) })
 }
 
 // checkPodToPod: the smoke pod on each worker reaches the smoke pod on every

@@ -193,6 +193,12 @@ type vm struct {
 	serial string // the console log
 }
 
+// enter: a VM has no shell from the host but its console's log and SSH
+// (the spec's authorized keys) from the hub.
+func (m *vm) enter() string {
+	return fmt.Sprintf("ssh from the hub (a key of spec.ssh.authorizedKeys); console log %s; guest agent socket %s", m.serial, string(m.agent))
+}
+
 // journal is the tail of a unit's journal in the VM, read through the
 // guest agent; without an agent answering, the tail of the console.
 func (m *vm) journal(ctx context.Context, unit string, lines int) string {

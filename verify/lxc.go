@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -401,6 +402,15 @@ func (c *container) exec(ctx context.Context, argv ...string) (string, error) {
 	return string(out), err
 }
 
+// enter is a shell in the container, as `pct enter` opens one.
+func (c *container) enter() string {
+	pid, err := c.initPID(context.Background())
+	if err != nil {
+		return fmt.Sprintf("(no init: %v)", err)
+	}
+	return fmt.Sprintf("nsenter -t %d -a bash", pid)
+}
+
 // run runs a command in the container.
 func (c *container) run(ctx context.Context, argv ...string) (string, error) {
 	out, err := c.exec(ctx, argv...)
@@ -447,4 +457,42 @@ func (c *container) poweroff(timeout time.Duration) error {
 	case <-time.After(15 * time.Second):
 		return fmt.Errorf("%s: lxc-start (pid %d) still runs after its init was killed", c.name, c.proc.PID)
 	}
+}
+
+// sweepCgroups removes the cgroups (lxc.cgroup.dir.container and .monitor,
+// in every hierarchy) that a run killed before its teardown left for a
+// container, deepest first. A cgroup tree with any process in it belongs to
+// a running container and stays whole (lxc-start then reports the name in
+// use).
+func sweepCgroups(vmid string) []string {
+	var roots []string
+	for _, rel := range []string{"lxc/" + vmid, "lxc.monitor/" + vmid} {
+		for _, pattern := range []string{filepath.Join("/sys/fs/cgroup", rel), filepath.Join("/sys/fs/cgroup", "*", rel)} {
+			m, _ := filepath.Glob(pattern)
+			roots = append(roots, m...)
+		}
+	}
+	var removed []string
+	for _, root := range roots {
+		var dirs []string
+		populated := false
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+				procs, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+				populated = populated || len(bytes.TrimSpace(procs)) > 0
+			}
+			return nil
+		})
+		if populated { // a container runs there: not a killed run's
+			continue
+		}
+		slices.Reverse(dirs) // children before their parents
+		for _, d := range dirs {
+			if os.Remove(d) == nil && d == root {
+				removed = append(removed, d)
+			}
+		}
+	}
+	return removed
 }

@@ -1,7 +1,9 @@
 package verify
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -133,5 +135,48 @@ func TestPctSetupMarkers(t *testing.T) {
 		case !strings.Contains(string(resolv), "nameserver "):
 			t.Errorf("resolv.conf %q", resolv)
 		}
+	}
+}
+
+// TestSweepCgroups: the empty cgroups a killed run left for a container go,
+// deepest first, in every hierarchy; a tree with a process in it stays.
+func TestSweepCgroups(t *testing.T) {
+	needRoot(t)
+	left, live := fmt.Sprintf("hwsweep%d", os.Getpid()), fmt.Sprintf("hwsweep%dlive", os.Getpid())
+	var made []string
+	for _, h := range []string{"/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified"} {
+		for _, d := range []string{filepath.Join(h, "lxc", left, "ns", "init.scope"), filepath.Join(h, "lxc.monitor", left), filepath.Join(h, "lxc", live, "ns")} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Skipf("no writable cgroup hierarchy %s: %v", h, err)
+			}
+			made = append(made, d)
+		}
+	}
+	sleep := exec.Command("sleep", "60")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = sleep.Process.Kill() // by its PID
+		_ = sleep.Wait()
+		for _, d := range slices.Backward(made) {
+			_ = os.Remove(d)
+			_ = os.Remove(filepath.Dir(d))
+		}
+	})
+	for _, h := range []string{"/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified"} {
+		procs := filepath.Join(h, "lxc", live, "ns", "cgroup.procs")
+		if err := os.WriteFile(procs, []byte(fmt.Sprint(sleep.Process.Pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed := sweepCgroups(left)
+	if len(removed) != 4 {
+		t.Errorf("removed %v, want lxc/%s and lxc.monitor/%s in both hierarchies", removed, left, left)
+	}
+	assertNoCgroup(t, "lxc/"+left)
+	assertNoCgroup(t, "lxc.monitor/"+left)
+	if removed := sweepCgroups(live); len(removed) != 0 {
+		t.Errorf("removed %v of a cgroup tree with a process in it", removed)
 	}
 }

@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/hardway-dev/hardway/spec"
@@ -93,6 +95,9 @@ func (v *run) prepare() (string, error) {
 			what = "nodes"
 		}
 		note += fmt.Sprintf("; %d %s to boot from their artifacts", len(v.booting), what)
+	}
+	for _, name := range slices.Sorted(maps.Keys(v.o.Skipped)) {
+		note += fmt.Sprintf("; not booted: %s %s", name, v.o.Skipped[name])
 	}
 	return fmt.Sprintf("%d nodes; %s", len(v.nodes), note), nil
 }

@@ -63,6 +63,17 @@ type Options struct {
 	// name one for each) instead of starting the control plane as
 	// processes: the pre-flight check of what ships (see boot.go).
 	Boot bool
+	// Skipped names, with Boot, the nodes that cannot boot here at all
+	// (node → why): they have no artifact, are left out and said so.
+	Skipped map[string]string
+	// Keep leaves the cluster up after the rows, printing how to enter
+	// its nodes, until ctx ends (Ctrl-C); then it tears down as always and
+	// keeps the work directory.
+	Keep bool
+	// SSHIdentity is an OpenSSH private key whose public half the spec's
+	// ssh.authorizedKeys holds: the gateway row logs in with it. Empty:
+	// that row checks the bastion's handshake only.
+	SSHIdentity string
 }
 
 // Run starts the control plane, checks it, tears it down and returns the
@@ -112,10 +123,34 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if len(v.guests) > 0 {
 		_ = v.phase("peak memory of the booted nodes", v.peakMemory)
 	}
+	if o.Keep && ctx.Err() == nil {
+		v.keep(ctx)
+		tempWork = false
+		return v.rep, nil
+	}
 	if ctx.Err() != nil {
 		return v.rep, fmt.Errorf("interrupted: %w", ctx.Err())
 	}
 	return v.rep, nil
+}
+
+// keep prints how to reach the cluster and waits until ctx ends.
+func (v *run) keep(ctx context.Context) {
+	w := v.o.Out
+	fmt.Fprintf(w, "\n--keep: the cluster stays up until verify is interrupted (Ctrl-C, or kill -INT %d), which tears it down.\n", os.Getpid())
+	if argv, err := v.kubectlArgv("get", "namespaces"); err == nil {
+		ns, where := v.clientNS()
+		fmt.Fprintf(w, "kubectl, from %s:\n  ip netns exec %s %s\n", where, ns.Name, strings.Join(argv, " "))
+	}
+	for _, g := range v.guests {
+		n, _ := v.c.Node(g.info().name)
+		fmt.Fprintf(w, "  %s at %s: %s\n", n.Name, n.IP(), g.enter())
+	}
+	for _, p := range v.procs.List() {
+		fmt.Fprintf(w, "  %s: pid %d, log %s\n", p.Name, p.PID, p.Log)
+	}
+	fmt.Fprintf(w, "Node roots and logs: %s\n", v.work)
+	<-ctx.Done()
 }
 
 // newRun fills in the defaults of o.
@@ -232,8 +267,9 @@ type run struct {
 	bootstrapped error // the bootstrap phase's result, for its row
 	bootstrapCmd string
 
-	booting []spec.Node // the nodes of Options.Artifacts, to boot
-	guests  []guest     // the booted nodes
+	booting []spec.Node       // the nodes of Options.Artifacts, to boot
+	guests  []guest           // the booted nodes
+	peaks   map[string]uint64 // guest → its peak memory so far (recordPeaks)
 }
 
 // phase runs one step, times it and prints its line.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -219,27 +220,7 @@ func dropLine(t *testing.T, path, needle string) {
 // apiservers start: it stops every process and deletes every namespace.
 func TestVerifyInterrupted(t *testing.T) {
 	needRoot(t)
-	bins := binDirs(t)
-	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "hardway")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/hardway").CombinedOutput(); err != nil {
-		t.Fatalf("build hardway: %v\n%s", err, out)
-	}
-	work := filepath.Join(tmp, "work")
-	args := []string{"verify", "-f", "../examples/seed-lxc.yaml", "--dir", filepath.Join(tmp, "out"), "--work-dir", work}
-	for _, d := range bins {
-		args = append(args, "--bin-dir", d)
-	}
-	cmd := exec.Command(bin, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdout, stderr, work := startVerifyCLI(t)
 	var out strings.Builder
 	sc := bufio.NewScanner(stdout)
 	signalled := false
@@ -254,7 +235,7 @@ func TestVerifyInterrupted(t *testing.T) {
 			}
 		}
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	t.Logf("output:\n%s\nstderr:\n%s", out.String(), stderr.String())
 	if !signalled {
 		t.Fatal("verify never reached the etcd phase")
@@ -280,5 +261,83 @@ func TestVerifyInterrupted(t *testing.T) {
 	}
 	if left := processesUnder(t, work); len(left) > 0 {
 		t.Errorf("processes left behind:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// startVerifyCLI builds the CLI and starts `hardway verify` on the seed
+// example with a work directory of its own and extra args; it returns the
+// running command, its standard output, what it writes to standard error
+// and the work directory.
+func startVerifyCLI(t *testing.T, extra ...string) (*exec.Cmd, io.Reader, *bytes.Buffer, string) {
+	t.Helper()
+	bins := binDirs(t)
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "hardway")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/hardway").CombinedOutput(); err != nil {
+		t.Fatalf("build hardway: %v\n%s", err, out)
+	}
+	work := filepath.Join(tmp, "work")
+	args := append([]string{"verify", "-f", "../examples/seed-lxc.yaml", "--dir", filepath.Join(tmp, "out"), "--work-dir", work}, extra...)
+	for _, d := range bins {
+		args = append(args, "--bin-dir", d)
+	}
+	cmd := exec.Command(bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdout, stderr, work
+}
+
+// TestVerifyKeep: with --keep the cluster stays up after the rows; the
+// kubectl command verify prints works against it; an interrupt then tears
+// it down, and the run exits 0 with its work directory kept.
+func TestVerifyKeep(t *testing.T) {
+	needRoot(t)
+	cmd, stdout, stderr, work := startVerifyCLI(t, "--keep")
+	var out strings.Builder
+	sc := bufio.NewScanner(stdout)
+	kept, kubectl := false, ""
+	for sc.Scan() {
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		switch {
+		case strings.HasPrefix(line, "--keep:"):
+			kept = true
+		case kept && kubectl == "" && strings.HasPrefix(line, "  ip netns exec "):
+			kubectl = strings.TrimSpace(line)
+			// The cluster is up while verify waits: the printed
+			// command reaches its API.
+			got, err := exec.Command("sh", "-c", kubectl).CombinedOutput()
+			if err != nil || !strings.Contains(string(got), "kube-system") {
+				t.Errorf("%s: %v\n%s", kubectl, err, got)
+			}
+		case kept && strings.HasPrefix(line, "Node roots and logs:"):
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	err := cmd.Wait()
+	t.Logf("output:\n%s\nstderr:\n%s", out.String(), stderr.String())
+	if !kept || kubectl == "" {
+		t.Fatal("verify --keep printed no --keep block with a kubectl command")
+	}
+	if err != nil {
+		t.Errorf("verify --keep, interrupted after passing rows: %v", err)
+	}
+	if !strings.Contains(out.String(), "phase teardown") {
+		t.Error("no teardown after the interrupt")
+	}
+	if left := processesUnder(t, work); len(left) > 0 {
+		t.Errorf("processes left behind:\n%s", strings.Join(left, "\n"))
+	}
+	if _, err := os.Stat(filepath.Join(work, "logs")); err != nil {
+		t.Errorf("the work directory's logs: %v", err)
 	}
 }

@@ -37,7 +37,8 @@ const hostInterfacesFile = "proxmox/interfaces.d/hardway"
 func (v *run) prepareGuests() error {
 	if v.o.Boot {
 		for _, n := range v.c.Spec.Nodes {
-			if v.o.Artifacts[n.Name] == "" {
+			_, skipped := v.o.Skipped[n.Name]
+			if v.o.Artifacts[n.Name] == "" && !skipped {
 				return fmt.Errorf("node %s: no artifact to boot", n.Name)
 			}
 		}
@@ -221,6 +222,8 @@ type guest interface {
 	poweroff(timeout time.Duration) error
 	// peakMemory is the most memory the guest has used so far, in bytes.
 	peakMemory() (uint64, error)
+	// enter is the command that opens a shell on the guest, for --keep.
+	enter() string
 }
 
 func (b *booted) info() *booted { return b }
@@ -287,6 +290,9 @@ func (v *run) bootContainer(ctx context.Context, n spec.Node, lxcPath string, h 
 		if err := traversable(dir); err != nil {
 			return nil, fmt.Errorf("an unprivileged container's root must reach its rootfs: %w (give the work directory's parents o+x)", err)
 		}
+	}
+	if swept := sweepCgroups(fmt.Sprint(n.VMID)); len(swept) > 0 {
+		v.log.Info("removed the empty cgroups of a killed run's container", "node", n.Name, "cgroups", swept)
 	}
 	start := time.Now()
 	if err := extractTemplate(ctx, v.o.Artifacts[n.Name], root, idmap); err != nil {

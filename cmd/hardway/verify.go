@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,56 +18,81 @@ import (
 	"github.com/hardway-dev/hardway/verify"
 )
 
-// bakeEveryNode bakes what each node ships as, into <cluster>/bake: an LXC
-// template per lxc node from base, a KVM image per kvm node from kvmBase.
-func bakeEveryNode(ctx context.Context, doc *spec.Document, res *generate.Result, base, kvmBase string) (map[string]string, error) {
+// bakeEveryNode bakes what each node of the spec boots from, as
+// create-nodes.sh would import it, into <cluster>/bake: an LXC template per
+// container; a KVM node's role image (once per role) or its own node image.
+// It returns node → artifact, and node → why it is not booted for the nodes
+// that cannot boot here: those booted by Ignition, whose image is the
+// distribution's (Flatcar, Fedora CoreOS), which a build machine has no copy of.
+func bakeEveryNode(ctx context.Context, doc *spec.Document, res *generate.Result, base, kvmBase string) (artifacts, skipped map[string]string, err error) {
 	x := hwgen.New(doc.Cluster, res.Bundle)
 	cfg := bake.Config{Doc: doc, Out: filepath.Join(res.Dir, "bake"), Jobs: 2, Log: slog.Default()}
-	out := map[string]string{}
-	var kvmNodes []string
+	artifacts, skipped = map[string]string{}, map[string]string{}
+	var kvmJobs []bake.Job
+	lxc, roles := false, map[string][]string{} // role image → its nodes
 	for _, n := range doc.Cluster.Spec.Nodes {
-		if n.Target == spec.TargetKVM {
-			kvmNodes = append(kvmNodes, n.Name)
+		switch {
+		case n.Target == spec.TargetLXC:
+			lxc = true
+		case n.BootsByIgnition():
+			skipped[n.Name] = fmt.Sprintf("boots by Ignition from the %s image, which is not on this machine", n.Ignition)
+		case n.RoleImage != "":
+			if roles[n.RoleImage] == nil {
+				jobs, err := bake.KVMJobs(x, "", n.RoleImage)
+				if err != nil {
+					return nil, nil, err
+				}
+				kvmJobs = append(kvmJobs, jobs...)
+			}
+			roles[n.RoleImage] = append(roles[n.RoleImage], n.Name)
+		default:
+			jobs, err := bake.KVMJobs(x, n.Name, "")
+			if err != nil {
+				return nil, nil, err
+			}
+			kvmJobs = append(kvmJobs, jobs...)
 		}
 	}
-	if len(kvmNodes) < len(doc.Cluster.Spec.Nodes) {
+	if lxc {
 		jobs, err := bake.Jobs(x, bake.FormatLXC, "", "")
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cfg.Base = base
 		rs, err := bake.Run(ctx, cfg, jobs)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, r := range rs {
-			out[r.Job.Node] = r.Path
+			artifacts[r.Job.Node] = r.Path
 		}
 	}
-	if len(kvmNodes) > 0 {
+	if len(kvmJobs) > 0 {
 		if kvmBase == "" {
-			return nil, fmt.Errorf("nodes %s have target kvm: --kvm-base names the base of their images (hack/base.sh --kvm)", strings.Join(kvmNodes, ", "))
-		}
-		jobs, err := bake.KVMJobs(x, "", "")
-		if err != nil {
-			return nil, err
+			return nil, nil, errors.New("the spec has KVM nodes: --kvm-base names the base of their images (hack/base.sh --kvm)")
 		}
 		cfg.Base = kvmBase
-		rs, err := bake.RunKVM(ctx, cfg, bake.KVMOptions{Formats: []string{bake.ImageRaw}}, jobs)
+		rs, err := bake.RunKVM(ctx, cfg, bake.KVMOptions{Formats: []string{bake.ImageRaw}}, kvmJobs)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, r := range rs {
-			out[r.Job.Node] = r.Path
+			if r.Job.Node != "" {
+				artifacts[r.Job.Node] = r.Path
+				continue
+			}
+			for _, n := range roles[r.Job.Subject] {
+				artifacts[n] = r.Path
+			}
 		}
 	}
-	return out, nil
+	return artifacts, skipped, nil
 }
 
 func newVerify() *cobra.Command {
-	var file, dir, workDir, base, kvmBase string
+	var file, dir, workDir, base, kvmBase, sshIdentity string
 	var binDirs []string
-	var noGenerate, boot, failFast bool
+	var noGenerate, boot, failFast, keep bool
 	var out *outputFlag
 	defaultBin := []string{"bin/tools"}
 	if d := os.Getenv("HARDWAY_BIN_DIR"); d != "" {
@@ -105,9 +129,16 @@ writes from the node's proxmox.conf, KVM images under qemu with OVMF and the
 devices qemu-server makes of it. The hub namespace plays the Proxmox host.
 The rows then check the booted cluster from there: every node's systemd
 running, etcd, the VIP on exactly one lb, the API through it, the admin
-kubeconfigs, encryption at rest, and the workers' rows (Ready, pods, logs and
-exec, CoreDNS, a ClusterIP Service). The spec's binaries must be pinned
-(hardway pin --write) and its images built (make images).
+kubeconfigs, encryption at rest; the workers' rows (Ready, pods, a
+Deployment spread over two workers, logs and exec, port-forward, a ClusterIP
+Service across workers, CoreDNS, a NodePort Service from the gateway, pod to
+pod); the gateway (SSH on the bastion port, kubectl there, ssh -J to a
+worker: with --ssh-identity, the private half of a key in
+spec.ssh.authorizedKeys, else the SSH handshake only); and last the
+failovers, which stop nodes for good: the lb holding the VIP, then the
+controller leading the controller-manager (the API must keep answering and
+the leader leases move), each with the time it took. The spec's binaries
+must be pinned (hardway pin --write) and its images built (make images).
 
 Needs root on Linux, iproute2, and the pinned binaries (make tools); with
 --boot also lxc, and for KVM nodes qemu-system-x86 and ovmf.`,
@@ -124,6 +155,9 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools); with
 			}
 			if boot && noGenerate {
 				return usageErrorf("--boot bakes from what it generates: drop --no-generate")
+			}
+			if sshIdentity != "" && !boot {
+				return usageErrorf("--ssh-identity goes with --boot (the gateway row)")
 			}
 			if boot != (base != "") || (kvmBase != "" && !boot) {
 				return usageErrorf("--boot and --base go together (--kvm-base too, for KVM nodes)")
@@ -152,7 +186,7 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools); with
 				dir = tmp
 			}
 			var gen []phaseOutput
-			var artifacts map[string]string
+			var artifacts, skipped map[string]string
 			if !noGenerate {
 				start := time.Now()
 				res, err := generate.Run(cmd.Context(), doc, generate.Options{Out: dir, Log: slog.Default()})
@@ -164,7 +198,7 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools); with
 				gen = append(gen, phaseJSON(p))
 				if boot {
 					start = time.Now()
-					artifacts, err = bakeEveryNode(cmd.Context(), doc, res, base, kvmBase)
+					artifacts, skipped, err = bakeEveryNode(cmd.Context(), doc, res, base, kvmBase)
 					p := verify.Phase{Name: "bake", Took: time.Since(start), Detail: fmt.Sprintf("%d artifacts in %s", len(artifacts), filepath.Join(res.Dir, "bake")), Err: err}
 					p.Print(w)
 					gen = append(gen, phaseJSON(p))
@@ -174,15 +208,18 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools); with
 				}
 			}
 			rep, err := verify.Run(cmd.Context(), verify.Options{
-				Cluster:   doc.Cluster,
-				Dir:       filepath.Join(dir, doc.Cluster.Metadata.Name),
-				BinDirs:   binDirs,
-				WorkDir:   workDir,
-				Out:       w,
-				Log:       slog.Default(),
-				Artifacts: artifacts,
-				Boot:      boot,
-				FailFast:  failFast,
+				Cluster:     doc.Cluster,
+				Dir:         filepath.Join(dir, doc.Cluster.Metadata.Name),
+				BinDirs:     binDirs,
+				WorkDir:     workDir,
+				Out:         w,
+				Log:         slog.Default(),
+				Artifacts:   artifacts,
+				Skipped:     skipped,
+				Boot:        boot,
+				FailFast:    failFast,
+				SSHIdentity: sshIdentity,
+				Keep:        keep,
 			})
 			if rep != nil && len(rep.Rows) > 0 {
 				fmt.Fprintln(w, rep.Summary())
@@ -217,6 +254,9 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools); with
 	_ = cmd.MarkFlagFilename("base")
 	cmd.Flags().StringVar(&kvmBase, "kvm-base", "", "with --boot: the base KVM images are baked from (hack/base.sh --kvm), for a spec with KVM nodes")
 	_ = cmd.MarkFlagFilename("kvm-base")
+	cmd.Flags().BoolVar(&keep, "keep", false, "after the rows, leave the cluster up and print how to enter its nodes, until interrupted (Ctrl-C), which tears it down")
+	cmd.Flags().StringVar(&sshIdentity, "ssh-identity", "", "with --boot: an OpenSSH private key (unencrypted) whose public half spec.ssh.authorizedKeys holds, for the gateway row's login")
+	_ = cmd.MarkFlagFilename("ssh-identity")
 	cmd.Flags().StringVar(&workDir, "work-dir", "", "directory for node roots and logs, kept (default: a temp dir, removed after a passing run)")
 	_ = cmd.MarkFlagDirname("work-dir")
 	return cmd

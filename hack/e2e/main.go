@@ -1,6 +1,8 @@
 // Command e2e prepares a spec for `make e2e`: a copy in -dir with the
 // pinned binaries of -bin-dir and the image archives listed in -images
-// (bake.PinnedCopy), whose path it prints. The spec itself is only read.
+// (bake.PinnedCopy), whose path it prints, authorizing a throwaway SSH key
+// whose private half is -dir/ssh/id_ed25519 (for verify --ssh-identity).
+// The spec itself is only read.
 package main
 
 import (
@@ -8,9 +10,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/hardway-dev/hardway/bake"
+	"github.com/hardway-dev/hardway/verify"
 )
 
 type dirs []string
@@ -29,16 +33,33 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: e2e -spec SPEC -dir DIR -bin-dir DIR... -images LIST")
 		os.Exit(2)
 	}
-	archives, err := lines(*images)
+	err := run(*specFile, *dir, *images, bins)
 	if err == nil {
-		var copied string
-		if copied, err = bake.PinnedCopy(*specFile, *dir, bins, archives); err == nil {
-			fmt.Println(copied)
-			return
-		}
+		return
 	}
 	fmt.Fprintln(os.Stderr, "e2e:", err)
 	os.Exit(1)
+}
+
+func run(specFile, dir, images string, bins []string) error {
+	archives, err := lines(images)
+	if err != nil {
+		return err
+	}
+	keys := filepath.Join(dir, "ssh")
+	if err := os.MkdirAll(keys, 0o700); err != nil {
+		return err
+	}
+	key, _, err := verify.ThrowawayKey(keys)
+	if err != nil {
+		return err
+	}
+	copied, err := bake.PinnedCopy(specFile, dir, bins, archives, key)
+	if err != nil {
+		return err
+	}
+	fmt.Println(copied)
+	return nil
 }
 
 // lines reads the non-empty lines of a file.
