@@ -45,6 +45,9 @@ type Report struct {
 	PIDs       []int    // every process started, all stopped by teardown
 	Namespaces []string // every namespace created, all deleted by teardown
 	WorkDir    string   // kept after a failing run, for its logs; "" once removed
+	// Kept: the cluster stayed up after the rows (Options.Keep) until the
+	// run's context ended, which is how such a run ends.
+	Kept bool
 }
 
 // rowsOK reports whether every row so far passed.

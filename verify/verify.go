@@ -151,6 +151,7 @@ func (v *run) keep(ctx context.Context) {
 	}
 	fmt.Fprintf(w, "Node roots and logs: %s\n", v.work)
 	<-ctx.Done()
+	v.rep.Kept = true
 }
 
 // newRun fills in the defaults of o.

@@ -125,6 +125,13 @@ func run(args []string, stderr io.Writer) int {
 
 	cmd, err := root.ExecuteContextC(ctx)
 	var ee exitError
+	var ended signalEnds
+	if errors.As(err, &ended) {
+		// The signal ended a wait the user asked for (verify --keep):
+		// the command's own result is the exit status.
+		stopping.Store(0)
+		err = ended.err
+	}
 	switch {
 	case stopping.Load() != 0:
 		// The command returned after cleaning up: say what it stopped,
@@ -139,6 +146,19 @@ func run(args []string, stderr io.Writer) int {
 		return exitStatus(err, cmd, stderr)
 	}
 }
+
+// signalEnds is returned by a command whose normal end is a signal (verify
+// --keep waits for Ctrl-C): err, possibly nil, is its result.
+type signalEnds struct{ err error }
+
+func (s signalEnds) Error() string {
+	if s.err == nil {
+		return "ended by a signal"
+	}
+	return s.err.Error()
+}
+
+func (s signalEnds) Unwrap() error { return s.err }
 
 // stopOnSignal waits for SIGINT or SIGTERM and cancels the run's context, so
 // long work (bake, verify) stops at its next chunk and removes what it

@@ -231,15 +231,21 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools); with
 					err = jerr
 				}
 			}
-			switch {
-			case err != nil && rep != nil && len(rep.Phases) > 0 && errors.Is(err, rep.Phases[len(rep.Phases)-1].Err):
-				return exitError{exitFailed} // its phase line said it
-			case err != nil:
-				return err
-			case !rep.OK():
-				return exitError{exitFindings}
+			result := func() error {
+				switch {
+				case err != nil && rep != nil && len(rep.Phases) > 0 && errors.Is(err, rep.Phases[len(rep.Phases)-1].Err):
+					return exitError{exitFailed} // its phase line said it
+				case err != nil:
+					return err
+				case !rep.OK():
+					return exitError{exitFindings}
+				}
+				return nil
+			}()
+			if rep != nil && rep.Kept {
+				return signalEnds{result} // Ctrl-C is how --keep ends
 			}
-			return nil
+			return result
 		},
 	}
 	specFlag(cmd, &file)
@@ -254,7 +260,7 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools); with
 	_ = cmd.MarkFlagFilename("base")
 	cmd.Flags().StringVar(&kvmBase, "kvm-base", "", "with --boot: the base KVM images are baked from (hack/base.sh --kvm), for a spec with KVM nodes")
 	_ = cmd.MarkFlagFilename("kvm-base")
-	cmd.Flags().BoolVar(&keep, "keep", false, "after the rows, leave the cluster up and print how to enter its nodes, until interrupted (Ctrl-C), which tears it down")
+	cmd.Flags().BoolVar(&keep, "keep", false, "after the rows, leave the cluster up and print how to enter its nodes until interrupted (Ctrl-C), which tears it down; the exit status is then that of the rows, not 130")
 	cmd.Flags().StringVar(&sshIdentity, "ssh-identity", "", "with --boot: an OpenSSH private key (unencrypted) whose public half spec.ssh.authorizedKeys holds, for the gateway row's login")
 	_ = cmd.MarkFlagFilename("ssh-identity")
 	cmd.Flags().StringVar(&workDir, "work-dir", "", "directory for node roots and logs, kept (default: a temp dir, removed after a passing run)")
