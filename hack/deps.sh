@@ -52,7 +52,7 @@ PKGS=(
   mount                       # [mount umount] mounts in the boot tests
   iproute2                    # [ip] network namespaces, veths, bridges
   libc-bin                    # [getent] user look-ups in the SSH test
-  coreutils                   # [cat chown cp env nproc seq sha256sum timeout] used by tests and benchmarks
+  coreutils                   # [cat chown cp env nproc seq sha256sum sleep timeout] used by tests and benchmarks
   tar                         # [tar] pct's extraction flags, overlay.tar
   bash                        # [bash] scripts under test
   dash                        # [sh] /bin/sh scripts under test
