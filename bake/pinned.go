@@ -20,8 +20,8 @@ import (
 // linked into dir/images; spec.binaries.sha256 pins what the nodes' roles
 // take from binaries.dir, as `hardway pin` would. It returns the copy's
 // path. authorizedKeys are added to spec.ssh.authorizedKeys (a run's
-// throwaway key, for the gateway row). The user's file is only read; the copy is re-encoded, comments and
-// all, which only a run of verify reads.
+// throwaway key, for the gateway row). The user's file is only read; the
+// copy is re-encoded, comments and all, which only a run of verify reads.
 func PinnedCopy(specFile, dir string, binDirs, archives []string, authorizedKeys ...string) (string, error) {
 	data, err := os.ReadFile(specFile)
 	if err != nil {

@@ -2,11 +2,8 @@ package verify
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"net/http"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -67,12 +64,24 @@ func (v *run) bootAll(ctx context.Context) {
 }
 
 // workerGuests are the booted guests with the worker role.
-func (v *run) workerGuests() []guest {
+func (v *run) workerGuests() []guest { return v.guestsWith(spec.RoleWorker) }
+
+// guestsWith are the booted guests with role r.
+func (v *run) guestsWith(r string) []guest {
 	var out []guest
 	for _, g := range v.guests {
-		if n, ok := v.c.Node(g.info().name); ok && n.Has(spec.RoleWorker) {
+		if n, ok := v.c.Node(g.info().name); ok && n.Has(r) {
 			out = append(out, g)
 		}
+	}
+	return out
+}
+
+// names are the guests' node names.
+func names(gs []guest) []string {
+	var out []string
+	for _, g := range gs {
+		out = append(out, g.info().name)
 	}
 	return out
 }
@@ -169,27 +178,10 @@ func checkBooted(ctx context.Context, v *run) (string, error) {
 	}
 	// Units active is not the API ready: its post-start hooks (the
 	// bootstrap RBAC roles, the default namespaces) may still run.
-	pool, err := certPool(filepath.Join(v.o.Dir, "pki", "ca.crt"))
-	if err != nil {
+	if err := v.apiReady(ctx, v.endpoint); err != nil {
 		return "", err
 	}
-	cl := httpClient(v.net.Hub, &tls.Config{RootCAs: pool})
-	url := "https://" + v.endpoint.String() + "/readyz"
-	var last string
-	err = poll(ctx, 2*time.Second, func() error {
-		code, body, err := get(ctx, cl, url)
-		if err == nil && (code != http.StatusOK || body != "ok") {
-			err = fmt.Errorf("%d %s", code, lastLine(body))
-		}
-		if err != nil {
-			last = err.Error()
-		}
-		return err
-	})
-	if err != nil {
-		return "", fmt.Errorf("%s: %s", url, last)
-	}
-	return fmt.Sprintf("%d nodes running, after their start: %s; %s ok", len(v.guests), strings.Join(details, ", "), url), nil
+	return fmt.Sprintf("%d nodes running, after their start: %s; https://%s/readyz ok", len(v.guests), strings.Join(details, ", "), v.endpoint), nil
 }
 
 // checkVIP: with a VIP, exactly one lb node holds it (keepalived), and the
@@ -198,66 +190,86 @@ func checkBooted(ctx context.Context, v *run) (string, error) {
 func checkVIP(ctx context.Context, v *run) (string, error) {
 	detail := ""
 	if vip := v.c.Spec.APIServer.VIP; vip != "" {
-		var holders []string
-		err := poll(ctx, 2*time.Second, func() error {
-			holders = holders[:0]
-			for _, g := range v.guests {
-				n, _ := v.c.Node(g.info().name)
-				if !n.Has(spec.RoleLB) {
-					continue
-				}
-				out, err := g.run(ctx, "ip", "-o", "-4", "addr", "show")
-				if err != nil {
-					return err
-				}
-				if strings.Contains(out, " "+vip+"/") {
-					holders = append(holders, n.Name)
-				}
-			}
-			if len(holders) != 1 {
-				return fmt.Errorf("VIP %s held by %d lb nodes (%s), want exactly one", vip, len(holders), listOrNone(holders))
-			}
-			return nil
-		})
+		holder, err := v.vipHolder(ctx)
 		if err != nil {
 			return "", err
 		}
-		detail = fmt.Sprintf("VIP %s on %s; ", vip, holders[0])
+		detail = fmt.Sprintf("VIP %s on %s; ", vip, holder.info().name)
 	}
 	api, err := checkAPIServers(ctx, v)
 	return detail + api, err
 }
 
+// vipHolder waits until exactly one running lb node holds the VIP, and
+// returns it.
+func (v *run) vipHolder(ctx context.Context) (guest, error) {
+	vip := v.c.Spec.APIServer.VIP
+	var holders []guest
+	err := poll(ctx, 250*time.Millisecond, func() error {
+		holders = holders[:0]
+		for _, g := range v.guestsWith(spec.RoleLB) {
+			if done, _ := g.info().proc.Exited(); done {
+				continue
+			}
+			addrs, err := g.run(ctx, "ip", "-o", "-4", "addr", "show")
+			if err != nil {
+				return fmt.Errorf("%s: %w", g.info().name, err)
+			}
+			if strings.Contains(addrs, " "+vip+"/") {
+				holders = append(holders, g)
+			}
+		}
+		if len(holders) != 1 {
+			return fmt.Errorf("VIP %s held by %d lb nodes (%s), want exactly one", vip, len(holders), listOrNone(names(holders)))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return holders[0], nil
+}
+
 // recordPeaks notes every running guest's peak memory so far, before a
 // failover row stops some of them (a stopped container's cgroup is gone).
 func (v *run) recordPeaks() {
+	for _, g := range v.guests {
+		v.peak(g)
+	}
+}
+
+// peak is a guest's peak memory: the higher of what it reports now and what
+// recordPeaks noted, or, once it is stopped, what was noted.
+func (v *run) peak(g guest) (uint64, error) {
 	if v.peaks == nil {
 		v.peaks = map[string]uint64{}
 	}
-	for _, g := range v.guests {
-		if p, err := g.peakMemory(); err == nil {
-			v.peaks[g.info().name] = max(v.peaks[g.info().name], p)
-		}
+	name := g.info().name
+	p, err := g.peakMemory()
+	noted, ok := v.peaks[name]
+	switch {
+	case err == nil:
+		v.peaks[name] = max(noted, p)
+	case ok:
+		err = nil
 	}
+	return v.peaks[name], err
 }
 
 // peakMemory sums every booted guest's peak memory: an upper bound of the
 // cluster's peak, since the nodes need not peak at once. A guest stopped
 // by a failover row counts with its peak before it stopped.
 func (v *run) peakMemory() (string, error) {
-	v.recordPeaks()
 	var total uint64
 	var parts []string
 	for _, g := range v.guests {
-		name := g.info().name
-		p, ok := v.peaks[name]
-		if !ok { // a measurement: it fails nothing
-			_, err := g.peakMemory()
-			parts = append(parts, fmt.Sprintf("%s unknown (%v)", name, err))
+		p, err := v.peak(g)
+		if err != nil { // a measurement: it fails nothing
+			parts = append(parts, fmt.Sprintf("%s unknown (%v)", g.info().name, err))
 			continue
 		}
 		total += p
-		parts = append(parts, fmt.Sprintf("%s %d", name, p>>20))
+		parts = append(parts, fmt.Sprintf("%s %d", g.info().name, p>>20))
 	}
 	return fmt.Sprintf("%d MiB, the sum of each node's peak (MiB): %s", total>>20, strings.Join(parts, ", ")), nil
 }

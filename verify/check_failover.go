@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	coordv1 "k8s.io/api/coordination/v1"
@@ -25,45 +26,6 @@ import (
 // a few advertisement intervals).
 const failoverTimeout = 4 * time.Minute
 
-// vipHolders are the booted lb nodes that hold the VIP.
-func (v *run) vipHolders(ctx context.Context) ([]guest, error) {
-	vip := v.c.Spec.APIServer.VIP
-	var out []guest
-	for _, g := range v.guestsWith(spec.RoleLB) {
-		if done, _ := g.info().proc.Exited(); done {
-			continue
-		}
-		addrs, err := g.run(ctx, "ip", "-o", "-4", "addr", "show")
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", g.info().name, err)
-		}
-		if strings.Contains(addrs, " "+vip+"/") {
-			out = append(out, g)
-		}
-	}
-	return out, nil
-}
-
-// guestsWith are the booted guests with role r.
-func (v *run) guestsWith(r string) []guest {
-	var out []guest
-	for _, g := range v.guests {
-		if n, ok := v.c.Node(g.info().name); ok && n.Has(r) {
-			out = append(out, g)
-		}
-	}
-	return out
-}
-
-// names are the guests' node names.
-func names(gs []guest) []string {
-	var out []string
-	for _, g := range gs {
-		out = append(out, g.info().name)
-	}
-	return out
-}
-
 // apiReady polls readyz until it answers ok.
 func (v *run) apiReady(ctx context.Context, addr netip.AddrPort) error {
 	return poll(ctx, 250*time.Millisecond, func() error { return v.readyz(ctx, addr) })
@@ -78,10 +40,13 @@ func (v *run) readyz(ctx context.Context, addr netip.AddrPort) error {
 	}
 	url := "https://" + addr.String() + "/readyz"
 	code, body, err := get(ctx, httpClient(v.net.Hub, &tls.Config{RootCAs: pool}), url)
-	if err == nil && (code != http.StatusOK || body != "ok") {
-		err = fmt.Errorf("%s: %d %s", url, code, lastLine(body))
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: %w", url, err)
+	case code != http.StatusOK || body != "ok":
+		return fmt.Errorf("%s: %d %s", url, code, lastLine(body))
 	}
-	return err
+	return nil
 }
 
 // checkVIPFailover: the lb holding the VIP shuts down; another lb takes
@@ -92,41 +57,26 @@ func checkVIPFailover(ctx context.Context, v *run) (string, error) {
 	if v.c.Spec.APIServer.VIP == "" || len(lbs) < 2 {
 		return fmt.Sprintf("not applicable: %d lb node(s), VIP %q: nothing to fail over to", len(lbs), v.c.Spec.APIServer.VIP), nil
 	}
-	holders, err := v.vipHolders(ctx)
+	old, err := v.vipHolder(ctx)
 	if err != nil {
 		return "", err
 	}
-	if len(holders) != 1 {
-		return "", fmt.Errorf("VIP held by %s, want exactly one lb", listOrNone(names(holders)))
-	}
-	old := holders[0]
 	v.recordPeaks()
 	start := time.Now()
 	if err := old.poweroff(90 * time.Second); err != nil {
 		return "", err
 	}
 	stopped := time.Since(start)
-	var moved time.Duration
-	err = poll(ctx, 250*time.Millisecond, func() error {
-		hs, err := v.vipHolders(ctx)
-		if err != nil {
-			return err
-		}
-		if len(hs) != 1 {
-			return fmt.Errorf("after %s stopped, VIP held by %s, want exactly one lb", old.info().name, listOrNone(names(hs)))
-		}
-		holders = hs
-		return nil
-	})
+	holder, err := v.vipHolder(ctx)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("after %s stopped: %w", old.info().name, err)
 	}
-	moved = time.Since(start)
+	moved := time.Since(start)
 	if err := v.apiReady(ctx, v.endpoint); err != nil {
-		return "", fmt.Errorf("VIP on %s, but the API through it: %w", holders[0].info().name, err)
+		return "", fmt.Errorf("VIP on %s, but the API through it: %w", holder.info().name, err)
 	}
 	return fmt.Sprintf("%s shut down (%s); VIP on %s after %s, API ready through it after %s",
-		old.info().name, round(stopped), holders[0].info().name, round(moved), round(time.Since(start))), nil
+		old.info().name, round(stopped), holder.info().name, round(moved), round(time.Since(start))), nil
 }
 
 // leaderLeases are the leases of the control plane's leader elections.
@@ -221,15 +171,17 @@ func checkControllerFailover(ctx context.Context, v *run) (string, error) {
 	// The shutdown runs beside the checks: the API must answer while the
 	// controller's units stop (its apiserver may take a minute to drain
 	// its watches), not only once it is gone.
-	stopped := make(chan error, 1)
+	done := make(chan error, 1)
 	var stopTook time.Duration
 	go func() {
 		err := stop.poweroff(90 * time.Second)
 		stopTook = time.Since(start)
-		stopped <- err
+		done <- err
 	}()
+	// Every way out waits for the shutdown: the guest is gone after the row.
+	stopped := sync.OnceValue(func() error { return <-done })
+	defer stopped()
 	if err := v.apiReady(ctx, ep); err != nil {
-		<-stopped
 		return "", fmt.Errorf("after %s began to shut down: %w", gone, err)
 	}
 	api := time.Since(start)
@@ -243,16 +195,14 @@ func checkControllerFailover(ctx context.Context, v *run) (string, error) {
 			return err
 		})
 		if err != nil {
-			<-stopped
 			return "", err
 		}
 		if !slices.Contains(names(cps), holderNode(holder)) {
-			<-stopped
 			return "", fmt.Errorf("lease kube-system/%s held by %s, not a controller", name, holder)
 		}
 		moved = append(moved, fmt.Sprintf("%s by %s after %s", name, holderNode(holder), round(time.Since(start))))
 	}
-	if err := <-stopped; err != nil {
+	if err := stopped(); err != nil {
 		return "", err
 	}
 	// By now the lbs' health checks have long dropped the stopped

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -51,39 +52,34 @@ func checkGateway(ctx context.Context, v *run) (string, error) {
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			_, _, _, err = ssh.NewClientConn(conn, bastion.String(), &ssh.ClientConfig{User: "root", HostKeyCallback: ssh.FixedHostKey(hostKey), HostKeyAlgorithms: []string{hostKey.Type()}})
-			if err != nil && strings.Contains(err.Error(), "unable to authenticate") {
+			c, err := sshClient(conn, bastion.String(), pinned(hostKey))
+			if err == nil {
+				c.Close()
+				return permanentError{fmt.Errorf("ssh root@%s: logged in with no key", bastion)}
+			}
+			if strings.Contains(err.Error(), "unable to authenticate") {
 				return nil
 			}
-			return fmt.Errorf("ssh handshake with %s: %v", bastion, err)
+			return err
 		})
 		if err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("sshd on %s (not 22) with %s's host key %s; no login checked: no SSH identity given", bastion, n.Name, ssh.FingerprintSHA256(hostKey)), nil
+		return fmt.Sprintf("sshd on %s with %s's host key %s; no login checked: no SSH identity given", bastion, n.Name, ssh.FingerprintSHA256(hostKey)), nil
 	}
 	signer, err := identity(v.o.SSHIdentity)
 	if err != nil {
 		return "", err
 	}
-	// The host key pinned is the node's ed25519 key: ask for that type
-	// (sshd offers its ECDSA and RSA keys too).
-	cfg := &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: ssh.FixedHostKey(hostKey),
-		HostKeyAlgorithms: []string{hostKey.Type()}, Timeout: 15 * time.Second}
+	auth := ssh.PublicKeys(signer)
 	var client *ssh.Client
 	err = poll(ctx, 2*time.Second, func() error {
 		conn, err := v.net.Hub.DialContext(ctx, "tcp", bastion.String())
 		if err != nil {
 			return err
 		}
-		c, chans, reqs, err := ssh.NewClientConn(conn, bastion.String(), cfg)
-		if err != nil {
-			conn.Close()
-			return fmt.Errorf("ssh root@%s: %w", bastion, err)
-		}
-		client = ssh.NewClient(c, chans, reqs)
-		return nil
+		client, err = sshClient(conn, bastion.String(), pinned(hostKey, auth))
+		return err
 	})
 	if err != nil {
 		return "", err
@@ -111,7 +107,7 @@ func checkGateway(ctx context.Context, v *run) (string, error) {
 	}
 	detail := fmt.Sprintf("root@%s by key (host key %s); kubectl get nodes there lists %s", bastion, ssh.FingerprintSHA256(hostKey), strings.Join(workers, ", "))
 	if ws := v.workerGuests(); len(ws) > 0 {
-		hop, err := v.jump(ctx, client, ws[0], *cfg)
+		hop, err := v.jump(ctx, client, ws[0], auth)
 		if err != nil {
 			return "", err
 		}
@@ -122,24 +118,21 @@ func checkGateway(ctx context.Context, v *run) (string, error) {
 
 // jump logs in to a worker's sshd on port 22 through the bastion's TCP
 // forwarding (ssh -J) and runs hostname there.
-func (v *run) jump(ctx context.Context, bastion *ssh.Client, g guest, cfg ssh.ClientConfig) (string, error) {
+func (v *run) jump(ctx context.Context, bastion *ssh.Client, g guest, auth ssh.AuthMethod) (string, error) {
 	n, _ := v.c.Node(g.info().name)
 	key, err := guestHostKey(ctx, g)
 	if err != nil {
 		return "", err
 	}
-	cfg.HostKeyCallback, cfg.HostKeyAlgorithms = ssh.FixedHostKey(key), []string{key.Type()}
 	addr := netip.AddrPortFrom(n.IP(), 22).String()
 	conn, err := bastion.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("through the bastion to %s: %w", addr, err)
 	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, addr, &cfg)
+	client, err := sshClient(conn, addr, pinned(key, auth))
 	if err != nil {
-		conn.Close()
-		return "", fmt.Errorf("ssh -J to root@%s: %w", addr, err)
+		return "", fmt.Errorf("ssh -J: %w", err)
 	}
-	client := ssh.NewClient(c, chans, reqs)
 	defer client.Close()
 	out, err := sshRun(client, "hostname")
 	if err != nil {
@@ -149,6 +142,25 @@ func (v *run) jump(ctx context.Context, bastion *ssh.Client, g guest, cfg ssh.Cl
 		return "", fmt.Errorf("ssh -J to %s: hostname %q, want %s", addr, host, n.Name)
 	}
 	return fmt.Sprintf("ssh -J to root@%s answers as %s", addr, strings.TrimSpace(out)), nil
+}
+
+// pinned is root's client configuration for a server whose host key is
+// key, the node's ed25519 key: it asks for that type (sshd offers its
+// ECDSA and RSA keys too, which a pin of the ed25519 key would refuse).
+func pinned(key ssh.PublicKey, auth ...ssh.AuthMethod) *ssh.ClientConfig {
+	return &ssh.ClientConfig{User: "root", Auth: auth, HostKeyCallback: ssh.FixedHostKey(key),
+		HostKeyAlgorithms: []string{key.Type()}, Timeout: 15 * time.Second}
+}
+
+// sshClient runs the SSH handshake and login over conn to addr, closing
+// conn when they fail.
+func sshClient(conn net.Conn, addr string, cfg *ssh.ClientConfig) (*ssh.Client, error) {
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("ssh root@%s: %w", addr, err)
+	}
+	return ssh.NewClient(c, chans, reqs), nil
 }
 
 // sshRun runs a command in a new session and returns its combined output.

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -485,20 +486,25 @@ func checkPortForward(ctx context.Context, v *run) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", err
-	}
+	// Its output goes through a pipe of ours (read until the command is
+	// stopped) and its stderr is read only once it has exited.
+	pr, pw := io.Pipe()
 	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	cmd.Stdout, cmd.Stderr = pw, &stderr
 	if err := cmd.Start(); err != nil {
 		return "", err
 	}
 	// Stopped by its PID (the command's own process), whatever happens.
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	stop := sync.OnceValue(func() string {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		pw.Close()
+		return strings.TrimSpace(stderr.String())
+	})
+	defer stop()
 	local := make(chan string, 1)
 	go func() {
-		sc := bufio.NewScanner(stdout)
+		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			// "Forwarding from 127.0.0.1:41783 -> 8080"
 			if rest, ok := strings.CutPrefix(sc.Text(), "Forwarding from 127.0.0.1:"); ok {
@@ -507,18 +513,18 @@ func checkPortForward(ctx context.Context, v *run) (string, error) {
 				break
 			}
 		}
-		_, _ = io.Copy(io.Discard, stdout)
+		_, _ = io.Copy(io.Discard, pr)
 	}()
 	var port string
 	select {
 	case port = <-local:
 	case <-ctx.Done():
-		return "", fmt.Errorf("kubectl port-forward to %s printed no local port: %s", pod, strings.TrimSpace(stderr.String()))
+		return "", fmt.Errorf("kubectl port-forward to %s printed no local port: %s", pod, stop())
 	}
 	url := "http://127.0.0.1:" + port + "/"
 	body, err := httpGet(ctx, ns, url)
 	if err != nil {
-		return "", fmt.Errorf("%s (port-forward to %s): %w; kubectl: %s", url, pod, err, strings.TrimSpace(stderr.String()))
+		return "", fmt.Errorf("%s (port-forward to %s): %w; kubectl: %s", url, pod, err, stop())
 	}
 	if !strings.Contains(body, fmt.Sprintf(`"pod":%q`, pod)) {
 		return "", fmt.Errorf("%s (port-forward to %s) answered %s", url, pod, body)
@@ -569,10 +575,8 @@ func checkNodePort(ctx context.Context, v *run) (string, error) {
 
 // gatewayGuest is the first booted node with the gateway role, or nil.
 func (v *run) gatewayGuest() guest {
-	for _, g := range v.guests {
-		if n, ok := v.c.Node(g.info().name); ok && n.Has(spec.RoleGateway) {
-			return g
-		}
+	if gws := v.guestsWith(spec.RoleGateway); len(gws) > 0 {
+		return gws[0]
 	}
 	return nil
 }

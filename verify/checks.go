@@ -56,15 +56,15 @@ func (v *run) runChecks(ctx context.Context) {
 		v.runBootRows(ctx)
 	} else {
 		v.runRows(ctx, checks, rowTimeout, "")
-	}
-	if !v.o.Boot && len(v.booting) > 0 {
-		skip := ""
-		if len(v.guests) == 0 {
-			skip = "not run: no worker booted"
+		if len(v.booting) > 0 {
+			skip := ""
+			if len(v.guests) == 0 {
+				skip = "not run: no worker booted"
+			}
+			boot, row := v.workerTimeouts()
+			v.runRows(ctx, workerChecks[:1], boot, skip)
+			v.runRows(ctx, workerChecks[1:], row, skip)
 		}
-		boot, row := v.workerTimeouts()
-		v.runRows(ctx, workerChecks[:1], boot, skip)
-		v.runRows(ctx, workerChecks[1:], row, skip)
 	}
 	fmt.Fprintln(v.o.Out)
 	v.rep.WriteTable(v.o.Out)

@@ -38,9 +38,10 @@ type Options struct {
 	Cluster *spec.Cluster // validated, defaults applied
 	Dir     string        // the generated cluster directory, <out>/<cluster>
 	BinDirs []string      // where unit binaries are looked up by base name
-	// WorkDir holds the node roots, booted guests and process logs (its nodes/, guests/ and logs/
-	// are emptied first). Empty: a temp dir, removed after a passing run
-	// and kept (and named) after a failing one.
+	// WorkDir holds the node roots, the booted guests and the process
+	// logs (its nodes/, guests/ and logs/ are emptied first). Empty: a temp
+	// dir, removed after a passing run and kept (and named) after a
+	// failing one or with Keep.
 	WorkDir string
 	Out     io.Writer // progress and the result table
 	Log     *slog.Logger
