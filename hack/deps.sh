@@ -50,7 +50,7 @@ PKGS=(
   fdisk                       # [sfdisk] reads the GPT of KVM images
   util-linux                  # [unshare setpriv blkid nsenter] private mount namespaces, dropping privileges, reads seed.iso; tools/images' pause test joins its PID namespace
   mount                       # [mount umount] mounts in the boot tests
-  iproute2                    # [ip] network namespaces, veths, bridges
+  iproute2                    # [ip ss] network namespaces, veths, bridges; listening sockets
   libc-bin                    # [getent] user look-ups in the SSH test
   coreutils                   # [cat chown cp env nproc seq sha256sum sleep timeout] used by tests and benchmarks
   tar                         # [tar] pct's extraction flags, overlay.tar

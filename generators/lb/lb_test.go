@@ -82,7 +82,7 @@ func TestHAProxyConfig(t *testing.T) {
 func TestHAProxyServesHealthyController(t *testing.T) {
 	tools := map[string]string{}
 	for name, pkg := range map[string]string{"haproxy": "haproxy", "openssl": "openssl", "curl": "curl",
-		"unshare": "util-linux", "ip": "iproute2", "sysctl": "procps", "timeout": "coreutils"} {
+		"unshare": "util-linux", "ip": "iproute2", "ss": "iproute2", "sysctl": "procps", "timeout": "coreutils"} {
 		tools[name] = commontest.Tool(t, name, pkg)
 	}
 	x := commontest.Context(t, seedLXC)
@@ -113,14 +113,23 @@ PIDS="$PIDS $!"
 for _ in $(seq 40); do curl -sk -o /dev/null https://10.240.0.20:6443/ && break; sleep 0.25; done
 haproxy -db -f "$CFG" >haproxy.log 2>&1 &
 PIDS="$PIDS $!"
+# Before the checks take controller1 and controller2 down, HAProxy counts
+# them up: the round robin sends connections there, which fail and must be
+# redispatched to controller.
+ip addr add 10.240.0.10/32 dev lo
+for _ in $(seq 100); do ss -Hltn | grep -q '10.240.0.10:6443' && break; sleep 0.02; done
+for i in 1 2 3 4; do
+	curl -sS --max-time 5 --cacert ca.crt --resolve kubernetes.example.com:6443:10.240.0.10 \
+		-o /dev/null -w "early$i=%{http_code}\n" https://kubernetes.example.com:6443/readyz
+done
+grep -c 'is DOWN' haproxy.log | sed 's/^/down_before_late=/'
 for _ in $(seq 60); do
 	grep -q 'controller1 is DOWN' haproxy.log && grep -q 'controller2 is DOWN' haproxy.log && break
 	sleep 0.5
 done
-ip addr add 10.240.0.10/32 dev lo
 for i in 1 2 3; do
 	curl -sS --max-time 5 --cacert ca.crt --resolve kubernetes.example.com:6443:10.240.0.10 \
-		-o /dev/null -w "curl$i=%{http_code}\n" https://kubernetes.example.com:6443/healthz
+		-o /dev/null -w "curl$i=%{http_code}\n" https://kubernetes.example.com:6443/readyz
 done
 `
 	cmd := fmt.Sprintf("DIR=%q CFG=%q PATH=%q; %s", dir, cfg, toolPath(tools), script)
@@ -141,11 +150,16 @@ done
 		}
 	}
 	if regexp.MustCompile(`kube-apiserver/controller is DOWN`).Match(log) {
-		t.Error("the health check took the healthy controller down (TLS verification or /healthz failed)")
+		t.Error("the health check took the healthy controller down (TLS verification or /readyz failed)")
 	}
 	for i := 1; i <= 3; i++ {
 		if !strings.Contains(out, fmt.Sprintf("curl%d=200", i)) {
 			t.Errorf("request %d through the VIP did not get 200", i)
+		}
+	}
+	for i := 1; i <= 4; i++ {
+		if !strings.Contains(out, fmt.Sprintf("early%d=200", i)) {
+			t.Errorf("request %d through the VIP, sent while dead controllers still counted up, did not get 200 (no redispatch)", i)
 		}
 	}
 }
