@@ -36,7 +36,8 @@ type Config struct {
 	Out      string         // output directory
 	Jobs     int            // artifacts baked at once; at least 1
 	Log      *slog.Logger
-	Progress *Progress // live progress, may be nil
+	Progress *Progress  // live progress, may be nil
+	Epoch    emit.Epoch // the layers' mtimes, and the base's clamped to it when set (the caller reads SOURCE_DATE_EPOCH)
 }
 
 // Job is one artifact to bake.
@@ -348,7 +349,7 @@ func bakeLXC(ctx context.Context, cfg Config, j Job, layers []rootfs.Layer, info
 		return Result{}, err
 	}
 	stats, err := rootfs.Merge(ctx, zw, countReader{f, &s.Read}, plan, rootfs.Options{
-		Epoch: emit.Epoch(), Clamp: os.Getenv("SOURCE_DATE_EPOCH") != "", Exclude: lxcExclude, Xattr: lxcXattr, Counters: &s.Counters, Log: cfg.Log,
+		Epoch: cfg.Epoch.Time(), Clamp: cfg.Epoch.Set, Exclude: lxcExclude, Xattr: lxcXattr, Counters: &s.Counters, Log: cfg.Log,
 	})
 	if cerr := zw.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("write %s: %w", name, cerr)

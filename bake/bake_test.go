@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
@@ -186,7 +187,6 @@ func bakeOne(t testing.TB, ctx context.Context, x *gen.Context, doc *spec.Docume
 // TestBakeSynthetic bakes cp1 from a synthetic base and checks the template:
 // pct's rules, sysprep, the layers, the sidecar and the manifest.
 func TestBakeSynthetic(t *testing.T) {
-	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
 	doc := testSpec(t, spec.ModeUpstream, fakeBins(t, controllerBins...), nil)
 	base := syntheticBase(t)
 	x, _ := generated(t, doc)
@@ -199,7 +199,12 @@ func TestBakeSynthetic(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(out, ".old.work-43", "etc"), 0o555); err != nil {
 		t.Fatal(err)
 	}
-	res, err := bakeOne(t, context.Background(), x, doc, base, out, "cp1")
+	jobs, err := Jobs(x, FormatLXC, "cp1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch := emit.ParseEpoch("1700000000") // as SOURCE_DATE_EPOCH=1700000000 gives it
+	res, err := Run(context.Background(), Config{Doc: doc, Base: base, Out: out, Jobs: 2, Epoch: epoch}, jobs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +265,6 @@ func TestBakeSynthetic(t *testing.T) {
 
 	// Progress: the scan and the bake, both done.
 	p := &Progress{}
-	jobs, _ := Jobs(x, FormatLXC, "cp1", "")
 	if _, err := Run(context.Background(), Config{Doc: doc, Base: base, Out: t.TempDir(), Progress: p}, jobs); err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +283,7 @@ func TestBakeSynthetic(t *testing.T) {
 	if _, err := bakeOne(t, context.Background(), x, doc, base, out2, ""); err == nil {
 		t.Fatal("baking w1 without its binaries pinned succeeded")
 	}
-	res2, err := bakeOne(t, context.Background(), x, doc, base, out2, "cp1")
+	res2, err := Run(context.Background(), Config{Doc: doc, Base: base, Out: out2, Jobs: 2, Epoch: epoch}, jobs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -132,7 +132,7 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 	}
 	logDropped(cfg.Log, stem, stats)
 	// 3. The ESP: systemd-boot, the kernel and initrd of the merged tree.
-	if err := makeESP(ctx, disk, j, work); err != nil {
+	if err := makeESP(ctx, disk, j, work, cfg.Epoch); err != nil {
 		return nil, err
 	}
 	// The extracted tree is no longer needed: remove it while the rest runs.

@@ -24,8 +24,9 @@ const fatEpoch = 315619200
 // makeESP writes work/esp.img: a FAT32 file system (mkfs.vfat, then mtools,
 // no mount) holding systemd-boot as the removable-media boot loader
 // EFI/BOOT/BOOTX64.EFI, the kernel and initrd of the merged tree, and a
-// loader entry that boots them with the root partition's PARTUUID.
-func makeESP(ctx context.Context, disk *kvmDisk, j Job, work string) error {
+// loader entry that boots them with the root partition's PARTUUID, every
+// time epoch's (at least FAT's earliest).
+func makeESP(ctx context.Context, disk *kvmDisk, j Job, work string, epoch emit.Epoch) error {
 	root := filepath.Join(work, "root")
 	kernel, err := inRoot(root, kernelLink)
 	if err != nil {
@@ -51,7 +52,7 @@ func makeESP(ctx context.Context, disk *kvmDisk, j Job, work string) error {
 		"hardway.conf": fmt.Appendf(nil, "title hardway %s (%s)\nlinux /vmlinuz\ninitrd /initrd.img\noptions %s\n",
 			j.Subject, strings.Join(j.Roles, ","), kernelCmdline(disk)),
 	}
-	fatTime := time.Unix(max(emit.Epoch().Unix(), fatEpoch), 0)
+	fatTime := time.Unix(max(epoch.Unix, fatEpoch), 0)
 	for n, data := range files {
 		if err := os.WriteFile(filepath.Join(work, n), data, 0o644); err != nil {
 			return err

@@ -17,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/rootfs"
 )
 
@@ -59,7 +58,7 @@ func makeRootFS(ctx context.Context, cfg Config, plan *rootfs.Plan, disk *kvmDis
 	}
 	defer f.Close()
 	// mke2fs's and debugfs's clock (e2fsClock): 0 would leave it unset.
-	epoch := max(emit.Epoch().Unix(), 1)
+	epoch := max(cfg.Epoch.Unix, 1)
 	pr, pw := io.Pipe()
 	var stats *rootfs.Stats
 	merged := make(chan error, 1)
@@ -71,7 +70,7 @@ func makeRootFS(ctx context.Context, cfg Config, plan *rootfs.Plan, disk *kvmDis
 	go func() { xattrs <- collectXattrs(xr) }()
 	go func() {
 		st, err := rootfs.Merge(ctx, pw, f, plan, rootfs.Options{
-			Epoch: emit.Epoch(), Clamp: os.Getenv("SOURCE_DATE_EPOCH") != "", Counters: c, Log: cfg.Log,
+			Epoch: cfg.Epoch.Time(), Clamp: cfg.Epoch.Set, Counters: c, Log: cfg.Log,
 		})
 		stats = st
 		pw.CloseWithError(err)

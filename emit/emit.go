@@ -5,7 +5,6 @@ package emit
 
 import (
 	"fmt"
-	"os"
 	"path"
 	"strconv"
 	"time"
@@ -15,16 +14,29 @@ import (
 	"github.com/hardway-dev/hardway/tree"
 )
 
-// Epoch is the modification time of every emitted entry: SOURCE_DATE_EPOCH
-// when set (reproducible-builds.org), else the Unix epoch.
-func Epoch() time.Time {
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-		if v, err := strconv.ParseInt(s, 10, 64); err == nil {
-			return time.Unix(v, 0).UTC()
-		}
-	}
-	return time.Unix(0, 0).UTC()
+// EpochEnv is the variable an edge (the CLI, the Packer plugin) reads an
+// Epoch from, once: reproducible-builds.org's SOURCE_DATE_EPOCH.
+const EpochEnv = "SOURCE_DATE_EPOCH"
+
+// Epoch is the time of every emitted and baked entry, as the caller was
+// given it. The zero Epoch is the Unix epoch, not given.
+type Epoch struct {
+	Unix int64 // seconds since the Unix epoch
+	Set  bool  // given: bake clamps the base's mtimes to it too
 }
+
+// ParseEpoch is the Epoch of EpochEnv's value s: unset when s is empty,
+// the Unix epoch (yet set) when s is not a number of seconds.
+func ParseEpoch(s string) Epoch {
+	if s == "" {
+		return Epoch{}
+	}
+	v, _ := strconv.ParseInt(s, 10, 64)
+	return Epoch{Unix: v, Set: true}
+}
+
+// Time is e as a time in UTC.
+func (e Epoch) Time() time.Time { return time.Unix(e.Unix, 0).UTC() }
 
 // entries checks t and returns its entries sorted by path, parents first,
 // without the root directory itself. Besides the tree's own invariants

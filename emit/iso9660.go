@@ -32,9 +32,9 @@ import (
 // given time, so the same files give the same bytes.
 
 // SeedISO returns a NoCloud seed ISO with volume id "cidata" holding files
-// (name → content) at its root, timestamps Epoch().
-func SeedISO(files map[string][]byte) ([]byte, error) {
-	return isoImage("cidata", files, Epoch())
+// (name → content) at its root, every timestamp mtime.
+func SeedISO(files map[string][]byte, mtime time.Time) ([]byte, error) {
+	return isoImage("cidata", files, mtime)
 }
 
 const (

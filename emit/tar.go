@@ -12,18 +12,17 @@ import (
 
 // Tar writes t as a reproducible tar stream: every entry of t.Entries() in
 // path order, names relative to / (directories end in "/"), numeric owners
-// only (no user or group names), every mtime Epoch(), no atime or ctime.
+// only (no user or group names), every mtime the given one, no atime or ctime.
 // archive/tar writes USTAR when an entry fits it and PAX otherwise (long
 // names), a choice made from the entry alone: the same tree gives the same
 // bytes. Secrets keep the tree's owner and mode, which tree.Check guarantees
 // is 0600 or stricter.
-func Tar(w io.Writer, t *tree.Tree) error {
+func Tar(w io.Writer, t *tree.Tree, mtime time.Time) error {
 	es, err := entries(t)
 	if err != nil {
 		return err
 	}
 	tw := tar.NewWriter(w)
-	mtime := Epoch()
 	for _, e := range es {
 		if err := tw.WriteHeader(tarHeader(e, mtime)); err != nil {
 			return fmt.Errorf("tar %s: %s: %w", t.Node, e.Path, err)

@@ -13,7 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -32,6 +34,7 @@ type Options struct {
 	Out   string   // output root; the cluster goes to <Out>/<name>
 	Renew []string // pki leaves to re-issue
 	Log   *slog.Logger
+	Epoch emit.Epoch // the time of every overlay.tar and seed.iso entry (the caller reads SOURCE_DATE_EPOCH)
 }
 
 // Result describes what a run did.
@@ -109,9 +112,9 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	// Node outputs are the bulk of the work and a pure function of the
 	// inputs: skip them when the previous run had the same inputs and its
 	// files are all still there, byte for byte and mode for mode.
-	if d.Unchanged(inputsDigest(c, b), rewritten...) {
+	if d.Unchanged(inputsDigest(c, b, o.Epoch), rewritten...) {
 		log.Debug("node outputs are up to date")
-	} else if err := nodes(ctx, d, doc.Cluster, b); err != nil {
+	} else if err := nodes(ctx, d, doc.Cluster, b, o.Epoch.Time()); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -132,8 +135,9 @@ const bakeDir = "bake"
 
 // nodes writes the cluster-level files and every node's outputs. Nodes are
 // generated and emitted one at a time per worker goroutine, so memory holds
-// at most GOMAXPROCS trees whatever the cluster's size.
-func nodes(ctx context.Context, d *output.Dir, c *spec.Cluster, b *pki.Bundle) error {
+// at most GOMAXPROCS trees whatever the cluster's size; mtime dates their
+// archives' entries.
+func nodes(ctx context.Context, d *output.Dir, c *spec.Cluster, b *pki.Bundle, mtime time.Time) error {
 	x := gen.New(c, b)
 	files, err := generators.Cluster(x)
 	if err != nil {
@@ -152,7 +156,7 @@ func nodes(ctx context.Context, d *output.Dir, c *spec.Cluster, b *pki.Bundle) e
 		go func() {
 			defer wg.Done()
 			for n := range work {
-				errs <- node(x, d, n)
+				errs <- node(x, d, n, mtime)
 			}
 		}()
 	}
@@ -173,8 +177,9 @@ func nodes(ctx context.Context, d *output.Dir, c *spec.Cluster, b *pki.Bundle) e
 	return ctx.Err()
 }
 
-// node generates node n's tree and writes it in every format its target uses.
-func node(x *gen.Context, d *output.Dir, n spec.Node) error {
+// node generates node n's tree and writes it in every format its target
+// uses, archives dated mtime.
+func node(x *gen.Context, d *output.Dir, n spec.Node, mtime time.Time) error {
 	t, err := generators.Node(x, n)
 	if err != nil {
 		return err
@@ -189,7 +194,7 @@ func node(x *gen.Context, d *output.Dir, n spec.Node) error {
 		return err
 	}
 	var tarball bytes.Buffer
-	if err := emit.Tar(&tarball, t); err != nil {
+	if err := emit.Tar(&tarball, t, mtime); err != nil {
 		return err
 	}
 	if err := d.Write(dir+"/overlay.tar", tarball.Bytes(), 0o600, "overlay-tar", n.Name); err != nil {
@@ -230,7 +235,7 @@ func node(x *gen.Context, d *output.Dir, n spec.Node) error {
 			return err
 		}
 	}
-	iso, err := emit.SeedISO(seed)
+	iso, err := emit.SeedISO(seed, mtime)
 	if err != nil {
 		return fmt.Errorf("node %s: seed.iso: %w", n.Name, err)
 	}
@@ -238,9 +243,9 @@ func node(x *gen.Context, d *output.Dir, n spec.Node) error {
 }
 
 // inputsDigest identifies everything the node outputs are made from: the
-// effective spec, the PKI state, SOURCE_DATE_EPOCH (tar mtimes) and this
-// hardway executable (its templates and code), by path, size and mtime.
-func inputsDigest(c *spec.Cluster, b *pki.Bundle) string {
+// effective spec, the PKI state, the epoch (tar mtimes) and this hardway
+// executable (its templates and code), by path, size and mtime.
+func inputsDigest(c *spec.Cluster, b *pki.Bundle, e emit.Epoch) string {
 	h := sha256.New()
 	specYAML, _ := yaml.Marshal(c)
 	h.Write(specYAML)
@@ -251,7 +256,11 @@ func inputsDigest(c *spec.Cluster, b *pki.Bundle) string {
 	}
 	h.Write(b.SAKeyPEM)
 	h.Write(b.EncryptionKey)
-	fmt.Fprintf(h, "\nSOURCE_DATE_EPOCH=%s\n", os.Getenv("SOURCE_DATE_EPOCH"))
+	var epoch string // as SOURCE_DATE_EPOCH was written: "" when unset
+	if e.Set {
+		epoch = strconv.FormatInt(e.Unix, 10)
+	}
+	fmt.Fprintf(h, "\n%s=%s\n", emit.EpochEnv, epoch)
 	if exe, err := os.Executable(); err == nil {
 		if fi, err := os.Stat(exe); err == nil {
 			fmt.Fprintf(h, "%s %d %d\n", exe, fi.Size(), fi.ModTime().UnixNano())

@@ -17,8 +17,8 @@ import (
 
 // Options tune a merge.
 type Options struct {
-	// Epoch is the mtime of every layer entry (emit.Epoch(): SOURCE_DATE_EPOCH,
-	// else the Unix epoch).
+	// Epoch is the mtime of every layer entry (SOURCE_DATE_EPOCH as the
+	// caller read it, else the Unix epoch).
 	Epoch time.Time
 	// Clamp clamps every base mtime to Epoch, as reproducible builds do
 	// with SOURCE_DATE_EPOCH. Without it base mtimes are kept as they are

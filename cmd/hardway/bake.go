@@ -126,7 +126,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 				return err
 			}
 			ctx := cmd.Context()
-			res, err := generate.Run(ctx, doc, generate.Options{Out: dir, Log: slog.Default()})
+			res, err := generate.Run(ctx, doc, generate.Options{Out: dir, Log: slog.Default(), Epoch: sourceDate()})
 			if err != nil {
 				return err
 			}
@@ -148,7 +148,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 			progress := &bake.Progress{}
 			log, stop := progressLog(cmd.ErrOrStderr(), progress)
 			defer stop()
-			cfg := bake.Config{Doc: doc, Base: base, Out: artifactDir, Jobs: jobs, Log: log, Progress: progress}
+			cfg := bake.Config{Doc: doc, Base: base, Out: artifactDir, Jobs: jobs, Log: log, Progress: progress, Epoch: sourceDate()}
 			var results []bake.Result
 			switch format {
 			case bake.FormatKVM:

@@ -26,7 +26,7 @@ import (
 // distribution's (Flatcar, Fedora CoreOS), which a build machine has no copy of.
 func bakeEveryNode(ctx context.Context, doc *spec.Document, res *generate.Result, base, kvmBase string) (artifacts, skipped map[string]string, err error) {
 	x := hwgen.New(doc.Cluster, res.Bundle)
-	cfg := bake.Config{Doc: doc, Out: filepath.Join(res.Dir, "bake"), Jobs: 2, Log: slog.Default()}
+	cfg := bake.Config{Doc: doc, Out: filepath.Join(res.Dir, "bake"), Jobs: 2, Log: slog.Default(), Epoch: sourceDate()}
 	artifacts, skipped = map[string]string{}, map[string]string{}
 	var kvmJobs []bake.Job
 	lxc, roles := false, map[string][]string{} // role image → its nodes
@@ -189,7 +189,7 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools); with
 			var artifacts, skipped map[string]string
 			if !noGenerate {
 				start := time.Now()
-				res, err := generate.Run(cmd.Context(), doc, generate.Options{Out: dir, Log: slog.Default()})
+				res, err := generate.Run(cmd.Context(), doc, generate.Options{Out: dir, Log: slog.Default(), Epoch: sourceDate()})
 				if err != nil {
 					return err
 				}

@@ -17,6 +17,7 @@ import (
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
+	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generate"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/pki"
@@ -95,12 +96,16 @@ func ClusterDir(doc *spec.Document, out string) string {
 	return filepath.Join(out, doc.Cluster.Metadata.Name)
 }
 
+// Epoch is SOURCE_DATE_EPOCH, read here, at the plugin's edge, and passed
+// down to generate, bake and emit as their option, as the CLI does.
+func Epoch() emit.Epoch { return emit.ParseEpoch(os.Getenv(emit.EpochEnv)) }
+
 // Generate runs `hardway generate` into out, as `hardway bake` does before
 // baking: the PKI state in <out>/<cluster>/pki is created or brought up to
 // date, and every artifact of the cluster directory is written. It returns
 // the generator context the node trees are made with.
 func Generate(ctx context.Context, doc *spec.Document, out string, log *slog.Logger) (*gen.Context, *generate.Result, error) {
-	res, err := generate.Run(ctx, doc, generate.Options{Out: out, Log: log})
+	res, err := generate.Run(ctx, doc, generate.Options{Out: out, Log: log, Epoch: Epoch()})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -60,7 +60,7 @@ func (p *Provisioner) Provision(ctx context.Context, ui packersdk.Ui, comm packe
 		return err
 	}
 	var overlay bytes.Buffer
-	if err := emit.Tar(&overlay, t); err != nil {
+	if err := emit.Tar(&overlay, t, load.Epoch().Time()); err != nil {
 		return err
 	}
 	staged := path.Join(c.StagingDirectory, "hardway-"+p.node.Name+"-overlay.tar")
