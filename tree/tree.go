@@ -31,6 +31,10 @@ func (e *Entry) IsFile() bool    { return e.Mode&fs.ModeType == 0 }
 type Unit struct {
 	Name     string // e.g. etcd.service
 	WantedBy string // e.g. multi-user.target
+	// Exits marks a one-shot job that is done once it exits (Type=oneshot
+	// without RemainAfterExit): started, it does not stay active, so a
+	// node's ready unit does not wait for it. Every other unit stays.
+	Exits bool
 }
 
 // Tree is a node's file tree. Adding an entry cannot fail where it is
@@ -107,13 +111,21 @@ const VendorUnitDir = "/lib/systemd/system"
 // symlink `systemctl enable` would create: <UnitDir>/<wantedBy>.wants/<unit>
 // pointing at the tree's own unit file when the tree has one, else at the
 // distribution's copy in VendorUnitDir (chrony, haproxy, systemd-networkd...).
-func (t *Tree) Enable(unit, wantedBy string) {
-	for _, u := range t.units {
-		if u.Name == unit {
+func (t *Tree) Enable(unit, wantedBy string) { t.enable(Unit{Name: unit, WantedBy: wantedBy}) }
+
+// EnableJob is Enable for a one-shot job that exits when done (Unit.Exits).
+func (t *Tree) EnableJob(unit, wantedBy string) {
+	t.enable(Unit{Name: unit, WantedBy: wantedBy, Exits: true})
+}
+
+// enable records u, unless a unit of its name is recorded already.
+func (t *Tree) enable(u Unit) {
+	for _, v := range t.units {
+		if v.Name == u.Name {
 			return
 		}
 	}
-	t.units = append(t.units, Unit{Name: unit, WantedBy: wantedBy})
+	t.units = append(t.units, u)
 }
 
 // enablement returns the enablement symlinks of the recorded units.

@@ -1,8 +1,6 @@
 package common
 
 import (
-	"bufio"
-	"bytes"
 	"path"
 	"strings"
 
@@ -47,42 +45,17 @@ func Ready(x *gen.Context, n spec.Node, t *tree.Tree) {
 
 // RoleUnits are the services of the tree's own unit files that it enables
 // and that stay active: not a distribution's unit (networkd, chrony), not a
-// one-shot job that exits (the first controller's bootstrap).
+// one-shot job that exits (tree.Unit.Exits: the first controller's
+// bootstrap).
 func RoleUnits(t *tree.Tree) []string {
 	var out []string
 	for _, u := range t.Units() {
-		if !strings.HasSuffix(u.Name, ".service") || u.Name == ReadyUnit {
+		if !strings.HasSuffix(u.Name, ".service") || u.Name == ReadyUnit || u.Exits {
 			continue
 		}
-		e, ok := t.Get(path.Join(tree.UnitDir, u.Name))
-		if !ok || !e.IsFile() {
-			continue
+		if e, ok := t.Get(path.Join(tree.UnitDir, u.Name)); ok && e.IsFile() {
+			out = append(out, u.Name)
 		}
-		if unitValue(e.Data, "Type") == "oneshot" && !isYes(unitValue(e.Data, "RemainAfterExit")) {
-			continue
-		}
-		out = append(out, u.Name)
 	}
 	return out
-}
-
-// unitValue is the last value of key in a unit file.
-func unitValue(unit []byte, key string) string {
-	var v string
-	sc := bufio.NewScanner(bytes.NewReader(unit))
-	for sc.Scan() {
-		k, val, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
-		if ok && strings.TrimSpace(k) == key {
-			v = strings.TrimSpace(val)
-		}
-	}
-	return v
-}
-
-func isYes(v string) bool {
-	switch strings.ToLower(v) {
-	case "yes", "true", "on", "1":
-		return true
-	}
-	return false
 }

@@ -3,6 +3,7 @@ package common_test
 import (
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -143,4 +144,59 @@ func waitScript(t *testing.T, tr *tree.Tree) string {
 	}
 	t.Fatalf("no wait loop in the ready unit:\n%s", unit)
 	return ""
+}
+
+// TestUnitExits: a unit that the tree of any example's node records as
+// a job that exits (tree.Unit.Exits) is one whose text says so (Type=oneshot
+// without RemainAfterExit), and every unit whose text says so is recorded
+// so: RoleUnits reads the field, not the text.
+func TestUnitExits(t *testing.T) {
+	specs, _ := filepath.Glob("../../examples/*.yaml")
+	jobs := 0
+	for _, s := range specs {
+		x := commontest.Context(t, s)
+		trees, err := generators.Nodes(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range trees {
+			for _, u := range tr.Units() {
+				e, ok := tr.Get(path.Join(tree.UnitDir, u.Name))
+				if !ok || !e.IsFile() {
+					continue // the distribution's unit
+				}
+				exits := unitValue(e.Data, "Type") == "oneshot" && !isYes(unitValue(e.Data, "RemainAfterExit"))
+				if u.Exits != exits {
+					t.Errorf("%s, %s: Exits %v, its text says %v", s, u.Name, u.Exits, exits)
+				}
+				if exits {
+					jobs++
+				}
+			}
+		}
+	}
+	if jobs == 0 {
+		t.Error("no example has a job that exits: the test checks one side only")
+	}
+}
+
+// unitValue is the last value of key in a unit file.
+func unitValue(unit []byte, key string) string {
+	var v string
+	for _, l := range strings.Split(string(unit), "\n") {
+		k, val, ok := strings.Cut(strings.TrimSpace(l), "=")
+		if ok && strings.TrimSpace(k) == key {
+			v = strings.TrimSpace(val)
+		}
+	}
+	return v
+}
+
+// isYes is systemd's reading of a boolean.
+func isYes(v string) bool {
+	switch strings.ToLower(v) {
+	case "yes", "true", "on", "1":
+		return true
+	}
+	return false
 }

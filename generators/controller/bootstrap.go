@@ -50,11 +50,13 @@ func bootstrap(x *gen.Context, n spec.Node, t *tree.Tree) error {
 		t.File(path.Join(gen.KubeDir, f.Path), f.Mode, f.Data)
 	}
 	x.Kubeconfig(t, superAdmin, "super-admin", x.C.LocalAPIServerURL())
-	x.Unit(t, BootstrapUnit, "controller/hardway-bootstrap.service", bootstrapData{
+	// A one-shot job: it applies the manifests and exits.
+	t.File(path.Join(tree.UnitDir, BootstrapUnit), 0o644, x.Render("controller/hardway-bootstrap.service", bootstrapData{
 		Kubectl:    x.Bin(n, "kubectl"),
 		Kubeconfig: superAdmin,
 		Manifests:  ManifestDir,
 		Guard:      BootstrapGuard,
-	})
+	}))
+	t.EnableJob(BootstrapUnit, "multi-user.target")
 	return nil
 }
