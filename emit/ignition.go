@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path"
 	"slices"
-	"strings"
 
 	"github.com/coreos/butane/config"
 	"github.com/coreos/butane/config/common"
@@ -100,21 +99,6 @@ func Ignition(x *gen.Context, n spec.Node, t *tree.Tree, sx *Sysext) ([]byte, er
 type Sysext struct {
 	URL    string // where the node fetches it at first boot
 	SHA256 string // its SHA-256, lower-case hex
-}
-
-// SysextFileName is the name of node's systemd-sysext image in the output
-// of hardway bake --format sysext (and below spec.ignition.url):
-// hardway-<node>_<kubernetes version>_x86-64.raw. On the node it is
-// gen.SysextPath.
-func SysextFileName(c *spec.Cluster, node string) string {
-	return fmt.Sprintf("hardway-%s_%s_x86-64.raw", node, strings.TrimPrefix(c.Spec.KubernetesVersion, "v"))
-}
-
-// IgnitionFileName is the name of the Ignition config that hardway bake
-// --format sysext writes for node with its image:
-// hardway-<node>_<kubernetes version>.ign.
-func IgnitionFileName(c *spec.Cluster, node string) string {
-	return fmt.Sprintf("hardway-%s_%s.ign", node, strings.TrimPrefix(c.Spec.KubernetesVersion, "v"))
 }
 
 // overwrite is every file's and link's overwrite: true (a pointer, as Butane has it).

@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -346,7 +347,7 @@ func (v *run) sameManifests() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	nodeDir := filepath.Join(v.o.Dir, "nodes", v.firstController().spec.Name, "rootfs", "var", "lib", "kubernetes", "manifests")
+	nodeDir := v.artifact(nodefiles.Rootfs, v.firstController().spec.Name, "var", "lib", "kubernetes", "manifests")
 	for _, e := range entries {
 		a, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -102,9 +103,15 @@ func (v *run) prepare() (string, error) {
 	return fmt.Sprintf("%d nodes; %s", len(v.nodes), note), nil
 }
 
+// artifact is the path of node's artifact a in the cluster's output
+// directory, with rest joined below it.
+func (v *run) artifact(a nodefiles.Artifact, node string, rest ...string) string {
+	return filepath.Join(append([]string{v.o.Dir, a.Path(node)}, rest...)...)
+}
+
 // newNode sets up one node: its root, units and command lines.
 func (v *run) newNode(n spec.Node, comps []component) (*node, error) {
-	src := filepath.Join(v.o.Dir, "nodes", n.Name, "rootfs")
+	src := v.artifact(nodefiles.Rootfs, n.Name)
 	if _, err := os.Stat(src); err != nil {
 		return nil, fmt.Errorf("node %s: no generated tree: %w", n.Name, err)
 	}
@@ -131,7 +138,7 @@ func (v *run) newNode(n spec.Node, comps []component) (*node, error) {
 // loadUnit parses a node's unit and prepares its command line; it returns
 // how many node paths the arguments named and the configuration files rewritten.
 func (v *run) loadUnit(nd *node, unit string) (int, []string, error) {
-	p := filepath.Join(v.o.Dir, "nodes", nd.spec.Name, "rootfs", unitDir, unit)
+	p := v.artifact(nodefiles.Rootfs, nd.spec.Name, unitDir, unit)
 	u, err := ReadUnit(p)
 	if err != nil {
 		return 0, nil, fmt.Errorf("node %s: %w", nd.spec.Name, err)
@@ -213,7 +220,7 @@ func (v *run) planLB() (string, error) {
 	case herr != nil:
 		why = "haproxy is not installed (apt-get install haproxy)"
 	default:
-		cfg := filepath.Join(v.o.Dir, "nodes", lbs[0].Name, "rootfs", haproxyCfg)
+		cfg := v.artifact(nodefiles.Rootfs, lbs[0].Name, haproxyCfg)
 		if _, err := os.Stat(cfg); err != nil {
 			why = fmt.Sprintf("%s has no %s", lbs[0].Name, haproxyCfg)
 			break
@@ -235,7 +242,7 @@ func (v *run) planLB() (string, error) {
 func (v *run) newLB(n spec.Node, haproxy string, vip netip.Prefix) error {
 	nd, stacked := v.byName[n.Name]
 	if !stacked {
-		src := filepath.Join(v.o.Dir, "nodes", n.Name, "rootfs")
+		src := v.artifact(nodefiles.Rootfs, n.Name)
 		root, err := NewRoot(src, filepath.Join(v.work, "nodes", n.Name))
 		if err != nil {
 			return err

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -308,7 +309,7 @@ const bootstrapUnit = "hardway-bootstrap.service"
 // rewritten, retried as Restart=on-failure would.
 func (v *run) bootstrap(ctx context.Context) (string, error) {
 	nd := v.byName[v.c.NodesWith(spec.RoleController)[0].Name]
-	u, err := ReadUnit(filepath.Join(v.o.Dir, "nodes", nd.spec.Name, "rootfs", unitDir, bootstrapUnit))
+	u, err := ReadUnit(v.artifact(nodefiles.Rootfs, nd.spec.Name, unitDir, bootstrapUnit))
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", nd.spec.Name, err)
 	}
