@@ -3,7 +3,6 @@ package emit
 import (
 	"encoding/base64"
 	"fmt"
-	"path"
 	"slices"
 
 	"github.com/coreos/butane/config"
@@ -197,8 +196,8 @@ func butaneConfig(c *spec.Cluster, t *tree.Tree, es []*tree.Entry, osLinks []str
 func enablementLinks(t *tree.Tree) map[string]bool {
 	out := map[string]bool{}
 	for _, u := range t.Units() {
-		p := path.Join(tree.UnitDir, u.WantedBy+".wants", u.Name)
-		if e, ok := t.Get(p); ok && e.IsSymlink() && e.Target == path.Join(tree.UnitDir, u.Name) {
+		p := tree.WantsLink(u.Name, u.WantedBy)
+		if e, ok := t.Get(p); ok && e.IsSymlink() && e.Target == tree.UnitFile(u.Name) {
 			out[p] = true
 		}
 	}

@@ -328,7 +328,7 @@ func (v *run) bootContainer(ctx context.Context, n spec.Node, lxcPath string, h 
 	// stopGuests, through the container's init.
 	cmd := nsCommand(context.Background(), v.net.Hub, "lxc-start", "-F", "-n", n.Name, "-P", lxcPath, "-f", cfgPath,
 		"-o", v.logPath(n.Name, "lxc"), "-l", "INFO")
-	p, err := v.procs.Start(n.Name+"/lxc-start", 4, cmd, v.logPath(n.Name, "console"))
+	p, err := v.procs.Start(n.Name+"/lxc-start", StageGuests, cmd, v.logPath(n.Name, "console"))
 	if err != nil {
 		return nil, err
 	}
@@ -368,7 +368,7 @@ func (v *run) bootVM(n spec.Node, dir string, h vmHost) (*vm, error) {
 	// qemu runs in the hub's network namespace, where the bridge is: its
 	// tap is created there. Stopped by stopGuests, through the agent.
 	cmd := nsCommand(context.Background(), v.net.Hub, "qemu-system-x86_64", args...)
-	p, err := v.procs.Start(n.Name+"/qemu", 4, cmd, v.logPath(n.Name, "qemu"))
+	p, err := v.procs.Start(n.Name+"/qemu", StageGuests, cmd, v.logPath(n.Name, "qemu"))
 	if err != nil {
 		return nil, err
 	}
