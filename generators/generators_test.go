@@ -235,6 +235,15 @@ func TestImage(t *testing.T) {
 					t.Errorf("%s: the image tree lacks %s (added %v)", n.Name, p, added)
 				}
 			}
+		extra:
+			for p := range added {
+				for _, w := range want {
+					if p == w || strings.HasPrefix(w, p+"/") {
+						continue extra // it, or a directory on its way
+					}
+				}
+				t.Errorf("%s: the image tree adds %s too", n.Name, p)
+			}
 			if e, ok := it.Get(x.NetworkFile(n)); !ok || !strings.Contains(string(e.Data), "MACAddress="+x.MAC(n)) {
 				t.Errorf("%s: the image's network file does not match %s", n.Name, x.MAC(n))
 			}
