@@ -94,9 +94,12 @@ func ofTarget(target, what string) nodeSet {
 }
 
 // selectJobs returns a job, with the node's tree, for every node of set
-// (all of them, only node, or those with role). adjust, when set, may
-// refuse a node or complete its tree.
-func selectJobs(x *gen.Context, set nodeSet, node, role string, adjust func(spec.Node, *tree.Tree) error) ([]Job, error) {
+// (all of them, only node, or those with role). treeOf, when set, gives
+// the node's tree in place of generators.Node, or refuses the node.
+func selectJobs(x *gen.Context, set nodeSet, node, role string, treeOf func(*gen.Context, spec.Node) (*tree.Tree, error)) ([]Job, error) {
+	if treeOf == nil {
+		treeOf = generators.Node
+	}
 	if node != "" && role != "" {
 		return nil, errMixed
 	}
@@ -110,14 +113,9 @@ func selectJobs(x *gen.Context, set nodeSet, node, role string, adjust func(spec
 		case !set.of(n), role != "" && !n.Has(role):
 			continue
 		}
-		t, err := generators.Node(x, n)
+		t, err := treeOf(x, n)
 		if err != nil {
 			return nil, err
-		}
-		if adjust != nil {
-			if err := adjust(n, t); err != nil {
-				return nil, err
-			}
 		}
 		jobs = append(jobs, Job{Subject: n.Name, Node: n.Name, Roles: n.Roles, Tree: t})
 	}

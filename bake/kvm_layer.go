@@ -55,7 +55,7 @@ func kvmLayer(info *rootfs.BaseInfo, j Job, d *kvmDisk) rootfs.Layer {
 			{"systemd-networkd.service", "multi-user.target"},
 			{"systemd-networkd-wait-online.service", "network-online.target"},
 		} {
-			l.Entries = append(l.Entries, rootfs.Symlink(path.Join(tree.UnitDir, e.target+".wants", e.unit), path.Join(tree.VendorUnitDir, e.unit)))
+			l.Entries = append(l.Entries, rootfs.Symlink(tree.WantsLink(e.unit, e.target), path.Join(tree.VendorUnitDir, e.unit)))
 		}
 	case info.Has("/usr/bin/cloud-init"):
 		l.Entries = append(l.Entries, rootfs.Bytes(CloudInitDisabled, 0o644, 0, 0,

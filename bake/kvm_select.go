@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/hardway-dev/hardway/generators/common"
+	"github.com/hardway-dev/hardway/generators"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -16,21 +16,17 @@ import (
 // and network of whichever of those nodes it boots as, from the node's
 // NoCloud seed. Otherwise it is a node image per node of target kvm (all of
 // them, or only node), with its node's tree baked in; it boots into its
-// role with no seed. A node booted by cloud-init gets its network from the
-// seed, which a node image has none of: its systemd-networkd file is added
-// to the tree, as the tree of any other node carries it (common.Network).
+// role with no seed, so its tree is the node's image tree (generators.Image:
+// a node booted by cloud-init gets the network file its seed would bring).
 func KVMJobs(x *gen.Context, node, role string) ([]Job, error) {
 	if role != "" && node == "" {
 		return roleJob(x, role)
 	}
-	return selectJobs(x, ofTarget(spec.TargetKVM, "a KVM image"), node, role, func(n spec.Node, t *tree.Tree) error {
+	return selectJobs(x, ofTarget(spec.TargetKVM, "a KVM image"), node, role, func(x *gen.Context, n spec.Node) (*tree.Tree, error) {
 		if err := debianBased(n); err != nil {
-			return err
+			return nil, err
 		}
-		if !n.TreeManagesNetwork() {
-			common.Network(x, n, t)
-		}
-		return nil
+		return generators.Image(x, n)
 	})
 }
 

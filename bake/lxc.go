@@ -3,7 +3,6 @@ package bake
 import (
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -51,7 +50,7 @@ func unusedServices(j Job, container bool) []string {
 	}
 	var out []string
 	for _, u := range units {
-		out = append(out, path.Join(tree.UnitDir, "*.wants", u))
+		out = append(out, tree.WantsLink(u, "*")) // wanted by any target
 	}
 	return out
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/proxmox"
 	"github.com/hardway-dev/hardway/generators/worker"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
@@ -112,7 +113,7 @@ func bakeSysext(ctx context.Context, cfg Config, x *gen.Context, j Job, bin root
 	start := time.Now()
 	c := cfg.Doc.Cluster
 	n, _ := c.Node(j.Node)
-	name := emit.SysextFileName(c, j.Node)
+	name := nodefiles.SysextFileName(c, j.Node)
 	work, err := os.MkdirTemp(cfg.Out, "."+name+".work-*")
 	if err != nil {
 		return nil, err
@@ -136,10 +137,10 @@ func bakeSysext(ctx context.Context, cfg Config, x *gen.Context, j Job, bin root
 		return nil, err
 	}
 	// create-nodes.sh gives it to the VM as a cicustom snippet.
-	if err := proxmox.CheckSnippets(j.Node, map[string][]byte{emit.IgnitionFileName(c, j.Node): ign}); err != nil {
+	if err := proxmox.CheckSnippets(j.Node, map[string][]byte{nodefiles.IgnitionFileName(c, j.Node): ign}); err != nil {
 		return nil, err
 	}
-	p, err := create(cfg.Out, emit.IgnitionFileName(c, j.Node))
+	p, err := create(cfg.Out, nodefiles.IgnitionFileName(c, j.Node))
 	if err != nil {
 		return nil, err
 	}

@@ -3,9 +3,7 @@ package emit
 import (
 	"encoding/base64"
 	"fmt"
-	"path"
 	"slices"
-	"strings"
 
 	"github.com/coreos/butane/config"
 	"github.com/coreos/butane/config/common"
@@ -100,21 +98,6 @@ func Ignition(x *gen.Context, n spec.Node, t *tree.Tree, sx *Sysext) ([]byte, er
 type Sysext struct {
 	URL    string // where the node fetches it at first boot
 	SHA256 string // its SHA-256, lower-case hex
-}
-
-// SysextFileName is the name of node's systemd-sysext image in the output
-// of hardway bake --format sysext (and below spec.ignition.url):
-// hardway-<node>_<kubernetes version>_x86-64.raw. On the node it is
-// gen.SysextPath.
-func SysextFileName(c *spec.Cluster, node string) string {
-	return fmt.Sprintf("hardway-%s_%s_x86-64.raw", node, strings.TrimPrefix(c.Spec.KubernetesVersion, "v"))
-}
-
-// IgnitionFileName is the name of the Ignition config that hardway bake
-// --format sysext writes for node with its image:
-// hardway-<node>_<kubernetes version>.ign.
-func IgnitionFileName(c *spec.Cluster, node string) string {
-	return fmt.Sprintf("hardway-%s_%s.ign", node, strings.TrimPrefix(c.Spec.KubernetesVersion, "v"))
 }
 
 // overwrite is every file's and link's overwrite: true (a pointer, as Butane has it).
@@ -213,8 +196,8 @@ func butaneConfig(c *spec.Cluster, t *tree.Tree, es []*tree.Entry, osLinks []str
 func enablementLinks(t *tree.Tree) map[string]bool {
 	out := map[string]bool{}
 	for _, u := range t.Units() {
-		p := path.Join(tree.UnitDir, u.WantedBy+".wants", u.Name)
-		if e, ok := t.Get(p); ok && e.IsSymlink() && e.Target == path.Join(tree.UnitDir, u.Name) {
+		p := tree.WantsLink(u.Name, u.WantedBy)
+		if e, ok := t.Get(p); ok && e.IsSymlink() && e.Target == tree.UnitFile(u.Name) {
 			out[p] = true
 		}
 	}

@@ -7,16 +7,14 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/tree"
 )
 
-// ManifestKind is the manifest kind of every file and symlink Rootfs writes.
-const ManifestKind = "rootfs"
-
 // Rootfs writes t under rel (for example nodes/<node>/rootfs) in d:
 //   - regular files through d.Write: atomic, only when bytes or mode changed,
-//     recorded in the manifest with kind "rootfs" and node t.Node;
+//     recorded in the manifest with kind nodefiles.Rootfs.Kind and node t.Node;
 //   - symlinks atomically (a temporary link renamed over the path) and only
 //     when the target changed, recorded with their target as data;
 //   - directories with their modes, applied last so that a directory without
@@ -77,11 +75,11 @@ func (w *rootfsWriter) entry(e *tree.Entry) error {
 	case e.IsDir():
 		err = mkdir(p)
 	case e.IsSymlink():
-		w.d.Note(rel, []byte(e.Target), ManifestKind, w.node)
+		w.d.Note(rel, []byte(e.Target), nodefiles.Rootfs.Kind, w.node)
 		err = symlink(p, e.Target)
 	default:
 		if err = removeDir(p); err == nil {
-			err = w.d.Write(rel, e.Data, e.Mode.Perm(), ManifestKind, w.node)
+			err = w.d.Write(rel, e.Data, e.Mode.Perm(), nodefiles.Rootfs.Kind, w.node)
 		}
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/proxmox"
 	"github.com/hardway-dev/hardway/kubeconfig"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
@@ -64,7 +66,7 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	unlock, swept, err := d.Lock(func(msg string) { log.Warn(msg) }, bakeDir)
+	unlock, swept, err := d.Lock(func(msg string) { log.Warn(msg) }, nodefiles.BakeDir)
 	if err != nil {
 		return nil, err
 	}
@@ -128,11 +130,6 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	return &Result{Dir: root, Bundle: b, Changed: d.Changed()}, nil
 }
 
-// bakeDir is where `hardway bake` writes its artifacts by default, below
-// the cluster directory (cmd/hardway). Bakes write there without this
-// run's lock, so their temporary files are not swept by it.
-const bakeDir = "bake"
-
 // nodes writes the cluster-level files and every node's outputs. Nodes are
 // generated and emitted one at a time per worker goroutine, so memory holds
 // at most GOMAXPROCS trees whatever the cluster's size; mtime dates their
@@ -184,20 +181,20 @@ func node(x *gen.Context, d *output.Dir, n spec.Node, mtime time.Time) error {
 	if err != nil {
 		return err
 	}
-	dir := "nodes/" + n.Name
+	root := nodefiles.Rootfs.Path(n.Name)
 	// emit.Rootfs works below the tree's root by path: make sure no
 	// directory on the way there is a symlink.
-	if err := d.MkdirAll(dir + "/rootfs"); err != nil {
+	if err := d.MkdirAll(root); err != nil {
 		return err
 	}
-	if err := emit.Rootfs(d, dir+"/rootfs", t); err != nil {
+	if err := emit.Rootfs(d, root, t); err != nil {
 		return err
 	}
 	var tarball bytes.Buffer
 	if err := emit.Tar(&tarball, t, mtime); err != nil {
 		return err
 	}
-	if err := d.Write(dir+"/overlay.tar", tarball.Bytes(), 0o600, "overlay-tar", n.Name); err != nil {
+	if err := write(d, nodefiles.OverlayTar, n.Name, tarball.Bytes()); err != nil {
 		return err
 	}
 	if n.Target != spec.TargetKVM {
@@ -213,25 +210,26 @@ func node(x *gen.Context, d *output.Dir, n spec.Node, mtime time.Time) error {
 		if err != nil {
 			return fmt.Errorf("node %s: ignition: %w", n.Name, err)
 		}
-		if err := proxmox.CheckSnippets(n.Name, map[string][]byte{dir + "/ignition.json": ign}); err != nil {
+		if err := proxmox.CheckSnippets(n.Name, map[string][]byte{nodefiles.Ignition.Path(n.Name): ign}); err != nil {
 			return err
 		}
-		return d.Write(dir+"/ignition.json", ign, 0o600, "ignition", n.Name)
+		return write(d, nodefiles.Ignition, n.Name, ign)
 	}
 	ud, md, nc, err := emit.CloudInit(x, n, t)
 	if err != nil {
 		return fmt.Errorf("node %s: cloud-init: %w", n.Name, err)
 	}
-	seed := map[string][]byte{"user-data": ud, "meta-data": md, "network-config": nc}
+	seed := map[string][]byte{nodefiles.UserData: ud, nodefiles.MetaData: md, nodefiles.NetworkConfig: nc}
+	ci := nodefiles.CloudInit
 	snippets := map[string][]byte{}
 	for name, data := range seed {
-		snippets[dir+"/cloud-init/"+name] = data
+		snippets[path.Join(ci.Path(n.Name), name)] = data
 	}
 	if err := proxmox.CheckSnippets(n.Name, snippets); err != nil {
 		return err
 	}
-	for _, name := range []string{"user-data", "meta-data", "network-config"} {
-		if err := d.Write(dir+"/cloud-init/"+name, seed[name], 0o600, "cloud-init", n.Name); err != nil {
+	for _, name := range nodefiles.NoCloudFiles {
+		if err := d.Write(path.Join(ci.Path(n.Name), name), seed[name], 0o600, ci.Kind, n.Name); err != nil {
 			return err
 		}
 	}
@@ -239,7 +237,13 @@ func node(x *gen.Context, d *output.Dir, n spec.Node, mtime time.Time) error {
 	if err != nil {
 		return fmt.Errorf("node %s: seed.iso: %w", n.Name, err)
 	}
-	return d.Write(dir+"/seed.iso", iso, 0o600, "seed-iso", n.Name)
+	return write(d, nodefiles.SeedISO, n.Name, iso)
+}
+
+// write writes a, node's artifact, with data (0600: it may hold the
+// node's keys).
+func write(d *output.Dir, a nodefiles.Artifact, node string, data []byte) error {
+	return d.Write(a.Path(node), data, 0o600, a.Kind, node)
 }
 
 // inputsDigest identifies everything the node outputs are made from: the

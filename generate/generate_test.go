@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -260,5 +261,52 @@ func TestSnippetsTooBig(t *testing.T) {
 	_, err := Run(context.Background(), doc, Options{Out: out})
 	if err == nil || !strings.Contains(err.Error(), "/cloud-init/user-data is ") || !strings.Contains(err.Error(), "more than the 1 MiB Proxmox reads of a cicustom snippet") {
 		t.Fatalf("Run: %v, want user-data refused for its size", err)
+	}
+}
+
+// TestNodeFiles: every file generate records for a node lies in one of
+// its nodefiles artifacts, recorded with that artifact's kind, and the
+// examples between them write each artifact (Ignition made for a node booted
+// by Ignition without a sysext image).
+func TestNodeFiles(t *testing.T) {
+	seen := map[nodefiles.Artifact]bool{}
+	text := ""
+	for _, ex := range []string{"../examples/mixed.yaml", "../examples/seed-kvm.yaml", "ignition"} {
+		name := ex
+		if ex == "ignition" {
+			// w3 with role gateway: booted by Ignition, no sysext image.
+			name = "../examples/mixed.yaml"
+			data, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text = strings.Replace(string(data), "{name: w3,  roles: [worker], target: kvm", "{name: w3,  roles: [gateway], target: kvm", 1)
+		}
+		out := t.TempDir()
+		res := generate(t, load(t, name, text), out)
+		for p, a := range consistent(t, res.Dir) {
+			if a.Node == "" || !strings.HasPrefix(p, nodefiles.NodesDir+"/") {
+				continue // a node's certificates and kubeconfigs are the cluster's
+			}
+			var in *nodefiles.Artifact
+			for _, f := range nodefiles.All {
+				if f.Path(a.Node) == p || strings.HasPrefix(p, f.Path(a.Node)+"/") {
+					in = &f
+				}
+			}
+			switch {
+			case in == nil:
+				t.Errorf("%s: %s is in no artifact of node %s", ex, p, a.Node)
+			case a.Kind != in.Kind:
+				t.Errorf("%s: %s has kind %s, its artifact %s kind %s", ex, p, a.Kind, in.Name, in.Kind)
+			default:
+				seen[*in] = true
+			}
+		}
+	}
+	for _, f := range nodefiles.All {
+		if !seen[f] {
+			t.Errorf("no example wrote %s", f.Name)
+		}
 	}
 }

@@ -35,10 +35,25 @@ var roles = []struct {
 	{spec.RoleGateway, gateway.Generate},
 }
 
-// Node returns the file tree of node n. A spec that gen.Check refuses gives
-// no tree, nor does a tree that tree.Check refuses (two generators writing
-// one path differently, say).
+// Node returns the file tree of node n, as its outputs deliver it with
+// their seed or config beside it (overlay.tar, LXC template, NoCloud
+// user-data, Ignition). A spec that gen.Check refuses gives no tree, nor
+// does a tree that tree.Check refuses (two generators writing one path
+// differently, say).
 func Node(x *gen.Context, n spec.Node) (*tree.Tree, error) {
+	return node(x, n, false)
+}
+
+// Image returns the file tree baked into node n's own disk image, which
+// boots with no seed: Node's tree and, for a node whose seed would carry its
+// network (cloud-init's network-config, !TreeManagesNetwork), the network
+// file that the tree of every other node carries (common.Network).
+func Image(x *gen.Context, n spec.Node) (*tree.Tree, error) {
+	return node(x, n, true)
+}
+
+// node is Node's tree, or Image's when image is set.
+func node(x *gen.Context, n spec.Node, image bool) (*tree.Tree, error) {
 	if err := x.Check(); err != nil {
 		return nil, err
 	}
@@ -50,6 +65,9 @@ func Node(x *gen.Context, n spec.Node) (*tree.Tree, error) {
 		if err := r.gen(x, n, t); err != nil {
 			return nil, fmt.Errorf("node %s, role %s: %w", n.Name, name(r.role), err)
 		}
+	}
+	if image && !n.TreeManagesNetwork() {
+		common.Network(x, n, t)
 	}
 	common.Ready(x, n, t) // last: it waits for the services of every role
 	if err := t.Check(); err != nil {

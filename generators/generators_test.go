@@ -35,25 +35,32 @@ func redact(data []byte) string {
 func render(t *tree.Tree) string {
 	var b strings.Builder
 	for _, e := range t.Entries() {
-		switch {
-		case e.IsDir():
-			fmt.Fprintf(&b, "d %04o %d:%d %s\n", e.Mode.Perm(), e.UID, e.GID, e.Path)
-		case e.IsSymlink():
-			fmt.Fprintf(&b, "l %s -> %s\n", e.Path, e.Target)
-		default:
-			secret := ""
-			if e.Secret {
-				secret = " (secret)"
+		b.WriteString(renderEntry(e))
+	}
+	return b.String()
+}
+
+// renderEntry is render's text of one entry.
+func renderEntry(e *tree.Entry) string {
+	var b strings.Builder
+	switch {
+	case e.IsDir():
+		fmt.Fprintf(&b, "d %04o %d:%d %s\n", e.Mode.Perm(), e.UID, e.GID, e.Path)
+	case e.IsSymlink():
+		fmt.Fprintf(&b, "l %s -> %s\n", e.Path, e.Target)
+	default:
+		secret := ""
+		if e.Secret {
+			secret = " (secret)"
+		}
+		fmt.Fprintf(&b, "f %04o %d:%d %s%s\n", e.Mode.Perm(), e.UID, e.GID, e.Path, secret)
+		for _, line := range strings.SplitAfter(redact(e.Data), "\n") {
+			if line != "" {
+				b.WriteString("    | " + line)
 			}
-			fmt.Fprintf(&b, "f %04o %d:%d %s%s\n", e.Mode.Perm(), e.UID, e.GID, e.Path, secret)
-			for _, line := range strings.SplitAfter(redact(e.Data), "\n") {
-				if line != "" {
-					b.WriteString("    | " + line)
-				}
-			}
-			if len(e.Data) > 0 && e.Data[len(e.Data)-1] != '\n' {
-				b.WriteString("\n    (no newline at end)\n")
-			}
+		}
+		if len(e.Data) > 0 && e.Data[len(e.Data)-1] != '\n' {
+			b.WriteString("\n    (no newline at end)\n")
 		}
 	}
 	return b.String()
@@ -182,5 +189,67 @@ func TestRolesDoc(t *testing.T) {
 	want, _ := os.ReadFile(path)
 	if string(want) != b.String() {
 		t.Fatalf("%s is stale: run go test ./generators -run TestRolesDoc -update", path)
+	}
+}
+
+// TestImage: a node image's tree is the node's tree, plus, for a node whose
+// NoCloud seed carries its network, the network file matching its MAC and
+// networkd enabled; nothing of the node's tree differs.
+func TestImage(t *testing.T) {
+	seen := 0
+	for _, ex := range []string{"seed-kvm", "mixed"} {
+		x := commontest.Context(t, "../examples/"+ex+".yaml")
+		for _, n := range x.C.Spec.Nodes {
+			nt, err := Node(x, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			it, err := Image(x, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			image := map[string]string{}
+			for _, e := range it.Entries() {
+				image[e.Path] = renderEntry(e)
+			}
+			for _, e := range nt.Entries() {
+				if image[e.Path] != renderEntry(e) {
+					t.Errorf("%s: %s differs in the image tree", n.Name, e.Path)
+				}
+				delete(image, e.Path)
+			}
+			added := map[string]bool{}
+			for p := range image {
+				added[p] = true
+			}
+			if n.TreeManagesNetwork() {
+				if len(added) > 0 {
+					t.Errorf("%s carries its network, yet its image adds %v", n.Name, added)
+				}
+				continue
+			}
+			seen++
+			want := []string{x.NetworkFile(n), tree.UnitDir + "/multi-user.target.wants/systemd-networkd.service", tree.UnitDir + "/network-online.target.wants/systemd-networkd-wait-online.service"}
+			for _, p := range want {
+				if !added[p] {
+					t.Errorf("%s: the image tree lacks %s (added %v)", n.Name, p, added)
+				}
+			}
+		extra:
+			for p := range added {
+				for _, w := range want {
+					if p == w || strings.HasPrefix(w, p+"/") {
+						continue extra // it, or a directory on its way
+					}
+				}
+				t.Errorf("%s: the image tree adds %s too", n.Name, p)
+			}
+			if e, ok := it.Get(x.NetworkFile(n)); !ok || !strings.Contains(string(e.Data), "MACAddress="+x.MAC(n)) {
+				t.Errorf("%s: the image's network file does not match %s", n.Name, x.MAC(n))
+			}
+		}
+	}
+	if seen == 0 {
+		t.Fatal("no example node is booted by cloud-init")
 	}
 }

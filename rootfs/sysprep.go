@@ -3,6 +3,8 @@ package rootfs
 import (
 	_ "embed"
 	"path"
+
+	"github.com/hardway-dev/hardway/tree"
 )
 
 // Sysprep paths.
@@ -14,7 +16,6 @@ const (
 	// SSHKeygenUnit creates the host keys at boot when the base has sshd and
 	// nothing else that would.
 	SSHKeygenUnit = "hardway-ssh-keygen.service"
-	unitDir       = "/etc/systemd/system"
 )
 
 //go:embed files/hardway-ssh-keygen.service
@@ -47,16 +48,16 @@ func Sysprep(info *BaseInfo) Layer {
 		l.Entries = append(l.Entries, Symlink(dbusMachineID, MachineID))
 	}
 	if info.Has("/usr/sbin/sshd") && !hasUnit(info, keygenUnits...) {
-		unit := path.Join(unitDir, SSHKeygenUnit)
+		unit := tree.UnitFile(SSHKeygenUnit)
 		l.Entries = append(l.Entries,
 			Bytes(unit, 0o644, 0, 0, sshKeygenUnit),
-			Symlink(path.Join(unitDir, "multi-user.target.wants", SSHKeygenUnit), unit))
+			Symlink(tree.WantsLink(SSHKeygenUnit, "multi-user.target"), unit))
 	}
 	return l
 }
 
 // UnitDirs are where systemd finds unit files, local first.
-var UnitDirs = []string{"/etc/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}
+var UnitDirs = []string{tree.UnitDir, "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", tree.VendorUnitDir}
 
 // hasUnit reports whether the base has any of the units (watched names only).
 func hasUnit(info *BaseInfo, names ...string) bool {

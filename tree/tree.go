@@ -107,6 +107,13 @@ const UnitDir = "/etc/systemd/system"
 // (Debian; /lib is /usr/lib on merged-/usr systems, so the path works on both).
 const VendorUnitDir = "/lib/systemd/system"
 
+// UnitFile is the path of unit's file among hardway's units (UnitDir).
+func UnitFile(unit string) string { return path.Join(UnitDir, unit) }
+
+// WantsLink is the path of the symlink that `systemctl enable` makes for
+// unit when wantedBy wants it: <UnitDir>/<wantedBy>.wants/<unit>.
+func WantsLink(unit, wantedBy string) string { return path.Join(UnitDir, wantedBy+".wants", unit) }
+
 // Enable records that unit must start at boot. Every emitter carries the
 // symlink `systemctl enable` would create: <UnitDir>/<wantedBy>.wants/<unit>
 // pointing at the tree's own unit file when the tree has one, else at the
@@ -133,10 +140,10 @@ func (t *Tree) enablement() []*Entry {
 	var out []*Entry
 	for _, u := range t.units {
 		target := path.Join(VendorUnitDir, u.Name)
-		if _, ok := t.entries[path.Join(UnitDir, u.Name)]; ok {
-			target = path.Join(UnitDir, u.Name)
+		if _, ok := t.entries[UnitFile(u.Name)]; ok {
+			target = UnitFile(u.Name)
 		}
-		out = append(out, &Entry{Path: path.Join(UnitDir, u.WantedBy+".wants", u.Name), Mode: fs.ModeSymlink | 0o777, Target: target})
+		out = append(out, &Entry{Path: WantsLink(u.Name, u.WantedBy), Mode: fs.ModeSymlink | 0o777, Target: target})
 	}
 	return out
 }

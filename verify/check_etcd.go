@@ -20,6 +20,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/hardway-dev/hardway/generators/controller"
+	"github.com/hardway-dev/hardway/generators/etcd"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -87,7 +89,7 @@ func (v *run) etcdMembers() ([]*node, []string, error) {
 	var urls []string
 	for _, n := range v.c.NodesWith(spec.RoleEtcd) {
 		nd := v.byName[n.Name]
-		u, err := etcdClientURL(nd.argv["etcd.service"])
+		u, err := etcdClientURL(nd.argv[etcd.Unit])
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", n.Name, err)
 		}
@@ -212,7 +214,7 @@ func checkEncryption(ctx context.Context, v *run) (string, error) {
 	}
 	defer cs.remove(context.WithoutCancel(ctx), "/api/v1/namespaces/default/secrets/"+sec.Name)
 	prefix := "/registry"
-	if p, ok := Flag(v.firstController().argv["kube-apiserver.service"], "etcd-prefix"); ok {
+	if p, ok := Flag(v.firstController().argv[controller.APIServerUnit], "etcd-prefix"); ok {
 		prefix = p
 	}
 	key := prefix + "/secrets/default/" + sec.Name

@@ -27,6 +27,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/hardway-dev/hardway/generators/controller"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -234,7 +236,7 @@ func checkLeaders(ctx context.Context, v *run) (string, error) {
 		for _, c := range []struct {
 			unit string
 			port int
-		}{{"kube-controller-manager.service", 10257}, {"kube-scheduler.service", 10259}} {
+		}{{controller.ControllerManagerUnit, 10257}, {controller.SchedulerUnit, 10259}} {
 			u := healthzURL(nd.argv[c.unit], c.port)
 			code, body, err := get(ctx, httpClient(nd.ns, &tls.Config{InsecureSkipVerify: true}), u)
 			if err != nil {
@@ -361,7 +363,7 @@ func checkBootstrap(ctx context.Context, v *run) (string, error) {
 		return "", fmt.Errorf("admin: %w", err)
 	}
 	return fmt.Sprintf("%s's %s ran `%s` (%s); system:kube-apiserver-to-kubelet bound to User %s (CN of --kubelet-client-certificate), who may get nodes/proxy; admin (%s) may do * on *",
-		v.firstController().spec.Name, bootstrapUnit, v.bootstrapCmd, same, user, strings.Join(groups, ", ")), nil
+		v.firstController().spec.Name, controller.BootstrapUnit, v.bootstrapCmd, same, user, strings.Join(groups, ", ")), nil
 }
 
 // sameManifests compares the cluster's manifests/ with the first
@@ -372,7 +374,7 @@ func (v *run) sameManifests() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	nodeDir := filepath.Join(v.o.Dir, "nodes", v.firstController().spec.Name, "rootfs", "var", "lib", "kubernetes", "manifests")
+	nodeDir := v.artifact(nodefiles.Rootfs, v.firstController().spec.Name, "var", "lib", "kubernetes", "manifests")
 	for _, e := range entries {
 		a, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {
@@ -388,7 +390,7 @@ func (v *run) sameManifests() (string, error) {
 
 // kubeletClientUser is the CN of the first apiserver's --kubelet-client-certificate.
 func (v *run) kubeletClientUser() (string, error) {
-	p, ok := Flag(v.firstController().argv["kube-apiserver.service"], "kubelet-client-certificate")
+	p, ok := Flag(v.firstController().argv[controller.APIServerUnit], "kubelet-client-certificate")
 	if !ok {
 		return "", errors.New("kube-apiserver has no --kubelet-client-certificate")
 	}

@@ -12,34 +12,45 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/hardway-dev/hardway/generators/controller"
+	"github.com/hardway-dev/hardway/generators/etcd"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
 )
 
 // component is one process of the control plane, started from a unit file.
 type component struct {
 	unit  string
 	role  string
-	stage int // etcd, then apiservers, then the controllers
+	stage Stage
 	ready readyFunc
 }
 
 // components is what runs on a node with each role, in start order.
 var components = []component{
-	{"etcd.service", spec.RoleEtcd, 0, etcdReady},
-	{"kube-apiserver.service", spec.RoleController, 1, apiserverReady},
-	{"kube-controller-manager.service", spec.RoleController, 2, healthzReady(10257)},
-	{"kube-scheduler.service", spec.RoleController, 2, healthzReady(10259)},
+	{etcd.Unit, spec.RoleEtcd, StageEtcd, etcdReady},
+	{controller.APIServerUnit, spec.RoleController, StageAPIServer, apiserverReady},
+	{controller.ControllerManagerUnit, spec.RoleController, StageControllers, healthzReady(10257)},
+	{controller.SchedulerUnit, spec.RoleController, StageControllers, healthzReady(10259)},
 }
 
-// stageNames name the start phases.
-var stageNames = []string{"start etcd", "start kube-apiserver", "start controller-manager, scheduler, haproxy"}
+// startStages are the control plane's start phases, in order, each with
+// its name and the bound on its wait.
+var startStages = []struct {
+	stage   Stage
+	name    string
+	timeout time.Duration
+}{
+	{StageEtcd, "start etcd", 45 * time.Second},
+	{StageAPIServer, "start kube-apiserver", 90 * time.Second},
+	{StageControllers, "start controller-manager, scheduler, haproxy", 60 * time.Second},
+}
 
 // haproxyCfg is the lb node's HAProxy configuration in its tree.
 const haproxyCfg = "/etc/haproxy/haproxy.cfg"
-
-// unitDir holds the generated units in a node tree.
-const unitDir = "/etc/systemd/system"
 
 // node is one node that runs something in this run.
 type node struct {
@@ -102,9 +113,15 @@ func (v *run) prepare() (string, error) {
 	return fmt.Sprintf("%d nodes; %s", len(v.nodes), note), nil
 }
 
+// artifact is the path of node's artifact a in the cluster's output
+// directory, with rest joined below it.
+func (v *run) artifact(a nodefiles.Artifact, node string, rest ...string) string {
+	return filepath.Join(append([]string{v.o.Dir, a.Path(node)}, rest...)...)
+}
+
 // newNode sets up one node: its root, units and command lines.
 func (v *run) newNode(n spec.Node, comps []component) (*node, error) {
-	src := filepath.Join(v.o.Dir, "nodes", n.Name, "rootfs")
+	src := v.artifact(nodefiles.Rootfs, n.Name)
 	if _, err := os.Stat(src); err != nil {
 		return nil, fmt.Errorf("node %s: no generated tree: %w", n.Name, err)
 	}
@@ -131,7 +148,7 @@ func (v *run) newNode(n spec.Node, comps []component) (*node, error) {
 // loadUnit parses a node's unit and prepares its command line; it returns
 // how many node paths the arguments named and the configuration files rewritten.
 func (v *run) loadUnit(nd *node, unit string) (int, []string, error) {
-	p := filepath.Join(v.o.Dir, "nodes", nd.spec.Name, "rootfs", unitDir, unit)
+	p := v.artifact(nodefiles.Rootfs, nd.spec.Name, tree.UnitFile(unit))
 	u, err := ReadUnit(p)
 	if err != nil {
 		return 0, nil, fmt.Errorf("node %s: %w", nd.spec.Name, err)
@@ -213,7 +230,7 @@ func (v *run) planLB() (string, error) {
 	case herr != nil:
 		why = "haproxy is not installed (apt-get install haproxy)"
 	default:
-		cfg := filepath.Join(v.o.Dir, "nodes", lbs[0].Name, "rootfs", haproxyCfg)
+		cfg := v.artifact(nodefiles.Rootfs, lbs[0].Name, haproxyCfg)
 		if _, err := os.Stat(cfg); err != nil {
 			why = fmt.Sprintf("%s has no %s", lbs[0].Name, haproxyCfg)
 			break
@@ -235,7 +252,7 @@ func (v *run) planLB() (string, error) {
 func (v *run) newLB(n spec.Node, haproxy string, vip netip.Prefix) error {
 	nd, stacked := v.byName[n.Name]
 	if !stacked {
-		src := filepath.Join(v.o.Dir, "nodes", n.Name, "rootfs")
+		src := v.artifact(nodefiles.Rootfs, n.Name)
 		root, err := NewRoot(src, filepath.Join(v.work, "nodes", n.Name))
 		if err != nil {
 			return err

@@ -12,10 +12,23 @@ import (
 	"time"
 )
 
+// Stage orders the processes of a run: they start stage by stage and
+// stop in reverse.
+type Stage int
+
+// The stages of a verify run.
+const (
+	StageEtcd        Stage = iota // the etcd members
+	StageAPIServer                // the kube-apiservers
+	StageControllers              // controller-manager, scheduler, HAProxy
+	StageBootstrap                // the bootstrap job's commands
+	StageGuests                   // containers and VMs booted from baked artifacts
+)
+
 // Proc is one started process.
 type Proc struct {
 	Name  string // <node>/<unit>
-	Stage int    // start order; stopped in reverse
+	Stage Stage  // start order; stopped in reverse
 	PID   int
 	Log   string // file holding its stdout and stderr
 	cmd   *exec.Cmd
@@ -37,7 +50,7 @@ func (p *Proc) Exited() (bool, error) {
 type Procs struct {
 	Grace time.Duration // between SIGTERM and SIGKILL
 	// Serial stages stop one process at a time, last started first.
-	Serial map[int]bool
+	Serial map[Stage]bool
 	log    *slog.Logger
 	mu     sync.Mutex
 	list   []*Proc
@@ -51,7 +64,7 @@ func NewProcs(log *slog.Logger, grace time.Duration) *Procs {
 // Start starts cmd with its output going to logPath. The process gets its
 // own process group (a terminal's Ctrl-C reaches verify, which stops it in
 // order) and SIGKILL should verify itself die without cleaning up.
-func (ps *Procs) Start(name string, stage int, cmd *exec.Cmd, logPath string) (*Proc, error) {
+func (ps *Procs) Start(name string, stage Stage, cmd *exec.Cmd, logPath string) (*Proc, error) {
 	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
@@ -85,7 +98,7 @@ func (ps *Procs) List() []*Proc {
 // stage are stopped together. It reports processes that needed SIGKILL.
 func (ps *Procs) StopAll() error {
 	list := ps.List()
-	maxStage := 0
+	maxStage := StageEtcd
 	for _, p := range list {
 		maxStage = max(maxStage, p.Stage)
 	}

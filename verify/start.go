@@ -18,24 +18,24 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hardway-dev/hardway/generators/controller"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
 )
 
 // readyFunc probes once whether a started component serves.
 type readyFunc func(ctx context.Context, v *run, nd *node, argv []string) error
 
-// stageTimeout bounds the wait for one start stage.
-var stageTimeout = []time.Duration{45 * time.Second, 90 * time.Second, 60 * time.Second}
-
 // start runs the start stages and the bootstrap; a failed stage skips the
 // later ones (the checks still run and report what does not work).
 func (v *run) start(ctx context.Context) {
-	for stage, name := range stageNames {
+	for _, s := range startStages {
 		if v.failed || ctx.Err() != nil {
-			v.skip(name, "an earlier phase failed or verify was interrupted")
+			v.skip(s.name, "an earlier phase failed or verify was interrupted")
 			continue
 		}
-		if err := v.phase(name, func() (string, error) { return v.startStage(ctx, stage) }); err != nil {
+		if err := v.phase(s.name, func() (string, error) { return v.startStage(ctx, s.stage, s.timeout) }); err != nil {
 			v.failed = true
 		}
 	}
@@ -55,8 +55,9 @@ type waiter struct {
 	ready readyFunc
 }
 
-// startStage starts every process of a stage and waits until each is ready.
-func (v *run) startStage(ctx context.Context, stage int) (string, error) {
+// startStage starts every process of a stage and waits, up to timeout,
+// until each is ready.
+func (v *run) startStage(ctx context.Context, stage Stage, timeout time.Duration) (string, error) {
 	var ws []waiter
 	for _, nd := range v.nodes {
 		for _, c := range nd.comps {
@@ -71,7 +72,7 @@ func (v *run) startStage(ctx context.Context, stage int) (string, error) {
 		}
 		// HAProxy starts once the apiservers are ready, so that its first
 		// health checks pass and the VIP serves at once.
-		if stage == 2 && nd == v.lb {
+		if stage == StageControllers && nd == v.lb {
 			p, err := v.startUnit(nd, "haproxy", stage)
 			if err != nil {
 				return "", err
@@ -79,7 +80,7 @@ func (v *run) startStage(ctx context.Context, stage int) (string, error) {
 			ws = append(ws, waiter{nd, "haproxy", p, haproxyReady})
 		}
 	}
-	sctx, cancel := context.WithTimeout(ctx, stageTimeout[stage])
+	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	errs := make([]error, len(ws))
 	var wg sync.WaitGroup
@@ -99,7 +100,7 @@ func (v *run) startStage(ctx context.Context, stage int) (string, error) {
 
 // startUnit starts one unit's command in its node's namespace, from the
 // node's root directory.
-func (v *run) startUnit(nd *node, unit string, stage int) (*Proc, error) {
+func (v *run) startUnit(nd *node, unit string, stage Stage) (*Proc, error) {
 	argv := nd.argv[unit]
 	cmd := nd.ns.Command(argv[0], argv[1:]...)
 	cmd.Dir = nd.root.Dir
@@ -108,9 +109,12 @@ func (v *run) startUnit(nd *node, unit string, stage int) (*Proc, error) {
 		return nil, err
 	}
 	cmd.Env = env
-	name := nd.spec.Name + "/" + strings.TrimSuffix(unit, ".service")
-	return v.procs.Start(name, stage, cmd, v.logPath(nd.spec.Name, strings.TrimSuffix(unit, ".service")))
+	name := nd.spec.Name + "/" + logName(unit)
+	return v.procs.Start(name, stage, cmd, v.logPath(nd.spec.Name, logName(unit)))
 }
+
+// logName is the name of a unit's log and process: the unit's, less ".service".
+func logName(unit string) string { return strings.TrimSuffix(unit, ".service") }
 
 // env is a service's environment as systemd gives it: a fixed PATH, HOME
 // (under the node's root) and the unit's Environment= assignments.
@@ -286,7 +290,7 @@ func etcdClientURL(argv []string) (string, error) {
 
 // apiPort is a controller's kube-apiserver --secure-port (else the spec's port).
 func (v *run) apiPort(nd *node) uint16 {
-	if p, ok := Flag(nd.argv["kube-apiserver.service"], "secure-port"); ok {
+	if p, ok := Flag(nd.argv[controller.APIServerUnit], "secure-port"); ok {
 		if n, err := strconv.ParseUint(p, 10, 16); err == nil {
 			return uint16(n)
 		}
@@ -299,16 +303,13 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-// bootstrapUnit is the first controller's unit applying manifests/.
-const bootstrapUnit = "hardway-bootstrap.service"
-
 // bootstrap applies the bootstrap manifests the way the first controller's
 // hardway-bootstrap.service does: its ExecStartPre and ExecStart commands,
 // parsed from the unit and run in that controller's namespace with its paths
 // rewritten, retried as Restart=on-failure would.
 func (v *run) bootstrap(ctx context.Context) (string, error) {
 	nd := v.byName[v.c.NodesWith(spec.RoleController)[0].Name]
-	u, err := ReadUnit(filepath.Join(v.o.Dir, "nodes", nd.spec.Name, "rootfs", unitDir, bootstrapUnit))
+	u, err := ReadUnit(v.artifact(nodefiles.Rootfs, nd.spec.Name, tree.UnitFile(controller.BootstrapUnit)))
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", nd.spec.Name, err)
 	}
@@ -321,7 +322,7 @@ func (v *run) bootstrap(ctx context.Context) (string, error) {
 		cmds = append(cmds, cs...)
 	}
 	if len(cmds) == 0 {
-		return "", fmt.Errorf("%s: %s has no ExecStart=", nd.spec.Name, bootstrapUnit)
+		return "", fmt.Errorf("%s: %s has no ExecStart=", nd.spec.Name, controller.BootstrapUnit)
 	}
 	env, err := v.env(nd, u)
 	if err != nil {
@@ -339,11 +340,11 @@ func (v *run) bootstrap(ctx context.Context) (string, error) {
 	for attempt := 1; ; attempt++ {
 		err = v.runCommands(ctx, nd, cmds, env)
 		if err == nil {
-			return fmt.Sprintf("%s's %s, attempt %d: %s", nd.spec.Name, bootstrapUnit, attempt, strings.Join(shown, "; ")), nil
+			return fmt.Sprintf("%s's %s, attempt %d: %s", nd.spec.Name, controller.BootstrapUnit, attempt, strings.Join(shown, "; ")), nil
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("%s: %w (log %s)", bootstrapUnit, err, v.logPath(nd.spec.Name, "hardway-bootstrap"))
+			return "", fmt.Errorf("%s: %w (log %s)", controller.BootstrapUnit, err, v.logPath(nd.spec.Name, logName(controller.BootstrapUnit)))
 		case <-time.After(2 * time.Second):
 		}
 	}
@@ -352,7 +353,7 @@ func (v *run) bootstrap(ctx context.Context) (string, error) {
 // runCommands runs a oneshot unit's commands in order in the node's
 // namespace; each is stopped by its PID if ctx ends.
 func (v *run) runCommands(ctx context.Context, nd *node, cmds []Command, env []string) error {
-	logPath := v.logPath(nd.spec.Name, "hardway-bootstrap")
+	logPath := v.logPath(nd.spec.Name, logName(controller.BootstrapUnit))
 	for _, c := range cmds {
 		argv, _, _, err := v.command(nd, c)
 		if err != nil {
@@ -360,7 +361,7 @@ func (v *run) runCommands(ctx context.Context, nd *node, cmds []Command, env []s
 		}
 		cmd := nd.ns.Command(argv[0], argv[1:]...)
 		cmd.Dir, cmd.Env = nd.root.Dir, env
-		p, err := v.procs.Start(nd.spec.Name+"/"+filepath.Base(argv[0]), 3, cmd, logPath)
+		p, err := v.procs.Start(nd.spec.Name+"/"+filepath.Base(argv[0]), StageBootstrap, cmd, logPath)
 		if err != nil {
 			return err
 		}

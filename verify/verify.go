@@ -169,7 +169,7 @@ func newRun(o Options) *run {
 	v := &run{o: o, c: o.Cluster, log: o.Log, rep: &Report{}, procs: NewProcs(o.Log, o.Grace), byName: map[string]*node{}}
 	// etcd members stop one at a time: a leader hands over to a live member
 	// instead of waiting for one that is stopping too.
-	v.procs.Serial = map[int]bool{0: true}
+	v.procs.Serial = map[Stage]bool{StageEtcd: true}
 	return v
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/generators/worker"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -57,7 +58,7 @@ func (v *run) prepareGuests() error {
 		if _, err := os.Stat(v.o.Artifacts[name]); err != nil {
 			return fmt.Errorf("artifact for %s: %w", name, err)
 		}
-		if _, err := os.Stat(filepath.Join(v.o.Dir, "nodes", name, "proxmox.conf")); err != nil {
+		if _, err := os.Stat(v.artifact(nodefiles.ProxmoxConf, name)); err != nil {
 			return fmt.Errorf("node %s: %w", name, err)
 		}
 		v.booting = append(v.booting, n)
@@ -116,7 +117,7 @@ func (v *run) hostNetwork(ctx context.Context) (string, error) {
 	}
 	n := 0
 	for _, nd := range v.nodes {
-		rs, err := networkRoutes(filepath.Join(v.o.Dir, "nodes", nd.spec.Name, "rootfs/etc/systemd/network/eth0.network"))
+		rs, err := networkRoutes(v.artifact(nodefiles.Rootfs, nd.spec.Name, "etc/systemd/network/eth0.network"))
 		if err != nil {
 			return "", fmt.Errorf("node %s: %w", nd.spec.Name, err)
 		}
@@ -271,7 +272,7 @@ func (v *run) bootGuests(ctx context.Context) (string, error) {
 
 // bootContainer unpacks one template as pct does and starts the container.
 func (v *run) bootContainer(ctx context.Context, n spec.Node, lxcPath string, h lxcHost) (*container, error) {
-	conf, err := ReadPctConf(filepath.Join(v.o.Dir, "nodes", n.Name, "proxmox.conf"))
+	conf, err := ReadPctConf(v.artifact(nodefiles.ProxmoxConf, n.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +328,7 @@ func (v *run) bootContainer(ctx context.Context, n spec.Node, lxcPath string, h 
 	// stopGuests, through the container's init.
 	cmd := nsCommand(context.Background(), v.net.Hub, "lxc-start", "-F", "-n", n.Name, "-P", lxcPath, "-f", cfgPath,
 		"-o", v.logPath(n.Name, "lxc"), "-l", "INFO")
-	p, err := v.procs.Start(n.Name+"/lxc-start", 4, cmd, v.logPath(n.Name, "console"))
+	p, err := v.procs.Start(n.Name+"/lxc-start", StageGuests, cmd, v.logPath(n.Name, "console"))
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +338,7 @@ func (v *run) bootContainer(ctx context.Context, n spec.Node, lxcPath string, h 
 // bootVM starts qemu with the node's image, its NoCloud seed when generate
 // wrote one, and the devices of its proxmox.conf.
 func (v *run) bootVM(n spec.Node, dir string, h vmHost) (*vm, error) {
-	conf, err := ReadPctConf(filepath.Join(v.o.Dir, "nodes", n.Name, "proxmox.conf"))
+	conf, err := ReadPctConf(v.artifact(nodefiles.ProxmoxConf, n.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +348,7 @@ func (v *run) bootVM(n spec.Node, dir string, h vmHost) (*vm, error) {
 	}
 	f := qemuFiles{image: v.o.Artifacts[n.Name], vars: filepath.Join(vmDir, "OVMF_VARS.fd"),
 		serial: v.logPath(n.Name, "console"), agent: filepath.Join(vmDir, "qga.sock")}
-	if seed := filepath.Join(v.o.Dir, "nodes", n.Name, "seed.iso"); conf.Options["ide2"] != "" {
+	if seed := v.artifact(nodefiles.SeedISO, n.Name); conf.Options["ide2"] != "" {
 		if _, err := os.Stat(seed); err != nil {
 			return nil, fmt.Errorf("the cloudinit drive's seed: %w", err)
 		}
@@ -367,7 +368,7 @@ func (v *run) bootVM(n spec.Node, dir string, h vmHost) (*vm, error) {
 	// qemu runs in the hub's network namespace, where the bridge is: its
 	// tap is created there. Stopped by stopGuests, through the agent.
 	cmd := nsCommand(context.Background(), v.net.Hub, "qemu-system-x86_64", args...)
-	p, err := v.procs.Start(n.Name+"/qemu", 4, cmd, v.logPath(n.Name, "qemu"))
+	p, err := v.procs.Start(n.Name+"/qemu", StageGuests, cmd, v.logPath(n.Name, "qemu"))
 	if err != nil {
 		return nil, err
 	}

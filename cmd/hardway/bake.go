@@ -18,6 +18,7 @@ import (
 	"github.com/hardway-dev/hardway/bytesize"
 	"github.com/hardway-dev/hardway/generate"
 	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -143,7 +144,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 				return err
 			}
 			if artifactDir == "" {
-				artifactDir = filepath.Join(res.Dir, "bake")
+				artifactDir = filepath.Join(res.Dir, nodefiles.BakeDir)
 			}
 			progress := &bake.Progress{}
 			log, stop := progressLog(cmd.ErrOrStderr(), progress)

@@ -14,6 +14,7 @@ import (
 	"github.com/hardway-dev/hardway/bake"
 	"github.com/hardway-dev/hardway/generate"
 	hwgen "github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/verify"
 )
@@ -26,7 +27,7 @@ import (
 // distribution's (Flatcar, Fedora CoreOS), which a build machine has no copy of.
 func bakeEveryNode(ctx context.Context, doc *spec.Document, res *generate.Result, base, kvmBase string) (artifacts, skipped map[string]string, err error) {
 	x := hwgen.New(doc.Cluster, res.Bundle)
-	cfg := bake.Config{Doc: doc, Out: filepath.Join(res.Dir, "bake"), Jobs: 2, Log: slog.Default(), Epoch: sourceDate()}
+	cfg := bake.Config{Doc: doc, Out: filepath.Join(res.Dir, nodefiles.BakeDir), Jobs: 2, Log: slog.Default(), Epoch: sourceDate()}
 	artifacts, skipped = map[string]string{}, map[string]string{}
 	var kvmJobs []bake.Job
 	lxc, roles := false, map[string][]string{} // role image → its nodes
@@ -199,7 +200,7 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools); with
 				if boot {
 					start = time.Now()
 					artifacts, skipped, err = bakeEveryNode(cmd.Context(), doc, res, base, kvmBase)
-					p := verify.Phase{Name: "bake", Took: time.Since(start), Detail: fmt.Sprintf("%d artifacts in %s", len(artifacts), filepath.Join(res.Dir, "bake")), Err: err}
+					p := verify.Phase{Name: "bake", Took: time.Since(start), Detail: fmt.Sprintf("%d artifacts in %s", len(artifacts), filepath.Join(res.Dir, nodefiles.BakeDir)), Err: err}
 					p.Print(w)
 					gen = append(gen, phaseJSON(p))
 					if err != nil {

@@ -137,7 +137,7 @@ func network(x *gen.Context, n spec.Node, t *tree.Tree) {
 // gateway, DNS, and on workers the pod routes) and enables networkd; on
 // Fedora CoreOS the file is a NetworkManager keyfile (0600: NetworkManager
 // ignores a keyfile others can read) and NetworkManager, which the system
-// enables, reads it. The KVM bake calls it for node images booted by
+// enables, reads it. generators.Image calls it for node images booted by
 // cloud-init, which have no NoCloud seed to carry their network.
 func Network(x *gen.Context, n spec.Node, t *tree.Tree) {
 	var routes []routeLine

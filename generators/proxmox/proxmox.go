@@ -6,22 +6,21 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/templates"
 )
 
-// Manifest kinds.
-const (
-	KindConf = "proxmox-conf" // nodes/<node>/proxmox.conf
-	Kind     = "proxmox"      // the files under proxmox/
-)
+// Kind is the manifest kind of the files under proxmox/ (a node's
+// proxmox.conf is nodefiles.ProxmoxConf).
+const Kind = "proxmox"
 
 // CreateNodesPath is create-nodes.sh, relative to the cluster directory:
 // the script the operator reads, then runs on the Proxmox host.
@@ -41,7 +40,7 @@ func Files(x *gen.Context) ([]gen.File, error) {
 		if g.LXC {
 			tmpl = "proxmox/lxc.conf"
 		}
-		out = append(out, gen.File{Path: "nodes/" + g.Name + "/proxmox.conf", Mode: 0o644, Data: x.Render(tmpl, g), Node: g.Name, Kind: KindConf})
+		out = append(out, gen.File{Path: nodefiles.ProxmoxConf.Path(g.Name), Mode: 0o644, Data: x.Render(tmpl, g), Node: g.Name, Kind: nodefiles.ProxmoxConf.Kind})
 	}
 	out = append(out, createNodes(x, gs))
 	return append(out, host(x)...), nil
@@ -250,22 +249,14 @@ func container(x *gen.Context, n spec.Node, g *guest) {
 func vm(x *gen.Context, n spec.Node, g *guest) {
 	s := x.C.Spec
 	store := s.Proxmox.SnippetsStorage
-	dir := "nodes/" + n.Name + "/"
 	var custom []string
 	if n.BootsByIgnition() {
-		src := dir + "ignition.json"
-		if n.Sysext() {
-			// Its config names its systemd-sysext image by SHA-256:
-			// hardway bake --format sysext writes both (default
-			// artifact directory).
-			src = "bake/" + emit.IgnitionFileName(x.C, n.Name)
-		}
-		g.Snippets = []snippet{{src, n.Name + "-ignition.json"}}
+		g.Snippets = []snippet{{nodefiles.IgnitionConfig(x.C, n), n.Name + "-ignition.json"}}
 		custom = []string{"user=" + store + ":snippets/" + n.Name + "-ignition.json"}
 	} else {
-		for _, f := range []struct{ key, file string }{{"user", "user-data"}, {"network", "network-config"}, {"meta", "meta-data"}} {
+		for _, f := range []struct{ key, file string }{{"user", nodefiles.UserData}, {"network", nodefiles.NetworkConfig}, {"meta", nodefiles.MetaData}} {
 			name := n.Name + "-" + f.file + ".yaml"
-			g.Snippets = append(g.Snippets, snippet{dir + "cloud-init/" + f.file, name})
+			g.Snippets = append(g.Snippets, snippet{path.Join(nodefiles.CloudInit.Path(n.Name), f.file), name})
 			custom = append(custom, f.key+"="+store+":snippets/"+name)
 		}
 	}

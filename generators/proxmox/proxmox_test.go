@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators/common/commontest"
 	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -179,7 +179,7 @@ func TestGuestConf(t *testing.T) {
 	}{{seedLXC, "worker1", worker}, {seedLXC, "etcd1", etcd}, {seedKVM, "kub-node1", vm}} {
 		p := "nodes/" + c.node + "/proxmox.conf"
 		f := files(t, c.example)[p]
-		if f.Kind != KindConf || f.Node != c.node || f.Mode != 0o644 {
+		if f.Kind != nodefiles.ProxmoxConf.Kind || f.Node != c.node || f.Mode != 0o644 {
 			t.Errorf("%s: kind %q node %q mode %v", p, f.Kind, f.Node, f.Mode)
 		}
 		if got := conf(t, string(f.Data)); !slices.Equal(got, c.want) {
@@ -288,7 +288,7 @@ func execScript(t *testing.T, x *gen.Context, script []byte, o operator) run {
 		}
 		commontest.WriteFile(t, r.root, filepath.Join("nodes", n.Name, "ignition.json"), []byte("{}\n"))
 		if n.Sysext() { // bake --format sysext writes its config
-			commontest.WriteFile(t, r.root, filepath.Join("bake", emit.IgnitionFileName(x.C, n.Name)), []byte("{}\n"))
+			commontest.WriteFile(t, r.root, filepath.Join("bake", nodefiles.IgnitionFileName(x.C, n.Name)), []byte("{}\n"))
 		}
 	}
 	if o.Guests == nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/hardway-dev/hardway/bake"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/packer/internal/load"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -63,7 +64,7 @@ func (c *Config) Prepare(target, builder string) (*Prepared, []string, []error) 
 		}
 	}
 	if doc != nil && c.ArtifactDirectory == "" {
-		c.ArtifactDirectory = filepath.Join(load.ClusterDir(doc, c.OutputDirectory), "bake")
+		c.ArtifactDirectory = filepath.Join(load.ClusterDir(doc, c.OutputDirectory), nodefiles.BakeDir)
 	}
 	if len(errs) > 0 {
 		return nil, warnings, errs

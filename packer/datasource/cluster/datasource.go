@@ -13,7 +13,7 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/hardway-dev/hardway/emit"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/packer/internal/load"
 	"github.com/hardway-dev/hardway/spec"
@@ -65,7 +65,7 @@ func Describe(doc *spec.Document, out string) DatasourceOutput {
 		Directory:         dir,
 		PKIDir:            filepath.Join(dir, "pki"),
 		Manifest:          filepath.Join(dir, output.ManifestFile),
-		BakeDirectory:     filepath.Join(dir, "bake"),
+		BakeDirectory:     filepath.Join(dir, nodefiles.BakeDir),
 		Gateway:           c.Spec.Network.Gateway,
 		DNS:               append([]string{}, c.Spec.Network.DNS...),
 		Roles:             []string{},
@@ -73,7 +73,7 @@ func Describe(doc *spec.Document, out string) DatasourceOutput {
 		KVMNodes:          []string{},
 	}
 	for _, n := range c.Spec.Nodes {
-		nd := filepath.Join(dir, "nodes", n.Name)
+		at := func(a nodefiles.Artifact) string { return filepath.Join(dir, a.Path(n.Name)) }
 		node := Node{
 			Name:        n.Name,
 			Roles:       append([]string{}, n.Roles...),
@@ -82,24 +82,21 @@ func Describe(doc *spec.Document, out string) DatasourceOutput {
 			IP:          n.IP().String(),
 			FQDN:        c.FQDN(n),
 			VMID:        n.VMID,
-			Directory:   nd,
-			Rootfs:      filepath.Join(nd, "rootfs"),
-			OverlayTar:  filepath.Join(nd, "overlay.tar"),
-			ProxmoxConf: filepath.Join(nd, "proxmox.conf"),
+			Directory:   filepath.Join(dir, nodefiles.Dir(n.Name)),
+			Rootfs:      at(nodefiles.Rootfs),
+			OverlayTar:  at(nodefiles.OverlayTar),
+			ProxmoxConf: at(nodefiles.ProxmoxConf),
 		}
 		switch {
 		case n.Target == spec.TargetLXC:
 			o.LXCNodes = append(o.LXCNodes, n.Name)
 		case n.BootsByIgnition():
 			o.KVMNodes = append(o.KVMNodes, n.Name)
-			node.Ignition = filepath.Join(nd, "ignition.json")
-			if n.Sysext() {
-				node.Ignition = filepath.Join(o.BakeDirectory, emit.IgnitionFileName(c, n.Name))
-			}
+			node.Ignition = filepath.Join(dir, nodefiles.IgnitionConfig(c, n))
 		default:
 			o.KVMNodes = append(o.KVMNodes, n.Name)
-			node.CloudInit = filepath.Join(nd, "cloud-init")
-			node.SeedISO = filepath.Join(nd, "seed.iso")
+			node.CloudInit = at(nodefiles.CloudInit)
+			node.SeedISO = at(nodefiles.SeedISO)
 		}
 		for _, r := range n.Roles {
 			if !slices.Contains(o.Roles, r) {

@@ -3,7 +3,6 @@ package plugintest
 import (
 	"bytes"
 	"os"
-	"path"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -53,7 +52,7 @@ func CheckInstalled(t testing.TB, root string, tr *tree.Tree, owners bool) {
 		}
 	}
 	for _, u := range tr.Units() {
-		link := path.Join(tree.UnitDir, u.WantedBy+".wants", u.Name)
+		link := tree.WantsLink(u.Name, u.WantedBy)
 		if _, err := os.Lstat(filepath.Join(root, link)); err != nil {
 			t.Errorf("unit %s is not enabled: %v", u.Name, err)
 		}
