@@ -28,7 +28,11 @@ import (
 // directories, median of 10 interleaved runs): 543 ms with fsyncs alone,
 // 439 ms with writeback started early, 170 ms for one syncfs, which this
 // machine's kernel makes cheap by writing other processes' dirty pages out
-// fast; 256 fsyncs at a time instead of 64 took 726 ms (4 runs).
+// fast; 256 fsyncs at a time instead of 64 took 726 ms (4 runs), 4 or 16
+// at a time no less than 64 (5 runs each). With 1,000 workers (48,225
+// files and directories, one run each, load ~20): 6.6 s of fsyncs against
+// 0.48 s for a syncfs. The cost grows with the number of files, not with
+// their bytes.
 func (d *Dir) durable() error {
 	dirs := map[string]bool{}
 	var order []string
