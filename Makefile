@@ -93,9 +93,11 @@ FUZZTIME ?= 2m
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./spec
 
-## bench: generate 3 controllers + N workers against the cfssl CLI and kubeadm baselines
+## bench: generate 3 controllers + N workers (BENCH_WORKERS) against the cfssl CLI and kubeadm baselines,
+## then print issue #14's targets with the figures measured and met or not
+BENCH_WORKERS ?= 10,100,1000,10000
 bench: build tools
-	$(GO) run ./hack/bench -hardway bin/hardway -tools $(TOOLBIN)
+	$(GO) run ./hack/bench -hardway bin/hardway -tools $(TOOLBIN) -workers $(BENCH_WORKERS)
 
 ## verify: run SPEC's control plane in network namespaces and smoke-test it (root)
 verify: build tools

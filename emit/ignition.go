@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/coreos/butane/config"
 	"github.com/coreos/butane/config/common"
+	fcos1_5 "github.com/coreos/butane/config/fcos/v1_5"
+	flatcar1_1 "github.com/coreos/butane/config/flatcar/v1_1"
+	"github.com/coreos/vcontext/report"
 
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/spec"
@@ -21,19 +23,24 @@ type butaneVariant struct {
 	// exists"), so a tree directory there is left to the OS; the entries
 	// below it are written through the link.
 	osLinks []string
+	// translate is Butane's translator of this variant and version. It is
+	// named here rather than looked up in butane/config's registry, whose
+	// init links and registers every variant Butane knows (OpenShift's
+	// 15 versions among them), work every hardway command paid for.
+	translate func([]byte, common.TranslateBytesOptions) ([]byte, report.Report, error)
 }
 
 // butaneVariants maps spec.Node.Ignition to its Butane variant and version;
 // both translate to Ignition spec 3.4.0. On Fedora CoreOS the writable
 // top-level directories are symlinks into /var (ostree layout).
 var butaneVariants = map[string]butaneVariant{
-	spec.IgnitionFCOS:    {"fcos", "1.5.0", []string{"/home", "/media", "/mnt", "/opt", "/root", "/srv", "/usr/local"}},
-	spec.IgnitionFlatcar: {"flatcar", "1.1.0", nil},
+	spec.IgnitionFCOS:    {"fcos", "1.5.0", []string{"/home", "/media", "/mnt", "/opt", "/root", "/srv", "/usr/local"}, fcos1_5.ToIgn3_4Bytes},
+	spec.IgnitionFlatcar: {"flatcar", "1.1.0", nil, flatcar1_1.ToIgn3_4Bytes},
 }
 
 // Ignition returns the Ignition config of node n carrying tree t: a Butane
-// config translated strictly (a Butane warning is an error) by
-// github.com/coreos/butane/config.
+// config translated strictly (a Butane warning is an error) by Butane's
+// translator of the variant.
 //   - storage.files: every regular file, text inline and anything else as a
 //     base64 data URL (Butane may gzip either), mode, numeric owner,
 //     overwrite;
@@ -84,7 +91,7 @@ func Ignition(x *gen.Context, n spec.Node, t *tree.Tree, sx *Sysext) ([]byte, er
 	if err != nil {
 		return nil, fmt.Errorf("butane: %w", err)
 	}
-	out, r, err := config.TranslateBytes(src, common.TranslateBytesOptions{Pretty: true})
+	out, r, err := v.translate(src, common.TranslateBytesOptions{Pretty: true})
 	if err != nil {
 		return nil, fmt.Errorf("butane: %w: %s", err, r.String())
 	}

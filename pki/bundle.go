@@ -3,10 +3,7 @@ package pki
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -21,21 +18,8 @@ import (
 	"sync"
 	"time"
 
-	cfconfig "github.com/cloudflare/cfssl/config"
-	"github.com/cloudflare/cfssl/csr"
-	"github.com/cloudflare/cfssl/helpers"
-	"github.com/cloudflare/cfssl/initca"
-	cflog "github.com/cloudflare/cfssl/log"
-	"github.com/cloudflare/cfssl/signer"
-	"github.com/cloudflare/cfssl/signer/local"
-
 	"github.com/hardway-dev/hardway/spec"
 )
-
-func init() {
-	// cfssl logs every signature at info level; hardway reports changes itself.
-	cflog.Level = cflog.LevelFatal
-}
 
 // Store is where the pki state lives; paths are relative to the pki directory.
 // ReadFile returns an error satisfying errors.Is(err, fs.ErrNotExist) for a missing file.
@@ -101,7 +85,7 @@ func Ensure(c *spec.Cluster, st Store, o Options) (*Bundle, error) {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	algo, err := keyRequest(c.Spec.PKI.Algorithm)
+	algo, err := parseKeyAlgo(c.Spec.PKI.Algorithm)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +106,7 @@ func Ensure(c *spec.Cluster, st Store, o Options) (*Bundle, error) {
 	var leaves []Cert
 	for _, row := range b.Plan {
 		if row.IsCA() {
-			p, err := ensureCA(st, row, algo, caValidity, b)
+			p, err := ensureCA(st, row, algo, caValidity, now, b)
 			if err != nil {
 				return nil, err
 			}
@@ -153,16 +137,6 @@ func Ensure(c *spec.Cluster, st Store, o Options) (*Bundle, error) {
 		}
 		jobs = append(jobs, job{row, reason})
 	}
-	signers := map[string]*local.Signer{}
-	for _, row := range b.Plan {
-		if row.IsCA() && b.Pairs[row.Name].key != nil {
-			s, err := newSigner(b.Pairs[row.Name], leafValidity, now)
-			if err != nil {
-				return nil, err
-			}
-			signers[row.Name] = s
-		}
-	}
 	results := make([]*Pair, len(jobs))
 	errs := make([]error, len(jobs))
 	var wg sync.WaitGroup
@@ -172,7 +146,7 @@ func Ensure(c *spec.Cluster, st Store, o Options) (*Bundle, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				results[i], errs[i] = issueLeaf(signers[jobs[i].row.CA], jobs[i].row, algo)
+				results[i], errs[i] = newLeaf(b.Pairs[jobs[i].row.CA], jobs[i].row, algo, leafValidity, now)
 			}
 		}()
 	}
@@ -206,36 +180,6 @@ func Ensure(c *spec.Cluster, st Store, o Options) (*Bundle, error) {
 	return b, nil
 }
 
-func keyRequest(algorithm string) (*csr.KeyRequest, error) {
-	a, size, ok := strings.Cut(algorithm, "-")
-	if !ok {
-		return nil, fmt.Errorf("unknown key algorithm %q", algorithm)
-	}
-	var s int
-	switch size {
-	case "p256":
-		s = 256
-	case "p384":
-		s = 384
-	default:
-		if _, err := fmt.Sscanf(size, "%d", &s); err != nil {
-			return nil, fmt.Errorf("unknown key algorithm %q", algorithm)
-		}
-	}
-	return &csr.KeyRequest{A: a, S: s}, nil
-}
-
-// keyMatches reports whether pub is of the requested algorithm and size.
-func keyMatches(pub crypto.PublicKey, kr *csr.KeyRequest) bool {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		return kr.A == "ecdsa" && k.Curve.Params().BitSize == kr.S
-	case *rsa.PublicKey:
-		return kr.A == "rsa" && k.N.BitLen() == kr.S
-	}
-	return false
-}
-
 func read(st Store, name string) ([]byte, bool, error) {
 	data, err := st.ReadFile(name)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -247,7 +191,7 @@ func read(st Store, name string) ([]byte, bool, error) {
 	return data, true, nil
 }
 
-func ensureCA(st Store, row Cert, kr *csr.KeyRequest, validity time.Duration, b *Bundle) (*Pair, error) {
+func ensureCA(st Store, row Cert, k keyAlgo, validity time.Duration, now time.Time, b *Bundle) (*Pair, error) {
 	certPEM, haveCert, err := read(st, row.Name+".crt")
 	if err != nil {
 		return nil, err
@@ -258,7 +202,7 @@ func ensureCA(st Store, row Cert, kr *csr.KeyRequest, validity time.Duration, b 
 	}
 	switch {
 	case haveCert:
-		cert, err := helpers.ParseCertificatePEM(certPEM)
+		cert, err := parseCertPEM(certPEM)
 		if err != nil {
 			return nil, fmt.Errorf("%s.crt: %w (fix or delete it; deleting a CA re-issues everything it signed)", row.Name, err)
 		}
@@ -267,7 +211,7 @@ func ensureCA(st Store, row Cert, kr *csr.KeyRequest, validity time.Duration, b 
 		}
 		p := &Pair{Cert: row, CertPEM: certPEM, X509: cert}
 		if haveKey {
-			key, err := helpers.ParsePrivateKeyPEM(keyPEM)
+			key, err := parseKeyPEM(keyPEM)
 			if err != nil {
 				return nil, fmt.Errorf("%s.key: %w", row.Name, err)
 			}
@@ -287,17 +231,13 @@ func ensureCA(st Store, row Cert, kr *csr.KeyRequest, validity time.Duration, b 
 		// every certificate and kubeconfig signed by this key still
 		// verifies against the new one (same subject, same key), whereas
 		// a new key would silently replace the CA.
-		key, err := helpers.ParsePrivateKeyPEM(keyPEM)
+		key, err := parseKeyPEM(keyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("%s.key exists without %s.crt and cannot be read (%w); restore the certificate, or delete the key to create a new CA", row.Name, row.Name, err)
 		}
-		certPEM, _, err = initca.NewFromSigner(caRequest(row, kr, validity), key)
+		certPEM, cert, err := newCA(row, key, validity, now)
 		if err != nil {
 			return nil, fmt.Errorf("issue CA %s from its existing key: %w", row.Name, err)
-		}
-		cert, err := helpers.ParseCertificatePEM(certPEM)
-		if err != nil {
-			return nil, err
 		}
 		if err := st.WriteFile(row.Name+".crt", certPEM, CertMode); err != nil {
 			return nil, err
@@ -305,17 +245,13 @@ func ensureCA(st Store, row Cert, kr *csr.KeyRequest, validity time.Duration, b 
 		b.Changes = append(b.Changes, Change{row.Name, "CA certificate issued again from the existing " + row.Name + ".key"})
 		return &Pair{Cert: row, CertPEM: certPEM, KeyPEM: keyPEM, X509: cert, key: key}, nil
 	}
-	certPEM, _, keyPEM, err = initca.New(caRequest(row, kr, validity))
+	key, keyPEM, err := newKey(k)
 	if err != nil {
 		return nil, fmt.Errorf("create CA %s: %w", row.Name, err)
 	}
-	cert, err := helpers.ParseCertificatePEM(certPEM)
+	certPEM, cert, err := newCA(row, key, validity, now)
 	if err != nil {
-		return nil, err
-	}
-	key, err := helpers.ParsePrivateKeyPEM(keyPEM)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("create CA %s: %w", row.Name, err)
 	}
 	if err := st.WriteFile(row.Name+".key", keyPEM, KeyMode); err != nil {
 		return nil, err
@@ -327,17 +263,8 @@ func ensureCA(st Store, row Cert, kr *csr.KeyRequest, validity time.Duration, b 
 	return &Pair{Cert: row, CertPEM: certPEM, KeyPEM: keyPEM, X509: cert, key: key}, nil
 }
 
-// caRequest is the request of CA row's self-signed certificate.
-func caRequest(row Cert, kr *csr.KeyRequest, validity time.Duration) *csr.CertificateRequest {
-	return &csr.CertificateRequest{
-		CN:         row.CN,
-		KeyRequest: &csr.KeyRequest{A: kr.A, S: kr.S},
-		CA:         &csr.CAConfig{Expiry: validity.String()},
-	}
-}
-
 // loadLeaf loads an existing leaf and returns why it must be re-issued, or "".
-func loadLeaf(st Store, row Cert, ca *x509.Certificate, kr *csr.KeyRequest, now time.Time) (*Pair, string) {
+func loadLeaf(st Store, row Cert, ca *x509.Certificate, k keyAlgo, now time.Time) (*Pair, string) {
 	certPEM, haveCert, err := read(st, row.Name+".crt")
 	if err != nil || !haveCert {
 		return nil, "missing"
@@ -346,18 +273,18 @@ func loadLeaf(st Store, row Cert, ca *x509.Certificate, kr *csr.KeyRequest, now 
 	if err != nil || !haveKey {
 		return nil, "key missing"
 	}
-	cert, err := helpers.ParseCertificatePEM(certPEM)
+	cert, err := parseCertPEM(certPEM)
 	if err != nil {
 		return nil, "unreadable certificate"
 	}
-	key, err := helpers.ParsePrivateKeyPEM(keyPEM)
+	key, err := parseKeyPEM(keyPEM)
 	if err != nil {
 		return nil, "unreadable key"
 	}
 	if !publicKeyEqual(key.Public(), cert.PublicKey) {
 		return nil, "key does not match certificate"
 	}
-	if !keyMatches(cert.PublicKey, kr) {
+	if !k.matches(cert.PublicKey) {
 		return nil, "key algorithm changed"
 	}
 	if cert.CheckSignatureFrom(ca) != nil {
@@ -447,76 +374,20 @@ func publicKeyEqual(a, b crypto.PublicKey) bool {
 	return ok && e.Equal(b)
 }
 
-func newSigner(ca *Pair, validity time.Duration, now time.Time) (*local.Signer, error) {
-	usages := func(u ...string) *cfconfig.SigningProfile {
-		p := &cfconfig.SigningProfile{Usage: append([]string{"digital signature", "key encipherment"}, u...), Expiry: validity, ExpiryString: validity.String()}
-		// A leaf never outlives its CA.
-		if now.Add(validity).After(ca.X509.NotAfter) {
-			p.NotAfter = ca.X509.NotAfter
-		}
-		return p
-	}
-	policy := &cfconfig.Signing{
-		Profiles: map[string]*cfconfig.SigningProfile{
-			"server": usages("server auth"),
-			"client": usages("client auth"),
-			"both":   usages("server auth", "client auth"),
-		},
-		Default: usages("client auth"),
-	}
-	return local.NewSigner(ca.key, ca.X509, signer.DefaultSigAlgo(ca.key), policy)
-}
-
-func issueLeaf(s *local.Signer, row Cert, kr *csr.KeyRequest) (*Pair, error) {
-	req := &csr.CertificateRequest{CN: row.CN, KeyRequest: &csr.KeyRequest{A: kr.A, S: kr.S}}
-	for _, o := range row.O {
-		req.Names = append(req.Names, csr.Name{O: o})
-	}
-	var hosts []string
-	for _, ip := range row.IPs {
-		hosts = append(hosts, ip.String())
-	}
-	hosts = append(hosts, row.DNS...)
-	csrPEM, keyPEM, err := csr.ParseRequest(req)
-	if err != nil {
-		return nil, err
-	}
-	profile := "client"
-	switch {
-	case row.Server && row.Client:
-		profile = "both"
-	case row.Server:
-		profile = "server"
-	}
-	certPEM, err := s.Sign(signer.SignRequest{Request: string(csrPEM), Hosts: hosts, Profile: profile})
-	if err != nil {
-		return nil, err
-	}
-	cert, err := helpers.ParseCertificatePEM(certPEM)
-	if err != nil {
-		return nil, err
-	}
-	key, err := helpers.ParsePrivateKeyPEM(keyPEM)
-	if err != nil {
-		return nil, err
-	}
-	return &Pair{Cert: row, CertPEM: certPEM, KeyPEM: keyPEM, X509: cert, key: key}, nil
-}
-
 // ensureSA keeps or creates the service-account key pair; sa.pub is always derived from sa.key.
-func ensureSA(st Store, kr *csr.KeyRequest, b *Bundle) error {
+func ensureSA(st Store, k keyAlgo, b *Bundle) error {
 	keyPEM, ok, err := read(st, SAKey+".key")
 	if err != nil {
 		return err
 	}
 	var key crypto.Signer
 	if ok {
-		key, err = helpers.ParsePrivateKeyPEM(keyPEM)
+		key, err = parseKeyPEM(keyPEM)
 		if err != nil {
 			return fmt.Errorf("%s.key: %w (delete it to create a new service-account key; existing tokens become invalid)", SAKey, err)
 		}
 	} else {
-		key, keyPEM, err = newKey(kr)
+		key, keyPEM, err = newKey(k)
 		if err != nil {
 			return err
 		}
@@ -541,33 +412,6 @@ func ensureSA(st Store, kr *csr.KeyRequest, b *Bundle) error {
 	}
 	b.SAKeyPEM, b.SAPubPEM = keyPEM, pubPEM
 	return nil
-}
-
-// newKey creates a private key in kubeadm's PEM encodings (SEC1 or PKCS#1).
-func newKey(kr *csr.KeyRequest) (crypto.Signer, []byte, error) {
-	switch kr.A {
-	case "ecdsa":
-		curve := elliptic.P256()
-		if kr.S == 384 {
-			curve = elliptic.P384()
-		}
-		k, err := ecdsa.GenerateKey(curve, rand.Reader)
-		if err != nil {
-			return nil, nil, err
-		}
-		der, err := x509.MarshalECPrivateKey(k)
-		if err != nil {
-			return nil, nil, err
-		}
-		return k, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
-	case "rsa":
-		k, err := rsa.GenerateKey(rand.Reader, kr.S)
-		if err != nil {
-			return nil, nil, err
-		}
-		return k, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}), nil
-	}
-	return nil, nil, fmt.Errorf("unknown key algorithm %s", kr.A)
 }
 
 // EncryptionKeyFile holds the base64 secret of the EncryptionConfiguration.

@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cloudflare/cfssl/helpers"
-
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -37,7 +35,7 @@ const ExpiringWithin = 30 * 24 * time.Hour
 
 // Check reports every plan row without changing anything.
 func Check(c *spec.Cluster, st Store, now time.Time) []Status {
-	kr, _ := keyRequest(c.Spec.PKI.Algorithm)
+	k, _ := parseKeyAlgo(c.Spec.PKI.Algorithm)
 	plan := Plan(c)
 	cas := map[string]*Pair{}
 	var out []Status
@@ -49,7 +47,7 @@ func Check(c *spec.Cluster, st Store, now time.Time) []Status {
 			out = append(out, s)
 			continue
 		}
-		cert, err := helpers.ParseCertificatePEM(certPEM)
+		cert, err := parseCertPEM(certPEM)
 		if err != nil {
 			s.State, s.Reason = "mismatch", "unreadable certificate"
 			out = append(out, s)
@@ -65,7 +63,7 @@ func Check(c *spec.Cluster, st Store, now time.Time) []Status {
 		} else {
 			reason := ""
 			if ca := cas[row.CA]; ca != nil {
-				_, reason = loadLeaf(st, row, ca.X509, kr, now)
+				_, reason = loadLeaf(st, row, ca.X509, k, now)
 			}
 			if reason != "" && reason != "expired" {
 				s.State, s.Reason = "mismatch", reason+"; hardway generate re-issues it"

@@ -1,5 +1,5 @@
 // Package pki describes the cluster's certificates as one table (Plan), and
-// issues, loads, checks and renews them with cfssl. The pki directory is state:
+// issues, loads, checks and renews them. The pki directory is state:
 // existing CAs and keys are kept; leaves are re-issued only when their identity changes.
 package pki
 

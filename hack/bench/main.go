@@ -2,10 +2,14 @@
 // against, on the same machine in the same run, (a) the seed's approach: the
 // cfssl command-line tools called once per certificate by a shell script, and
 // (b) kubeadm `init phase certs all` + `init phase kubeconfig all` per node.
-// It prints wall time and peak resident memory of each. `make bench` runs it.
+// It prints wall time, CPU time and peak resident memory of each, then
+// issue #14's targets next to the figures measured and the baselines, each
+// met or not. `make bench` runs it.
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -16,6 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -23,14 +28,17 @@ import (
 func main() {
 	hardway := flag.String("hardway", "bin/hardway", "hardway binary")
 	tools := flag.String("tools", "bin/tools", "directory holding cfssl, cfssljson and kubeadm")
-	sizes := flag.String("workers", "10,100,1000", "worker counts")
+	sizes := flag.String("workers", "10,100,1000,10000", "worker counts")
 	baselineMax := flag.Int("baseline-max", 100, "largest worker count for which the slow baselines run")
+	timeout := flag.Duration("timeout", 10*time.Minute, "longest a hardway run may take before it counts as not completed")
 	flag.Parse()
 	// The baseline scripts change directory: tool paths must be absolute.
 	*tools, _ = filepath.Abs(*tools)
 
+	fmt.Printf("load average at start: %s\n", loadAverage())
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "workers\ttool\twall\tpeak RSS\tvs hardway\t")
+	fmt.Fprintln(tw, "workers\ttool\twall\tCPU\tpeak RSS\tvs hardway\t")
+	all := map[int]*sizeResults{}
 	for _, s := range strings.Split(*sizes, ",") {
 		var n int
 		fmt.Sscan(s, &n)
@@ -38,36 +46,202 @@ func main() {
 		check(err)
 		specFile := filepath.Join(dir, "cluster.yaml")
 		check(os.WriteFile(specFile, []byte(clusterSpec(n)), 0o644))
+		out := filepath.Join(dir, "out")
+		generate := func(spec string) result {
+			ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+			defer cancel()
+			return run(exec.CommandContext(ctx, *hardway, "generate", "-f", spec, "--dir", out))
+		}
 
-		hw := run(exec.Command(*hardway, "generate", "-f", specFile, "--dir", filepath.Join(dir, "out")))
-		row(tw, n, "hardway generate", hw, hw)
-		noop := run(exec.Command(*hardway, "generate", "-f", specFile, "--dir", filepath.Join(dir, "out")))
-		row(tw, n, "hardway no-op rerun", noop, hw)
+		r := &sizeResults{first: generate(specFile)}
+		all[n] = r
+		row(tw, n, "hardway generate", r.first, r.first)
+		if r.first.err == nil {
+			r.noop = generate(specFile)
+			row(tw, n, "hardway no-op rerun", r.noop, r.first)
+		}
+		if n == addOneAt && r.noop.err == nil {
+			before, err := readManifest(out)
+			check(err)
+			plusOne := filepath.Join(dir, "cluster-plus-one.yaml")
+			check(os.WriteFile(plusOne, []byte(clusterSpec(n+1)), 0o644))
+			r.addOne = generate(plusOne)
+			row(tw, n, "hardway add one worker", r.addOne, r.first)
+			if r.addOne.err == nil {
+				after, err := readManifest(out)
+				check(err)
+				r.othersChanged, r.othersBytes = othersChanged(before, after, fmt.Sprintf("w%d", n))
+			}
+		}
 		if n <= *baselineMax {
 			c := cluster(specFile)
-			row(tw, n, "cfssl CLI per cert", cfsslBaseline(c, dir, *tools), hw)
-			row(tw, n, "kubeadm per node", kubeadmBaseline(c, dir, *tools), hw)
+			r.cfssl = cfsslBaseline(c, dir, *tools)
+			row(tw, n, "cfssl CLI per cert", r.cfssl, r.first)
+			r.kubeadm = kubeadmBaseline(c, dir, *tools)
+			row(tw, n, "kubeadm per node", r.kubeadm, r.first)
 		} else {
-			fmt.Fprintf(tw, "%d\tbaselines\tskipped (-baseline-max %d)\t\t\t\n", n, *baselineMax)
+			fmt.Fprintf(tw, "%d\tbaselines\tskipped (-baseline-max %d)\t\t\t\t\n", n, *baselineMax)
 		}
 		tw.Flush()
 		os.RemoveAll(dir)
 	}
+	fmt.Printf("load average at end: %s\n\n", loadAverage())
+	targets(all, *timeout)
+}
+
+// sizeResults are the runs of one worker count.
+type sizeResults struct {
+	first, noop, addOne, cfssl, kubeadm result
+	othersChanged                       int   // existing nodes' artifacts that adding a worker changed
+	othersBytes                         int64 // and their bytes
+}
+
+// addOneAt is the worker count to which the bench adds one worker.
+const addOneAt = 100
+
+// targets prints issue #14's targets next to what was measured, the
+// baseline, and whether each is met.
+func targets(all map[int]*sizeResults, timeout time.Duration) {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "target (issue #14)\tmeasured\tbaseline\tmet\t")
+	line := func(target, measured, baseline string, met bool) {
+		verdict := "not met"
+		if met {
+			verdict = "met"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", target, measured, baseline, verdict)
+	}
+	missing := func(target, why string) { fmt.Fprintf(tw, "%s\t%s\t\t-\t\n", target, why) }
+	faster := func(target string, r *sizeResults, base result, name string, times float64) {
+		switch {
+		case r.first.err != nil || base.err != nil:
+			missing(target, "a run failed")
+		default:
+			ratio := base.wall.Seconds() / r.first.wall.Seconds()
+			line(target, fmt.Sprintf("%.3fs: %.1fx", r.first.wall.Seconds(), ratio), fmt.Sprintf("%s %.3fs", name, base.wall.Seconds()), ratio >= times)
+		}
+	}
+
+	if r := all[100]; r == nil {
+		missing("3+100 first run", "not measured (-workers)")
+	} else {
+		if r.cfssl.wall == 0 {
+			missing("3+100 first run >= 50x faster than kubeadm per node", "baselines skipped")
+		} else {
+			faster("3+100 first run >= 50x faster than kubeadm per node", r, r.kubeadm, "kubeadm", 50)
+			faster("3+100 first run >= 150x faster than the cfssl CLI script", r, r.cfssl, "cfssl CLI", 150)
+		}
+		if r.first.err == nil {
+			line("3+100 first run under 0.3s (on a quiet machine)", fmt.Sprintf("%.3fs", r.first.wall.Seconds()), "", r.first.wall < 300*time.Millisecond)
+		}
+		if r.noop.err == nil && r.noop.wall > 0 {
+			line("3+100 no-op rerun under 0.1s, process start included", fmt.Sprintf("%.3fs", r.noop.wall.Seconds()), "", r.noop.wall < 100*time.Millisecond)
+		}
+		switch {
+		case r.addOne.wall == 0:
+			missing("3+100 add one worker", "not run")
+		case r.addOne.err != nil:
+			missing("3+100 add one worker", "failed")
+		default:
+			more := r.addOne.wall - r.noop.wall
+			line("3+100 add one worker under 0.1s more than a no-op", fmt.Sprintf("%.3fs (+%.3fs)", r.addOne.wall.Seconds(), more.Seconds()), fmt.Sprintf("no-op %.3fs", r.noop.wall.Seconds()), more < 100*time.Millisecond)
+			line("3+100 add one worker: 0 bytes changed in other nodes' artifacts", fmt.Sprintf("%d artifacts, %d bytes", r.othersChanged, r.othersBytes), "", r.othersBytes == 0 && r.othersChanged == 0)
+		}
+	}
+	if r := all[1000]; r == nil {
+		missing("3+1000 first run", "not measured (-workers)")
+	} else if r.first.err != nil {
+		missing("3+1000 first run", fmt.Sprintf("did not complete: %v", r.first.err))
+	} else {
+		line("3+1000 first run under 2s", fmt.Sprintf("%.3fs", r.first.wall.Seconds()), "", r.first.wall < 2*time.Second)
+		line("3+1000 first run under 200 MiB", fmt.Sprintf("%.1f MiB", float64(r.first.rss)/1024), "", r.first.rss < 200*1024)
+	}
+	if r := all[10000]; r == nil {
+		missing("3+10000 completes", "not measured (-workers)")
+	} else {
+		line("3+10000 completes", describe(r.first, timeout), "", r.first.err == nil)
+	}
+	tw.Flush()
+}
+
+func describe(r result, timeout time.Duration) string {
+	if r.err != nil {
+		if r.wall >= timeout {
+			return fmt.Sprintf("no: killed after %s (-timeout)", timeout)
+		}
+		return fmt.Sprintf("no: %v", r.err)
+	}
+	return fmt.Sprintf("%.3fs, CPU %.3fs, %.1f MiB", r.wall.Seconds(), r.cpu.Seconds(), float64(r.rss)/1024)
+}
+
+// readManifest reads the artifacts of the bench cluster's manifest under out.
+func readManifest(out string) (map[string]output.Artifact, error) {
+	data, err := os.ReadFile(filepath.Join(out, "bench", output.ManifestFile))
+	if err != nil {
+		return nil, err
+	}
+	var m struct {
+		Artifacts []output.Artifact `json:"artifacts"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, err
+	}
+	arts := map[string]output.Artifact{}
+	for _, a := range m.Artifacts {
+		arts[a.Path] = a
+	}
+	return arts, nil
+}
+
+// othersChanged counts the artifacts of nodes other than added that differ
+// between two manifests (changed, added or removed), and their bytes (the
+// larger of the old and new size).
+func othersChanged(before, after map[string]output.Artifact, added string) (n int, bytes int64) {
+	count := func(a, b output.Artifact, ok bool) {
+		if a.Node == "" || a.Node == added || ok && a.SHA256 == b.SHA256 && a.Mode == b.Mode {
+			return
+		}
+		n++
+		bytes += max(a.Size, b.Size)
+	}
+	for p, a := range after {
+		b, ok := before[p]
+		count(a, b, ok)
+	}
+	for p, b := range before {
+		if _, ok := after[p]; !ok {
+			count(b, output.Artifact{}, false)
+		}
+	}
+	return n, bytes
+}
+
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 type result struct {
 	wall time.Duration
-	rss  int64 // KiB
+	cpu  time.Duration // user + system, of it and its children
+	rss  int64         // KiB
 	err  error
 }
 
 func row(tw *tabwriter.Writer, n int, name string, r, base result) {
 	if r.err != nil {
-		fmt.Fprintf(tw, "%d\t%s\tfailed: %v\t\t\t\n", n, name, r.err)
+		fmt.Fprintf(tw, "%d\t%s\tfailed: %v\t\t\t\t\n", n, name, r.err)
 		return
 	}
 	ratio := float64(r.wall) / float64(base.wall)
-	fmt.Fprintf(tw, "%d\t%s\t%.3fs\t%.1f MiB\t%.1fx\t\n", n, name, r.wall.Seconds(), float64(r.rss)/1024, ratio)
+	fmt.Fprintf(tw, "%d\t%s\t%.3fs\t%.3fs\t%.1f MiB\t%.1fx\t\n", n, name, r.wall.Seconds(), r.cpu.Seconds(), float64(r.rss)/1024, ratio)
 }
 
 // run executes cmd and reports wall time and the peak RSS of it and its children.
@@ -81,6 +255,7 @@ func run(cmd *exec.Cmd) result {
 		r.err = fmt.Errorf("%v: %s", err, lastLine(out.String()))
 		return r
 	}
+	r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.rss = ru.Maxrss
 	}
@@ -102,18 +277,24 @@ func check(err error) {
 	}
 }
 
-// clusterSpec is 3 stacked controllers and n workers, ECDSA P-256.
+// clusterSpec is 3 stacked controllers and n workers, ECDSA P-256. The
+// node network is a /20 (as in the figures of BENCHMARKS.md) where the
+// workers fit, a /16 beyond.
 func clusterSpec(n int) string {
+	nodeCIDR := "10.0.0.0/20"
+	if 256+n >= 4096 {
+		nodeCIDR = "10.0.0.0/16"
+	}
 	var b strings.Builder
-	b.WriteString(`apiVersion: hardway.dev/v1alpha1
+	fmt.Fprintf(&b, `apiVersion: hardway.dev/v1alpha1
 kind: Cluster
 metadata: {name: bench}
 spec:
   kubernetesVersion: v1.34.2
-  network: {nodeCIDR: 10.0.0.0/20, podCIDR: 10.128.0.0/9, podCIDRMaskSize: 24, serviceCIDR: 172.16.0.0/16}
+  network: {nodeCIDR: %s, podCIDR: 10.128.0.0/9, podCIDRMaskSize: 24, serviceCIDR: 172.16.0.0/16}
   pki: {algorithm: ecdsa-p256}
   nodes:
-`)
+`, nodeCIDR)
 	for i := 1; i <= 3; i++ {
 		fmt.Fprintf(&b, "    - {name: cp%d, roles: [controller, etcd], target: kvm, address: 10.0.0.%d/20, vmid: %d}\n", i, 10+i, 100+i)
 	}
