@@ -118,8 +118,14 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	// The pki directory is state: Finish never removes anything under it.
+	// The pki directory is state: Finish removes nothing under it but the
+	// files of a node no longer planned (the kubelet certificate of a
+	// removed worker, say). Directories are not in the manifest: those of
+	// a node no longer in the spec go once Finish emptied them.
 	if err := d.Finish("pki"); err != nil {
+		return nil, err
+	}
+	if err := d.RemoveEmptyDirs("nodes", func(name string) bool { _, ok := c.Node(name); return ok }); err != nil {
 		return nil, err
 	}
 	return &Result{Dir: root, Bundle: b, Changed: d.Changed()}, nil

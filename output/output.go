@@ -287,7 +287,10 @@ func (d *Dir) listedBefore(rel string) bool {
 
 // Finish removes the files that the previous run's manifest listed, or that
 // an unfinished run may have created (see Lock), and this run did not
-// produce (outside keep, the state directories), makes what the run
+// produce (outside keep, the state directories; inside them too when the
+// manifest gave the file a node: a node's state, such as its certificate,
+// that the run no longer produces because the node or its role is gone),
+// makes what the run
 // changed durable, and writes manifest.json last, so a manifest always
 // describes complete files; then the stat cache for the next run. A
 // directory of ours that is a symlink stops the removal (SymlinkError):
@@ -298,15 +301,17 @@ func (d *Dir) Finish(keep ...string) error {
 	}
 	old := d.previous()
 	var gone []string
+	ofNode := map[string]bool{}
 	for _, a := range old.Artifacts {
 		gone = append(gone, a.Path)
+		ofNode[a.Path] = a.Node != ""
 	}
 	if d.run != nil {
 		gone = append(gone, d.run.pending...)
 	}
 	sort.Strings(gone)
 	for i, p := range gone {
-		if _, ok := d.artifacts[p]; ok || (i > 0 && gone[i-1] == p) || hasPrefix(p, keep) || CheckRel(p) != nil {
+		if _, ok := d.artifacts[p]; ok || (i > 0 && gone[i-1] == p) || hasPrefix(p, keep) && !ofNode[p] || CheckRel(p) != nil {
 			continue
 		}
 		removed, err := d.remove(p)
