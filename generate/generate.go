@@ -32,6 +32,9 @@ type Options struct {
 	Out   string   // output root; the cluster goes to <Out>/<name>
 	Renew []string // pki leaves to re-issue
 	Log   *slog.Logger
+	// Plan makes the run change nothing: every output is rendered and
+	// compared with the disk, and Result.Planned lists the differences.
+	Plan bool
 }
 
 // Result describes what a run did.
@@ -39,6 +42,9 @@ type Result struct {
 	Dir     string
 	Bundle  *pki.Bundle
 	Changed []string // files written or removed, relative to Dir
+	// Planned lists, with Options.Plan, what the run would have added,
+	// changed or removed, relative to Dir.
+	Planned []output.Change
 }
 
 // Run generates the cluster directory for doc, which must have passed validation.
@@ -57,21 +63,11 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 		return nil, fmt.Errorf("the spec cannot be written safely: %w", err)
 	}
 	root := filepath.Join(o.Out, c.Metadata.Name)
-	d, err := output.Open(root)
+	d, err := open(root, o.Plan, log)
 	if err != nil {
 		return nil, err
 	}
-	unlock, swept, err := d.Lock(func(msg string) { log.Warn(msg) }, bakeDir)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	if len(swept) > 0 {
-		log.Info("removed the temporary files of an interrupted run", "files", len(swept))
-		for _, p := range swept {
-			log.Debug("removed", "file", p)
-		}
-	}
+	defer d.close()
 
 	// pki/ and kubeconfigs/ are written on every run (only what differs);
 	// the node outputs may be skipped (see Unchanged below), and checking
@@ -86,7 +82,7 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	for _, ch := range b.Changes {
 		log.Info("pki", "issued", ch.Name, "reason", ch.Reason)
 	}
-	if err := notePKI(d, b); err != nil {
+	if err := notePKI(d.Dir, b); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -111,7 +107,7 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	// files are all still there, byte for byte and mode for mode.
 	if d.Unchanged(inputsDigest(c, b), rewritten...) {
 		log.Debug("node outputs are up to date")
-	} else if err := nodes(ctx, d, doc.Cluster, b); err != nil {
+	} else if err := nodes(ctx, d.Dir, doc.Cluster, b); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -128,7 +124,41 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	if err := d.RemoveEmptyDirs("nodes", func(name string) bool { _, ok := c.Node(name); return ok }); err != nil {
 		return nil, err
 	}
-	return &Result{Dir: root, Bundle: b, Changed: d.Changed()}, nil
+	res := &Result{Dir: root, Bundle: b, Changed: d.Changed()}
+	if o.Plan {
+		res.Planned = d.Planned()
+	}
+	return res, nil
+}
+
+// runDir is the output directory of a run, with what ends it.
+type runDir struct {
+	*output.Dir
+	close func()
+}
+
+// open opens the cluster directory root: for a run, locked (and swept of
+// an interrupted run's temporary files); for a plan, as it is.
+func open(root string, plan bool, log *slog.Logger) (runDir, error) {
+	if plan {
+		d, err := output.OpenPlan(root)
+		return runDir{d, func() {}}, err
+	}
+	d, err := output.Open(root)
+	if err != nil {
+		return runDir{}, err
+	}
+	unlock, swept, err := d.Lock(func(msg string) { log.Warn(msg) }, bakeDir)
+	if err != nil {
+		return runDir{}, err
+	}
+	if len(swept) > 0 {
+		log.Info("removed the temporary files of an interrupted run", "files", len(swept))
+		for _, p := range swept {
+			log.Debug("removed", "file", p)
+		}
+	}
+	return runDir{d, unlock}, nil
 }
 
 // bakeDir is where `hardway bake` writes its artifacts by default, below
@@ -179,6 +209,15 @@ func nodes(ctx context.Context, d *output.Dir, c *spec.Cluster, b *pki.Bundle) e
 	return ctx.Err()
 }
 
+// Manifest kinds of a node's outputs besides its rootfs (emit.ManifestKind)
+// and proxmox.conf (proxmox.KindConf).
+const (
+	KindOverlay   = "overlay-tar" // nodes/<node>/overlay.tar
+	KindCloudInit = "cloud-init"  // nodes/<node>/cloud-init/*
+	KindSeedISO   = "seed-iso"    // nodes/<node>/seed.iso
+	KindIgnition  = "ignition"    // nodes/<node>/ignition.json
+)
+
 // node generates node n's tree and writes it in every format its target uses.
 func node(x *gen.Context, d *output.Dir, n spec.Node) error {
 	t, err := generators.Node(x, n)
@@ -198,7 +237,7 @@ func node(x *gen.Context, d *output.Dir, n spec.Node) error {
 	if err := emit.Tar(&tarball, t); err != nil {
 		return err
 	}
-	if err := d.Write(dir+"/overlay.tar", tarball.Bytes(), 0o600, "overlay-tar", n.Name); err != nil {
+	if err := d.Write(dir+"/overlay.tar", tarball.Bytes(), 0o600, KindOverlay, n.Name); err != nil {
 		return err
 	}
 	if n.Target != spec.TargetKVM {
@@ -217,7 +256,7 @@ func node(x *gen.Context, d *output.Dir, n spec.Node) error {
 		if err := proxmox.CheckSnippets(n.Name, map[string][]byte{dir + "/ignition.json": ign}); err != nil {
 			return err
 		}
-		return d.Write(dir+"/ignition.json", ign, 0o600, "ignition", n.Name)
+		return d.Write(dir+"/ignition.json", ign, 0o600, KindIgnition, n.Name)
 	}
 	ud, md, nc, err := emit.CloudInit(x, n, t)
 	if err != nil {
@@ -232,7 +271,7 @@ func node(x *gen.Context, d *output.Dir, n spec.Node) error {
 		return err
 	}
 	for _, name := range []string{"user-data", "meta-data", "network-config"} {
-		if err := d.Write(dir+"/cloud-init/"+name, seed[name], 0o600, "cloud-init", n.Name); err != nil {
+		if err := d.Write(dir+"/cloud-init/"+name, seed[name], 0o600, KindCloudInit, n.Name); err != nil {
 			return err
 		}
 	}
@@ -240,7 +279,7 @@ func node(x *gen.Context, d *output.Dir, n spec.Node) error {
 	if err != nil {
 		return fmt.Errorf("node %s: seed.iso: %w", n.Name, err)
 	}
-	return d.Write(dir+"/seed.iso", iso, 0o600, "seed-iso", n.Name)
+	return d.Write(dir+"/seed.iso", iso, 0o600, KindSeedISO, n.Name)
 }
 
 // inputsDigest identifies everything the node outputs are made from: the

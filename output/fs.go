@@ -164,8 +164,11 @@ func (d *Dir) openFile(rel string, flags int) (int, error) {
 }
 
 // MkdirAll makes directory rel and its parents (0755) below the root,
-// refusing a symlink on the way.
+// refusing a symlink on the way (in a plan, nothing).
 func (d *Dir) MkdirAll(rel string) error {
+	if d.plan != nil {
+		return nil
+	}
 	fd, err := d.openDir(rel, true)
 	if err != nil {
 		return err
@@ -177,8 +180,11 @@ func (d *Dir) MkdirAll(rel string) error {
 // refuses, with the directories below it, as far as they hold no file:
 // a directory that holds a file (or anything but a directory) stays, with
 // the directories on the way to it. Nothing is followed through a
-// symlink. A missing rel is not an error.
+// symlink. A missing rel is not an error. A plan removes nothing.
 func (d *Dir) RemoveEmptyDirs(rel string, keep func(name string) bool) error {
+	if d.plan != nil {
+		return nil // a plan reports files only
+	}
 	dir, err := d.openDir(rel, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
