@@ -72,7 +72,7 @@ type Dir struct {
 	prev     manifest        // the previous run's manifest
 	prevSet  map[string]bool // its paths (listedBefore)
 
-	cache *statCache           // the previous run's stat cache, read by Lock
+	cache *statCache           // the previous run's stat cache, read by Lock (by OpenPlan in a plan)
 	seen  map[string]statEntry // what this run wrote or verified: the next stat cache
 
 	plan    map[string]planned // a plan's writes (plan.go); nil in a run
@@ -173,7 +173,7 @@ func (d *Dir) Write(rel string, data []byte, perm fs.FileMode, kind, node string
 	sum := sha256.Sum256(data)
 	d.note(rel, sum, len(data), modeName(perm), kind, node)
 	if d.plan != nil {
-		return d.planWrite(rel, data, perm)
+		return d.planWrite(rel, data, sum, perm)
 	}
 	var changed bool
 	var st *unix.Stat_t

@@ -17,8 +17,9 @@ import (
 // caller that writes a file itself asks Planning first and reports a
 // symlink with PlanSymlink. No lock is taken and no file or directory is
 // created, not even the root; what a planned write would have put at a
-// path is what ReadFile and Mode return for it afterwards, so a caller
-// that reads back what it wrote sees its own plan.
+// path is what ReadFile and Mode return for it afterwards (kept in memory
+// when it differs from the disk), so a caller that reads back what it
+// wrote sees its own plan.
 
 // Change is one difference a plan found.
 type Change struct {
@@ -59,17 +60,45 @@ func OpenPlan(root string) (*Dir, error) {
 	}
 	d := newDir(root, fd, nil)
 	d.plan = map[string]planned{}
+	d.cache = finishedCache(d)
 	return d, nil
+}
+
+// finishedCache returns the stat cache of the lock file when the last run
+// finished ("clean"): a file whose stat it knows, with the sha256 a plan
+// would write, is unchanged without being read. After an unfinished run,
+// or during one, there is none: every file is read.
+func finishedCache(d *Dir) *statCache {
+	data, err := d.ReadFile(LockFile)
+	if err != nil || !bytes.HasPrefix(data, []byte(cleanMark)) {
+		return nil
+	}
+	rest := data[len(cleanMark):]
+	if n := statCacheLen(rest); n > 0 {
+		return decodeStatCache(rest[:n])
+	}
+	return nil
 }
 
 // Planning reports whether d is a plan (OpenPlan).
 func (d *Dir) Planning() bool { return d.plan != nil }
 
-// planWrite records what Write would do with rel.
-func (d *Dir) planWrite(rel string, data []byte, perm fs.FileMode) error {
+// planWrite records what Write would do with rel: data, whose sha256 is
+// sum, with mode perm.
+func (d *Dir) planWrite(rel string, data []byte, sum [32]byte, perm fs.FileMode) error {
 	what := ""
-	old, err := d.ReadFile(rel)
+	known := false
+	_ = d.at(rel, false, func(dir int, name string) error {
+		var st unix.Stat_t
+		known = unix.Fstatat(dir, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && d.knows(rel, sum, perm, &st)
+		return nil
+	})
+	old, err := []byte(nil), error(nil)
+	if !known {
+		old, err = d.ReadFile(rel)
+	}
 	switch {
+	case known:
 	case errors.Is(err, fs.ErrNotExist):
 		what = Added
 	case err != nil:
@@ -83,11 +112,12 @@ func (d *Dir) planWrite(rel string, data []byte, perm fs.FileMode) error {
 			what = Changed
 		}
 	}
+	if what == "" {
+		return nil // the disk holds it: ReadFile reads it there
+	}
 	d.mu.Lock()
 	d.plan[rel] = planned{data: data, perm: perm.Perm()}
-	if what != "" {
-		d.changes = append(d.changes, Change{Path: rel, What: what})
-	}
+	d.changes = append(d.changes, Change{Path: rel, What: what})
 	d.mu.Unlock()
 	return nil
 }
