@@ -79,8 +79,12 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
+	issued := "issued"
+	if o.Plan {
+		issued = "would-issue" // in memory only
+	}
 	for _, ch := range b.Changes {
-		log.Info("pki", "issued", ch.Name, "reason", ch.Reason)
+		log.Info("pki", issued, ch.Name, "reason", ch.Reason)
 	}
 	if err := notePKI(d.Dir, b); err != nil {
 		return nil, err
