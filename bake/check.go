@@ -144,7 +144,7 @@ const (
 // tree enables or runs is required (see needOf): the node enables a unit,
 // or runs a program, it would not have.
 var baseNeeds = map[string]baseNeed{
-	// Every role: the node's tree writes its address, gateway and routes as
+	// Every role: the node's tree writes its address and gateway as
 	// a systemd-networkd file; networkd is what applies it.
 	"systemd-networkd.service": {from: inEveryBase,
 		why: "it applies the node's network file (/etc/systemd/network): without it the node has no address"},

@@ -195,9 +195,9 @@ type nameservers struct {
 
 // netConfig is the network of n: its static address on the interface with
 // the node's pinned MAC (x.MAC, also set on net0 by the Proxmox config),
-// renamed eth0, the default route through the spec's gateway,
-// the node's pod routes, and the spec's resolvers with the domain as search
-// list. The default route is written 0.0.0.0/0 (or ::/0), which every
+// renamed eth0, the default route through the spec's gateway (which
+// routes every worker's pod CIDR: generators/proxmox), and the spec's
+// resolvers with the domain as search list. The default route is written 0.0.0.0/0 (or ::/0), which every
 // cloud-init renderer understands, not netplan's "default".
 func netConfig(x *gen.Context, n spec.Node) networkDoc {
 	nw := x.C.Spec.Network
@@ -213,9 +213,6 @@ func netConfig(x *gen.Context, n spec.Node) networkDoc {
 			to = "::/0"
 		}
 		eth.Routes = append(eth.Routes, route{To: to, Via: gw.String()})
-	}
-	for _, r := range x.PodRoutes(n) {
-		eth.Routes = append(eth.Routes, route{To: r.To.String(), Via: r.Via.String()})
 	}
 	return networkDoc{Version: 2, Ethernets: map[string]ethernet{"eth0": eth}}
 }

@@ -196,13 +196,15 @@ func TestCloudInitNetworkConfig(t *testing.T) {
 		"Name=eth0",
 		"Address=10.240.0.31/24",
 		"Destination=0.0.0.0/0\n\nGateway=10.240.0.1",
-		"Destination=10.200.1.0/24\n\nGateway=10.240.0.32", // w2's pod CIDR, the second /24
 		"DNS=10.240.0.1 10.240.0.2",
 		"Domains=example.com",
 	} {
 		if !strings.Contains(networkd, s) {
 			t.Errorf("networkd rendering lacks %q:\n%s", s, networkd)
 		}
+	}
+	if strings.Contains(networkd, "10.200.") {
+		t.Errorf("networkd rendering routes a pod CIDR, which the gateway routes:\n%s", networkd)
 	}
 	netplan := render("netplan")
 	x, nodes := testContext(t)
@@ -220,23 +222,26 @@ func TestCloudInitNetworkConfig(t *testing.T) {
 	}
 }
 
-// TestCloudInitNetworkConfigNonWorker: a controller has the default route only.
-func TestCloudInitNetworkConfigNonWorker(t *testing.T) {
+// TestCloudInitNetworkConfigRoutes: a controller and a worker alike have
+// the default route only; the gateway routes the other workers' pods.
+func TestCloudInitNetworkConfigRoutes(t *testing.T) {
 	x, nodes := testContext(t)
-	_, _, nc, err := CloudInit(x, nodes["c1"], tree.New("c1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Ethernets map[string]struct {
-			Routes []map[string]string `yaml:"routes"`
-		} `yaml:"ethernets"`
-	}
-	if err := yaml.Unmarshal(nc, &doc); err != nil {
-		t.Fatal(err)
-	}
-	r := doc.Ethernets["eth0"].Routes
-	if len(r) != 1 || r[0]["to"] != "0.0.0.0/0" || r[0]["via"] != "10.240.0.1" {
-		t.Errorf("routes of c1: %v", r)
+	for _, name := range []string{"c1", "w1"} {
+		_, _, nc, err := CloudInit(x, nodes[name], tree.New(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Ethernets map[string]struct {
+				Routes []map[string]string `yaml:"routes"`
+			} `yaml:"ethernets"`
+		}
+		if err := yaml.Unmarshal(nc, &doc); err != nil {
+			t.Fatal(err)
+		}
+		r := doc.Ethernets["eth0"].Routes
+		if len(r) != 1 || r[0]["to"] != "0.0.0.0/0" || r[0]["via"] != "10.240.0.1" {
+			t.Errorf("routes of %s: %v", name, r)
+		}
 	}
 }

@@ -18,7 +18,7 @@ import (
 )
 
 // clusterYAML has two KVM workers (one booted by cloud-init, one by
-// Ignition) so that pod routes exist.
+// Ignition).
 const clusterYAML = `apiVersion: hardway.dev/v1alpha1
 kind: Cluster
 metadata: {name: test}

@@ -31,6 +31,9 @@ func Rootfs(d *output.Dir, rel string, t *tree.Tree) error {
 	if err != nil {
 		return err
 	}
+	if d.Planning() {
+		return planRootfs(d, rel, t.Node, es)
+	}
 	root := filepath.Join(d.Root, filepath.FromSlash(rel))
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
@@ -47,6 +50,26 @@ func Rootfs(d *output.Dir, rel string, t *tree.Tree) error {
 			if err := setMode(w.path(e), e.Mode.Perm()); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// planRootfs is Rootfs in a plan (output.OpenPlan): the files and
+// symlinks it would write, compared with the disk. Directories and owners
+// are not in the manifest, and not in the plan.
+func planRootfs(d *output.Dir, rel, node string, es []*tree.Entry) error {
+	for _, e := range es {
+		var err error
+		switch {
+		case e.IsDir():
+		case e.IsSymlink():
+			err = d.PlanSymlink(rel+e.Path, e.Target, nodefiles.Rootfs.Kind, node)
+		default:
+			err = d.Write(rel+e.Path, e.Data, e.Mode.Perm(), nodefiles.Rootfs.Kind, node)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -37,6 +37,9 @@ type Options struct {
 	Renew []string // pki leaves to re-issue
 	Log   *slog.Logger
 	Epoch emit.Epoch // the time of every overlay.tar and seed.iso entry (the caller reads SOURCE_DATE_EPOCH)
+	// Plan makes the run change nothing: every output is rendered and
+	// compared with the disk, and Result.Planned lists the differences.
+	Plan bool
 }
 
 // Result describes what a run did.
@@ -44,6 +47,9 @@ type Result struct {
 	Dir     string
 	Bundle  *pki.Bundle
 	Changed []string // files written or removed, relative to Dir
+	// Planned lists, with Options.Plan, what the run would have added,
+	// changed or removed, relative to Dir.
+	Planned []output.Change
 }
 
 // Run generates the cluster directory for doc, which must have passed validation.
@@ -62,21 +68,11 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 		return nil, fmt.Errorf("the spec cannot be written safely: %w", err)
 	}
 	root := filepath.Join(o.Out, c.Metadata.Name)
-	d, err := output.Open(root)
+	d, err := open(root, o.Plan, log)
 	if err != nil {
 		return nil, err
 	}
-	unlock, swept, err := d.Lock(func(msg string) { log.Warn(msg) }, nodefiles.BakeDir)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	if len(swept) > 0 {
-		log.Info("removed the temporary files of an interrupted run", "files", len(swept))
-		for _, p := range swept {
-			log.Debug("removed", "file", p)
-		}
-	}
+	defer d.close()
 
 	// pki/ and kubeconfigs/ are written on every run (only what differs);
 	// the node outputs may be skipped (see Unchanged below), and checking
@@ -88,10 +84,14 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
-	for _, ch := range b.Changes {
-		log.Info("pki", "issued", ch.Name, "reason", ch.Reason)
+	issued := "issued"
+	if o.Plan {
+		issued = "would-issue" // in memory only
 	}
-	if err := notePKI(d, b); err != nil {
+	for _, ch := range b.Changes {
+		log.Info("pki", issued, ch.Name, "reason", ch.Reason)
+	}
+	if err := notePKI(d.Dir, b); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -116,18 +116,58 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	// files are all still there, byte for byte and mode for mode.
 	if d.Unchanged(inputsDigest(c, b, o.Epoch), rewritten...) {
 		log.Debug("node outputs are up to date")
-	} else if err := nodes(ctx, d, doc.Cluster, b, o.Epoch.Time()); err != nil {
+	} else if err := nodes(ctx, d.Dir, doc.Cluster, b, o.Epoch.Time()); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 
-	// The pki directory is state: Finish never removes anything under it.
+	// The pki directory is state: Finish removes nothing under it but the
+	// files of a node no longer planned (the kubelet certificate of a
+	// removed worker, say). Directories are not in the manifest: those of
+	// a node no longer in the spec go once Finish emptied them.
 	if err := d.Finish("pki"); err != nil {
 		return nil, err
 	}
-	return &Result{Dir: root, Bundle: b, Changed: d.Changed()}, nil
+	if err := d.RemoveEmptyDirs("nodes", func(name string) bool { _, ok := c.Node(name); return ok }); err != nil {
+		return nil, err
+	}
+	res := &Result{Dir: root, Bundle: b, Changed: d.Changed()}
+	if o.Plan {
+		res.Planned = d.Planned()
+	}
+	return res, nil
+}
+
+// runDir is the output directory of a run, with what ends it.
+type runDir struct {
+	*output.Dir
+	close func()
+}
+
+// open opens the cluster directory root: for a run, locked (and swept of
+// an interrupted run's temporary files); for a plan, as it is.
+func open(root string, plan bool, log *slog.Logger) (runDir, error) {
+	if plan {
+		d, err := output.OpenPlan(root)
+		return runDir{d, func() {}}, err
+	}
+	d, err := output.Open(root)
+	if err != nil {
+		return runDir{}, err
+	}
+	unlock, swept, err := d.Lock(func(msg string) { log.Warn(msg) }, nodefiles.BakeDir)
+	if err != nil {
+		return runDir{}, err
+	}
+	if len(swept) > 0 {
+		log.Info("removed the temporary files of an interrupted run", "files", len(swept))
+		for _, p := range swept {
+			log.Debug("removed", "file", p)
+		}
+	}
+	return runDir{d, unlock}, nil
 }
 
 // nodes writes the cluster-level files and every node's outputs. Nodes are

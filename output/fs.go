@@ -164,13 +164,90 @@ func (d *Dir) openFile(rel string, flags int) (int, error) {
 }
 
 // MkdirAll makes directory rel and its parents (0755) below the root,
-// refusing a symlink on the way.
+// refusing a symlink on the way (in a plan, nothing).
 func (d *Dir) MkdirAll(rel string) error {
+	if d.plan != nil {
+		return nil
+	}
 	fd, err := d.openDir(rel, true)
 	if err != nil {
 		return err
 	}
 	return unix.Close(fd)
+}
+
+// RemoveEmptyDirs removes each subdirectory of directory rel that keep
+// refuses, with the directories below it, as far as they hold no file:
+// a directory that holds a file (or anything but a directory) stays, with
+// the directories on the way to it. Nothing is followed through a
+// symlink. A missing rel is not an error. A plan removes nothing.
+func (d *Dir) RemoveEmptyDirs(rel string, keep func(name string) bool) error {
+	if d.plan != nil {
+		return nil // a plan reports files only
+	}
+	dir, err := d.openDir(rel, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	names, err := readDirNames(dir, d.path(rel))
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if keep(name) {
+			continue
+		}
+		if err := removeEmpty(dir, name, d.path(rel+"/"+name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeEmpty removes directory name in dir and the directories below it,
+// deepest first, as far as they are empty; anything that is not a
+// directory stays, and so does what leads to it.
+func removeEmpty(dir int, name, show string) error {
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOENT):
+		return nil // a file, a symlink, or gone: not ours to remove here
+	case err != nil:
+		return &fs.PathError{Op: "open", Path: show, Err: err}
+	}
+	names, err := readDirNames(fd, show)
+	if err == nil {
+		for _, n := range names {
+			if err = removeEmpty(fd, n, show+"/"+n); err != nil {
+				break
+			}
+		}
+	}
+	unix.Close(fd)
+	if err != nil {
+		return err
+	}
+	switch err := unix.Unlinkat(dir, name, unix.AT_REMOVEDIR); {
+	case err == nil, errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST), errors.Is(err, unix.ENOENT):
+		return nil
+	default:
+		return &fs.PathError{Op: "remove", Path: show, Err: err}
+	}
+}
+
+// readDirNames lists the directory open (O_PATH or not) at dir.
+func readDirNames(dir int, show string) ([]string, error) {
+	fd, err := unix.Openat(dir, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: show, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), show)
+	defer f.Close()
+	return f.Readdirnames(-1)
 }
 
 // at opens rel's directory and calls f with its descriptor and rel's base name.

@@ -72,8 +72,11 @@ type Dir struct {
 	prev     manifest        // the previous run's manifest
 	prevSet  map[string]bool // its paths (listedBefore)
 
-	cache *statCache           // the previous run's stat cache, read by Lock
+	cache *statCache           // the previous run's stat cache, read by Lock (by OpenPlan in a plan)
 	seen  map[string]statEntry // what this run wrote or verified: the next stat cache
+
+	plan    map[string]planned // a plan's writes (plan.go); nil in a run
+	changes []Change           // a plan's differences
 
 	// What Finish makes durable (durable.go).
 	dirty   []string // files this run wrote or chmodded
@@ -99,13 +102,21 @@ func Open(root string) (*Dir, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: root, Err: err}
 	}
+	return newDir(root, fd, created), nil
+}
+
+// newDir returns the Dir of root, open at fd, which it closes once unreachable.
+func newDir(root string, fd int, created []string) *Dir {
 	d := &Dir{Root: root, fd: fd, artifacts: map[string]Artifact{}, seen: map[string]statEntry{}, created: created}
 	runtime.AddCleanup(d, func(fd int) { unix.Close(fd) }, fd)
-	return d, nil
+	return d
 }
 
 // ReadFile reads a regular file relative to the root.
 func (d *Dir) ReadFile(rel string) ([]byte, error) {
+	if p, ok := d.plannedFile(rel); ok {
+		return p.data, nil
+	}
 	// One openat2 that refuses a symlink anywhere on the way; if it fails,
 	// the walk below says why (a SymlinkError names the link).
 	fd, err := d.openFile(rel, unix.O_RDONLY|unix.O_NONBLOCK)
@@ -127,6 +138,9 @@ func (d *Dir) ReadFile(rel string) ([]byte, error) {
 
 // Mode returns the type and permission bits of rel, not following a symlink.
 func (d *Dir) Mode(rel string) (fs.FileMode, error) {
+	if p, ok := d.plannedFile(rel); ok {
+		return p.perm, nil
+	}
 	var st unix.Stat_t
 	err := d.at(rel, false, func(dir int, name string) error {
 		if err := unix.Fstatat(dir, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -158,6 +172,9 @@ func (d *Dir) Write(rel string, data []byte, perm fs.FileMode, kind, node string
 	}
 	sum := sha256.Sum256(data)
 	d.note(rel, sum, len(data), modeName(perm), kind, node)
+	if d.plan != nil {
+		return d.planWrite(rel, data, sum, perm)
+	}
 	var changed bool
 	var st *unix.Stat_t
 	var jerr error
@@ -285,9 +302,12 @@ func (d *Dir) listedBefore(rel string) bool {
 	return d.prevSet[rel]
 }
 
-// Finish removes the files that the previous run's manifest listed, or that
+// Finish (in a plan: finds what it would remove, and stops there) removes the files that the previous run's manifest listed, or that
 // an unfinished run may have created (see Lock), and this run did not
-// produce (outside keep, the state directories), makes what the run
+// produce (outside keep, the state directories; inside them too when the
+// manifest gave the file a node: a node's state, such as its certificate,
+// that the run no longer produces because the node or its role is gone),
+// makes what the run
 // changed durable, and writes manifest.json last, so a manifest always
 // describes complete files; then the stat cache for the next run. A
 // directory of ours that is a symlink stops the removal (SymlinkError):
@@ -298,15 +318,23 @@ func (d *Dir) Finish(keep ...string) error {
 	}
 	old := d.previous()
 	var gone []string
+	ofNode := map[string]bool{}
 	for _, a := range old.Artifacts {
 		gone = append(gone, a.Path)
+		ofNode[a.Path] = a.Node != ""
 	}
 	if d.run != nil {
 		gone = append(gone, d.run.pending...)
 	}
 	sort.Strings(gone)
 	for i, p := range gone {
-		if _, ok := d.artifacts[p]; ok || (i > 0 && gone[i-1] == p) || hasPrefix(p, keep) || CheckRel(p) != nil {
+		if _, ok := d.artifacts[p]; ok || (i > 0 && gone[i-1] == p) || hasPrefix(p, keep) && !ofNode[p] || CheckRel(p) != nil {
+			continue
+		}
+		if d.plan != nil {
+			if _, err := d.Mode(p); err == nil {
+				d.changes = append(d.changes, Change{Path: p, What: Removed})
+			}
 			continue
 		}
 		removed, err := d.remove(p)
@@ -317,6 +345,9 @@ func (d *Dir) Finish(keep ...string) error {
 			d.changed = append(d.changed, p+" (removed)")
 			d.removed = append(d.removed, p)
 		}
+	}
+	if d.plan != nil {
+		return nil
 	}
 	list := make([]Artifact, 0, len(d.artifacts))
 	for _, a := range d.artifacts {

@@ -596,8 +596,9 @@ func pollGuest(ctx context.Context, g guest, check func(string) error, argv ...s
 }
 
 // checkPodToPod: the smoke pod on each worker reaches the smoke pod on every
-// other worker at its pod IP, across the node network: the worker's route
-// to the other's pod CIDR (its network file), the CNI bridge on both ends.
+// other worker at its pod IP, across the node network: the worker's default
+// route to the gateway, the gateway's route to the other's pod CIDR (the
+// host contract, which the hub holds), the CNI bridge on both ends.
 func checkPodToPod(ctx context.Context, v *run) (string, error) {
 	ws := v.workerGuests()
 	if len(ws) < 2 {

@@ -14,9 +14,9 @@ import (
 
 // TestHostContractParsers: the parsers of the worker boot read what the
 // generators write for the seed: the host's routes to both workers' pod
-// CIDRs, a node's default route and its routes to the other pod CIDRs, and
-// the pct options and raw keys of a worker's proxmox.conf, which become the
-// LXC configuration pve-container would write.
+// CIDRs, a worker's default route (its only one: the gateway routes the
+// other workers' pods), and the pct options and raw keys of a worker's
+// proxmox.conf, which become the LXC configuration pve-container would write.
 func TestHostContractParsers(t *testing.T) {
 	doc := loadExample(t, "../examples/seed-lxc.yaml")
 	dir := generateExample(t, "../examples/seed-lxc.yaml")
@@ -38,8 +38,8 @@ func TestHostContractParsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) == 0 || !slices.Equal(rs[0], []string{"default", "via", doc.Cluster.Spec.Network.Gateway}) {
-		t.Errorf("worker1's routes %v: want the default route via %s first", rs, doc.Cluster.Spec.Network.Gateway)
+	if len(rs) != 1 || !slices.Equal(rs[0], []string{"default", "via", doc.Cluster.Spec.Network.Gateway}) {
+		t.Errorf("worker1's routes %v: want the default route via %s only", rs, doc.Cluster.Spec.Network.Gateway)
 	}
 
 	c, err := ReadPctConf(filepath.Join(dir, "nodes/worker1/proxmox.conf"))

@@ -147,10 +147,7 @@ changed files) and, on a terminal, the next steps.`,
   hardway generate -f cluster.yaml -o json | jq -r '.changed[]'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.resolve(); err != nil {
-				return err
-			}
-			doc, err := loadSpec(cmd.ErrOrStderr(), file, spec.Options{})
+			doc, err := resolveAndLoad(cmd, out, file)
 			if err != nil {
 				return err
 			}
@@ -215,10 +212,7 @@ state, reason, externallyManaged, algorithm} (see docs/cli.md).`,
   hardway certs check -f cluster.yaml --dir /srv/hw -o json | jq -r '.[] | select(.state != "ok") | .name'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.resolve(); err != nil {
-				return err
-			}
-			doc, err := loadSpec(cmd.ErrOrStderr(), file, spec.Options{})
+			doc, err := resolveAndLoad(cmd, out, file)
 			if err != nil {
 				return err
 			}

@@ -25,6 +25,7 @@ var jsonDocs = []struct {
 }{
 	{"hardway validate", validateOutput{}},
 	{"hardway generate", generateOutput{}},
+	{"hardway plan", planOutput{}},
 	{"hardway certs check", []pki.Status{}},
 	{"hardway certs renew", generateOutput{}},
 	{"hardway bake", bakeOutput{}},

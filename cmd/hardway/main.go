@@ -40,7 +40,7 @@ var exitCodes = []struct {
 	{"0", "success (warnings do not fail a command)"},
 	{strconv.Itoa(exitFailed), "the spec or another input is invalid (every problem printed as file:line:col: field: message), or the work failed"},
 	{strconv.Itoa(exitUsage), "usage: an unknown command or flag, a bad flag value, a missing or extra argument"},
-	{strconv.Itoa(exitFindings), "findings: certs check found a certificate that is not ok; verify ran and a check failed"},
+	{strconv.Itoa(exitFindings), "findings: certs check found a certificate that is not ok; verify ran and a check failed; plan found something generate would change"},
 	{"128+N", "stopped by signal N (130 for Ctrl-C, 143 for SIGTERM)"},
 }
 
@@ -234,7 +234,7 @@ Start with:  hardway init && hardway validate -f cluster.yaml && hardway generat
 	}
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug details")
 	root.SetVersionTemplate("hardway {{.Version}}\n")
-	root.AddCommand(newInit(), newValidate(), newGenerate(), newCerts(), newVerify(), newBake(), newPin(), newSchema(), newVersion())
+	root.AddCommand(newInit(), newValidate(), newGenerate(), newPlan(), newCerts(), newVerify(), newBake(), newPin(), newSchema(), newVersion())
 	markRunErrors(root)
 	return root
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/spf13/cobra"
+
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -38,6 +40,15 @@ func readSpec(file string, o spec.Options) (*spec.Document, spec.Issues, error) 
 // (validate shows those). It fails (exit status 1) on any error.
 func loadSpec(w io.Writer, file string, o spec.Options) (*spec.Document, error) {
 	return checkSpec(w, file, o, false)
+}
+
+// resolveAndLoad checks the -o flag, then loads the spec of -f (loadSpec):
+// the start of every command that reads a spec and prints a document.
+func resolveAndLoad(cmd *cobra.Command, out *outputFlag, file string) (*spec.Document, error) {
+	if err := out.resolve(); err != nil {
+		return nil, err
+	}
+	return loadSpec(cmd.ErrOrStderr(), file, spec.Options{})
 }
 
 // checkSpec is loadSpec; acknowledged prints the acknowledged warnings too.

@@ -56,13 +56,17 @@ func containerMasks(n spec.Node, t *tree.Tree) {
 }
 
 // identity writes the short host name (the FQDN comes from /etc/hosts, as
-// Debian expects) and the hosts file listing the whole cluster.
+// Debian expects) and the hosts file: the node itself, the API endpoint's
+// names and the peers its roles talk to (hostsPeers), so that adding a
+// worker changes no other node's file but the gateway's.
 func identity(x *gen.Context, n spec.Node, t *tree.Tree) {
 	t.File(HostnameFile, 0o644, x.Render("common/hostname", n))
+	peers, why := hostsPeers(x.C, n)
 	t.File(HostsFile, 0o644, x.Render("common/hosts", map[string]any{
 		"Node":    n.Name,
 		"Cluster": x.C.Metadata.Name,
-		"Nodes":   hostsNodes(x.C),
+		"Nodes":   peers,
+		"Why":     why,
 		"API":     hostsAPI(x.C),
 	}))
 }
@@ -73,12 +77,56 @@ type hostLine struct {
 	FQDN, Name string
 }
 
-func hostsNodes(c *spec.Cluster) []hostLine {
-	var out []hostLine
-	for _, n := range c.Spec.Nodes {
-		out = append(out, hostLine{IP: n.IP(), FQDN: c.FQDN(n), Name: n.Name})
+// hostsPeer says which nodes a node with role lists in /etc/hosts besides
+// itself: those with one of the roles in Peers, or every node (All).
+type hostsPeer struct {
+	Role  string
+	Peers []string
+	All   bool
+	Why   string
+}
+
+// hostsPeerTable is the table of hostsPeer rows. A worker talks to the API
+// endpoint only (its name comes from hostsAPI, and without a VIP the first
+// controller is listed, below); workers reach each other's pods through
+// the node network's gateway, by address. Only the gateway, the bastion
+// operators go through, knows every node: it is the one node whose
+// /etc/hosts changes when a worker is added or removed.
+var hostsPeerTable = []hostsPeer{
+	{Role: spec.RoleEtcd, Peers: []string{spec.RoleEtcd}, Why: "etcd: its fellow members (--initial-cluster)"},
+	{Role: spec.RoleController, Peers: []string{spec.RoleEtcd}, Why: "controller: the etcd members it is a client of (--etcd-servers)"},
+	{Role: spec.RoleLB, Peers: []string{spec.RoleController, spec.RoleLB}, Why: "lb: HAProxy's controllers and keepalived's VRRP peers"},
+	{Role: spec.RoleGateway, All: true, Why: "gateway: every node, reached by name through the bastion"},
+}
+
+// hostsPeers returns the nodes n's /etc/hosts lists, in spec order (n
+// itself, the nodes hostsPeerTable gives its roles, and without a VIP the
+// first controller, the API endpoint), and why, one reason a line.
+func hostsPeers(c *spec.Cluster, n spec.Node) ([]hostLine, []string) {
+	want := map[string]bool{n.Name: true}
+	why := []string{"itself"}
+	for _, r := range hostsPeerTable {
+		if !n.Has(r.Role) {
+			continue
+		}
+		why = append(why, r.Why)
+		for _, m := range c.Spec.Nodes {
+			if r.All || slices.ContainsFunc(r.Peers, m.Has) {
+				want[m.Name] = true
+			}
+		}
 	}
-	return out
+	if cs := c.NodesWith(spec.RoleController); c.Spec.APIServer.VIP == "" && len(cs) > 0 {
+		want[cs[0].Name] = true
+		why = append(why, "the API endpoint: no VIP, the first controller")
+	}
+	var out []hostLine
+	for _, m := range c.Spec.Nodes {
+		if want[m.Name] {
+			out = append(out, hostLine{IP: m.IP(), FQDN: c.FQDN(m), Name: m.Name})
+		}
+	}
+	return out, why
 }
 
 // apiLine names the API endpoint in /etc/hosts.
@@ -116,13 +164,6 @@ func hostsAPI(c *spec.Cluster) *apiLine {
 	return &apiLine{IP: c.APIHost(), What: what, Names: names}
 }
 
-// routeLine is a pod route with the worker it leads to.
-type routeLine struct {
-	To     netip.Prefix
-	Via    netip.Addr
-	Worker string
-}
-
 // network writes the node's systemd-networkd file when the tree carries the
 // network (everything but cloud-init KVM nodes, whose NoCloud network-config
 // does it) and enables networkd, with wait-online so that units ordered after
@@ -134,16 +175,12 @@ func network(x *gen.Context, n spec.Node, t *tree.Tree) {
 }
 
 // Network writes node n's network file at x.NetworkFile(n) (static address,
-// gateway, DNS, and on workers the pod routes) and enables networkd; on
+// gateway, DNS) and enables networkd; on
 // Fedora CoreOS the file is a NetworkManager keyfile (0600: NetworkManager
 // ignores a keyfile others can read) and NetworkManager, which the system
 // enables, reads it. generators.Image calls it for node images booted by
 // cloud-init, which have no NoCloud seed to carry their network.
 func Network(x *gen.Context, n spec.Node, t *tree.Tree) {
-	var routes []routeLine
-	for _, r := range x.PodRoutes(n) {
-		routes = append(routes, routeLine{To: r.To, Via: r.Via, Worker: nodeAt(x.C, r.Via)})
-	}
 	data := map[string]any{
 		"Node":    n.Name,
 		"LXC":     n.Target == spec.TargetLXC,
@@ -153,7 +190,6 @@ func Network(x *gen.Context, n spec.Node, t *tree.Tree) {
 		"Gateway": x.C.Spec.Network.Gateway,
 		"DNS":     x.C.Spec.Network.DNS,
 		"Domain":  x.C.Spec.Domain,
-		"Routes":  routes,
 	}
 	if gen.NetworkManager(n) {
 		t.File(x.NetworkFile(n), 0o600, x.Render("common/network.nmconnection", data))
@@ -173,16 +209,6 @@ func match(x *gen.Context, n spec.Node) string {
 		return "Name=eth0"
 	}
 	return "MACAddress=" + x.MAC(n)
-}
-
-// nodeAt returns the name of the node with address a.
-func nodeAt(c *spec.Cluster, a netip.Addr) string {
-	for _, n := range c.Spec.Nodes {
-		if n.IP() == a {
-			return n.Name
-		}
-	}
-	return a.String()
 }
 
 // sshKeys installs root's authorized keys. /root is listed explicitly: a

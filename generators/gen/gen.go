@@ -121,29 +121,6 @@ func (x *Context) Kubeconfig(t *tree.Tree, p, name, server string) {
 	panic("gen: no kubeconfig " + name)
 }
 
-// Route is a static route a node needs.
-type Route struct {
-	To  netip.Prefix
-	Via netip.Addr
-}
-
-// PodRoutes returns, for a worker, a route to every other worker's pod CIDR
-// via that worker's address (the seed's pod routing, made persistent). Other
-// nodes get none: their traffic to pods goes through the default route,
-// where the Proxmox host holds the same routes (see generators/proxmox).
-func (x *Context) PodRoutes(n spec.Node) []Route {
-	if !n.Has(spec.RoleWorker) {
-		return nil
-	}
-	var out []Route
-	for _, w := range x.C.NodesWith(spec.RoleWorker) {
-		if w.Name != n.Name {
-			out = append(out, Route{To: x.PodCIDRs[w.Name], Via: w.IP()})
-		}
-	}
-	return out
-}
-
 // PVEPreset is the preset file pve-container writes at every start of a
 // Debian 12+ container (PVE::LXC::Setup::Debian setup_init, through Base.pm
 // setup_systemd_preset), with "disable systemd-networkd.service" because
