@@ -150,7 +150,7 @@ func TestUnitsWiring(t *testing.T) {
 			if e, ok := tr.Get("/etc/systemd/system/" + want.unit); ok {
 				got := execLines(t, e.Data)["ExecStart"][0][0]
 				n, _ := w.x.C.Node(w.node)
-				if dir := binDir(w.x, n); got != dir+want.bin {
+				if dir := binDir(w.x, n, want.bin); got != dir+want.bin {
 					t.Errorf("%s %s: %s runs %s, want %s%s", w.example, w.node, want.unit, got, dir, want.bin)
 				}
 			}
@@ -160,11 +160,12 @@ func TestUnitsWiring(t *testing.T) {
 
 // binDir is where the binaries of the spec's mode are, per the spec's doc;
 // on a node booted by Ignition, where its systemd-sysext image puts them.
-func binDir(x *gen.Context, n spec.Node) string {
+func binDir(x *gen.Context, n spec.Node, bin string) string {
 	if n.Sysext() {
 		return "/usr/lib/hardway/bin/"
 	}
-	if x.C.Spec.Binaries.Mode == spec.ModePackaged {
+	// Packaged mode: Debian 12's containerd package, the pinned Kubernetes.
+	if x.C.Spec.Binaries.Mode == spec.ModePackaged && bin == "containerd" {
 		return "/usr/bin/"
 	}
 	return "/usr/local/bin/"
