@@ -201,3 +201,24 @@ func TestPackagedMasksKubeadmDropIn(t *testing.T) {
 		}
 	}
 }
+
+// In packaged mode the distribution's containerd.service gets a drop-in
+// raising its start limit above systemd's default 90 s: a first start that
+// timed out left the kubelet, which requires containerd, never started (the
+// seed's KVM workers under software emulation, TestBootSeedKVM). Upstream
+// mode writes its own unit and no drop-in.
+func TestPackagedContainerdStartLimit(t *testing.T) {
+	const dropIn = "/etc/systemd/system/containerd.service.d/10-hardway.conf"
+	for _, c := range []struct{ example, node string }{{"seed-kvm.yaml", "kub-node1"}, {"seed-lxc.yaml", "worker1"}} {
+		tr := nodeTree(t, load(t, c.example), c.node)
+		e, ok := tr.Get(dropIn)
+		packaged := c.example == "seed-kvm.yaml"
+		if ok != packaged {
+			t.Errorf("%s %s: drop-in %s present: %v, want %v", c.example, c.node, dropIn, ok, packaged)
+			continue
+		}
+		if ok && !strings.Contains(string(e.Data), "\n[Service]\nTimeoutStartSec=10min\n") {
+			t.Errorf("%s: no [Service] TimeoutStartSec=10min:\n%s", dropIn, e.Data)
+		}
+	}
+}
