@@ -171,7 +171,7 @@ func prepare(ctx context.Context, cfg *Config, jobs []Job, watch []string, check
 	if err := check(info); err != nil {
 		return nil, nil, err
 	}
-	if err := checkNeeds(cfg.Log, cfg.Base, jobs, layers, info); err != nil {
+	if err := checkNeeds(cfg.Log, cfg.Base, cfg.Doc.Cluster.Spec.Binaries.Mode, jobs, layers, info); err != nil {
 		return nil, nil, err
 	}
 	cfg.Log.Info("base", "file", cfg.Base, "os", info.OS.PrettyName, "compression", info.Compression,
@@ -235,7 +235,7 @@ func scan(ctx context.Context, cfg Config, jobs []Job, watch []string) (*rootfs.
 	defer f.Close()
 	s := cfg.Progress.start("scan "+filepath.Base(cfg.Base), st.Size(), 0)
 	defer s.Done.Store(true)
-	info, err := rootfs.Scan(ctx, countReader{f, &s.Read}, append(watchNames(jobs), watch...)...)
+	info, err := rootfs.Scan(ctx, countReader{f, &s.Read}, append(watchNames(jobs, cfg.Doc.Cluster.Spec.Binaries.Mode), watch...)...)
 	if err != nil {
 		return nil, fmt.Errorf("base %s: %w", cfg.Base, err)
 	}

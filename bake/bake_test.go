@@ -131,8 +131,16 @@ func TestBinariesLayer(t *testing.T) {
 	t.Run("packaged", func(t *testing.T) {
 		doc := testSpec(t, spec.ModePackaged, nil, nil)
 		l, err := binariesLayer(doc, "cp1", []string{spec.RoleController, spec.RoleEtcd, spec.RoleWorker}, pinCache{})
-		if err != nil || len(l.Entries) != 0 {
-			t.Errorf("packaged mode: %v %v, want no binaries", l.Entries, err)
+		var got []string
+		for _, e := range l.Entries {
+			got = append(got, e.Path)
+		}
+		// Kubernetes, which Debian does not package; not etcd, containerd,
+		// runc or the CNI plugins, which the base's packages provide.
+		want := []string{"/usr/local/bin/kube-apiserver", "/usr/local/bin/kube-controller-manager", "/usr/local/bin/kube-proxy",
+			"/usr/local/bin/kube-scheduler", "/usr/local/bin/kubectl", "/usr/local/bin/kubelet"}
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("packaged mode: %v %v, want %v", got, err, want)
 		}
 	})
 }

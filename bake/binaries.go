@@ -9,12 +9,13 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 )
 
-// binDir is where binaries.mode upstream installs the pinned binaries (gen.Context.Bin).
+// binDir is where bake installs the pinned binaries (gen.Context.Bin).
 const binDir = "/usr/local/bin"
 
 // binary is one row of the role binaries table: a file of binaries.dir that
@@ -26,10 +27,11 @@ type binary struct {
 	optional bool   // an operator's tool: installed when pinned, else left out
 }
 
-// binaries is what each role runs in binaries.mode upstream. The units of
-// the role generators start the required ones (x.Bin(name)); containerd
-// starts its shim and runc, and the CNI plugins; the optional ones are tools
-// for an operator on the node.
+// binaries is what each role runs from pinned files: every row in
+// binaries.mode upstream; in packaged mode the rows the base's packages do
+// not provide (fromBase). The units of the role generators start the
+// required ones (x.Bin(name)); containerd starts its shim and runc, and the
+// CNI plugins; the optional ones are tools for an operator on the node.
 var binaries = func() []binary {
 	b := []binary{
 		{role: spec.RoleEtcd, name: "etcd", dir: binDir},
@@ -51,6 +53,18 @@ var binaries = func() []binary {
 	}
 	return b
 }()
+
+// fromBase reports whether, in binaries.mode mode, the base's packages
+// provide row b rather than binaries.dir: in packaged mode the distribution's
+// binaries (gen.Distributed) and the CNI plugins (containernetworking-plugins,
+// in worker.PackagedCNIBinDir).
+func (b binary) fromBase(mode string) bool {
+	if mode != spec.ModePackaged {
+		return false
+	}
+	_, dist := gen.Distributed[b.name]
+	return dist || b.dir == worker.UpstreamCNIBinDir
+}
 
 // MissingPinError is a binary a role needs that binaries.sha256 does not pin.
 type MissingPinError struct {
@@ -83,14 +97,14 @@ func (c pinCache) pinned(dest, src, want string) (rootfs.Entry, error) {
 // binariesLayer is the role layer of an artifact with roles: the pinned
 // binaries those roles need, each checked against its pin before use, and
 // on workers the spec's image archives. In binaries.mode packaged it holds
-// no binaries: the base's packages provide them.
+// Kubernetes only: the base's packages provide the rest (fromBase).
 func binariesLayer(doc *spec.Document, subject string, roles []string, pins pinCache) (rootfs.Layer, error) {
 	s := doc.Cluster.Spec
 	l := rootfs.Layer{Name: "binaries"}
 	seen := map[string]bool{}
 	var errs []error
 	for _, b := range binaries {
-		if s.Binaries.Mode == spec.ModePackaged || !slices.Contains(roles, b.role) {
+		if b.fromBase(s.Binaries.Mode) || !slices.Contains(roles, b.role) {
 			continue
 		}
 		dest := path.Join(b.dir, b.name)
@@ -128,13 +142,11 @@ func binariesLayer(doc *spec.Document, subject string, roles []string, pins pinC
 }
 
 // Pins hashes, for `hardway pin`, every binary the roles of the spec's nodes
-// take from binaries.dir (binaries.mode upstream) that is there: file name →
-// SHA-256. missing lists the required ones that are not (their files).
+// take from binaries.dir (in packaged mode Kubernetes only) that is there:
+// file name → SHA-256. missing lists the required ones that are not (their
+// files).
 func Pins(doc *spec.Document) (pins map[string]string, missing []string, err error) {
 	s := doc.Cluster.Spec
-	if s.Binaries.Mode == spec.ModePackaged {
-		return nil, nil, errors.New("binaries.mode is packaged: the distribution's packages bring the binaries, there is nothing to pin")
-	}
 	used := map[string]bool{}
 	for _, n := range s.Nodes {
 		for _, r := range n.Roles {
@@ -143,7 +155,7 @@ func Pins(doc *spec.Document) (pins map[string]string, missing []string, err err
 	}
 	pins = map[string]string{}
 	for _, b := range binaries {
-		if !used[b.role] || pins[b.name] != "" {
+		if !used[b.role] || pins[b.name] != "" || b.fromBase(s.Binaries.Mode) {
 			continue
 		}
 		src := filepath.Join(doc.BinariesDir(), b.name)

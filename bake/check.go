@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
@@ -138,6 +139,7 @@ type baseNeed struct {
 const (
 	inEveryBase = "package systemd, in every hack/base.sh base"
 	inFullBase  = "in the full base (hack/base.sh with no option; --small and --kvm leave it out)"
+	inKVMBase   = "in the KVM base (hack/base.sh --kvm)"
 )
 
 // baseNeeds are the needs known by unit name. Everything else a node's
@@ -158,7 +160,7 @@ var baseNeeds = map[string]baseNeed{
 	"keepalived.service": {roles: []string{spec.RoleLB}, from: "package keepalived, " + inFullBase,
 		why: "it runs the node's keepalived.conf, which holds the VIP clients reach the API at"},
 	// worker, binaries.mode packaged: the tree enables the base's containerd.
-	"containerd.service": {roles: []string{spec.RoleWorker}, from: "package containerd (binaries.mode packaged takes it from the base); no hack/base.sh base has it",
+	worker.ContainerdUnit: {roles: []string{spec.RoleWorker}, from: "package containerd (binaries.mode packaged takes it from the base), " + inKVMBase,
 		why: "the kubelet runs the node's pods through it"},
 	// worker: kube-proxy's rules, and the bridge and portmap CNI plugins'
 	// masquerade and port maps, are made by running iptables.
@@ -173,23 +175,56 @@ var baseNeeds = map[string]baseNeed{
 // alternatives link to iptables-nft or iptables-legacy).
 const iptables = "/usr/sbin/iptables"
 
-// roleNeeds are what a role needs from the base whatever a tree says: a
-// role image has no tree, and a program that a unit's process runs, rather
-// than its Exec lines, is in no tree.
-var roleNeeds = map[string][]treeNeed{
-	spec.RoleWorker: {{name: iptables, unit: worker.ProxyUnit}},
-	spec.RoleLB:     {{name: "haproxy.service"}, {name: "keepalived.service"}},
+// roleNeeds are what role needs from the base in binaries.mode mode,
+// whatever a tree says: a role image has no tree, and a program that a
+// unit's process runs, rather than its Exec lines, is in no tree. In
+// packaged mode that is the distribution's part of the role (fromBase): on a
+// worker containerd, which starts its shim and runc and runs the CNI
+// plugins; on an etcd member etcd.
+func roleNeeds(role, mode string) []treeNeed {
+	var out []treeNeed
+	switch role {
+	case spec.RoleWorker:
+		out = append(out, treeNeed{name: iptables, unit: worker.ProxyUnit})
+	case spec.RoleLB:
+		out = append(out, treeNeed{name: "haproxy.service"}, treeNeed{name: "keepalived.service"})
+	}
+	if mode != spec.ModePackaged {
+		return out
+	}
+	if role == spec.RoleWorker {
+		out = append(out, treeNeed{name: worker.ContainerdUnit})
+	}
+	for _, b := range binaries {
+		if b.role != role || b.optional || !b.fromBase(mode) {
+			continue
+		}
+		switch {
+		case b.dir == worker.UpstreamCNIBinDir:
+			out = append(out, treeNeed{name: path.Join(worker.PackagedCNIBinDir, b.name), unit: worker.ContainerdUnit})
+		case role == spec.RoleWorker:
+			out = append(out, treeNeed{name: path.Join(distBinDir, b.name), unit: worker.ContainerdUnit})
+		default:
+			out = append(out, treeNeed{name: path.Join(distBinDir, b.name), unit: b.name + ".service"})
+		}
+	}
+	return out
 }
 
-// jobNeeds are what job j's node needs from the base or its layers: its
-// tree's units (unitNeeds) and its roles' needs, each once.
-func jobNeeds(j Job) []treeNeed {
+// distBinDir is where the distribution's packages put the binaries of
+// binaries.mode packaged (gen.Context.Bin).
+const distBinDir = "/usr/bin"
+
+// jobNeeds are what job j's node needs from the base or its layers in
+// binaries.mode mode: its tree's units (unitNeeds) and its roles' needs,
+// each once.
+func jobNeeds(j Job, mode string) []treeNeed {
 	var out []treeNeed
 	if j.Tree != nil {
 		out = unitNeeds(j.Tree)
 	}
 	for _, r := range j.Roles {
-		for _, n := range roleNeeds[r] {
+		for _, n := range roleNeeds(r, mode) {
 			if !slices.Contains(out, n) {
 				out = append(out, n)
 			}
@@ -198,13 +233,9 @@ func jobNeeds(j Job) []treeNeed {
 	return out
 }
 
-// debianPackages are Debian 12's packages of the role binaries whose units
-// binaries.mode packaged runs from the base; Debian packages no kubelet,
-// kube-proxy or control plane.
-var debianPackages = map[string]string{"etcd": "etcd-server", "kubectl": "kubernetes-client"}
-
-// needOf says, for node job j, who needs n, what provides it and why.
-func needOf(j Job, n treeNeed) baseNeed {
+// needOf says, for node job j in binaries.mode mode, who needs n, what
+// provides it and why.
+func needOf(j Job, mode string, n treeNeed) baseNeed {
 	if b, ok := baseNeeds[n.name]; ok {
 		return b
 	}
@@ -214,14 +245,14 @@ func needOf(j Job, n treeNeed) baseNeed {
 	why := n.unit + " runs it"
 	name := path.Base(n.name)
 	for _, b := range binaries {
-		if b.name != name || !slices.Contains(j.Roles, b.role) {
+		if b.name != name || !slices.Contains(j.Roles, b.role) || !b.fromBase(mode) {
 			continue
 		}
-		from := "binaries.mode upstream (packaged takes it from the base, Debian 12 packages none, and no hack/base.sh base has it)"
-		if p := debianPackages[name]; p != "" {
-			from = "Debian's package " + p + " (binaries.mode packaged takes it from the base; no hack/base.sh base installs it)"
+		p := gen.Distributed[name]
+		if b.dir == worker.UpstreamCNIBinDir {
+			p = "containernetworking-plugins"
 		}
-		return baseNeed{roles: []string{b.role}, from: from, why: why}
+		return baseNeed{roles: []string{b.role}, from: "Debian's package " + p + " (binaries.mode packaged takes it from the base), " + inKVMBase, why: why}
 	}
 	return baseNeed{roles: j.Roles, from: "a package of the base", why: why}
 }
@@ -231,11 +262,11 @@ func needOf(j Job, n treeNeed) baseNeed {
 // its roles need (jobNeeds; a role image has only the latter). A
 // missing optional need is a warning (log); any other is in the
 // BaseError, naming the node, the role, what is missing and what provides it.
-func checkNeeds(log *slog.Logger, base string, jobs []Job, layers [][]rootfs.Layer, info *rootfs.BaseInfo) error {
+func checkNeeds(log *slog.Logger, base, mode string, jobs []Job, layers [][]rootfs.Layer, info *rootfs.BaseInfo) error {
 	var missing []string
 	for i, j := range jobs {
-		for _, n := range missingOnNode(jobNeeds(j), info, layers[i]) {
-			b := needOf(j, n)
+		for _, n := range missingOnNode(jobNeeds(j, mode), info, layers[i]) {
+			b := needOf(j, mode, n)
 			role := "every role"
 			switch len(b.roles) {
 			case 0:
@@ -282,10 +313,10 @@ func missingOnNode(needs []treeNeed, info *rootfs.BaseInfo, layers []rootfs.Laye
 }
 
 // watchNames are the base names a scan must record for missingOnNode.
-func watchNames(jobs []Job) []string {
+func watchNames(jobs []Job, mode string) []string {
 	var out []string
 	for _, j := range jobs {
-		for _, n := range jobNeeds(j) {
+		for _, n := range jobNeeds(j, mode) {
 			out = append(out, path.Base(n.name))
 		}
 	}

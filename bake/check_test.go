@@ -32,11 +32,15 @@ func TestBaseLacksRoleNeeds(t *testing.T) {
 			"node lb1 (role lb) needs keepalived.service", "package keepalived"}},
 		{"lb1", []string{units + "systemd-networkd.service"}, []string{
 			"node lb1 (every role) needs systemd-networkd.service", "network file", "package systemd, in every hack/base.sh base"}},
-		{"controller1", []string{"./usr/bin/kube-apiserver"}, []string{
-			"node controller1 (role controller) needs /usr/bin/kube-apiserver", "kube-apiserver.service runs it", "binaries.mode upstream"}},
-		{"etcd1", []string{"./usr/bin/etcd"}, []string{"node etcd1 (role etcd) needs /usr/bin/etcd", "Debian's package etcd-server"}},
-		{"worker1", []string{units + "containerd.service", "./usr/bin/kubelet"}, []string{
-			"node worker1 (role worker) needs containerd.service", "package containerd", "node worker1 (role worker) needs /usr/bin/kubelet"}},
+		// binaries.mode packaged: the distribution's etcd, containerd,
+		// runc and CNI plugins (Kubernetes is pinned, in the layers).
+		{"etcd1", []string{"./usr/bin/etcd"}, []string{"node etcd1 (role etcd) needs /usr/bin/etcd", "etcd.service runs it",
+			"Debian's package etcd-server", "hack/base.sh --kvm"}},
+		{"worker1", []string{units + "containerd.service"}, []string{
+			"node worker1 (role worker) needs containerd.service", "package containerd"}},
+		{"worker1", []string{"./usr/bin/runc", "./usr/lib/cni/bridge"}, []string{
+			"node worker1 (role worker) needs /usr/bin/runc", "Debian's package runc",
+			"node worker1 (role worker) needs /usr/lib/cni/bridge", "Debian's package containernetworking-plugins"}},
 		// pct's Debian setup reads it (templates only).
 		{"lb1", []string{"./etc/debian_version"}, []string{"no /etc/debian_version: pct reads a Debian container's release from it"}},
 		// In no Exec line: kube-proxy and the CNI plugins run it.
@@ -62,7 +66,8 @@ func TestBaseLacksRoleNeeds(t *testing.T) {
 }
 
 // packagedExample loads the example spec file in binaries.mode packaged
-// (the base brings the binaries; syntheticBase has stand-ins) and without
+// (the base brings the distribution's binaries; syntheticBase has
+// stand-ins), with stand-ins pinned for Kubernetes (fakeBins), and without
 // its image archives, which are not built here.
 func packagedExample(t *testing.T, file string) *spec.Document {
 	t.Helper()
@@ -72,7 +77,20 @@ func packagedExample(t *testing.T, file string) *spec.Document {
 	}
 	s := strings.Replace(string(data), "mode: upstream", "mode: packaged", 1)
 	s = regexp.MustCompile(`(?m)^  images: .*\n`).ReplaceAllString(s, "")
-	return loadSpec(t, s)
+	src := filepath.Join(t.TempDir(), file)
+	if err := os.WriteFile(src, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bins := fakeBins(t, packagedBins()...) // in one directory
+	copied, err := PinnedCopy(src, t.TempDir(), []string{filepath.Dir(bins["kubelet"])}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err = os.ReadFile(copied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loadSpecIn(t, filepath.Dir(copied), data)
 }
 
 // TestOptionalNeedWarns: a KVM node enables chrony.service, which it can do
@@ -94,7 +112,7 @@ func TestOptionalNeedWarns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := checkNeeds(cfg.Log, cfg.Base, jobs, layers, info); err != nil {
+	if err := checkNeeds(cfg.Log, cfg.Base, doc.Cluster.Spec.Binaries.Mode, jobs, layers, info); err != nil {
 		t.Errorf("a base without chrony refused: %v", err)
 	}
 	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "node kub-node1 (every role) enables chrony.service, which the base lacks (package chrony") {
@@ -131,7 +149,7 @@ func TestRoleImageNeeds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = checkNeeds(slog.New(slog.DiscardHandler), cfg.Base, jobs, layers, info)
+		err = checkNeeds(slog.New(slog.DiscardHandler), cfg.Base, doc.Cluster.Spec.Binaries.Mode, jobs, layers, info)
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("a base with iptables refused: %v", err)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/hardway-dev/hardway/generate"
 	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -51,9 +53,14 @@ var controllerBins = []string{"etcd", "etcdctl", "kube-apiserver", "kube-control
 
 // testSpec writes a spec in a temporary directory whose binaries.dir holds
 // bins (name → source file, copied) pinned by their real SHA-256, with
-// extra pins (name → sum) on top, and loads it.
+// extra pins (name → sum) on top, and loads it. In binaries.mode packaged
+// with no bins, binaries.dir holds stand-ins (fakeBins) for what packaged
+// mode still pins (Kubernetes: packagedBins).
 func testSpec(t testing.TB, mode string, bins map[string]string, extra map[string]string) *spec.Document {
 	t.Helper()
+	if mode == spec.ModePackaged && bins == nil {
+		bins = fakeBins(t, packagedBins()...)
+	}
 	dir := t.TempDir()
 	art := filepath.Join(dir, "artifacts")
 	if err := os.MkdirAll(art, 0o755); err != nil {
@@ -105,6 +112,18 @@ func loadSpecIn(t testing.TB, dir string, data []byte) *spec.Document {
 		t.Fatalf("spec: %v", is)
 	}
 	return doc
+}
+
+// packagedBins are the required binaries binaries.mode packaged pins:
+// those its base does not provide.
+func packagedBins() []string {
+	var out []string
+	for _, b := range binaries {
+		if !b.optional && !b.fromBase(spec.ModePackaged) && !slices.Contains(out, b.name) {
+			out = append(out, b.name)
+		}
+	}
+	return out
 }
 
 // fakeBins writes small stand-ins for the named binaries.
@@ -197,9 +216,15 @@ func buildBase(t testing.TB, extra []member, without ...string) string {
 	for _, p := range []string{"sh", "echo", "touch", "rm"} {
 		ms = append(ms, f("./usr/bin/"+p, "ELF "+p))
 	}
+	// What binaries.mode packaged takes from the distribution's packages.
+	ms = append(ms, d("./usr/lib/cni/"))
 	for _, b := range binaries {
-		if b.dir == binDir && !b.optional && !slices.ContainsFunc(ms, func(m member) bool { return m.Name == "./usr/bin/"+b.name }) {
-			ms = append(ms, f("./usr/bin/"+b.name, "ELF "+b.name))
+		p := "./usr/bin/" + b.name
+		if b.dir == worker.UpstreamCNIBinDir {
+			p = "." + path.Join(worker.PackagedCNIBinDir, b.name)
+		}
+		if b.fromBase(spec.ModePackaged) && !b.optional && !slices.ContainsFunc(ms, func(m member) bool { return m.Name == p }) {
+			ms = append(ms, f(p, "ELF "+b.name))
 		}
 	}
 	ms = append(ms, extra...)

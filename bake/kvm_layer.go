@@ -17,8 +17,8 @@ import (
 //     systemd-repart.service (in sysinit.target) grow the root partition, the
 //     disk's last, into space added at the end of the disk (qm resize), and
 //     move the backup GPT there; growfs then grows the file system;
-//   - the base's haproxy and keepalived are not enabled on a node
-//     without the lb role (unusedServices);
+//   - the base's services of roles the node lacks (haproxy and keepalived
+//     of lb, etcd, containerd of worker) are not enabled (unusedServices);
 //   - a node image has its configuration baked in and boots with no seed:
 //     where the base has cloud-init, it is disabled;
 //   - a role image (j.Tree is nil) has none: cloud-init takes the node's

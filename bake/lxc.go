@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hardway-dev/hardway/generators/etcd"
+	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
@@ -38,12 +40,25 @@ func lxcXattr(name string) bool {
 // (hack/base.sh's full base) enables haproxy and keepalived, which only lb
 // nodes run, and chrony, which must not run in a container: a privileged
 // one (a worker) keeps CAP_SYS_TIME, which chrony.service's only condition
-// checks, and would set the Proxmox host's clock. The node's tree enables
-// what the node runs (chrony on KVM nodes, haproxy and keepalived on lb).
+// checks, and would set the Proxmox host's clock. Debian's etcd-server and
+// containerd packages enable their services too (hack/base.sh --kvm
+// disables them; another base may not): a stray etcd on 127.0.0.1:2379 on
+// every node, a containerd on every node that is no worker. The node's tree
+// enables what the node runs (chrony on KVM nodes, haproxy and keepalived
+// on lb, etcd on etcd members, containerd on workers).
 func unusedServices(j Job, container bool) []string {
 	var units []string
-	if !slices.Contains(j.Roles, spec.RoleLB) {
-		units = append(units, "haproxy.service", "keepalived.service")
+	for _, r := range []struct {
+		role  string
+		units []string
+	}{
+		{spec.RoleLB, []string{"haproxy.service", "keepalived.service"}},
+		{spec.RoleEtcd, []string{etcd.Unit}},
+		{spec.RoleWorker, []string{worker.ContainerdUnit}},
+	} {
+		if !slices.Contains(j.Roles, r.role) {
+			units = append(units, r.units...)
+		}
 	}
 	if container {
 		units = append(units, "chrony.service")

@@ -220,8 +220,9 @@ func TestBakeFullDisk(t *testing.T) {
 	}
 }
 
-// TestLXCRemovals: the base's links enabling haproxy, keepalived and
-// chrony are not in the template of a node without the lb role (cp1), while
+// TestLXCRemovals: the base's links enabling haproxy, keepalived,
+// containerd and chrony are not in the template of a node without the lb
+// and worker roles (cp1), its etcd member's link stays, as do
 // its other enabled services stay; nor is the base's kernel, initrd or
 // modules, while /boot and the modules directory stay.
 func TestLXCRemovals(t *testing.T) {
@@ -229,7 +230,7 @@ func TestLXCRemovals(t *testing.T) {
 	x, _ := generated(t, doc)
 	wants := "./etc/systemd/system/multi-user.target.wants/"
 	var extra []member
-	for _, u := range []string{"haproxy.service", "keepalived.service", "chrony.service", "cron.service"} {
+	for _, u := range []string{"haproxy.service", "keepalived.service", "chrony.service", "cron.service", "containerd.service", "etcd.service"} {
 		extra = append(extra, member{Header: tar.Header{Typeflag: tar.TypeSymlink, Name: wants + u, Linkname: "/lib/systemd/system/" + u, Mode: 0o777}})
 	}
 	kernel := map[string]bool{ // in the template?
@@ -256,7 +257,8 @@ func TestLXCRemovals(t *testing.T) {
 	for _, h := range hs {
 		have[h.Name] = true
 	}
-	for u, want := range map[string]bool{"haproxy.service": false, "keepalived.service": false, "chrony.service": false, "cron.service": true} {
+	for u, want := range map[string]bool{"haproxy.service": false, "keepalived.service": false, "chrony.service": false, "cron.service": true,
+		"containerd.service": false, "etcd.service": true} {
 		if have[wants+u] != want {
 			t.Errorf("%s enabled in cp1's template: %v, want %v", u, have[wants+u], want)
 		}
@@ -266,7 +268,8 @@ func TestLXCRemovals(t *testing.T) {
 			t.Errorf("%s in cp1's template: %v, want %v", name, have[name], want)
 		}
 	}
-	if want := []string{"/etc/systemd/system/*.wants/haproxy.service", "/etc/systemd/system/*.wants/keepalived.service"}; !slices.Equal(unusedServices(Job{Roles: []string{"lb"}}, false), nil) ||
+	lb := []string{"/etc/systemd/system/*.wants/etcd.service", "/etc/systemd/system/*.wants/containerd.service"}
+	if want := []string{"/etc/systemd/system/*.wants/haproxy.service", "/etc/systemd/system/*.wants/keepalived.service", "/etc/systemd/system/*.wants/etcd.service"}; !slices.Equal(unusedServices(Job{Roles: []string{"lb"}}, false), lb) ||
 		!slices.Equal(unusedServices(Job{Roles: []string{"worker"}}, false), want) {
 		t.Errorf("unused services of a KVM lb or worker: %v, %v", unusedServices(Job{Roles: []string{"lb"}}, false), unusedServices(Job{Roles: []string{"worker"}}, false))
 	}

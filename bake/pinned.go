@@ -18,7 +18,8 @@ import (
 // (make e2e, the whole-cluster test): binaries.dir is dir/artifacts, holding
 // a link (or a copy) of every file of binDirs; spec.images lists archives,
 // linked into dir/images; spec.binaries.sha256 pins what the nodes' roles
-// take from binaries.dir, as `hardway pin` would. It returns the copy's
+// take from binaries.dir, as `hardway pin` would (in binaries.mode packaged
+// Kubernetes only: the base's packages bring the rest). It returns the copy's
 // path. authorizedKeys are added to spec.ssh.authorizedKeys (a run's
 // throwaway key, for the gateway row). The user's file is only read; the
 // copy is re-encoded, comments and all, which only a run of verify reads.
@@ -36,7 +37,6 @@ func PinnedCopy(specFile, dir string, binDirs, archives []string, authorizedKeys
 	}
 	s := mapping(root.Content[0], "spec")
 	bins := mapping(s, "binaries")
-	set(bins, "mode", scalar(spec.ModeUpstream))
 	set(bins, "dir", scalar("artifacts"))
 	for _, d := range binDirs {
 		es, err := os.ReadDir(d)

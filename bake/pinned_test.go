@@ -70,3 +70,37 @@ func TestPinnedCopy(t *testing.T) {
 		t.Error("the example was changed")
 	}
 }
+
+// TestPinnedCopyPackaged: a spec in binaries.mode packaged stays packaged,
+// and only what the base's packages do not bring is pinned: Kubernetes,
+// not etcd, containerd, runc or the CNI plugins.
+func TestPinnedCopyPackaged(t *testing.T) {
+	bin := t.TempDir()
+	for _, b := range binaries {
+		if err := os.WriteFile(filepath.Join(bin, b.name), []byte("ELF "+b.name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file, err := PinnedCopy("../examples/seed-kvm.yaml", t.TempDir(), []string{bin}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := spec.LoadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := doc.Cluster.Spec
+	if s.Binaries.Mode != spec.ModePackaged {
+		t.Errorf("binaries.mode %s, want packaged", s.Binaries.Mode)
+	}
+	var got []string
+	for name := range s.Binaries.SHA256 {
+		got = append(got, name)
+	}
+	slices.Sort(got)
+	// crictl: the workers' optional tool, pinned when present.
+	want := []string{"crictl", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubectl", "kubelet"}
+	if !slices.Equal(got, want) {
+		t.Errorf("pinned %v, want %v", got, want)
+	}
+}

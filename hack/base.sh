@@ -7,7 +7,9 @@
 #   hack/base.sh --kvm       a small base that boots as a KVM disk image: minbase +
 #                            systemd, linux-image-amd64 initramfs-tools systemd-boot
 #                            cloud-init (role images take their node from a seed),
-#                            qemu-guest-agent, iptables conntrack (workers)
+#                            qemu-guest-agent, iptables conntrack (workers), and the
+#                            distribution's pieces of binaries.mode packaged: containerd,
+#                            runc, containernetworking-plugins, etcd-server
 #   hack/base.sh path [--small|--kvm]
 #                            print the cached tarball's path without building;
 #                            prints nothing and exits 1 when it is not built
@@ -59,9 +61,18 @@ readonly SMALL_PKGS=(systemd systemd-sysv dbus iproute2 iptables conntrack)
 # The kvm base: init plus what `hardway bake --format kvm` needs from a base
 # (a kernel, its initrd, the UEFI boot loader; cloud-init for role images),
 # the guest agent VMs are created with, and what a worker needs from a base
-# (iptables, conntrack), for the boot tests of an etcd node and a worker.
+# (iptables, conntrack), for the boot tests of an etcd node and a worker;
+# and what binaries.mode packaged takes from the distribution (the seed's KVM
+# cluster, examples/seed-kvm.yaml): containerd 1.6 (with its shim and ctr),
+# runc, the CNI plugins under /usr/lib/cni and etcd 3.4. Kubernetes itself
+# Debian does not package: bake adds the pinned release binaries.
 readonly KVM_PKGS=(systemd systemd-sysv dbus iproute2 linux-image-amd64 initramfs-tools systemd-boot cloud-init python3-cffi-backend
-  qemu-guest-agent iptables conntrack)
+  qemu-guest-agent iptables conntrack containerd runc containernetworking-plugins etcd-server)
+# The services packages enable that are a role's, not every node's: a node's
+# tree enables them where its roles run them (etcd.service and its own unit on
+# etcd members, containerd.service on packaged workers). Left enabled, every
+# node of the base would start a stray etcd on 127.0.0.1:2379.
+readonly ROLE_UNITS=(etcd.service containerd.service)
 
 CACHE_BASE="${HARDWAY_CACHE:-${HOME}/.cache/hardway}/base"
 readonly CACHE_BASE
@@ -129,6 +140,12 @@ tidy() {
   # debootstrap copies the build machine's resolver and host name.
   : >"${root}/etc/resolv.conf"
   printf 'localhost\n' >"${root}/etc/hostname"
+  local u
+  for u in "${ROLE_UNITS[@]}"; do
+    if [[ -e "${root}/usr/lib/systemd/system/${u}" ]]; then
+      systemctl --root="${root}" --quiet disable "${u}"
+    fi
+  done
 }
 
 # pkglist is what <tarball>.pkgs records: the suite and the packages.

@@ -26,8 +26,9 @@ func (n Node) Sysext() bool {
 //   - with pinned binaries (Node.Sysext): Flatcar, whose systemd-sysext merges
 //     an unlabelled image (Fedora CoreOS enforces SELinux, and an image's
 //     files need its policy's labels, which hardway cannot give them);
-//     binaries.mode upstream (packaged takes them from a base's packages,
-//     and neither distribution has any); spec.ignition.url to fetch it from;
+//     binaries.mode upstream (packaged takes containerd, runc, the CNI
+//     plugins and etcd from a Debian base's packages, and a node booted by
+//     Ignition has no such base); spec.ignition.url to fetch it from;
 //   - spec.ignition.images for its variant, the disk create-nodes.sh imports.
 func (v *validator) ignitionNode(p string, n Node) {
 	if !n.BootsByIgnition() {

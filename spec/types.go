@@ -81,7 +81,7 @@ type Encryption struct {
 
 // Binaries says where binaries come from.
 type Binaries struct {
-	Mode   string            `yaml:"mode" hw:"enum=upstream|packaged" doc:"upstream: pinned files from dir are installed under /usr/local/bin; packaged: the distribution's packages in the base image provide them under /usr/bin. Default upstream."`
+	Mode   string            `yaml:"mode" hw:"enum=upstream|packaged" doc:"upstream: pinned files from dir are installed under /usr/local/bin; packaged: the distribution's packages in the base image provide containerd, runc, the CNI plugins (/usr/lib/cni) and etcd under /usr/bin, and Kubernetes (which no distribution packages) is pinned from dir under /usr/local/bin as in upstream. Default upstream."`
 	Dir    string            `yaml:"dir" doc:"Directory of the upstream binaries, relative to the spec file. Default artifacts."`
 	SHA256 map[string]string `yaml:"sha256" doc:"Pinned SHA-256 of each file in dir, by file name (for example kube-apiserver)."`
 }

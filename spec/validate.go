@@ -356,7 +356,7 @@ func (v *validator) nodes(nodeNet netip.Prefix, okNode bool, gw, vip netip.Addr)
 
 func (v *validator) binaries(o Options) {
 	s := v.d.Cluster.Spec
-	if s.Binaries.Mode != ModeUpstream || !o.Artifacts || v.bad["spec.binaries.dir"] {
+	if !o.Artifacts || v.bad["spec.binaries.dir"] {
 		return
 	}
 	names := make([]string, 0, len(s.Binaries.SHA256))

@@ -3,7 +3,9 @@ package main
 import (
 	"archive/tar"
 	"bufio"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -20,7 +22,8 @@ import (
 )
 
 // bakeSpec has two LXC nodes and one KVM node, in packaged mode: bake adds
-// no binaries, the base's packages would provide them.
+// the pinned Kubernetes binaries (writeBakeSpec's stand-ins), the base's
+// packages provide the rest.
 const bakeSpec = `apiVersion: hardway.dev/v1alpha1
 kind: Cluster
 metadata: {name: clibake}
@@ -38,8 +41,8 @@ spec:
 // checks for every artifact (systemd, /sbin, os-release), for a Debian
 // template (debian_version), and what the trees and roles of bakeSpec's
 // nodes and of an lb node need of the base: networkd, haproxy, keepalived,
-// iptables, and in binaries.mode packaged containerd and the Kubernetes and
-// etcd binaries (stand-ins).
+// iptables, and in binaries.mode packaged containerd, runc, the CNI plugins
+// and etcd (stand-ins).
 var baseFiles = func() map[string]string {
 	files := map[string]string{
 		"./usr/lib/os-release":      "ID=debian\nVERSION_ID=12\n",
@@ -50,11 +53,39 @@ var baseFiles = func() map[string]string {
 	for _, u := range []string{"systemd-networkd", "systemd-networkd-wait-online", "haproxy", "keepalived", "containerd"} {
 		files["./usr/lib/systemd/system/"+u+".service"] = "[Unit]\n"
 	}
-	for _, b := range []string{"sh", "echo", "touch", "rm", "etcd", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"} {
+	for _, b := range []string{"sh", "echo", "touch", "rm", "etcd", "containerd", "containerd-shim-runc-v2", "ctr", "runc"} {
 		files["./usr/bin/"+b] = "ELF"
+	}
+	for _, b := range []string{"bridge", "host-local", "portmap", "loopback"} {
+		files["./usr/lib/cni/"+b] = "ELF"
 	}
 	return files
 }()
+
+// writeBakeSpec writes bakeSpec as dir/cluster.yaml, with stand-ins for
+// the Kubernetes binaries packaged mode pins in dir/artifacts, and returns
+// its path.
+func writeBakeSpec(t *testing.T, dir string) string {
+	t.Helper()
+	art := filepath.Join(dir, "artifacts")
+	if err := os.MkdirAll(art, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var pins strings.Builder
+	for _, b := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy"} {
+		data := []byte("ELF " + b)
+		if err := os.WriteFile(filepath.Join(art, b), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&pins, "      %s: %x\n", b, sha256.Sum256(data))
+	}
+	file := filepath.Join(dir, "cluster.yaml")
+	text := strings.Replace(bakeSpec, "  binaries: {mode: packaged}\n", "  binaries:\n    mode: packaged\n    dir: artifacts\n    sha256:\n"+pins.String(), 1)
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
 
 // writeBase writes a zstd-compressed base with baseFiles but those in
 // without, and filler bytes of content.
@@ -71,7 +102,7 @@ func writeBase(t *testing.T, filler int64, without ...string) string {
 		t.Fatal(err)
 	}
 	tw := tar.NewWriter(zw)
-	for _, d := range []string{"./", "./etc/", "./usr/", "./usr/bin/", "./usr/lib/", "./usr/lib/systemd/", "./usr/lib/systemd/system/", "./usr/sbin/", "./var/"} {
+	for _, d := range []string{"./", "./etc/", "./usr/", "./usr/bin/", "./usr/lib/", "./usr/lib/cni/", "./usr/lib/systemd/", "./usr/lib/systemd/system/", "./usr/sbin/", "./var/"} {
 		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755})
 	}
 	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "./bin", Linkname: "usr/bin"})
@@ -103,8 +134,7 @@ func writeBase(t *testing.T, filler int64, without ...string) string {
 
 func TestBakeCommand(t *testing.T) {
 	dir := t.TempDir()
-	spec := filepath.Join(dir, "cluster.yaml")
-	os.WriteFile(spec, []byte(bakeSpec), 0o644)
+	spec := writeBakeSpec(t, dir)
 	base := writeBase(t, 1<<20)
 
 	out, code := hardway(t, "bake", "-f", spec, "--dir", filepath.Join(dir, "out"))
@@ -183,8 +213,7 @@ func TestBakeBaseLacksRoleNeeds(t *testing.T) {
 // fails, and leaves no partial template behind.
 func TestBakeInterrupt(t *testing.T) {
 	dir := t.TempDir()
-	spec := filepath.Join(dir, "cluster.yaml")
-	os.WriteFile(spec, []byte(bakeSpec), 0o644)
+	spec := writeBakeSpec(t, dir)
 	base := writeBase(t, 1<<30)
 	out := filepath.Join(dir, "templates")
 	cmd := exec.Command(binary, "bake", "-f", spec, "--base", base, "--dir", filepath.Join(dir, "out"), "--node", "cp1", "--artifact-dir", out)

@@ -162,7 +162,7 @@ spec:
     vip: {{.VIP}}
 {{- end}}
   binaries:
-    mode: upstream      # pinned files from dir (hardway pin --write); packaged: the base image's packages
+    mode: upstream      # pinned files from dir (hardway pin --write); packaged: runtime and etcd from the base image's packages, Kubernetes pinned
     dir: artifacts
   nodes:
 {{- range .Nodes}}

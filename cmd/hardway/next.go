@@ -40,7 +40,9 @@ func nextSteps(w io.Writer, doc *spec.Document, file, dir, clusterDir string) {
 	}
 	type step struct{ cmd, why string }
 	steps := []step{{"hardway certs check " + f, "expiry of every certificate"}}
-	if c.Spec.Binaries.Mode == spec.ModeUpstream && len(c.Spec.Binaries.SHA256) == 0 {
+	// packaged mode pins Kubernetes, which no distribution packages.
+	kube := len(c.NodesWith(spec.RoleController))+len(c.NodesWith(spec.RoleWorker)) > 0
+	if (c.Spec.Binaries.Mode == spec.ModeUpstream || kube) && len(c.Spec.Binaries.SHA256) == 0 {
 		steps = append(steps, step{"hardway pin -f " + templates.ShellQuote(file) + " --write",
 			"pin the binaries in " + doc.BinariesDir() + "/ (bake takes pinned ones only)"})
 	}

@@ -1,9 +1,16 @@
 # Makes a Proxmox VM template for every node of examples/seed-kvm.yaml by
-# cloning a Debian 12 cloud-init template (with the distribution's
-# Kubernetes packages: the spec uses binaries.mode packaged) and installing
-# the node's hardway tree into it with the hardway-node provisioner, which
-# also prepares it to become a template (machine-id, SSH host keys,
-# cloud-init state).
+# cloning a Debian 12 cloud-init template and installing the node's hardway
+# tree into it with the hardway-node provisioner, which also prepares it to
+# become a template (machine-id, SSH host keys, cloud-init state).
+#
+# The provisioner installs the tree only, no binaries. The spec uses
+# binaries.mode packaged, so the template you clone must already hold what
+# that mode runs: Debian's containerd, runc, containernetworking-plugins and
+# etcd-server packages, and the spec's pinned Kubernetes binaries (kubelet,
+# kube-proxy, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubectl) under /usr/local/bin, because Debian packages no Kubernetes.
+# `hardway bake --format kvm` from `hack/base.sh --kvm` puts both in without
+# a Proxmox host.
 #
 # Documented, not run by the tests (it needs a Proxmox host). From the
 # repository root:
@@ -57,7 +64,7 @@ variable "proxmox_node" {
 
 variable "clone_vm" {
   type        = string
-  description = "The cloud-init template to clone: Debian 12 with the Kubernetes packages."
+  description = "The cloud-init template to clone: Debian 12 with containerd, runc, containernetworking-plugins, etcd-server and the pinned Kubernetes binaries in /usr/local/bin."
 }
 
 variable "template_vmid_offset" {

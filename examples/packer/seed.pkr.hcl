@@ -18,15 +18,20 @@
 # bake takes only when pinned: out/try/seed-lxc.yaml is a copy with its
 # binaries next to it and pinned by `hardway pin --write` (the README's
 # recipe under "Baking LXC templates"). A spec with binaries.mode packaged
-# needs a base holding the distribution's Kubernetes packages instead.
+# pins its Kubernetes binaries the same way and takes containerd, runc, the
+# CNI plugins and etcd from the base's Debian packages instead: bake refuses
+# a base without them.
 #
 # examples/seed-lxc.yaml has no KVM node, so the build has no hardway-kvm
-# source there. For a spec with KVM nodes (-var spec=examples/seed-kvm.yaml),
-# the full base above serves the KVM images too: it has a kernel, its
-# initrd, systemd-boot and cloud-init. Each role image carries the binaries
-# of its role and no node: a VM made from it takes its node's identity from
-# that node's NoCloud seed (out/<cluster>/nodes/<node>/seed.iso) at first
-# boot. -var kvm_base_rootfs=... gives the KVM images another base.
+# source there. A spec with KVM nodes needs a base with a kernel, its
+# initrd, systemd-boot and cloud-init, as the full base above has. The
+# seed's KVM cluster (-var spec=examples/seed-kvm.yaml, binaries.mode
+# packaged) needs Debian's containerd, runc, containernetworking-plugins
+# and etcd-server too, which only the KVM base has: add
+# -var kvm_base_rootfs=$HOME/.cache/hardway/base/debian-12-kvm.tar.zst
+# (hack/base.sh --kvm). Each role image carries the binaries of its role
+# and no node: a VM made from it takes its node's identity from that node's
+# NoCloud seed (out/<cluster>/nodes/<node>/seed.iso) at first boot.
 
 packer {
   required_plugins {

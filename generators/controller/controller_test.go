@@ -446,13 +446,15 @@ func TestControllerManagerAndSchedulerFlags(t *testing.T) {
 }
 
 // TestReferencedPaths checks every unit of a node: the binary is where the
-// spec's binaries.mode puts it, and every file a flag names exists in the tree.
+// spec's binaries.mode puts it (packaged: etcd from Debian's etcd-server
+// under /usr/bin, Kubernetes pinned under /usr/local/bin), and every file a
+// flag names exists in the tree.
 func TestReferencedPaths(t *testing.T) {
-	for _, c := range []struct{ spec, node, binDir string }{
-		{"seed-lxc.yaml", "controller", "/usr/local/bin/"},
-		{"seed-lxc.yaml", "etcd2", "/usr/local/bin/"},
-		{"mixed.yaml", "cp1", "/usr/local/bin/"},
-		{"seed-kvm.yaml", "kub-master", "/usr/bin/"},
+	for _, c := range []struct{ spec, node, binDir, etcdDir string }{
+		{"seed-lxc.yaml", "controller", "/usr/local/bin/", "/usr/local/bin/"},
+		{"seed-lxc.yaml", "etcd2", "/usr/local/bin/", "/usr/local/bin/"},
+		{"mixed.yaml", "cp1", "/usr/local/bin/", "/usr/local/bin/"},
+		{"seed-kvm.yaml", "kub-master", "/usr/local/bin/", "/usr/bin/"},
 	} {
 		t.Run(c.node, func(t *testing.T) {
 			tr := nodeTree(t, load(t, c.spec), c.node)
@@ -463,7 +465,11 @@ func TestReferencedPaths(t *testing.T) {
 			for _, u := range unitFiles(tr) {
 				for key, cmds := range commands(t, file(t, tr, u)) {
 					for _, argv := range cmds {
-						checkPaths(t, paths, u, key, argv, c.binDir)
+						dir := c.binDir
+						if path.Base(argv[0]) == "etcd" {
+							dir = c.etcdDir
+						}
+						checkPaths(t, paths, u, key, argv, dir)
 					}
 				}
 			}

@@ -69,15 +69,39 @@ const (
 	SysextPath = "/var/lib/extensions/" + SysextName + ".raw"
 )
 
-// Bin is the path of a binary on node n: /usr/local/bin in upstream mode
-// (hardway bakes the pinned files there), /usr/bin in packaged mode (the
-// distribution's packages provide them), SysextDir/bin on a node booted by
-// Ignition (its sysext image carries the pinned files).
+// Distributed are the binaries binaries.mode packaged takes from the
+// distribution's packages in the base, under /usr/bin, with the Debian 12
+// package that has them ("": none; an optional tool then stays out).
+// Everything else (Kubernetes, which no distribution packages at its
+// release's pace: Debian 12 has only kubernetes-client 1.20) is the pinned
+// release, baked under /usr/local/bin as in upstream mode.
+var Distributed = map[string]string{
+	"containerd":              "containerd",
+	"containerd-shim-runc-v2": "containerd",
+	"ctr":                     "containerd",
+	"runc":                    "runc",
+	"etcd":                    "etcd-server",
+	"etcdctl":                 "etcd-client",
+	"etcdutl":                 "",
+}
+
+// FromBase reports whether binary name comes from the base's packages rather
+// than from binaries.dir: in binaries.mode packaged, the Distributed ones.
+func (x *Context) FromBase(name string) bool {
+	_, ok := Distributed[name]
+	return ok && x.C.Spec.Binaries.Mode == spec.ModePackaged
+}
+
+// Bin is the path of a binary on node n: /usr/local/bin for a pinned file
+// (hardway bakes it there: every binary in upstream mode, Kubernetes in
+// packaged mode), /usr/bin for one the distribution's packages provide
+// (FromBase), SysextDir/bin on a node booted by Ignition (its sysext image
+// carries the pinned files).
 func (x *Context) Bin(n spec.Node, name string) string {
 	switch {
 	case n.Sysext():
 		return SysextDir + "/bin/" + name
-	case x.C.Spec.Binaries.Mode == spec.ModePackaged:
+	case x.FromBase(name):
 		return "/usr/bin/" + name
 	}
 	return "/usr/local/bin/" + name

@@ -150,7 +150,7 @@ func TestUnitsWiring(t *testing.T) {
 			if e, ok := tr.Get("/etc/systemd/system/" + want.unit); ok {
 				got := execLines(t, e.Data)["ExecStart"][0][0]
 				n, _ := w.x.C.Node(w.node)
-				if dir := binDir(w.x, n); got != dir+want.bin {
+				if dir := binDir(w.x, n, want.bin); got != dir+want.bin {
 					t.Errorf("%s %s: %s runs %s, want %s%s", w.example, w.node, want.unit, got, dir, want.bin)
 				}
 			}
@@ -160,11 +160,12 @@ func TestUnitsWiring(t *testing.T) {
 
 // binDir is where the binaries of the spec's mode are, per the spec's doc;
 // on a node booted by Ignition, where its systemd-sysext image puts them.
-func binDir(x *gen.Context, n spec.Node) string {
+func binDir(x *gen.Context, n spec.Node, bin string) string {
 	if n.Sysext() {
 		return "/usr/lib/hardway/bin/"
 	}
-	if x.C.Spec.Binaries.Mode == spec.ModePackaged {
+	// Packaged mode: Debian 12's containerd package, the pinned Kubernetes.
+	if x.C.Spec.Binaries.Mode == spec.ModePackaged && bin == "containerd" {
 		return "/usr/bin/"
 	}
 	return "/usr/local/bin/"
@@ -197,6 +198,27 @@ func TestPackagedMasksKubeadmDropIn(t *testing.T) {
 		}
 		if !masked && (err == nil || !strings.Contains(err.Error(), "/nonexistent/kubeadm-kubelet")) {
 			t.Errorf("without the mask the drop-in should win: %v", err)
+		}
+	}
+}
+
+// In packaged mode the distribution's containerd.service gets a drop-in
+// raising its start limit above systemd's default 90 s: a first start that
+// timed out left the kubelet, which requires containerd, never started (the
+// seed's KVM workers under software emulation, TestBootSeedKVM). Upstream
+// mode writes its own unit and no drop-in.
+func TestPackagedContainerdStartLimit(t *testing.T) {
+	const dropIn = "/etc/systemd/system/containerd.service.d/10-hardway.conf"
+	for _, c := range []struct{ example, node string }{{"seed-kvm.yaml", "kub-node1"}, {"seed-lxc.yaml", "worker1"}} {
+		tr := nodeTree(t, load(t, c.example), c.node)
+		e, ok := tr.Get(dropIn)
+		packaged := c.example == "seed-kvm.yaml"
+		if ok != packaged {
+			t.Errorf("%s %s: drop-in %s present: %v, want %v", c.example, c.node, dropIn, ok, packaged)
+			continue
+		}
+		if ok && !strings.Contains(string(e.Data), "\n[Service]\nTimeoutStartSec=10min\n") {
+			t.Errorf("%s: no [Service] TimeoutStartSec=10min:\n%s", dropIn, e.Data)
 		}
 	}
 }

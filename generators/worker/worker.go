@@ -135,6 +135,7 @@ func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
 	}
 	if !v.Upstream {
 		t.Enable(ContainerdUnit, "multi-user.target") // the package's unit, linked from tree.VendorUnitDir
+		t.File(path.Join(tree.UnitDir, ContainerdUnit+".d", "10-hardway.conf"), 0o644, x.Render("worker/containerd-dropin.conf", v))
 		// pkgs.k8s.io's kubeadm package adds this drop-in to the kubelet,
 		// replacing its command line by kubeadm's; hardway's kubelet.service
 		// is complete, so the drop-in is masked.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -100,7 +101,7 @@ func TestPrepareInvalid(t *testing.T) {
 			"node, role: set one of them, not both",
 		}},
 		{"invalid spec", map[string]interface{}{"spec": broken, "node": "w1", "base_rootfs": b}, []string{
-			"spec: " + broken + ":17:57: spec.nodes[1].address: 10.99.0.31 is outside nodeCIDR",
+			"spec: " + broken + fmt.Sprintf(":%d:57: spec.nodes[1].address: 10.99.0.31 is outside nodeCIDR", plugintest.Line(t, broken, "name: w1")),
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

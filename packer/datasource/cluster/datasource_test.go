@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -80,7 +81,7 @@ func TestConfigureInvalid(t *testing.T) {
 	}{
 		{map[string]interface{}{}, []string{"spec: required"}},
 		{map[string]interface{}{"spec": "/nonexistent.yaml"}, []string{"spec: stat /nonexistent.yaml: no such file"}},
-		{map[string]interface{}{"spec": broken}, []string{"spec: " + broken + ":17:", "spec.nodes[1].vmid: 221 is used by cp1 too"}},
+		{map[string]interface{}{"spec": broken}, []string{"spec: " + broken + fmt.Sprintf(":%d:", plugintest.Line(t, broken, "name: w1")), "spec.nodes[1].vmid: 221 is used by cp1 too"}},
 	} {
 		var d Datasource
 		err := d.Configure(tc.raw)

@@ -50,14 +50,19 @@ var baseMembers = append([]baseMember{
 // neededMembers are stand-ins for what bake requires of a base for the
 // nodes' trees and roles, in either binaries mode: networkd, haproxy and
 // keepalived (lb), iptables (worker), the programs hardway's units run, and in binaries.mode packaged
-// containerd's unit and the Kubernetes and etcd binaries.
+// what the distribution's packages provide: containerd (its unit, shim and
+// ctr), runc, the CNI plugins and etcd.
 func neededMembers() []baseMember {
 	var out []baseMember
 	for _, u := range []string{"systemd-networkd", "systemd-networkd-wait-online", "haproxy", "keepalived", "containerd"} {
 		out = append(out, baseMember{name: "usr/lib/systemd/system/" + u + ".service", typ: tar.TypeReg, mode: 0o644, data: "[Unit]\n"})
 	}
-	for _, p := range []string{"sh", "echo", "touch", "rm", "etcd", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"} {
+	for _, p := range []string{"sh", "echo", "touch", "rm", "etcd", "containerd", "containerd-shim-runc-v2", "ctr", "runc"} {
 		out = append(out, baseMember{name: "usr/bin/" + p, typ: tar.TypeReg, mode: 0o755, data: "#!/bin/sh\n"})
+	}
+	out = append(out, baseMember{name: "usr/lib/cni/", typ: tar.TypeDir, mode: 0o755})
+	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
+		out = append(out, baseMember{name: "usr/lib/cni/" + p, typ: tar.TypeReg, mode: 0o755, data: "#!/bin/sh\n"})
 	}
 	out = append(out, baseMember{name: "usr/sbin/iptables", typ: tar.TypeReg, mode: 0o755, data: "#!/bin/sh\n"})
 	return out

@@ -4,17 +4,22 @@
 package plugintest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hardway-dev/hardway/spec"
 )
 
 // Cluster is a spec with every kind of node the plugin distinguishes: a
 // stacked controller+etcd LXC node, an LXC worker, a KVM worker booted by
 // cloud-init and a gateway booted by Ignition (a node booted by Ignition
 // with pinned binaries needs binaries.mode upstream). binaries.mode is
-// packaged, so that baking needs no binaries.
+// packaged, so that baking needs only the pinned Kubernetes binaries, whose
+// stand-ins Write adds.
 const Cluster = `apiVersion: hardway.dev/v1alpha1
 kind: Cluster
 metadata:
@@ -39,18 +44,41 @@ spec:
 `
 
 // Write writes data as cluster.yaml in a new temporary directory and
-// returns its path.
+// returns its path. A spec in binaries.mode packaged gets stand-ins for the
+// Kubernetes binaries, which that mode pins, in artifacts/ beside it, and
+// their pins.
 func Write(t testing.TB, data string) string {
 	t.Helper()
-	file := filepath.Join(t.TempDir(), "cluster.yaml")
-	if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "cluster.yaml")
+	text := []byte(data)
+	if strings.Contains(data, "mode: packaged") {
+		if err := os.Mkdir(filepath.Join(dir, "artifacts"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		pins := map[string]string{}
+		for _, b := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy"} {
+			stand := []byte("#!/bin/sh\n# a stand-in for " + b + "\n")
+			if err := os.WriteFile(filepath.Join(dir, "artifacts", b), stand, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(stand)
+			pins[b] = hex.EncodeToString(sum[:])
+		}
+		var err error
+		if text, err = spec.SetPins(file, text, pins); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(file, text, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return file
 }
 
 // Packaged returns the spec at file (an example, say) with binaries.mode
-// packaged instead of upstream, so that baking it needs no binaries.
+// packaged instead of upstream, so that baking it needs only the stand-ins
+// Write pins.
 func Packaged(t testing.TB, file string) string {
 	t.Helper()
 	data, err := os.ReadFile(file)
@@ -81,4 +109,21 @@ func Packaged(t testing.TB, file string) string {
 		}
 	}
 	return out
+}
+
+// Line returns the number of the first line of file that contains substr,
+// for an error message's file:line (Write adds lines to a spec).
+func Line(t testing.TB, file, substr string) int {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, substr) {
+			return i + 1
+		}
+	}
+	t.Fatalf("%s has no line with %q", file, substr)
+	return 0
 }
