@@ -31,8 +31,8 @@ func TestJobs(t *testing.T) {
 		{node: "w1", want: []string{"w1"}},
 		{role: spec.RoleEtcd, want: []string{"cp1"}},
 		{node: "w2", err: "target kvm"},
-		{node: "nope", err: "no node nope"},
-		{role: spec.RoleLB, err: "no node of target lxc has role lb"},
+		{node: "nope", err: `no node "nope" in the spec (nodes: cp1, w1, w2)`},
+		{role: spec.RoleLB, err: `no node of target lxc has role "lb" (their roles: controller, etcd, worker)`},
 		{node: "cp1", role: spec.RoleEtcd, err: "not both"},
 	}
 	for _, c := range cases {

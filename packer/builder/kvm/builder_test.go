@@ -62,7 +62,7 @@ func TestPrepareInvalid(t *testing.T) {
 			"base_rootfs: required", "spec: required", "node: required: set node (one node of target kvm) or role",
 		}},
 		{"lxc node, bad format and size", map[string]interface{}{"spec": file, "node": "cp1", "base_rootfs": b, "format": "vmdk", "disk_size": "10X"}, []string{
-			"node: cp1 has target lxc; hardway-kvm bakes nodes of target kvm (use hardway-lxc)",
+			"node cp1 has target lxc; a KVM image is for target kvm nodes",
 			`format: "vmdk": want qcow2 or raw`,
 			`disk_size: "10X" is not a size`,
 		}},
@@ -76,7 +76,7 @@ func TestPrepareInvalid(t *testing.T) {
 			`disk_size: "0" is not a size: want a number of MiB, or a number with the suffix K, M, G or T`,
 		}},
 		{"role without kvm node", map[string]interface{}{"spec": file, "role": "etcd", "base_rootfs": b}, []string{
-			`role: no node of target kvm booted by cloud-init has role "etcd" in ` + file + " (their roles: worker)",
+			"role: " + file + `: no node of target kvm booted by cloud-init has role "etcd" (their roles: worker)`,
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 	"github.com/hardway-dev/hardway/bytesize"
 	"github.com/hardway-dev/hardway/packer/builder/bakeconfig"
 	"github.com/hardway-dev/hardway/packer/internal/load"
-	"github.com/hardway-dev/hardway/spec"
 )
 
 // Config is the configuration of the hardway-kvm builder.
@@ -47,7 +46,7 @@ func (c *Config) prepare(raws ...interface{}) (*bakeconfig.Prepared, []string, e
 	if err != nil {
 		return nil, nil, err
 	}
-	p, warnings, errs := c.Config.Prepare(spec.TargetKVM, BuilderType)
+	p, warnings, errs := c.Config.Prepare(bake.FormatKVM)
 	switch c.Format {
 	case "":
 		c.Format = FormatQCOW2
