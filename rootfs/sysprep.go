@@ -1,9 +1,9 @@
 package rootfs
 
 import (
-	_ "embed"
 	"path"
 
+	"github.com/hardway-dev/hardway/templates"
 	"github.com/hardway-dev/hardway/tree"
 )
 
@@ -17,9 +17,6 @@ const (
 	// nothing else that would.
 	SSHKeygenUnit = "hardway-ssh-keygen.service"
 )
-
-//go:embed files/hardway-ssh-keygen.service
-var sshKeygenUnit []byte
 
 // keygenUnits are units that already create missing SSH host keys at boot
 // (Fedora's and RHEL's sshd-keygen); with one of them in the base, ours is not added.
@@ -84,7 +81,7 @@ func Sysprep(m Machine) Layer {
 	if has(m, sshd) && !hasUnit(m, keygenUnits...) {
 		unit := tree.UnitFile(SSHKeygenUnit)
 		l.Entries = append(l.Entries,
-			Bytes(unit, 0o644, 0, 0, sshKeygenUnit),
+			Bytes(unit, 0o644, 0, 0, templates.MustRender("rootfs/"+SSHKeygenUnit, nil)),
 			Symlink(tree.WantsLink(SSHKeygenUnit, "multi-user.target"), unit))
 	}
 	return l
