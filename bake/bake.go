@@ -34,7 +34,7 @@ type Config struct {
 	Doc      *spec.Document // the validated spec: binaries, images, Kubernetes version
 	Base     string         // base root file system: a tarball, plain or gzip, xz, zstd or bzip2
 	Out      string         // output directory
-	Jobs     int            // artifacts baked at once; at least 1
+	Parallel int            // artifacts baked at once; at least 1 (the CLI's --jobs)
 	Log      *slog.Logger
 	Progress *Progress  // live progress, may be nil
 	Epoch    emit.Epoch // the layers' mtimes, and the base's clamped to it when set (the caller reads SOURCE_DATE_EPOCH)
@@ -195,7 +195,7 @@ func nodeJobs(x *gen.Context, format, node, role string, treeOf func(*gen.Contex
 	return jobs, nil
 }
 
-// Run bakes jobs, cfg.Jobs at a time, and records every artifact it
+// Run bakes jobs, cfg.Parallel at a time, and records every artifact it
 // published in the output directory's bake-manifest.json. Inputs are checked
 // before any artifact is written: every pinned binary, then the whole base.
 // An artifact is written to a temporary file and renamed into place once
@@ -340,7 +340,7 @@ func bakeAll(ctx context.Context, cfg Config, kind string, jobs []Job, bakeJob f
 	return results, errors.Join(err, record(cfg.Out, kind, results))
 }
 
-// runJobs bakes the jobs on cfg.Jobs workers, job i by bakeJob(ctx, i); the
+// runJobs bakes the jobs on cfg.Parallel workers, job i by bakeJob(ctx, i); the
 // first error stops the rest. The results are sorted by path.
 func runJobs(ctx context.Context, cfg Config, jobs []Job, bakeJob func(context.Context, int) ([]Result, error)) ([]Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -350,7 +350,7 @@ func runJobs(ctx context.Context, cfg Config, jobs []Job, bakeJob func(context.C
 		results []Result
 		errs    []error
 		wg      sync.WaitGroup
-		sem     = make(chan struct{}, max(cfg.Jobs, 1))
+		sem     = make(chan struct{}, max(cfg.Parallel, 1))
 	)
 	for i, j := range jobs {
 		wg.Add(1)

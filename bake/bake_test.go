@@ -181,7 +181,7 @@ func bakeOne(t testing.TB, ctx context.Context, x *gen.Context, doc *spec.Docume
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Run(ctx, Config{Doc: doc, Base: base, Out: out, Jobs: 2}, jobs)
+	return Run(ctx, Config{Doc: doc, Base: base, Out: out, Parallel: 2}, jobs)
 }
 
 // TestBakeSynthetic bakes cp1 from a synthetic base and checks the template:
@@ -204,7 +204,7 @@ func TestBakeSynthetic(t *testing.T) {
 		t.Fatal(err)
 	}
 	epoch := emit.ParseEpoch("1700000000") // as SOURCE_DATE_EPOCH=1700000000 gives it
-	res, err := Run(context.Background(), Config{Doc: doc, Base: base, Out: out, Jobs: 2, Epoch: epoch}, jobs)
+	res, err := Run(context.Background(), Config{Doc: doc, Base: base, Out: out, Parallel: 2, Epoch: epoch}, jobs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +283,7 @@ func TestBakeSynthetic(t *testing.T) {
 	if _, err := bakeOne(t, context.Background(), x, doc, base, out2, ""); err == nil {
 		t.Fatal("baking w1 without its binaries pinned succeeded")
 	}
-	res2, err := Run(context.Background(), Config{Doc: doc, Base: base, Out: out2, Jobs: 2, Epoch: epoch}, jobs)
+	res2, err := Run(context.Background(), Config{Doc: doc, Base: base, Out: out2, Parallel: 2, Epoch: epoch}, jobs)
 	if err != nil {
 		t.Fatal(err)
 	}

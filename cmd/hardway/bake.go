@@ -149,7 +149,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 			progress := &bake.Progress{}
 			log, stop := progressLog(cmd.ErrOrStderr(), progress)
 			defer stop()
-			cfg := bake.Config{Doc: doc, Base: base, Out: artifactDir, Jobs: jobs, Log: log, Progress: progress, Epoch: sourceDate()}
+			cfg := bake.Config{Doc: doc, Base: base, Out: artifactDir, Parallel: jobs, Log: log, Progress: progress, Epoch: sourceDate()}
 			var results []bake.Result
 			switch format {
 			case bake.FormatKVM:
