@@ -34,7 +34,7 @@ type Config struct {
 	Doc      *spec.Document // the validated spec: binaries, images, Kubernetes version
 	Base     string         // base root file system: a tarball, plain or gzip, xz, zstd or bzip2
 	Out      string         // output directory
-	Jobs     int            // artifacts baked at once; at least 1
+	Parallel int            // artifacts baked at once; at least 1 (the CLI's --jobs)
 	Log      *slog.Logger
 	Progress *Progress  // live progress, may be nil
 	Epoch    emit.Epoch // the layers' mtimes, and the base's clamped to it when set (the caller reads SOURCE_DATE_EPOCH)
@@ -66,13 +66,93 @@ var errMixed = errors.New("select artifacts with --node or --role, not both")
 func Jobs(x *gen.Context, format, node, role string) ([]Job, error) {
 	switch format {
 	case FormatLXC:
-		return selectJobs(x, ofTarget(spec.TargetLXC, "an LXC template"), node, role, nil)
+		return nodeJobs(x, format, node, role, nil)
 	case FormatKVM:
 		return KVMJobs(x, node, role)
 	case FormatSysext:
 		return SysextJobs(x, node, role)
 	}
-	return nil, fmt.Errorf("unknown format %q (have: %s, %s, %s)", format, FormatLXC, FormatKVM, FormatSysext)
+	return nil, unknownFormat(format)
+}
+
+// unknownFormat is the error for a format bake does not make.
+func unknownFormat(format string) error {
+	return fmt.Errorf("unknown format %q (have: %s, %s, %s)", format, FormatLXC, FormatKVM, FormatSysext)
+}
+
+// Select returns the nodes that the artifacts of format selected by node or
+// role (or neither: all) are made for, in spec order: what `hardway bake`
+// and the Packer bake builders bake. For a kvm role image (role without
+// node), they are the nodes it serves (RoleNodes). It reads only the spec,
+// so that a caller can check a selection before generating anything.
+func Select(c *spec.Cluster, format, node, role string) ([]spec.Node, error) {
+	var set nodeSet
+	switch format {
+	case FormatLXC:
+		set = ofTarget(spec.TargetLXC, "an LXC template")
+	case FormatKVM:
+		set = ofTarget(spec.TargetKVM, "a KVM image")
+		if role != "" && node == "" {
+			if nodes := RoleNodes(c, role); len(nodes) > 0 {
+				return nodes, nil
+			}
+			served := func(n spec.Node) bool { return set.of(n) && debianBased(n) == nil }
+			return nil, fmt.Errorf("no node of target kvm booted by cloud-init has role %q (their roles: %s)", role, rolesOf(c, served))
+		}
+	case FormatSysext:
+		set = sysextSet
+	default:
+		return nil, unknownFormat(format)
+	}
+	if node != "" && role != "" {
+		return nil, errMixed
+	}
+	var out []spec.Node
+	for _, n := range c.Spec.Nodes {
+		switch {
+		case node != "" && n.Name != node:
+			continue
+		case node != "" && !set.of(n):
+			return nil, set.not(n)
+		case !set.of(n), role != "" && !n.Has(role):
+			continue
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		switch {
+		case node != "":
+			var names []string
+			for _, n := range c.Spec.Nodes {
+				names = append(names, n.Name)
+			}
+			return nil, fmt.Errorf("no node %q in the spec (nodes: %s)", node, strings.Join(names, ", "))
+		case role != "":
+			return nil, fmt.Errorf("no node %s has role %q (their roles: %s)", set.name, role, rolesOf(c, set.of))
+		}
+		return nil, fmt.Errorf("the spec has no node %s", set.name)
+	}
+	return out, nil
+}
+
+// rolesOf lists, sorted, the roles held by the nodes of c that of selects.
+func rolesOf(c *spec.Cluster, of func(spec.Node) bool) string {
+	var out []string
+	for _, n := range c.Spec.Nodes {
+		if !of(n) {
+			continue
+		}
+		for _, r := range n.Roles {
+			if !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
 }
 
 // nodeSet is the nodes an artifact kind is made for.
@@ -93,45 +173,29 @@ func ofTarget(target, what string) nodeSet {
 	}
 }
 
-// selectJobs returns a job, with the node's tree, for every node of set
-// (all of them, only node, or those with role). treeOf, when set, gives
-// the node's tree in place of generators.Node, or refuses the node.
-func selectJobs(x *gen.Context, set nodeSet, node, role string, treeOf func(*gen.Context, spec.Node) (*tree.Tree, error)) ([]Job, error) {
+// nodeJobs returns a job, with the node's tree, for every node Select
+// returns. treeOf, when set, gives the node's tree in place of
+// generators.Node, or refuses the node.
+func nodeJobs(x *gen.Context, format, node, role string, treeOf func(*gen.Context, spec.Node) (*tree.Tree, error)) ([]Job, error) {
 	if treeOf == nil {
 		treeOf = generators.Node
 	}
-	if node != "" && role != "" {
-		return nil, errMixed
+	nodes, err := Select(x.C, format, node, role)
+	if err != nil {
+		return nil, err
 	}
 	var jobs []Job
-	for _, n := range x.C.Spec.Nodes {
-		switch {
-		case node != "" && n.Name != node:
-			continue
-		case node != "" && !set.of(n):
-			return nil, set.not(n)
-		case !set.of(n), role != "" && !n.Has(role):
-			continue
-		}
+	for _, n := range nodes {
 		t, err := treeOf(x, n)
 		if err != nil {
 			return nil, err
 		}
 		jobs = append(jobs, Job{Subject: n.Name, Node: n.Name, Roles: n.Roles, Tree: t})
 	}
-	if len(jobs) == 0 {
-		switch {
-		case node != "":
-			return nil, fmt.Errorf("no node %s in the spec", node)
-		case role != "":
-			return nil, fmt.Errorf("no node %s has role %s", set.name, role)
-		}
-		return nil, fmt.Errorf("the spec has no node %s", set.name)
-	}
 	return jobs, nil
 }
 
-// Run bakes jobs, cfg.Jobs at a time, and records every artifact it
+// Run bakes jobs, cfg.Parallel at a time, and records every artifact it
 // published in the output directory's bake-manifest.json. Inputs are checked
 // before any artifact is written: every pinned binary, then the whole base.
 // An artifact is written to a temporary file and renamed into place once
@@ -276,7 +340,7 @@ func bakeAll(ctx context.Context, cfg Config, kind string, jobs []Job, bakeJob f
 	return results, errors.Join(err, record(cfg.Out, kind, results))
 }
 
-// runJobs bakes the jobs on cfg.Jobs workers, job i by bakeJob(ctx, i); the
+// runJobs bakes the jobs on cfg.Parallel workers, job i by bakeJob(ctx, i); the
 // first error stops the rest. The results are sorted by path.
 func runJobs(ctx context.Context, cfg Config, jobs []Job, bakeJob func(context.Context, int) ([]Result, error)) ([]Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -286,7 +350,7 @@ func runJobs(ctx context.Context, cfg Config, jobs []Job, bakeJob func(context.C
 		results []Result
 		errs    []error
 		wg      sync.WaitGroup
-		sem     = make(chan struct{}, max(cfg.Jobs, 1))
+		sem     = make(chan struct{}, max(cfg.Parallel, 1))
 	)
 	for i, j := range jobs {
 		wg.Add(1)

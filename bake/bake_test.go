@@ -31,8 +31,8 @@ func TestJobs(t *testing.T) {
 		{node: "w1", want: []string{"w1"}},
 		{role: spec.RoleEtcd, want: []string{"cp1"}},
 		{node: "w2", err: "target kvm"},
-		{node: "nope", err: "no node nope"},
-		{role: spec.RoleLB, err: "no node of target lxc has role lb"},
+		{node: "nope", err: `no node "nope" in the spec (nodes: cp1, w1, w2)`},
+		{role: spec.RoleLB, err: `no node of target lxc has role "lb" (their roles: controller, etcd, worker)`},
 		{node: "cp1", role: spec.RoleEtcd, err: "not both"},
 	}
 	for _, c := range cases {
@@ -189,7 +189,7 @@ func bakeOne(t testing.TB, ctx context.Context, x *gen.Context, doc *spec.Docume
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Run(ctx, Config{Doc: doc, Base: base, Out: out, Jobs: 2}, jobs)
+	return Run(ctx, Config{Doc: doc, Base: base, Out: out, Parallel: 2}, jobs)
 }
 
 // TestBakeSynthetic bakes cp1 from a synthetic base and checks the template:
@@ -212,7 +212,7 @@ func TestBakeSynthetic(t *testing.T) {
 		t.Fatal(err)
 	}
 	epoch := emit.ParseEpoch("1700000000") // as SOURCE_DATE_EPOCH=1700000000 gives it
-	res, err := Run(context.Background(), Config{Doc: doc, Base: base, Out: out, Jobs: 2, Epoch: epoch}, jobs)
+	res, err := Run(context.Background(), Config{Doc: doc, Base: base, Out: out, Parallel: 2, Epoch: epoch}, jobs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +291,7 @@ func TestBakeSynthetic(t *testing.T) {
 	if _, err := bakeOne(t, context.Background(), x, doc, base, out2, ""); err == nil {
 		t.Fatal("baking w1 without its binaries pinned succeeded")
 	}
-	res2, err := Run(context.Background(), Config{Doc: doc, Base: base, Out: out2, Jobs: 2, Epoch: epoch}, jobs)
+	res2, err := Run(context.Background(), Config{Doc: doc, Base: base, Out: out2, Parallel: 2, Epoch: epoch}, jobs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ type KVMOptions struct {
 	Formats []string
 }
 
-// RunKVM bakes KVM images, cfg.Jobs at a time, and records them in
+// RunKVM bakes KVM images, cfg.Parallel at a time, and records them in
 // the output directory's bake-manifest.json. As Run, it checks every pinned
 // binary, the whole base and the tools it runs before anything is written;
 // each image is written to a temporary file renamed into place once complete,

@@ -13,18 +13,17 @@ import (
 	"github.com/hardway-dev/hardway/spec"
 )
 
-// kvmDisk is the layout of one node's disk.
+// kvmDisk is the layout of one image's disk (a node image's or a role image's).
 type kvmDisk struct {
-	size          int64 // bytes, a multiple of 1 MiB
-	diskGUID      string
-	parts         []gptPart // ESP, root
-	fsUUID, seed  string    // the root file system's UUID and directory hash seed
-	espID         string    // FAT volume ID, 8 hex digits
-	rootPartUUID  string    // lower case, for root=PARTUUID= and fstab
-	rootBytes     int64
-	rootOffset    int64
-	espOffset     int64
-	cluster, node string
+	size         int64 // bytes, a multiple of 1 MiB
+	diskGUID     string
+	parts        []gptPart // ESP, root
+	fsUUID, seed string    // the root file system's UUID and directory hash seed
+	espID        string    // FAT volume ID, 8 hex digits
+	rootPartUUID string    // lower case, for root=PARTUUID= and fstab
+	rootBytes    int64
+	rootOffset   int64
+	espOffset    int64
 }
 
 // newDisk lays out the disk of j's image: size bytes (rounded up to MiB),
@@ -61,7 +60,6 @@ func newDisk(doc *spec.Document, j Job, size int64) (*kvmDisk, error) {
 		rootBytes:    (parts[1].Last - parts[1].First + 1) * sectorSize,
 		rootOffset:   parts[1].First * sectorSize,
 		espOffset:    parts[0].First * sectorSize,
-		cluster:      doc.Cluster.Metadata.Name, node: j.Subject,
 	}
 	return d, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/emit"
+	"github.com/hardway-dev/hardway/templates"
 )
 
 // espBytes is the size of the EFI system partition: FAT32 (at least 65525
@@ -48,9 +49,8 @@ func makeESP(ctx context.Context, disk *kvmDisk, j Job, work string, epoch emit.
 		return err
 	}
 	files := map[string][]byte{
-		"loader.conf": []byte("timeout 0\ndefault hardway.conf\neditor no\n"),
-		"hardway.conf": fmt.Appendf(nil, "title hardway %s (%s)\nlinux /vmlinuz\ninitrd /initrd.img\noptions %s\n",
-			j.Subject, strings.Join(j.Roles, ","), kernelCmdline(disk)),
+		"loader.conf":  templates.MustRender("bake/loader.conf", nil),
+		"hardway.conf": templates.MustRender("bake/hardway.conf", map[string]any{"Subject": j.Subject, "Roles": j.Roles, "Options": kernelCmdline(disk)}),
 	}
 	fatTime := time.Unix(max(epoch.Unix, fatEpoch), 0)
 	for n, data := range files {

@@ -1,11 +1,10 @@
 package bake
 
 import (
-	"fmt"
 	"path"
-	"strings"
 
 	"github.com/hardway-dev/hardway/rootfs"
+	"github.com/hardway-dev/hardway/templates"
 	"github.com/hardway-dev/hardway/tree"
 )
 
@@ -32,25 +31,13 @@ func kvmLayer(info *rootfs.BaseInfo, j Job, d *kvmDisk) rootfs.Layer {
 	if j.Tree == nil {
 		what = "role image " + j.Subject
 	}
-	l.Entries = append(l.Entries, rootfs.Bytes(fstab, 0o644, 0, 0, fmt.Appendf(nil,
-		"# hardway bake: the root partition of the %s. x-systemd.growfs grows the\n"+
-			"# file system to the partition at boot; systemd-repart grows the partition (/etc/repart.d).\n"+
-			"PARTUUID=%s / ext4 rw,errors=remount-ro,x-systemd.growfs 0 1\n", what, d.rootPartUUID)))
+	l.Entries = append(l.Entries, rootfs.Bytes(fstab, 0o644, 0, 0, templates.MustRender("bake/fstab", map[string]any{"What": what, "PartUUID": d.rootPartUUID})))
 	if info.Has("/usr/bin/systemd-repart") {
-		l.Entries = append(l.Entries, rootfs.Bytes(RepartRoot, 0o644, 0, 0, []byte(
-			"# hardway bake: grow the root partition (the disk's last) into free space at the end\n"+
-				"# of the disk, e.g. after qm resize. systemd-repart matches it by its type.\n"+
-				"[Partition]\nType=root\n")))
+		l.Entries = append(l.Entries, rootfs.Bytes(RepartRoot, 0o644, 0, 0, templates.MustRender("bake/repart-root.conf", nil)))
 	}
 	switch {
 	case j.Tree == nil:
-		l.Entries = append(l.Entries, rootfs.Bytes(CloudInitRoleConfig, 0o644, 0, 0, fmt.Appendf(nil,
-			"# hardway bake: the role image %s (roles %s) takes its node's identity, files and network\n"+
-				"# from the node's NoCloud seed (hardway generate: nodes/<node>/seed.iso, a disk\n"+
-				"# labelled cidata) at first boot. The network is rendered for systemd-networkd,\n"+
-				"# which this image enables, as hardway's node trees do.\n"+
-				"datasource_list: [NoCloud, None]\n"+
-				"system_info:\n  network:\n    renderers: [networkd]\n", j.Subject, strings.Join(j.Roles, ","))))
+		l.Entries = append(l.Entries, rootfs.Bytes(CloudInitRoleConfig, 0o644, 0, 0, templates.MustRender("bake/cloud-init-role.cfg", map[string]any{"Subject": j.Subject, "Roles": j.Roles})))
 		for _, e := range []struct{ unit, target string }{
 			{"systemd-networkd.service", "multi-user.target"},
 			{"systemd-networkd-wait-online.service", "network-online.target"},
@@ -58,8 +45,7 @@ func kvmLayer(info *rootfs.BaseInfo, j Job, d *kvmDisk) rootfs.Layer {
 			l.Entries = append(l.Entries, rootfs.Symlink(tree.WantsLink(e.unit, e.target), path.Join(tree.VendorUnitDir, e.unit)))
 		}
 	case info.Has("/usr/bin/cloud-init"):
-		l.Entries = append(l.Entries, rootfs.Bytes(CloudInitDisabled, 0o644, 0, 0,
-			[]byte("# hardway bake: a node image has its configuration baked in and boots with no seed.\n")))
+		l.Entries = append(l.Entries, rootfs.Bytes(CloudInitDisabled, 0o644, 0, 0, templates.MustRender("bake/cloud-init-disabled-kvm", nil)))
 	}
 	return l
 }

@@ -22,7 +22,7 @@ func KVMJobs(x *gen.Context, node, role string) ([]Job, error) {
 	if role != "" && node == "" {
 		return roleJob(x, role)
 	}
-	return selectJobs(x, ofTarget(spec.TargetKVM, "a KVM image"), node, role, func(x *gen.Context, n spec.Node) (*tree.Tree, error) {
+	return nodeJobs(x, FormatKVM, node, role, func(x *gen.Context, n spec.Node) (*tree.Tree, error) {
 		if err := debianBased(n); err != nil {
 			return nil, err
 		}
@@ -40,9 +40,9 @@ func debianBased(n spec.Node) error {
 
 // roleJob is the role image of role.
 func roleJob(x *gen.Context, role string) ([]Job, error) {
-	nodes := RoleNodes(x.C, role)
-	if len(nodes) == 0 {
-		return nil, fmt.Errorf("no node of target kvm booted by cloud-init has role %s", role)
+	nodes, err := Select(x.C, FormatKVM, "", role)
+	if err != nil {
+		return nil, err
 	}
 	var roles []string
 	for _, n := range nodes {

@@ -12,6 +12,7 @@ import (
 	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/templates"
 	"github.com/hardway-dev/hardway/tree"
 )
 
@@ -91,8 +92,7 @@ const CloudInitDisabled = "/etc/cloud/cloud-init.disabled"
 func lxcLayer(info *rootfs.BaseInfo, j Job) rootfs.Layer {
 	l := rootfs.Layer{Name: "lxc", Remove: append(unusedServices(j, true), kernelFiles...)}
 	if info.Has("/usr/bin/cloud-init") {
-		l.Entries = append(l.Entries, rootfs.Bytes(CloudInitDisabled, 0o644, 0, 0,
-			[]byte("# hardway bake: a Proxmox container has no cloud-init data source; its configuration is baked in.\n")))
+		l.Entries = append(l.Entries, rootfs.Bytes(CloudInitDisabled, 0o644, 0, 0, templates.MustRender("bake/cloud-init-disabled-lxc", nil)))
 	}
 	return l
 }

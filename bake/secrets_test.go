@@ -122,7 +122,7 @@ func TestSecretModesLXC(t *testing.T) {
 		jobs = append(jobs, j...)
 	}
 	out := t.TempDir()
-	res, err := Run(context.Background(), Config{Doc: doc, Base: syntheticBase(t), Out: out, Jobs: 2}, jobs)
+	res, err := Run(context.Background(), Config{Doc: doc, Base: syntheticBase(t), Out: out, Parallel: 2}, jobs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,13 +58,16 @@ var mksquashfsArgs = []string{"-noappend", "-all-root", "-no-xattrs", "-mkfs-tim
 // SysextJobs selects the nodes booted by Ignition that run pinned binaries:
 // all of them, only node, or those with role.
 func SysextJobs(x *gen.Context, node, role string) ([]Job, error) {
-	return selectJobs(x, nodeSet{
-		of: spec.Node.Sysext,
-		not: func(n spec.Node) error {
-			return fmt.Errorf("node %s has no systemd-sysext image: only a kvm node booted by Ignition with role etcd, controller or worker has one", n.Name)
-		},
-		name: "booted by Ignition with role etcd, controller or worker",
-	}, node, role, nil)
+	return nodeJobs(x, FormatSysext, node, role, nil)
+}
+
+// sysextSet is the nodes that have a systemd-sysext image.
+var sysextSet = nodeSet{
+	of: spec.Node.Sysext,
+	not: func(n spec.Node) error {
+		return fmt.Errorf("node %s has no systemd-sysext image: only a kvm node booted by Ignition with role etcd, controller or worker has one", n.Name)
+	},
+	name: "booted by Ignition with role etcd, controller or worker",
 }
 
 // RunSysext bakes, for each job, the node's systemd-sysext image (a

@@ -95,7 +95,7 @@ func bakeSysexts(t *testing.T, doc *spec.Document, x *gen.Context) (string, []Re
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	res, err := RunSysext(context.Background(), Config{Doc: doc, Out: out, Jobs: 1}, jobs)
+	res, err := RunSysext(context.Background(), Config{Doc: doc, Out: out, Parallel: 1}, jobs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestSysextRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	_, err = RunSysext(context.Background(), Config{Doc: doc, Out: out, Jobs: 1}, jobs)
+	_, err = RunSysext(context.Background(), Config{Doc: doc, Out: out, Parallel: 1}, jobs)
 	var hm *rootfs.HashMismatchError
 	if !errors.As(err, &hm) {
 		t.Errorf("tampered kubelet: %v", err)

@@ -1,6 +1,7 @@
 package rootfs
 
 import (
+	"archive/tar"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -236,4 +238,33 @@ func checkPath(layer, p string) error {
 		return fmt.Errorf("layer %s: path %q is not an absolute clean path below /", layer, p)
 	}
 	return nil
+}
+
+// Tar writes the layer's declared entries (not the implicit parents) as a
+// tar stream, modified at mtime, for a machine that extracts it over its own
+// root (the Packer provisioner's sysprep); Remove is the caller's to apply.
+func (l Layer) Tar(w io.Writer, mtime time.Time) error {
+	tw := tar.NewWriter(w)
+	for i := range l.Entries {
+		e := &l.Entries[i]
+		if e.Implicit {
+			continue
+		}
+		if err := tw.WriteHeader(header(e, mtime)); err != nil {
+			return err
+		}
+		if !e.IsFile() || e.Size == 0 {
+			continue
+		}
+		rc, err := e.Open()
+		if err != nil {
+			return fmt.Errorf("layer %s: %s: %w", l.Name, e.Path, err)
+		}
+		_, err = io.Copy(tw, rc)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("layer %s: %s: %w", l.Name, e.Path, err)
+		}
+	}
+	return tw.Close()
 }

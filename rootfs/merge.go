@@ -474,12 +474,17 @@ func (m *merger) clamp(t time.Time) time.Time {
 
 // layerHeader is the header of a layer entry.
 func (m *merger) layerHeader(e *planned) *tar.Header {
+	return header(&e.Entry, m.o.Epoch)
+}
+
+// header is the tar header of e, modified at mtime (whole seconds).
+func header(e *Entry, mtime time.Time) *tar.Header {
 	h := &tar.Header{
 		Name:    memberName(e.Path, e.IsDir()),
 		Mode:    modeBits(e.Mode),
 		Uid:     e.UID,
 		Gid:     e.GID,
-		ModTime: time.Unix(m.o.Epoch.Unix(), 0),
+		ModTime: time.Unix(mtime.Unix(), 0),
 	}
 	switch {
 	case e.IsDir():

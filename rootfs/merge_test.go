@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -90,6 +91,10 @@ func TestMergePrecedence(t *testing.T) {
 	out, st := merge(t, base, Options{Epoch: epoch, Clamp: true}, func(info *BaseInfo) []Layer {
 		return []Layer{Sysprep(info), overlay()}
 	})
+	keygen, err := os.ReadFile("../templates/files/rootfs/" + SSHKeygenUnit)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m, names := readAll(t, out)
 
 	want := map[string]string{ // name → content, for regular files
@@ -103,7 +108,7 @@ func TestMergePrecedence(t *testing.T) {
 		"./usr/lib/systemd/system/foo.service":  "[Unit]\n",
 		"./new/dir/file":                        "new",
 		"./usr/bin/tool":                        "ELF tool",
-		"./etc/systemd/system/" + SSHKeygenUnit: string(sshKeygenUnit),
+		"./etc/systemd/system/" + SSHKeygenUnit: string(keygen),
 		"./usr/lib/os-release":                  "PRETTY_NAME=\"Test Linux 7\"\nID=testos\nVERSION_ID=\"7\"\n",
 	}
 	for name, data := range want {

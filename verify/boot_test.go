@@ -42,7 +42,7 @@ func TestBootSeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	baked, err := bake.Run(context.Background(), bake.Config{Doc: doc, Base: rootfstest.Base(t, rootfstest.FullBase), Out: t.TempDir(), Jobs: 2, Log: slog.New(slog.DiscardHandler)}, jobs)
+	baked, err := bake.Run(context.Background(), bake.Config{Doc: doc, Base: rootfstest.Base(t, rootfstest.FullBase), Out: t.TempDir(), Parallel: 2, Log: slog.New(slog.DiscardHandler)}, jobs)
 	if err != nil {
 		t.Fatal(err)
 	}

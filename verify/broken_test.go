@@ -76,7 +76,7 @@ func TestBrokenFails(t *testing.T) {
 			if c.dir != nil {
 				c.dir(t, res.Dir)
 			}
-			baked, err := bake.Run(context.Background(), bake.Config{Doc: doc, Base: rootfstest.Base(t, rootfstest.SmallBase), Out: t.TempDir(), Jobs: 1, Log: slog.New(slog.DiscardHandler)}, jobs)
+			baked, err := bake.Run(context.Background(), bake.Config{Doc: doc, Base: rootfstest.Base(t, rootfstest.SmallBase), Out: t.TempDir(), Parallel: 1, Log: slog.New(slog.DiscardHandler)}, jobs)
 			if err != nil {
 				t.Fatal(err)
 			}

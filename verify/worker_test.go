@@ -62,7 +62,7 @@ func TestWorkerJoins(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	baked, err := bake.Run(context.Background(), bake.Config{Doc: doc, Base: rootfstest.Base(t, rootfstest.SmallBase), Out: t.TempDir(), Jobs: 1, Log: slog.New(slog.DiscardHandler)}, jobs)
+	baked, err := bake.Run(context.Background(), bake.Config{Doc: doc, Base: rootfstest.Base(t, rootfstest.SmallBase), Out: t.TempDir(), Parallel: 1, Log: slog.New(slog.DiscardHandler)}, jobs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,7 +149,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 			progress := &bake.Progress{}
 			log, stop := progressLog(cmd.ErrOrStderr(), progress)
 			defer stop()
-			cfg := bake.Config{Doc: doc, Base: base, Out: artifactDir, Jobs: jobs, Log: log, Progress: progress, Epoch: sourceDate()}
+			cfg := bake.Config{Doc: doc, Base: base, Out: artifactDir, Parallel: jobs, Log: log, Progress: progress, Epoch: sourceDate()}
 			var results []bake.Result
 			switch format {
 			case bake.FormatKVM:
@@ -181,7 +181,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 	_ = cmd.RegisterFlagCompletionFunc("role", completeFromSpec(&file, roleNames))
 	cmd.Flags().StringVar(&format, "format", bake.FormatLXC, "artifact format: lxc (Proxmox container template), kvm (disk image) or sysext (systemd-sysext image and Ignition config of a node booted by Ignition)")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{bake.FormatLXC, bake.FormatKVM, bake.FormatSysext}, cobra.ShellCompDirectiveNoFileComp))
-	cmd.Flags().StringVar(&diskSize, "disk-size", "", "kvm: disk size, e.g. 4G (default the node's diskGiB)")
+	cmd.Flags().StringVar(&diskSize, "disk-size", "", "kvm: disk size with a unit, e.g. 4G or 4096M; a bare number is refused (default the node's diskGiB)")
 	cmd.Flags().StringVar(&imageFormat, "image-format", bake.ImageQCOW2, "kvm: image files to write: raw, qcow2 or raw,qcow2")
 	_ = cmd.RegisterFlagCompletionFunc("image-format", cobra.FixedCompletions([]string{bake.ImageQCOW2, bake.ImageRaw, bake.ImageRaw + "," + bake.ImageQCOW2}, cobra.ShellCompDirectiveNoFileComp))
 	dirFlag(cmd, &dir, defaultDir, "output root: bake runs generate into <dir>/<cluster>/ first")

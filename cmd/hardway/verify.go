@@ -27,7 +27,7 @@ import (
 // distribution's (Flatcar, Fedora CoreOS), which a build machine has no copy of.
 func bakeEveryNode(ctx context.Context, doc *spec.Document, res *generate.Result, base, kvmBase string) (artifacts, skipped map[string]string, err error) {
 	x := hwgen.New(doc.Cluster, res.Bundle)
-	cfg := bake.Config{Doc: doc, Out: filepath.Join(res.Dir, nodefiles.BakeDir), Jobs: 2, Log: slog.Default(), Epoch: sourceDate()}
+	cfg := bake.Config{Doc: doc, Out: filepath.Join(res.Dir, nodefiles.BakeDir), Parallel: 2, Log: slog.Default(), Epoch: sourceDate()}
 	artifacts, skipped = map[string]string{}, map[string]string{}
 	var kvmJobs []bake.Job
 	lxc, roles := false, map[string][]string{} // role image → its nodes

@@ -43,7 +43,7 @@ func (c *Config) Bake(ctx context.Context, ui packersdk.Ui, doc *spec.Document, 
 	ui.Say(fmt.Sprintf("Baking %d %s from %s into %s", len(js), what, c.BaseRootfs, c.ArtifactDirectory))
 	progress := &bake.Progress{}
 	stop := report(ui, progress, progressPeriod)
-	results, err := run(ctx, bake.Config{Doc: doc, Base: c.BaseRootfs, Out: c.ArtifactDirectory, Jobs: 1, Log: log, Progress: progress, Epoch: load.Epoch()}, js)
+	results, err := run(ctx, bake.Config{Doc: doc, Base: c.BaseRootfs, Out: c.ArtifactDirectory, Parallel: 1, Log: log, Progress: progress, Epoch: load.Epoch()}, js)
 	stop()
 	if err != nil {
 		return nil, err

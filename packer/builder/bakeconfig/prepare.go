@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 
 	"github.com/hardway-dev/hardway/bake"
 	"github.com/hardway-dev/hardway/nodefiles"
@@ -21,9 +19,9 @@ type Prepared struct {
 }
 
 // Prepare fills in the defaults and checks the configuration for a builder
-// of target (spec.TargetLXC or spec.TargetKVM) called builder. It returns
-// every problem at once, each naming its field.
-func (c *Config) Prepare(target, builder string) (*Prepared, []string, []error) {
+// of bake's format (bake.FormatLXC or bake.FormatKVM). It returns every
+// problem at once, each naming its field.
+func (c *Config) Prepare(format string) (*Prepared, []string, []error) {
 	if c.OutputDirectory == "" {
 		c.OutputDirectory = load.DefaultOutputDirectory
 	}
@@ -38,29 +36,19 @@ func (c *Config) Prepare(target, builder string) (*Prepared, []string, []error) 
 	case c.Node != "" && c.Role != "":
 		errs = append(errs, fmt.Errorf("%s, %s: set one of them, not both", load.FieldNode, load.FieldRole))
 	case c.Node == "" && c.Role == "":
-		errs = append(errs, fmt.Errorf("%s: required: set %s (one node of target %s) or %s (a role)", load.FieldNode, load.FieldNode, target, load.FieldRole))
+		errs = append(errs, fmt.Errorf("%s: required: set %s (one node of target %s) or %s (a role)", load.FieldNode, load.FieldNode, format, load.FieldRole))
 	case doc == nil:
 		// The spec's errors say it all.
-	case c.Node != "":
-		n, err := load.Node(doc, load.FieldNode, c.Node)
-		switch {
-		case err != nil:
-			errs = append(errs, err)
-		case n.Target != target:
-			errs = append(errs, fmt.Errorf("%s: %s has target %s; %s bakes nodes of target %s (use hardway-%s)", load.FieldNode, n.Name, n.Target, builder, target, n.Target))
-		default:
-			nodes = []spec.Node{n}
-		}
-	case target == spec.TargetKVM:
-		// One role image serves these nodes (those booted by cloud-init).
-		nodes = bake.RoleNodes(doc.Cluster, c.Role)
-		if len(nodes) == 0 {
-			errs = append(errs, fmt.Errorf("%s: no node of target kvm booted by cloud-init has role %q in %s (their roles: %s)", load.FieldRole, c.Role, doc.File, strings.Join(rolesOf(doc.Cluster, target), ", ")))
-		}
 	default:
-		nodes = withRole(doc.Cluster, target, c.Role)
-		if len(nodes) == 0 {
-			errs = append(errs, fmt.Errorf("%s: no node of target %s has role %q in %s (their roles: %s)", load.FieldRole, target, c.Role, doc.File, strings.Join(rolesOf(doc.Cluster, target), ", ")))
+		// The nodes `hardway bake` would bake: one node, each node of
+		// target lxc with the role, or the nodes a kvm role image serves.
+		field := load.FieldNode
+		if c.Role != "" {
+			field = load.FieldRole
+		}
+		var err error
+		if nodes, err = bake.Select(doc.Cluster, format, c.Node, c.Role); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s: %w", field, doc.File, err))
 		}
 	}
 	if doc != nil && c.ArtifactDirectory == "" {
@@ -85,36 +73,4 @@ func checkBase(name string) error {
 		return fmt.Errorf("base_rootfs: %s is not a regular file (a tarball: plain, gzip, xz, zstd or bzip2)", name)
 	}
 	return nil
-}
-
-// withRole returns the nodes of target that have role, in spec order.
-func withRole(c *spec.Cluster, target, role string) []spec.Node {
-	var out []spec.Node
-	for _, n := range c.Spec.Nodes {
-		if n.Target == target && n.Has(role) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
-// rolesOf returns the roles the nodes of target hold, sorted; of kvm nodes,
-// those booted by cloud-init (bake makes no image of a node booted by Ignition).
-func rolesOf(c *spec.Cluster, target string) []string {
-	var out []string
-	for _, n := range c.Spec.Nodes {
-		if n.Target != target || n.BootsByIgnition() {
-			continue
-		}
-		for _, r := range n.Roles {
-			if !slices.Contains(out, r) {
-				out = append(out, r)
-			}
-		}
-	}
-	slices.Sort(out)
-	if len(out) == 0 {
-		return []string{"none: no node has target " + target}
-	}
-	return out
 }

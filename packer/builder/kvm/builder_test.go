@@ -32,7 +32,7 @@ func TestPrepareValid(t *testing.T) {
 	}{
 		{"node defaults", map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": b}, FormatQCOW2, 0},
 		{"role defaults", map[string]interface{}{"spec": file, "role": "worker", "base_rootfs": b}, FormatQCOW2, 0},
-		{"raw in MiB", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "format": "raw", "disk_size": "4096"}, FormatRaw, 4096 << 20},
+		{"raw in MiB", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "format": "raw", "disk_size": "4096M"}, FormatRaw, 4096 << 20},
 		{"GiB", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "disk_size": "12G"}, FormatQCOW2, 12 << 30},
 		{"GiB spelt out", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "disk_size": "12GiB"}, FormatQCOW2, 12 << 30},
 		{"KiB", map[string]interface{}{"spec": file, "node": "w3", "base_rootfs": b, "disk_size": "1048577K"}, FormatQCOW2, 1048577 << 10},
@@ -62,21 +62,21 @@ func TestPrepareInvalid(t *testing.T) {
 			"base_rootfs: required", "spec: required", "node: required: set node (one node of target kvm) or role",
 		}},
 		{"lxc node, bad format and size", map[string]interface{}{"spec": file, "node": "cp1", "base_rootfs": b, "format": "vmdk", "disk_size": "10X"}, []string{
-			"node: cp1 has target lxc; hardway-kvm bakes nodes of target kvm (use hardway-lxc)",
+			"node cp1 has target lxc; a KVM image is for target kvm nodes",
 			`format: "vmdk": want qcow2 or raw`,
-			`disk_size: "10X" is not a size`,
+			`disk_size: bad size "10X"`,
 		}},
 		{"too small", map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": b, "disk_size": "512M"}, []string{
 			`disk_size: "512M" is smaller than 1024 MiB`,
 		}},
-		{"too small in MiB", map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": b, "disk_size": "1023"}, []string{
-			`disk_size: "1023" is smaller than 1024 MiB`,
+		{"too small in MiB", map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": b, "disk_size": "1023M"}, []string{
+			`disk_size: "1023M" is smaller than 1024 MiB`,
 		}},
-		{"zero", map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": b, "disk_size": "0"}, []string{
-			`disk_size: "0" is not a size: want a number of MiB, or a number with the suffix K, M, G or T`,
+		{"bare number", map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": b, "disk_size": "4096"}, []string{
+			`disk_size: size "4096" has no unit: add one, as in 4096M (MiB)`,
 		}},
 		{"role without kvm node", map[string]interface{}{"spec": file, "role": "etcd", "base_rootfs": b}, []string{
-			`role: no node of target kvm booted by cloud-init has role "etcd" in ` + file + " (their roles: worker)",
+			"role: " + file + `: no node of target kvm booted by cloud-init has role "etcd" (their roles: worker)`,
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,7 +5,6 @@ package kvm
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/hashicorp/packer-plugin-sdk/common"
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
@@ -14,17 +13,16 @@ import (
 	"github.com/hardway-dev/hardway/bytesize"
 	"github.com/hardway-dev/hardway/packer/builder/bakeconfig"
 	"github.com/hardway-dev/hardway/packer/internal/load"
-	"github.com/hardway-dev/hardway/spec"
 )
 
 // Config is the configuration of the hardway-kvm builder.
 type Config struct {
 	common.PackerConfig `mapstructure:",squash"`
 	bakeconfig.Config   `mapstructure:",squash"`
-	// The size of the disk image, at least 1024 MiB: a number of MiB (as
-	// the qemu builder reads it), or a number with the suffix `K`, `M`, `G`
-	// or `T` (KiB, MiB, GiB, TiB: `20G`, `20GiB`), as
-	// `hardway bake --disk-size` reads it. Defaults to what
+	// The size of the disk image, at least 1024 MiB: a number with the unit
+	// `K`, `M`, `G` or `T` (KiB, MiB, GiB, TiB: `20G`, `20GiB`, `4096M`), as
+	// `hardway bake --disk-size` reads it. A bare number is an error (the
+	// qemu builder reads one as MiB, other tools as bytes). Defaults to what
 	// `hardway bake --format kvm` gives: the node's `diskGiB` in the spec;
 	// for `role`, the largest `diskGiB` of the nodes the role image serves.
 	DiskSize string `mapstructure:"disk_size"`
@@ -47,7 +45,7 @@ func (c *Config) prepare(raws ...interface{}) (*bakeconfig.Prepared, []string, e
 	if err != nil {
 		return nil, nil, err
 	}
-	p, warnings, errs := c.Config.Prepare(spec.TargetKVM, BuilderType)
+	p, warnings, errs := c.Config.Prepare(bake.FormatKVM)
 	switch c.Format {
 	case "":
 		c.Format = FormatQCOW2
@@ -72,16 +70,12 @@ func (c *Config) prepare(raws ...interface{}) (*bakeconfig.Prepared, []string, e
 // system that holds a base and the role's binaries.
 const minDiskMiB = 1024
 
-// diskSize reads disk_size in bytes with bytesize.Parse, a bare number
-// being MiB (the qemu builder's convention).
+// diskSize reads disk_size in bytes with bytesize.Parse, as `hardway bake
+// --disk-size` reads it: a number with a unit (a bare number is refused).
 func diskSize(s string) (int64, error) {
-	in := s
-	if s != "" && strings.Trim(s, "0123456789") == "" {
-		in += "M"
-	}
-	n, err := bytesize.Parse(in)
+	n, err := bytesize.Parse(s)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a size: want a number of MiB, or a number with the suffix K, M, G or T (for example 20G)", s)
+		return 0, err
 	}
 	if n < minDiskMiB<<20 {
 		return 0, fmt.Errorf("%q is smaller than %d MiB", s, minDiskMiB)

@@ -87,15 +87,15 @@ func TestPrepareInvalid(t *testing.T) {
 			"base_rootfs: stat /nonexistent/base.tar: no such file", "spec: stat /nonexistent/cluster.yaml: no such file",
 		}},
 		{"unknown node", map[string]interface{}{"spec": file, "node": "etcd9", "base_rootfs": b, "compression_level": 19}, []string{
-			`node: no node "etcd9" in ` + file + " (nodes: cp1, w1, w2, w3)",
+			"node: " + file + `: no node "etcd9" in the spec (nodes: cp1, w1, w2, w3)`,
 			"compression_level: 19: this hardway version's bake library writes zstd level 3 only",
 		}},
 		{"kvm node", map[string]interface{}{"spec": file, "node": "w2", "base_rootfs": filepath.Dir(b)}, []string{
 			"base_rootfs: " + filepath.Dir(b) + " is not a regular file",
-			"node: w2 has target kvm; hardway-lxc bakes nodes of target lxc (use hardway-kvm)",
+			"node w2 has target kvm; an LXC template is for target lxc nodes",
 		}},
 		{"unknown role", map[string]interface{}{"spec": file, "role": "lb", "base_rootfs": b}, []string{
-			`role: no node of target lxc has role "lb" in ` + file + " (their roles: controller, etcd, worker)",
+			"role: " + file + `: no node of target lxc has role "lb" (their roles: controller, etcd, worker)`,
 		}},
 		{"node and role", map[string]interface{}{"spec": file, "node": "cp1", "role": "etcd", "base_rootfs": b}, []string{
 			"node, role: set one of them, not both",

@@ -9,9 +9,9 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/common"
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 
+	"github.com/hardway-dev/hardway/bake"
 	"github.com/hardway-dev/hardway/packer/builder/bakeconfig"
 	"github.com/hardway-dev/hardway/packer/internal/load"
-	"github.com/hardway-dev/hardway/spec"
 )
 
 // Config is the configuration of the hardway-lxc builder.
@@ -33,7 +33,7 @@ func (c *Config) prepare(raws ...interface{}) (*bakeconfig.Prepared, []string, e
 	if err != nil {
 		return nil, nil, err
 	}
-	p, warnings, errs := c.Config.Prepare(spec.TargetLXC, BuilderType)
+	p, warnings, errs := c.Config.Prepare(bake.FormatLXC)
 	if c.CompressionLevel != 0 && c.CompressionLevel != bakeLevel {
 		errs = append(errs, fmt.Errorf("compression_level: %d: this hardway version's bake library writes zstd level %d only; leave it unset or set %d",
 			c.CompressionLevel, bakeLevel, bakeLevel))

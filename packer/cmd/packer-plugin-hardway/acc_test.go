@@ -328,7 +328,7 @@ build { sources = ["source.hardway-lxc.bad", "source.hardway-lxc.unknown", "sour
 	}
 	for _, w := range []string{
 		"base_rootfs: stat /nonexistent/base.tar.zst: no such file or directory",
-		"node: w2 has target kvm; hardway-lxc bakes nodes of target lxc (use hardway-kvm)",
+		"node w2 has target kvm; an LXC template is for target lxc nodes",
 		"base_rootfs: required",
 		"spec: stat /nonexistent/cluster.yaml: no such file or directory",
 		`format: "vmdk": want qcow2 or raw`,

@@ -44,7 +44,7 @@ type Config struct {
 	// is extracted (and removed afterwards). Defaults to `/tmp`.
 	StagingDirectory string `mapstructure:"staging_directory"`
 	// Leave the machine's identity alone: do not empty /etc/machine-id,
-	// remove the SSH host keys or run `cloud-init clean`. Use it for a
+	// remove the SSH host keys or cloud-init's instance state. Use it for a
 	// machine that is not going to become a template.
 	SkipSysprep bool `mapstructure:"skip_sysprep"`
 }

@@ -7,10 +7,13 @@
 package node
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"path"
+	"path/filepath"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -70,7 +73,7 @@ func (p *Provisioner) Provision(ctx context.Context, ui packersdk.Ui, comm packe
 	}
 	defer func() {
 		// The staged tar belongs to the communicator's user: no sudo.
-		if err := run(context.WithoutCancel(ctx), ui, comm, "rm -f "+quote(staged)); err != nil {
+		if err := run(context.WithoutCancel(ctx), ui, comm, "rm -f "+quote(staged), nil); err != nil {
 			ui.Error(fmt.Sprintf("removing %s: %v", staged, err))
 		}
 	}()
@@ -82,15 +85,26 @@ func (p *Provisioner) Provision(ctx context.Context, ui packersdk.Ui, comm packe
 			continue
 		}
 		ui.Say(s.say)
-		cmd := "sh -c " + quote("set -e\n"+s.script)
-		if sudo {
-			cmd = "sudo -n " + cmd
+		var err error
+		if s.sysprep {
+			err = sysprep(ctx, ui, comm, sudo, "/", path.Join(c.StagingDirectory, "hardway-"+p.node.Name+"-sysprep.tar"))
+		} else {
+			err = run(ctx, ui, comm, shell(sudo, s.script), nil)
 		}
-		if err := run(ctx, ui, comm, cmd); err != nil {
+		if err != nil {
 			return fmt.Errorf("%s: %w", s.say, err)
 		}
 	}
 	return nil
+}
+
+// shell is the command that runs script with sh -e, through sudo when asked.
+func shell(sudo bool, script string) string {
+	cmd := "sh -c " + quote("set -e\n"+script)
+	if sudo {
+		cmd = "sudo -n " + cmd
+	}
+	return cmd
 }
 
 // tree generates the node's file tree: from the PKI state in pki_dir when
@@ -124,9 +138,10 @@ func useSudo(c *Config, generated map[string]interface{}) bool {
 
 // step is one remote shell script of the installation.
 type step struct {
-	say    string // what the build output says it does
-	script string // run by sh -e, as root when through sudo
-	skip   string // when set, the step is skipped and this says why
+	say     string // what the build output says it does
+	script  string // run by sh -e, as root when through sudo
+	skip    string // when set, the step is skipped and this says why
+	sysprep bool   // the step is the sysprep (see sysprep), not a script
 }
 
 // steps is the installation of the staged tar of t, in order:
@@ -136,9 +151,8 @@ type step struct {
 //     (merged /usr) are followed, not replaced;
 //   - on /, reload systemd so that it sees the units (the tree carries the
 //     enablement symlinks `systemctl enable` would create);
-//   - on /, the sysprep every bake applies, for a machine becoming a
-//     template: an empty /etc/machine-id (and dbus's copy a link to it), no
-//     SSH host keys, cloud-init's state cleaned so that clones run it again.
+//   - on /, the sysprep every bake applies (rootfs.Sysprep), for a machine
+//     becoming a template.
 func steps(c *Config, staged string, t *tree.Tree) []step {
 	root := c.DestinationRoot
 	var units []string
@@ -146,9 +160,8 @@ func steps(c *Config, staged string, t *tree.Tree) []step {
 		units = append(units, u.Name)
 	}
 	out := []step{{
-		say: fmt.Sprintf("Installing %d entries of %s under %s (enabling %s)", len(t.Entries()), t.Node, root, strings.Join(units, ", ")),
-		script: fmt.Sprintf("mkdir -p %s\ntar -x -p --numeric-owner --no-overwrite-dir --keep-directory-symlink -f %s -C %s",
-			quote(root), quote(staged), quote(root)),
+		say:    fmt.Sprintf("Installing %d entries of %s under %s (enabling %s)", len(t.Entries()), t.Node, root, strings.Join(units, ", ")),
+		script: extract(staged, root),
 	}}
 	if root != "/" {
 		return append(out, step{skip: fmt.Sprintf("destination_root is %s, not /: skipping systemctl daemon-reload and the sysprep", root)})
@@ -161,22 +174,101 @@ func steps(c *Config, staged string, t *tree.Tree) []step {
 		return append(out, step{skip: "skip_sysprep is set: leaving machine-id, SSH host keys and cloud-init's state alone"})
 	}
 	return append(out, step{
-		say:    "Sysprep: emptying " + rootfs.MachineID + ", removing the SSH host keys, cleaning cloud-init's state",
-		script: sysprep,
+		say:     "Sysprep: emptying " + rootfs.MachineID + ", removing the SSH host keys and cloud-init's instance state",
+		sysprep: true,
 	})
 }
 
-// sysprep is the live counterpart of rootfs.Sysprep.
-var sysprep = strings.Join([]string{
-	"if [ -e " + rootfs.MachineID + " ]; then truncate -s 0 " + rootfs.MachineID + "; fi",
-	"if [ -f /var/lib/dbus/machine-id ] && [ ! -L /var/lib/dbus/machine-id ]; then ln -sf " + rootfs.MachineID + " /var/lib/dbus/machine-id; fi",
-	"rm -f " + rootfs.SSHHostKeys,
-	"if command -v cloud-init >/dev/null 2>&1; then cloud-init clean; fi",
-}, "\n")
+// extract is the script that extracts the staged tar under root.
+func extract(staged, root string) string {
+	return fmt.Sprintf("mkdir -p %s\ntar -x -p --numeric-owner --no-overwrite-dir --keep-directory-symlink -f %s -C %s",
+		quote(root), quote(staged), quote(root))
+}
 
-// run runs cmd on the machine and fails on a non-zero exit status.
-func run(ctx context.Context, ui packersdk.Ui, comm packersdk.Communicator, cmd string) error {
-	rc := &packersdk.RemoteCmd{Command: cmd}
+// sysprep applies rootfs.Sysprep, the layer every bake lays on its base, to
+// the machine's file system at root: it asks the machine for the paths
+// Sysprep looks at (rootfs.SysprepProbes), removes the layer's Remove
+// patterns and extracts its entries, uploaded as a tar to staged.
+func sysprep(ctx context.Context, ui packersdk.Ui, comm packersdk.Communicator, sudo bool, root, staged string) error {
+	var out bytes.Buffer
+	if err := run(ctx, ui, comm, shell(sudo, probeScript(root)), &out); err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	m, err := parseProbe(root, out.String())
+	if err != nil {
+		return err
+	}
+	l := rootfs.Sysprep(m)
+	var layer bytes.Buffer
+	if err := l.Tar(&layer, load.Epoch().Time()); err != nil {
+		return err
+	}
+	if err := comm.Upload(staged, &layer, nil); err != nil {
+		return fmt.Errorf("upload %s: %w", staged, err)
+	}
+	defer func() {
+		if err := run(context.WithoutCancel(ctx), ui, comm, "rm -f "+quote(staged), nil); err != nil {
+			ui.Error(fmt.Sprintf("removing %s: %v", staged, err))
+		}
+	}()
+	var rm []string
+	for _, r := range l.Remove {
+		rm = append(rm, quoteGlob(path.Join(root, r)))
+	}
+	return run(ctx, ui, comm, shell(sudo, "rm -rf -- "+strings.Join(rm, " ")+"\n"+extract(staged, root)), nil)
+}
+
+// probeScript prints, for each path of rootfs.SysprepProbes under root that
+// exists, its kind (d, f, l for a dangling link, o for another type) and the
+// path, links followed as rootfs.BaseInfo.Kind follows them.
+func probeScript(root string) string {
+	var ps []string
+	for _, p := range rootfs.SysprepProbes() {
+		ps = append(ps, quote(path.Join(root, p)))
+	}
+	return "for p in " + strings.Join(ps, " ") + `; do
+if [ -d "$p" ]; then k=d; elif [ -f "$p" ]; then k=f; elif [ -e "$p" ]; then k=o; elif [ -L "$p" ]; then k=l; else continue; fi
+printf '%s %s\n' "$k" "$p"
+done`
+}
+
+// probed is a machine's answer to probeScript: rootfs.Machine.
+type probed map[string]byte
+
+func (m probed) Kind(p string) (byte, bool) { k, ok := m[p]; return k, ok }
+
+// parseProbe reads probeScript's output; paths are given back relative to root.
+func parseProbe(root, out string) (probed, error) {
+	kinds := map[string]byte{"d": tar.TypeDir, "f": tar.TypeReg, "l": tar.TypeSymlink, "o": tar.TypeFifo}
+	m := probed{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		k, p, ok := strings.Cut(line, " ")
+		typ, known := kinds[k]
+		rel, err := filepath.Rel(root, p)
+		if !ok || !known || err != nil {
+			return nil, fmt.Errorf("probe: unexpected line %q", line)
+		}
+		m["/"+filepath.ToSlash(rel)] = typ
+	}
+	return m, nil
+}
+
+// quoteGlob quotes p as a shell word in which only * stays a pattern.
+func quoteGlob(p string) string {
+	parts := strings.Split(p, "*")
+	for i := range parts {
+		parts[i] = quote(parts[i])
+	}
+	return strings.Join(parts, "*")
+}
+
+// run runs cmd on the machine and fails on a non-zero exit status; its
+// standard output also goes to stdout when set.
+func run(ctx context.Context, ui packersdk.Ui, comm packersdk.Communicator, cmd string, stdout io.Writer) error {
+	rc := &packersdk.RemoteCmd{Command: cmd, Stdout: stdout}
 	if err := rc.RunWithUi(ctx, comm, ui); err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/hardway-dev/hardway/generators"
 	"github.com/hardway-dev/hardway/packer/internal/load"
 	"github.com/hardway-dev/hardway/packer/internal/plugintest"
+	"github.com/hardway-dev/hardway/rootfs"
 )
 
 func TestPrepareValid(t *testing.T) {
@@ -229,4 +230,65 @@ func (localComm) UploadDir(string, string, []string) error { return errors.New("
 func (localComm) Download(string, io.Writer) error         { return errors.New("not used") }
 func (localComm) DownloadDir(string, string, []string) error {
 	return errors.New("not used")
+}
+
+// TestSysprepLocal applies the sysprep to a machine's tree in a temporary
+// directory through the local communicator: the machine id is emptied and
+// dbus's copy becomes a link to it, the host keys and cloud-init's instance
+// state go (its seed stays), and the machine having sshd gets the keygen
+// unit, enabled — what rootfs.Sysprep does to a base.
+func TestSysprepLocal(t *testing.T) {
+	if _, err := exec.LookPath("tar"); err != nil {
+		t.Skip("no tar")
+	}
+	root, staging := t.TempDir(), t.TempDir()
+	files := map[string]string{
+		"etc/machine-id":                       "0123456789abcdef0123456789abcdef\n",
+		"var/lib/dbus/machine-id":              "0123456789abcdef0123456789abcdef\n",
+		"etc/ssh/ssh_host_ed25519_key":         "private",
+		"etc/ssh/ssh_host_ed25519_key.pub":     "public",
+		"etc/ssh/sshd_config":                  "kept",
+		"usr/sbin/sshd":                        "",
+		"var/lib/cloud/instances/i-1/obj.pkl":  "state",
+		"var/lib/cloud/data/instance-id":       "i-1",
+		"var/lib/cloud/seed/nocloud/meta-data": "kept",
+	}
+	for name, data := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/var/lib/cloud/instances/i-1", filepath.Join(root, "var/lib/cloud/instance")); err != nil {
+		t.Fatal(err)
+	}
+	staged := filepath.Join(staging, "sysprep.tar")
+	if err := sysprep(context.Background(), packersdk.TestUi(t), localComm{}, false, root, staged); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "etc/machine-id")); err != nil || len(b) != 0 {
+		t.Errorf("machine-id: %q, %v; want empty", b, err)
+	}
+	if l, err := os.Readlink(filepath.Join(root, "var/lib/dbus/machine-id")); l != "/etc/machine-id" {
+		t.Errorf("dbus machine-id: link to %q, %v; want /etc/machine-id", l, err)
+	}
+	for _, gone := range []string{"etc/ssh/ssh_host_ed25519_key", "etc/ssh/ssh_host_ed25519_key.pub", "var/lib/cloud/instances", "var/lib/cloud/instance", "var/lib/cloud/data"} {
+		if _, err := os.Lstat(filepath.Join(root, gone)); !os.IsNotExist(err) {
+			t.Errorf("%s is still there (%v)", gone, err)
+		}
+	}
+	for _, kept := range []string{"etc/ssh/sshd_config", "var/lib/cloud/seed/nocloud/meta-data", "etc/systemd/system/" + rootfs.SSHKeygenUnit} {
+		if _, err := os.Stat(filepath.Join(root, kept)); err != nil {
+			t.Errorf("%s: %v", kept, err)
+		}
+	}
+	if l, err := os.Readlink(filepath.Join(root, "etc/systemd/system/multi-user.target.wants", rootfs.SSHKeygenUnit)); err != nil || l != "/etc/systemd/system/"+rootfs.SSHKeygenUnit {
+		t.Errorf("keygen unit link: %q, %v", l, err)
+	}
+	if _, err := os.Stat(staged); !os.IsNotExist(err) {
+		t.Errorf("the staged tar is still there (%v)", err)
+	}
 }
