@@ -172,11 +172,11 @@ type networkDoc struct {
 
 // ethernet is one ethernets entry.
 type ethernet struct {
-	Match       match       `yaml:"match"`
-	SetName     string      `yaml:"set-name"`
-	Addresses   []string    `yaml:"addresses"`
-	Routes      []route     `yaml:"routes,omitempty"`
-	Nameservers nameservers `yaml:"nameservers"`
+	Match       match        `yaml:"match"`
+	SetName     string       `yaml:"set-name"`
+	Addresses   []string     `yaml:"addresses"`
+	Routes      []route      `yaml:"routes,omitempty"`
+	Nameservers *nameservers `yaml:"nameservers,omitempty"`
 }
 
 type match struct {
@@ -193,28 +193,40 @@ type nameservers struct {
 	Search    []string `yaml:"search"`
 }
 
-// netConfig is the network of n: its static address on the interface with
-// the node's pinned MAC (x.MAC, also set on net0 by the Proxmox config),
-// renamed eth0, the default route through the spec's gateway (which
-// routes every worker's pod CIDR: generators/proxmox), and the spec's
-// resolvers with the domain as search list. The default route is written 0.0.0.0/0 (or ::/0), which every
+// netConfig is the network of n, one ethernets entry per interface
+// (spec.Cluster.NICs): its static address on the interface with its pinned
+// MAC (x.NICMAC, also set on net<i> by the Proxmox config), renamed eth<i>;
+// the default route through the interface's gateway (on eth0 the spec's
+// gateway, which routes every worker's pod CIDR: generators/proxmox, unless
+// another interface has a gateway: then eth0 routes only network.podCIDR
+// through it); and on eth0 the spec's resolvers with the domain as search
+// list. The default route is written 0.0.0.0/0 (or ::/0), which every
 // cloud-init renderer understands, not netplan's "default".
 func netConfig(x *gen.Context, n spec.Node) networkDoc {
 	nw := x.C.Spec.Network
-	eth := ethernet{
-		Match:       match{MACAddress: x.MAC(n)},
-		SetName:     "eth0",
-		Addresses:   []string{n.Address},
-		Nameservers: nameservers{Addresses: nw.DNS, Search: []string{x.C.Spec.Domain}},
-	}
-	if gw, err := netip.ParseAddr(nw.Gateway); err == nil {
-		to := "0.0.0.0/0"
-		if gw.Is6() {
-			to = "::/0"
+	doc := networkDoc{Version: 2, Ethernets: map[string]ethernet{}}
+	for _, nic := range x.C.NICs(n) {
+		eth := ethernet{
+			Match:     match{MACAddress: x.NICMAC(n, nic.Index)},
+			SetName:   nic.Name,
+			Addresses: []string{nic.Address},
 		}
-		eth.Routes = append(eth.Routes, route{To: to, Via: gw.String()})
+		if nic.Index == 0 {
+			eth.Nameservers = &nameservers{Addresses: nw.DNS, Search: []string{x.C.Spec.Domain}}
+		}
+		if gw, err := netip.ParseAddr(nic.Gateway); err == nil {
+			to := "0.0.0.0/0"
+			if gw.Is6() {
+				to = "::/0"
+			}
+			eth.Routes = append(eth.Routes, route{To: to, Via: gw.String()})
+		}
+		for _, r := range nic.Routes {
+			eth.Routes = append(eth.Routes, route{To: r.To, Via: r.Via})
+		}
+		doc.Ethernets[nic.Name] = eth
 	}
-	return networkDoc{Version: 2, Ethernets: map[string]ethernet{"eth0": eth}}
+	return doc
 }
 
 // marshalYAML renders v (structs: fixed field order) after header.

@@ -245,3 +245,52 @@ func TestCloudInitNetworkConfigRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestCloudInitNetworkConfigTwoNICs renders the network-config of gw, which
+// has a public interface with the default route, with cloud-init's own
+// converter: each interface is matched by its pinned MAC and renamed, the
+// default route goes through the public gateway, and eth0 routes only the
+// pods through network.gateway.
+func TestCloudInitNetworkConfigTwoNICs(t *testing.T) {
+	ci := tool(t, "cloud-init")
+	x, nodes := testContext(t)
+	gw := nodes["gw"]
+	_, _, nc, err := CloudInit(x, gw, tree.New("gw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "network-config"), nc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "networkd")
+	run(t, ci, "devel", "net-convert", "-p", filepath.Join(dir, "network-config"), "-k", "yaml", "-D", "debian", "-O", "networkd", "-d", out)
+	files := map[string]string{}
+	filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := os.ReadFile(p)
+			files[filepath.Base(p)] = string(b)
+		}
+		return err
+	})
+	eth0, eth1 := files["10-cloud-init-eth0.network"], files["10-cloud-init-eth1.network"]
+	for _, c := range []struct{ file, s string }{
+		{eth0, "MACAddress=" + x.MAC(gw)},
+		{eth0, "Address=10.240.0.2/24"},
+		{eth0, "Destination=10.200.0.0/16\n\nGateway=10.240.0.1"},
+		{eth0, "DNS=10.240.0.1 10.240.0.2"},
+		{eth1, "MACAddress=" + x.NICMAC(gw, 1)},
+		{eth1, "Address=203.0.113.5/24"},
+		{eth1, "Destination=0.0.0.0/0\n\nGateway=203.0.113.1"},
+	} {
+		if !strings.Contains(c.file, c.s) {
+			t.Errorf("networkd rendering lacks %q:\n%v", c.s, files)
+		}
+	}
+	if strings.Contains(eth0, "Destination=0.0.0.0/0") || strings.Contains(eth1, "DNS=") {
+		t.Errorf("eth0 has a default route or eth1 resolvers:\n%v", files)
+	}
+	if x.NICMAC(gw, 1) == x.MAC(gw) {
+		t.Errorf("eth1 has eth0's MAC %s", x.MAC(gw))
+	}
+}

@@ -18,7 +18,7 @@ import (
 )
 
 // clusterYAML has two KVM workers (one booted by cloud-init, one by
-// Ignition).
+// Ignition) and a KVM gateway with a second, public interface.
 const clusterYAML = `apiVersion: hardway.dev/v1alpha1
 kind: Cluster
 metadata: {name: test}
@@ -37,6 +37,12 @@ spec:
     - {name: c1, roles: [controller, etcd], target: kvm, address: 10.240.0.21/24, vmid: 221}
     - {name: w1, roles: [worker], target: kvm, address: 10.240.0.31/24, vmid: 231}
     - {name: w2, roles: [worker], target: kvm, address: 10.240.0.32/24, vmid: 232, boot: ignition}
+    - name: gw
+      roles: [gateway]
+      target: kvm
+      address: 10.240.0.2/24
+      vmid: 202
+      interfaces: [{bridge: vmbr1, address: 203.0.113.5/24, gateway: 203.0.113.1}]
 `
 
 // testContext parses clusterYAML and returns the generator context and its nodes by name.

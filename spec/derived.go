@@ -127,3 +127,39 @@ func subnet(base netip.Prefix, size, i int) (netip.Prefix, bool) {
 	a, _ := netip.AddrFromSlice(out)
 	return netip.PrefixFrom(a, size), true
 }
+
+// NIC is one network interface of a node, as the generators write it:
+// Proxmox's net<Index>, named eth<Index>.
+type NIC struct {
+	Index   int
+	Name    string // eth<Index>
+	Bridge  string
+	Address string // with prefix length
+	// Gateway is the node's default route through this interface, or "".
+	Gateway string
+	// Routes are the interface's other routes.
+	Routes []Route
+}
+
+// Route is a route to To (a CIDR) through Via.
+type Route struct{ To, Via string }
+
+// NICs are node n's network interfaces: first its address on
+// proxmox.bridge, then spec.nodes[].interfaces in order. The default route
+// goes through network.gateway on the first, unless an interface of the
+// node has a gateway: then that is the default route, and network.gateway
+// is only the first interface's route to network.podCIDR (the pods on the
+// workers, which the Proxmox host routes).
+func (c *Cluster) NICs(n Node) []NIC {
+	s := c.Spec
+	first := NIC{Name: "eth0", Bridge: s.Proxmox.Bridge, Address: n.Address, Gateway: s.Network.Gateway}
+	nics := []NIC{first}
+	for i, f := range n.Interfaces {
+		nics = append(nics, NIC{Index: i + 1, Name: fmt.Sprintf("eth%d", i+1), Bridge: f.Bridge, Address: f.Address, Gateway: f.Gateway})
+		if f.Gateway != "" && nics[0].Gateway != "" {
+			nics[0].Gateway = ""
+			nics[0].Routes = []Route{{To: s.Network.PodCIDR, Via: s.Network.Gateway}}
+		}
+	}
+	return nics
+}

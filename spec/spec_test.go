@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -249,5 +250,36 @@ func TestReferenceUpToDate(t *testing.T) {
 	}
 	if len(defaults) < 17 || rows["spec.network.gateway"] != "" {
 		t.Errorf("%d defaults; gateway's is %q, want none", len(defaults), rows["spec.network.gateway"])
+	}
+}
+
+// TestNICs: testdata/two-nics.yaml is valid; its gateway's default route
+// moves to the public interface, leaving eth0 the route to the pods through
+// network.gateway; a node without a gateway on its second NIC keeps
+// network.gateway as its default route; a node without interfaces has one NIC.
+func TestNICs(t *testing.T) {
+	doc, err := LoadFile("testdata/two-nics.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if is := doc.Validate(Options{}).Errors(); len(is) > 0 {
+		t.Fatal(is)
+	}
+	c := doc.Cluster
+	want := map[string][]NIC{
+		"gw": {
+			{Index: 0, Name: "eth0", Bridge: "vmbr3", Address: "10.240.0.1/24", Routes: []Route{{To: "10.200.0.0/16", Via: "10.240.0.2"}}},
+			{Index: 1, Name: "eth1", Bridge: "vmbr0", Address: "203.0.113.5/24", Gateway: "203.0.113.1"},
+		},
+		"cp1": {
+			{Index: 0, Name: "eth0", Bridge: "vmbr3", Address: "10.240.0.21/24", Gateway: "10.240.0.2"},
+			{Index: 1, Name: "eth1", Bridge: "vmbr4", Address: "192.168.10.21/24"},
+		},
+		"w1": {{Index: 0, Name: "eth0", Bridge: "vmbr3", Address: "10.240.0.31/24", Gateway: "10.240.0.2"}},
+	}
+	for _, n := range c.Spec.Nodes {
+		if got := c.NICs(n); !reflect.DeepEqual(got, want[n.Name]) {
+			t.Errorf("%s: NICs\n got %+v\nwant %+v", n.Name, got, want[n.Name])
+		}
 	}
 }

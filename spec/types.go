@@ -120,4 +120,15 @@ type Node struct {
 	Boot      string   `yaml:"boot,omitempty" hw:"enum=cloud-init|ignition" doc:"KVM boot configuration: cloud-init (NoCloud) or ignition. Default cloud-init."`
 	Ignition  string   `yaml:"ignitionVariant,omitempty" hw:"enum=fcos|flatcar" doc:"Butane variant when boot is ignition. Default fcos."`
 	RoleImage string   `yaml:"roleImage,omitempty" hw:"enum=etcd|controller|worker|lb|gateway" doc:"KVM nodes booted by cloud-init: the node boots from the role image of this role (hardway bake --format kvm --role R, one image for every node with R, which takes its identity from the node's NoCloud seed) instead of its own node image (hardway bake --format kvm --node N, the default). One of the node's roles. create-nodes.sh imports the image named accordingly."`
+	// Interfaces are the NICs beyond the first; the first is Address on
+	// spec.proxmox.bridge.
+	Interfaces []Interface `yaml:"interfaces,omitempty" doc:"The node's network interfaces beyond the first (which is address on proxmox.bridge): eth1, eth2, ... in order, for example a gateway's public NIC. Not on nodes booted by Ignition."`
+}
+
+// Interface is one of a node's network interfaces beyond the first: Proxmox
+// net1, net2, ... named eth1, eth2, ...
+type Interface struct {
+	Bridge  string `yaml:"bridge" hw:"required" doc:"The Proxmox bridge of the interface, another than proxmox.bridge and than the node's other interfaces'."`
+	Address string `yaml:"address" hw:"required" doc:"The interface's address with its prefix length (203.0.113.5/24), outside network.nodeCIDR and unique."`
+	Gateway string `yaml:"gateway,omitempty" doc:"The interface's gateway, inside its prefix. At most one interface of a node has one; it is then the node's default route, and network.gateway is only the route to network.podCIDR (the pods on the workers)."`
 }

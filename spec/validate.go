@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -34,34 +36,37 @@ type Options struct {
 // podCIDRMaskSize). TestFieldRules keeps the table complete; the reference
 // (docs/spec.md) prints each rule.
 var fieldRules = map[string]rule{
-	"metadata.name":                ruleDNSLabel,
-	"spec.kubernetesVersion":       ruleKubernetesVersion,
-	"spec.domain":                  ruleDNSName,
-	"spec.clusterDomain":           ruleDNSName,
-	"spec.network.nodeCIDR":        ruleCIDR,
-	"spec.network.gateway":         ruleIP,
-	"spec.network.dns[]":           ruleIP,
-	"spec.network.podCIDR":         ruleCIDR,
-	"spec.network.serviceCIDR":     ruleCIDR,
-	"spec.network.clusterDNS":      ruleIP,
-	"spec.apiServer.vip":           optional(ruleIP),
-	"spec.apiServer.extraSANs[]":   ruleSAN,
-	"spec.pki.caValidity":          ruleDuration,
-	"spec.pki.certValidity":        ruleDuration,
-	"spec.binaries.dir":            ruleDir,
-	"spec.binaries.sha256.(key)":   ruleFileName,
-	"spec.binaries.sha256.*":       ruleSHA256,
-	"spec.images[]":                ruleImage,
-	"spec.ssh.authorizedKeys[]":    ruleSSHKey,
-	"spec.proxmox.bridge":          ruleBridge,
-	"spec.proxmox.storage":         ruleStorage,
-	"spec.proxmox.templateStorage": ruleStorage,
-	"spec.proxmox.snippetsStorage": ruleStorage,
-	"spec.ignition.url":            optional(ruleURL),
-	"spec.ignition.images.(key)":   ruleIgnitionVariant,
-	"spec.ignition.images.*":       ruleDiskImage,
-	"spec.nodes[].name":            ruleDNSLabel,
-	"spec.nodes[].address":         ruleAddress,
+	"metadata.name":                     ruleDNSLabel,
+	"spec.kubernetesVersion":            ruleKubernetesVersion,
+	"spec.domain":                       ruleDNSName,
+	"spec.clusterDomain":                ruleDNSName,
+	"spec.network.nodeCIDR":             ruleCIDR,
+	"spec.network.gateway":              ruleIP,
+	"spec.network.dns[]":                ruleIP,
+	"spec.network.podCIDR":              ruleCIDR,
+	"spec.network.serviceCIDR":          ruleCIDR,
+	"spec.network.clusterDNS":           ruleIP,
+	"spec.apiServer.vip":                optional(ruleIP),
+	"spec.apiServer.extraSANs[]":        ruleSAN,
+	"spec.pki.caValidity":               ruleDuration,
+	"spec.pki.certValidity":             ruleDuration,
+	"spec.binaries.dir":                 ruleDir,
+	"spec.binaries.sha256.(key)":        ruleFileName,
+	"spec.binaries.sha256.*":            ruleSHA256,
+	"spec.images[]":                     ruleImage,
+	"spec.ssh.authorizedKeys[]":         ruleSSHKey,
+	"spec.proxmox.bridge":               ruleBridge,
+	"spec.proxmox.storage":              ruleStorage,
+	"spec.proxmox.templateStorage":      ruleStorage,
+	"spec.proxmox.snippetsStorage":      ruleStorage,
+	"spec.ignition.url":                 optional(ruleURL),
+	"spec.ignition.images.(key)":        ruleIgnitionVariant,
+	"spec.ignition.images.*":            ruleDiskImage,
+	"spec.nodes[].name":                 ruleDNSLabel,
+	"spec.nodes[].address":              ruleAddress,
+	"spec.nodes[].interfaces[].bridge":  ruleBridge,
+	"spec.nodes[].interfaces[].address": ruleAddress,
+	"spec.nodes[].interfaces[].gateway": optional(ruleIP),
 }
 
 // Validate applies defaults and checks the document's meaning. The returned
@@ -269,6 +274,7 @@ func (v *validator) nodes(nodeNet netip.Prefix, okNode bool, gw, vip netip.Addr)
 	names := map[string]int{}
 	addrs := map[netip.Addr]int{}
 	vmids := map[int]int{}
+	extra := map[netip.Addr]string{} // interfaces' addresses: their node
 	for i, n := range c.Spec.Nodes {
 		p := fmt.Sprintf("spec.nodes[%d]", i)
 		if !v.bad[p+".name"] {
@@ -311,6 +317,7 @@ func (v *validator) nodes(nodeNet netip.Prefix, okNode bool, gw, vip netip.Addr)
 				addrs[ip] = i + 1
 			}
 		}
+		v.interfaces(p, n, nodeNet, okNode, extra)
 		if j, dup := vmids[n.VMID]; dup {
 			v.errf(p+".vmid", "%d is used by %s too", n.VMID, c.Spec.Nodes[j].Name)
 		} else {
@@ -464,4 +471,78 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// maxInterfaces bounds a node's interfaces beyond the first: net1 to net9.
+const maxInterfaces = 9
+
+// interfaces checks node n's interfaces beyond the first, at path p. Each
+// is on a bridge of its own, in a network apart from nodeCIDR and from the
+// node's other interfaces (a route there would be ambiguous), at an address
+// no other interface has; at most one has a gateway, the node's default
+// route. Ignition nodes take none: their network file holds one interface.
+func (v *validator) interfaces(p string, n Node, nodeNet netip.Prefix, okNode bool, seen map[netip.Addr]string) {
+	if len(n.Interfaces) == 0 {
+		return
+	}
+	if n.BootsByIgnition() {
+		v.errf(p+".interfaces", "%s boots by Ignition, whose network hardway writes for one interface; extra interfaces need boot: cloud-init or target: lxc", n.Name)
+	}
+	if len(n.Interfaces) > maxInterfaces {
+		v.errf(p+".interfaces", "%d interfaces; at most %d beyond the first (net1 to net%d)", len(n.Interfaces), maxInterfaces, maxInterfaces)
+	}
+	bridges := map[string]string{v.d.Cluster.Spec.Proxmox.Bridge: "spec.proxmox.bridge, the node's first interface"}
+	nets := map[string]netip.Prefix{}
+	gateway := ""
+	for k, f := range n.Interfaces {
+		q := fmt.Sprintf("%s.interfaces[%d]", p, k)
+		if !v.bad[q+".bridge"] {
+			if was, dup := bridges[f.Bridge]; dup {
+				v.errf(q+".bridge", "%s is already the bridge of %s; each interface has a bridge of its own", f.Bridge, was)
+			} else {
+				bridges[f.Bridge] = fmt.Sprintf("interfaces[%d]", k)
+			}
+		}
+		pfx, err := netip.ParsePrefix(f.Address)
+		if v.bad[q+".address"] || err != nil {
+			continue
+		}
+		ip, net := pfx.Addr(), pfx.Masked()
+		other := ""
+		for _, name := range slices.Sorted(maps.Keys(nets)) {
+			if nets[name].Overlaps(net) {
+				other = name
+				break
+			}
+		}
+		switch {
+		case okNode && net.Overlaps(nodeNet):
+			v.errf(q+".address", "%s overlaps nodeCIDR %s; the node's address there is spec.nodes[].address", net, nodeNet)
+		case other != "":
+			v.errf(q+".address", "%s overlaps %s's %s; each interface has a network of its own", net, other, nets[other])
+		case reserved(net, ip) != "":
+			v.errf(q+".address", "%s is %s of %s", ip, reserved(net, ip), net)
+		case seen[ip] != "":
+			v.errf(q+".address", "%s is used by an interface of %s too", ip, seen[ip])
+		}
+		nets[fmt.Sprintf("interfaces[%d]", k)] = net
+		if seen[ip] == "" {
+			seen[ip] = n.Name
+		}
+		if f.Gateway == "" || v.bad[q+".gateway"] {
+			continue
+		}
+		g, _ := addr(f.Gateway)
+		switch {
+		case gateway != "":
+			v.errf(q+".gateway", "%s already has its default route through %s; only one interface of a node has a gateway", n.Name, gateway)
+		case !net.Contains(g):
+			v.errf(q+".gateway", "%s is outside the interface's network %s", g, net)
+		case g == ip:
+			v.errf(q+".gateway", "%s is the interface's own address", g)
+		}
+		if gateway == "" {
+			gateway = fmt.Sprintf("interfaces[%d]", k)
+		}
+	}
 }

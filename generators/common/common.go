@@ -181,34 +181,45 @@ func network(x *gen.Context, n spec.Node, t *tree.Tree) {
 // enables, reads it. generators.Image calls it for node images booted by
 // cloud-init, which have no NoCloud seed to carry their network.
 func Network(x *gen.Context, n spec.Node, t *tree.Tree) {
-	data := map[string]any{
-		"Node":    n.Name,
-		"LXC":     n.Target == spec.TargetLXC,
-		"Match":   match(x, n),
-		"MAC":     x.MAC(n),
-		"Address": n.Address,
-		"Gateway": x.C.Spec.Network.Gateway,
-		"DNS":     x.C.Spec.Network.DNS,
-		"Domain":  x.C.Spec.Domain,
+	for _, nic := range x.C.NICs(n) {
+		data := map[string]any{
+			"Node":    n.Name,
+			"LXC":     n.Target == spec.TargetLXC,
+			"Index":   nic.Index,
+			"Name":    nic.Name,
+			"Bridge":  nic.Bridge,
+			"Match":   match(x, n, nic),
+			"MAC":     x.NICMAC(n, nic.Index),
+			"Address": nic.Address,
+			"Gateway": nic.Gateway,
+			"Routes":  nic.Routes,
+			"DNS":     []string(nil),
+			"Domain":  "",
+		}
+		if nic.Index == 0 {
+			// The resolvers and search domain are the node's, on its first interface.
+			data["DNS"], data["Domain"] = x.C.Spec.Network.DNS, x.C.Spec.Domain
+		}
+		if gen.NetworkManager(n) {
+			// spec validation refuses extra interfaces on Ignition nodes.
+			t.File(x.NetworkFile(n), 0o600, x.Render("common/network.nmconnection", data))
+			return
+		}
+		t.File(x.NICFile(n, nic.Index), 0o644, x.Render("common/network", data))
 	}
-	if gen.NetworkManager(n) {
-		t.File(x.NetworkFile(n), 0o600, x.Render("common/network.nmconnection", data))
-		return
-	}
-	t.File(x.NetworkFile(n), 0o644, x.Render("common/network", data))
 	t.Enable("systemd-networkd.service", "multi-user.target")
 	t.Enable("systemd-networkd-wait-online.service", "network-online.target")
 }
 
-// match selects the interface the network file applies to: eth0 in a
-// container (Proxmox's net0 name=eth0); in a VM the NIC with the node's
-// pinned MAC (net0 of its Proxmox config), whatever the kernel names it.
-// Never Type=ether, which would also catch the pods' veth pairs.
-func match(x *gen.Context, n spec.Node) string {
+// match selects the interface a network file applies to: eth<i> in a
+// container (Proxmox's net<i> name=eth<i>); in a VM the NIC with the
+// interface's pinned MAC (net<i> of its Proxmox config), whatever the kernel
+// names it. Never Type=ether, which would also catch the pods' veth pairs.
+func match(x *gen.Context, n spec.Node, nic spec.NIC) string {
 	if n.Target == spec.TargetLXC {
-		return "Name=eth0"
+		return "Name=" + nic.Name
 	}
-	return "MACAddress=" + x.MAC(n)
+	return "MACAddress=" + x.NICMAC(n, nic.Index)
 }
 
 // sshKeys installs root's authorized keys. /root is listed explicitly: a
@@ -252,7 +263,10 @@ func pveIgnore(x *gen.Context, n spec.Node, t *tree.Tree) {
 	}
 	files := []string{HostsFile, HostnameFile}
 	if n.TreeManagesNetwork() {
-		files = append(files, x.NetworkFile(n), Interfaces, gen.PVEPreset)
+		for _, nic := range x.C.NICs(n) {
+			files = append(files, x.NICFile(n, nic.Index))
+		}
+		files = append(files, Interfaces, gen.PVEPreset)
 	}
 	for _, f := range files {
 		t.File(IgnoreMarker(f), 0o644, x.Render("common/pve-ignore", map[string]any{"File": f}))

@@ -446,3 +446,48 @@ func TestContainerMasks(t *testing.T) {
 		}
 	}
 }
+
+// TestNetworkFileTwoNICs: the seed's gateway with a public NIC gets one
+// networkd file per interface, written by hand from the spec: eth1 has the
+// default route, eth0 the resolvers and only the pods' route through the
+// Proxmox host; both files are guarded from Proxmox in a container, and a
+// VM's node image matches each NIC by its own MAC.
+func TestNetworkFileTwoNICs(t *testing.T) {
+	x := commontest.Context(t, "../../examples/seed-lxc.yaml", commontest.PublicNIC("gw"))
+	tr := generate(t, x, "gw")
+	eth0 := parseINI(t, string(commontest.File(t, tr, "/etc/systemd/network/eth0.network")))
+	eth1 := parseINI(t, string(commontest.File(t, tr, "/etc/systemd/network/eth1.network")))
+	for _, c := range []struct {
+		name, section string
+		f             ini
+		want          [][][2]string
+	}{
+		{"eth0", "Match", eth0, [][][2]string{{{"Name", "eth0"}}}},
+		{"eth0", "Network", eth0, [][][2]string{{{"Address", "10.240.0.1/24"}, {"DNS", "10.240.0.2"}, {"Domains", "example.com"}}}},
+		{"eth0", "Route", eth0, [][][2]string{{{"Destination", "10.200.0.0/16"}, {"Gateway", "10.240.0.2"}}}},
+		{"eth1", "Match", eth1, [][][2]string{{{"Name", "eth1"}}}},
+		{"eth1", "Network", eth1, [][][2]string{{{"Address", "203.0.113.5/24"}, {"Gateway", "203.0.113.1"}}}},
+		{"eth1", "Route", eth1, nil},
+	} {
+		if got := c.f.sections(c.section); !slices.EqualFunc(got, c.want, slices.Equal) {
+			t.Errorf("%s [%s] = %q, want %q", c.name, c.section, got, c.want)
+		}
+	}
+	if _, ok := tr.Get("/etc/systemd/network/.pve-ignore.eth1.network"); !ok {
+		t.Error("no .pve-ignore marker for eth1.network: Proxmox would rewrite it")
+	}
+
+	x = commontest.Context(t, "../../examples/seed-kvm.yaml", commontest.PublicNIC("kub-master"))
+	n := commontest.Node(t, x, "kub-master")
+	img := tree.New(n.Name)
+	Network(x, n, img)
+	for _, c := range []struct{ file, match string }{
+		{"/etc/systemd/network/10-hardway.network", x.MAC(n)},
+		{"/etc/systemd/network/10-hardway-eth1.network", x.NICMAC(n, 1)},
+	} {
+		f := parseINI(t, string(commontest.File(t, img, c.file)))
+		if got := f.sections("Match"); len(got) != 1 || !slices.Equal(got[0], [][2]string{{"MACAddress", c.match}}) {
+			t.Errorf("%s: [Match] = %q, want MACAddress=%s", c.file, got, c.match)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"path"
+	"strconv"
 	"sync"
 
 	"github.com/hardway-dev/hardway/kubeconfig"
@@ -159,12 +160,20 @@ const PVEPreset = "/etc/systemd/system-preset/00-pve.preset"
 // network is NetworkManager's, a NetworkManager keyfile. On LXC it has the
 // name Proxmox would write (eth0.network), guarded by a .pve-ignore marker so
 // Proxmox leaves it alone.
-func (x *Context) NetworkFile(n spec.Node) string {
+func (x *Context) NetworkFile(n spec.Node) string { return x.NICFile(n, 0) }
+
+// NICFile is the network file of node n's interface net<i>: NetworkFile for
+// the first; eth<i>.network on LXC and 10-hardway-eth<i>.network on KVM for
+// the others (nodes booted by Ignition have no others).
+func (x *Context) NICFile(n spec.Node, i int) string {
+	eth := "eth" + strconv.Itoa(i)
 	switch {
 	case n.Target == spec.TargetLXC:
-		return "/etc/systemd/network/eth0.network"
+		return "/etc/systemd/network/" + eth + ".network"
 	case NetworkManager(n):
 		return "/etc/NetworkManager/system-connections/hardway.nmconnection"
+	case i > 0:
+		return "/etc/systemd/network/10-hardway-" + eth + ".network"
 	}
 	return "/etc/systemd/network/10-hardway.network"
 }
@@ -180,7 +189,16 @@ func NetworkManager(n spec.Node) bool {
 // unicast address (02:...) derived from the cluster and node names. The
 // Proxmox config pins it on net0 and the NoCloud network-config matches it,
 // so the guest's interface is found whatever the kernel names it.
-func (x *Context) MAC(n spec.Node) string {
-	h := sha256.Sum256([]byte(x.C.Metadata.Name + "/" + n.Name))
+func (x *Context) MAC(n spec.Node) string { return x.NICMAC(n, 0) }
+
+// NICMAC is the deterministic Ethernet address of node n's interface
+// net<i> (spec.Cluster.NICs): MAC for net0, and for the others one derived
+// the same way from the cluster, node and interface names.
+func (x *Context) NICMAC(n spec.Node, i int) string {
+	id := x.C.Metadata.Name + "/" + n.Name
+	if i > 0 {
+		id += "/eth" + strconv.Itoa(i)
+	}
+	h := sha256.Sum256([]byte(id))
 	return fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", h[0], h[1], h[2], h[3], h[4])
 }

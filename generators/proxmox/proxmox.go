@@ -230,7 +230,6 @@ func container(x *gen.Context, n spec.Node, g *guest) {
 		{"cores", strconv.Itoa(n.Cores)},
 		{"memory", strconv.Itoa(n.MemoryMiB)},
 		{"swap", strconv.Itoa(n.SwapMiB)},
-		{"net0", fmt.Sprintf("name=eth0,bridge=%s,hwaddr=%s,ip=%s,gw=%s,type=veth", s.Proxmox.Bridge, x.MAC(n), n.Address, s.Network.Gateway)},
 		{"nameserver", strings.Join(s.Network.DNS, " ")},
 		{"searchdomain", s.Domain},
 		{"rootfs", fmt.Sprintf("%s:%d", s.Proxmox.Storage, n.DiskGiB)},
@@ -238,6 +237,16 @@ func container(x *gen.Context, n spec.Node, g *guest) {
 		{"features", "nesting=1"},
 		{"onboot", "1"},
 	}
+	// net<i> after swap, where net0 always stood.
+	var nets []option
+	for _, nic := range x.C.NICs(n) {
+		v := fmt.Sprintf("name=%s,bridge=%s,hwaddr=%s,ip=%s", nic.Name, nic.Bridge, x.NICMAC(n, nic.Index), nic.Address)
+		if nic.Gateway != "" {
+			v += ",gw=" + nic.Gateway
+		}
+		nets = append(nets, option{"net" + strconv.Itoa(nic.Index), v + ",type=veth"})
+	}
+	g.Options = slices.Insert(g.Options, 5, nets...)
 }
 
 // vm fills in a KVM guest: UEFI on q35 for the baked GPT image, virtio disk
@@ -268,7 +277,6 @@ func vm(x *gen.Context, n spec.Node, g *guest) {
 		{"efidisk0", s.Proxmox.Storage + ":1,efitype=4m,pre-enrolled-keys=0"},
 		{"cores", strconv.Itoa(n.Cores)},
 		{"memory", strconv.Itoa(n.MemoryMiB)},
-		{"net0", "virtio=" + x.MAC(n) + ",bridge=" + s.Proxmox.Bridge},
 		{"scsihw", "virtio-scsi-single"},
 		{"serial0", "socket"},
 		{"agent", "enabled=1"},
@@ -277,6 +285,12 @@ func vm(x *gen.Context, n spec.Node, g *guest) {
 		{"boot", "order=scsi0"},
 		{"onboot", "1"},
 	}
+	// net<i> after memory, where net0 always stood.
+	var nets []option
+	for _, nic := range x.C.NICs(n) {
+		nets = append(nets, option{"net" + strconv.Itoa(nic.Index), "virtio=" + x.NICMAC(n, nic.Index) + ",bridge=" + nic.Bridge})
+	}
+	g.Options = slices.Insert(g.Options, 7, nets...)
 }
 
 // Proxmox's limits on a VM's cicustom snippets (qemu-server,

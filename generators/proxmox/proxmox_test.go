@@ -616,3 +616,46 @@ func TestHostChrony(t *testing.T) {
 		t.Errorf("chronyd -p: %s", out)
 	}
 }
+
+// TestGuestConfTwoNICs: a container's and a VM's second interface is net1
+// on its own bridge with a MAC of its own, written by hand from the spec;
+// the container's net0 loses gw= to net1, which has the default route.
+func TestGuestConfTwoNICs(t *testing.T) {
+	for _, c := range []struct {
+		example, node string
+		want          func(x *gen.Context, n spec.Node) [][2]string
+	}{
+		{seedLXC, "gw", func(x *gen.Context, n spec.Node) [][2]string {
+			return [][2]string{
+				{"net0", "name=eth0,bridge=vmbr3,hwaddr=" + x.MAC(n) + ",ip=10.240.0.1/24,type=veth"},
+				{"net1", "name=eth1,bridge=vmbr0,hwaddr=" + x.NICMAC(n, 1) + ",ip=203.0.113.5/24,gw=203.0.113.1,type=veth"},
+			}
+		}},
+		{seedKVM, "kub-master", func(x *gen.Context, n spec.Node) [][2]string {
+			return [][2]string{{"net0", "virtio=" + x.MAC(n) + ",bridge=vmbr3"}, {"net1", "virtio=" + x.NICMAC(n, 1) + ",bridge=vmbr0"}}
+		}},
+	} {
+		x := commontest.Context(t, c.example, commontest.PublicNIC(c.node))
+		n := commontest.Node(t, x, c.node)
+		if m := x.NICMAC(n, 1); m == x.MAC(n) || !strings.HasPrefix(m, "02:") {
+			t.Errorf("%s: net1's MAC %s (net0's %s)", c.node, m, x.MAC(n))
+		}
+		fs, err := Files(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got [][2]string
+		for _, f := range fs {
+			if f.Path == "nodes/"+c.node+"/proxmox.conf" {
+				for _, kv := range conf(t, string(f.Data)) {
+					if strings.HasPrefix(kv[0], "net") {
+						got = append(got, kv)
+					}
+				}
+			}
+		}
+		if want := c.want(x, n); !slices.Equal(got, want) {
+			t.Errorf("%s:\n got %q\nwant %q", c.node, got, want)
+		}
+	}
+}

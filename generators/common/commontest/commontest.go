@@ -170,3 +170,15 @@ func Run(t testing.TB, name string, args ...string) (string, bool) {
 	}
 	return string(out), err == nil
 }
+
+// PublicNIC gives node a second interface on vmbr0 with the default route,
+// as the seed's gateway has; a mutate function for Context.
+func PublicNIC(node string) func(*spec.Cluster) {
+	return func(c *spec.Cluster) {
+		for i := range c.Spec.Nodes {
+			if c.Spec.Nodes[i].Name == node {
+				c.Spec.Nodes[i].Interfaces = []spec.Interface{{Bridge: "vmbr0", Address: "203.0.113.5/24", Gateway: "203.0.113.1"}}
+			}
+		}
+	}
+}
