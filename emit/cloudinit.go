@@ -35,7 +35,14 @@ import (
 //     systemctl enable --now --no-block (the units may wait for each other,
 //     e.g. etcd members; blocking would stall cloud-init's final stage).
 //
-// The tree writes /etc/hosts, so manage_etc_hosts is false. The spec's SSH
+// The tree writes /etc/hosts, so manage_etc_hosts is false. locale is
+// C.UTF-8, built into glibc: without the key cloud-init's locale module sets
+// the distribution's default, en_US.UTF-8 on Debian, which a base without
+// the locales package cannot generate; update-locale refuses it and
+// cloud-config.service fails, leaving the node degraded (verify --boot's
+// first row found it on mixed.yaml's KVM controllers). C.UTF-8 needs no
+// generation (cloud-init skips locale-gen for it) and is what the LXC
+// nodes, which cloud-init does not run on, have. The spec's SSH
 // keys go to the default user and, with disable_root false, to root as the
 // spec promises. meta-data's instance-id ends with a digest of user-data and
 // network-config, so a changed configuration makes cloud-init run again.
@@ -63,10 +70,14 @@ func CloudInit(x *gen.Context, n spec.Node, t *tree.Tree) (userData, metaData, n
 	return userData, metaData, networkConfig, nil
 }
 
+// Locale is the system locale user-data sets (see CloudInit).
+const Locale = "C.UTF-8"
+
 // userDataDoc is the #cloud-config document; field order is output order.
 type userDataDoc struct {
 	Hostname          string      `yaml:"hostname"`
 	FQDN              string      `yaml:"fqdn"`
+	Locale            string      `yaml:"locale"`
 	ManageEtcHosts    bool        `yaml:"manage_etc_hosts"`
 	SSHPwauth         bool        `yaml:"ssh_pwauth"`
 	DisableRoot       bool        `yaml:"disable_root"`
@@ -95,6 +106,7 @@ func cloudConfig(c *spec.Cluster, n spec.Node, t *tree.Tree, es []*tree.Entry) u
 	doc := userDataDoc{
 		Hostname:          n.Name,
 		FQDN:              c.FQDN(n),
+		Locale:            Locale,
 		SSHAuthorizedKeys: c.Spec.SSH.AuthorizedKeys,
 	}
 	var secrets []string

@@ -294,3 +294,24 @@ func TestCloudInitNetworkConfigTwoNICs(t *testing.T) {
 		t.Errorf("eth1 has eth0's MAC %s", x.MAC(gw))
 	}
 }
+
+// TestCloudInitLocale runs cloud-init's locale module on user-data
+// (testdata/apply-locale.py): on a machine without the locales package, as
+// hardway's bases are, the locale it sets must be one update-locale
+// accepts. Without a locale in user-data the module sets Debian's
+// en_US.UTF-8, update-locale refuses it and cloud-config.service fails
+// (found by verify --boot on KVM nodes).
+func TestCloudInitLocale(t *testing.T) {
+	py := cloudInitPython(t)
+	tool(t, "update-locale")
+	dir, _, _, _ := seed(t, sampleTree())
+	file := filepath.Join(dir, "locale")
+	run(t, py, "testdata/apply-locale.py", filepath.Join(dir, "user-data"), file)
+	got, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^LANG=C\.UTF-8$`).Match(got) {
+		t.Errorf("locale file:\n%s\nwant LANG=C.UTF-8", got)
+	}
+}

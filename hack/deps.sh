@@ -51,7 +51,7 @@ PKGS=(
   util-linux                  # [unshare setpriv blkid nsenter] private mount namespaces, dropping privileges, reads seed.iso; tools/images' pause test joins its PID namespace
   mount                       # [mount umount] mounts in the boot tests
   iproute2                    # [ip ss] network namespaces, veths, bridges; listening sockets
-  libc-bin                    # [getent] user look-ups in the SSH test
+  libc-bin                    # [getent update-locale] user look-ups in the SSH test, the locale cloud-init sets
   coreutils                   # [cat chown cp env nproc seq sha256sum sleep timeout] used by tests and benchmarks
   tar                         # [tar] pct's extraction flags, overlay.tar
   bash                        # [bash] scripts under test
