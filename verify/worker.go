@@ -415,7 +415,7 @@ func (v *run) withJournals(ctx context.Context, err error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
 	var b strings.Builder
-	for _, g := range v.guests {
+	for _, g := range v.workerGuests() {
 		for _, u := range workerUnits {
 			fmt.Fprintf(&b, "\n  node %s, unit %s:\n%s", g.info().name, u, indent(g.journal(ctx, u, 15)))
 		}
