@@ -81,12 +81,19 @@ func packagedExample(t *testing.T, file string) *spec.Document {
 	if err := os.WriteFile(src, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bins := fakeBins(t, packagedBins()...) // in one directory
-	copied, err := PinnedCopy(src, t.TempDir(), []string{filepath.Dir(bins["kubelet"])}, nil)
+	return pinnedSpec(t, src, packagedBins()...)
+}
+
+// pinnedSpec loads a pinned copy of the spec file src (PinnedCopy) whose
+// binaries are stand-ins (fakeBins) for bins.
+func pinnedSpec(t *testing.T, src string, bins ...string) *spec.Document {
+	t.Helper()
+	fakes := fakeBins(t, bins...) // in one directory
+	copied, err := PinnedCopy(src, t.TempDir(), []string{filepath.Dir(fakes[bins[0]])}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err = os.ReadFile(copied)
+	data, err := os.ReadFile(copied)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -145,8 +145,6 @@ spec:
   network:
     nodeCIDR: 10.240.0.0/24
     gateway: 10.240.0.1
-  binaries:
-    mode: packaged
   nodes:
     - {name: c1, roles: [controller, etcd], target: kvm, address: 10.240.0.21/24, vmid: 221, diskGiB: 1}
 `
@@ -159,7 +157,11 @@ func TestSecretModesKVM(t *testing.T) {
 		t.Skip("runs two KVM bakes")
 	}
 	need(t, "tar", "mke2fs", "debugfs", "dumpe2fs", "mkfs.vfat", "mcopy", "mmd", "qemu-img")
-	doc := loadSpec(t, kvmSecretsYAML)
+	src := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(src, []byte(kvmSecretsYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	doc := pinnedSpec(t, src, controllerBins...)
 	x, _ := generated(t, doc)
 	base := kernelBase(t, 0, member{Header: tar.Header{Typeflag: tar.TypeReg, Name: "./usr/bin/cloud-init", Mode: 0o755}})
 	out := t.TempDir()
