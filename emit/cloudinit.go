@@ -37,9 +37,10 @@ import (
 //
 // The tree writes /etc/hosts, so manage_etc_hosts is false. locale is
 // C.UTF-8, built into glibc: without the key cloud-init's locale module sets
-// the distribution's default, en_US.UTF-8 on Debian, which a base without
-// the locales package cannot generate; update-locale refuses it and
-// cloud-config.service fails, leaving the node degraded (verify --boot's
+// the distribution's default, en_US.UTF-8 on Debian, which a base has not
+// generated (Debian's locales package, a dependency of cloud-init, builds
+// only what /etc/locale.gen enables: nothing by default); update-locale
+// refuses it and cloud-config.service fails, leaving the node degraded (verify --boot's
 // first row found it on mixed.yaml's KVM controllers). C.UTF-8 needs no
 // generation (cloud-init skips locale-gen for it) and is what the LXC
 // nodes, which cloud-init does not run on, have. The spec's SSH

@@ -296,8 +296,8 @@ func TestCloudInitNetworkConfigTwoNICs(t *testing.T) {
 }
 
 // TestCloudInitLocale runs cloud-init's locale module on user-data
-// (testdata/apply-locale.py): on a machine without the locales package, as
-// hardway's bases are, the locale it sets must be one update-locale
+// (testdata/apply-locale.py): on a machine where no locale was generated,
+// as on hardway's bases, the locale it sets must be one update-locale
 // accepts. Without a locale in user-data the module sets Debian's
 // en_US.UTF-8, update-locale refuses it and cloud-config.service fails
 // (found by verify --boot on KVM nodes).

@@ -51,7 +51,8 @@ PKGS=(
   util-linux                  # [unshare setpriv blkid nsenter] private mount namespaces, dropping privileges, reads seed.iso; tools/images' pause test joins its PID namespace
   mount                       # [mount umount] mounts in the boot tests
   iproute2                    # [ip ss] network namespaces, veths, bridges; listening sockets
-  libc-bin                    # [getent update-locale] user look-ups in the SSH test, the locale cloud-init sets
+  libc-bin                    # [getent] user look-ups in the SSH test
+  locales                     # [update-locale] cloud-init's locale module on our user-data (cloud-init depends on it, as on KVM nodes)
   coreutils                   # [cat chown cp env nproc seq sha256sum sleep timeout] used by tests and benchmarks
   tar                         # [tar] pct's extraction flags, overlay.tar
   bash                        # [bash] scripts under test
