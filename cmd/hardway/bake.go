@@ -127,7 +127,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 				return err
 			}
 			ctx := cmd.Context()
-			res, err := generate.Run(ctx, doc, generate.Options{Out: dir, Log: slog.Default(), Epoch: sourceDate()})
+			res, err := generate.Run(ctx, doc, generateOptions(dir))
 			if err != nil {
 				return err
 			}

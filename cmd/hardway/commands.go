@@ -167,7 +167,9 @@ changed files) and, on a terminal, the next steps.`,
 // runGenerate runs generate and prints what changed.
 func runGenerate(cmd *cobra.Command, doc *spec.Document, dir string, renew []string, out *outputFlag) (*generate.Result, error) {
 	start := time.Now()
-	res, err := generate.Run(cmd.Context(), doc, generate.Options{Out: dir, Renew: renew, Log: slog.Default(), Epoch: sourceDate()})
+	o := generateOptions(dir)
+	o.Renew = renew
+	res, err := generate.Run(cmd.Context(), doc, o)
 	if err != nil {
 		return nil, err
 	}

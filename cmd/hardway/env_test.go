@@ -11,7 +11,8 @@ import (
 
 // TestSourceDateEpoch: the SOURCE_DATE_EPOCH the command is started with
 // dates every entry of the overlay tars, and a run with another value
-// rewrites them (the value is one of generate's inputs).
+// rewrites them (the value is one of generate's inputs); plan, started
+// with the same value, finds nothing to change.
 func TestSourceDateEpoch(t *testing.T) {
 	out := t.TempDir()
 	for _, c := range []struct {
@@ -46,6 +47,9 @@ func TestSourceDateEpoch(t *testing.T) {
 				}
 			}
 			f.Close()
+		}
+		if o, code := hardway(t, "plan", "-f", seed, "--dir", out); code != 0 {
+			t.Errorf("plan with SOURCE_DATE_EPOCH=%q after generate with it: exit %d\n%s", c.env, code, o)
 		}
 	}
 }

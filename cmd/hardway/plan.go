@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"slices"
 	"strings"
 
@@ -39,7 +38,9 @@ It exits 0 when nothing would change and 3 when something would.`,
 			if err != nil {
 				return err
 			}
-			res, err := generate.Run(cmd.Context(), doc, generate.Options{Out: dir, Log: slog.Default(), Plan: true})
+			o := generateOptions(dir)
+			o.Plan = true
+			res, err := generate.Run(cmd.Context(), doc, o)
 			if err != nil {
 				return err
 			}

@@ -190,7 +190,7 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools); with
 			var artifacts, skipped map[string]string
 			if !noGenerate {
 				start := time.Now()
-				res, err := generate.Run(cmd.Context(), doc, generate.Options{Out: dir, Log: slog.Default(), Epoch: sourceDate()})
+				res, err := generate.Run(cmd.Context(), doc, generateOptions(dir))
 				if err != nil {
 					return err
 				}
