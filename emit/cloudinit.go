@@ -36,14 +36,15 @@ import (
 //     e.g. etcd members; blocking would stall cloud-init's final stage).
 //
 // The tree writes /etc/hosts, so manage_etc_hosts is false. locale is
-// C.UTF-8, built into glibc: without the key cloud-init's locale module sets
-// the distribution's default, en_US.UTF-8 on Debian, which a base has not
-// generated (Debian's locales package, a dependency of cloud-init, builds
-// only what /etc/locale.gen enables: nothing by default); update-locale
-// refuses it and cloud-config.service fails, leaving the node degraded (verify --boot's
-// first row found it on mixed.yaml's KVM controllers). C.UTF-8 needs no
-// generation (cloud-init skips locale-gen for it) and is what the LXC
-// nodes, which cloud-init does not run on, have. The spec's SSH
+// C.UTF-8, built into glibc: without the key cloud-init's locale module
+// sets the distribution's default, en_US.UTF-8 on Debian, which a base has
+// not generated (Debian's locales package, a dependency of cloud-init,
+// builds only what /etc/locale.gen enables: nothing by default);
+// update-locale refuses it and cloud-config.service fails, leaving the
+// node degraded (verify --boot's first row found it on mixed.yaml's KVM
+// controllers). C.UTF-8 needs no generation (cloud-init skips locale-gen
+// for it) and is what the LXC nodes, which cloud-init does not run on,
+// have. The spec's SSH
 // keys go to the default user and, with disable_root false, to root as the
 // spec promises. meta-data's instance-id ends with a digest of user-data and
 // network-config, so a changed configuration makes cloud-init run again.

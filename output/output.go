@@ -302,16 +302,16 @@ func (d *Dir) listedBefore(rel string) bool {
 	return d.prevSet[rel]
 }
 
-// Finish (in a plan: finds what it would remove, and stops there) removes the files that the previous run's manifest listed, or that
-// an unfinished run may have created (see Lock), and this run did not
+// Finish removes the files that the previous run's manifest listed, or
+// that an unfinished run may have created (see Lock), and this run did not
 // produce (outside keep, the state directories; inside them too when the
 // manifest gave the file a node: a node's state, such as its certificate,
 // that the run no longer produces because the node or its role is gone),
-// makes what the run
-// changed durable, and writes manifest.json last, so a manifest always
-// describes complete files; then the stat cache for the next run. A
-// directory of ours that is a symlink stops the removal (SymlinkError):
-// nothing is removed through it.
+// makes what the run changed durable, and writes manifest.json last, so a
+// manifest always describes complete files; then the stat cache for the
+// next run. A directory of ours that is a symlink stops the removal
+// (SymlinkError): nothing is removed through it. In a plan, Finish only
+// records what it would remove.
 func (d *Dir) Finish(keep ...string) error {
 	if d.err != nil {
 		return d.err
