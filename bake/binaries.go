@@ -16,7 +16,7 @@ import (
 )
 
 // binDir is where bake installs the pinned binaries (gen.Context.Bin).
-const binDir = "/usr/local/bin"
+const binDir = gen.PinnedBinDir
 
 // binary is one row of the role binaries table: a file of binaries.dir that
 // a role needs, and where it goes on the node.

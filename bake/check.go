@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/lb"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
@@ -155,9 +156,9 @@ var baseNeeds = map[string]baseNeed{
 	"systemd-networkd-wait-online.service": {from: inEveryBase,
 		why: "network-online.target waits for it, and the node's units start after that target"},
 	// lb: the node's tree configures and enables them; they are the role.
-	"haproxy.service": {roles: []string{spec.RoleLB}, from: "package haproxy, " + inFullBase,
+	lb.HAProxyUnit: {roles: []string{spec.RoleLB}, from: "package haproxy, " + inFullBase,
 		why: "it runs the node's haproxy.cfg, the load balancer in front of the API servers"},
-	"keepalived.service": {roles: []string{spec.RoleLB}, from: "package keepalived, " + inFullBase,
+	lb.KeepalivedUnit: {roles: []string{spec.RoleLB}, from: "package keepalived, " + inFullBase,
 		why: "it runs the node's keepalived.conf, which holds the VIP clients reach the API at"},
 	// worker, binaries.mode packaged: the tree enables the base's containerd.
 	worker.ContainerdUnit: {roles: []string{spec.RoleWorker}, from: "package containerd (binaries.mode packaged takes it from the base), " + inKVMBase,
@@ -187,7 +188,7 @@ func roleNeeds(role, mode string) []treeNeed {
 	case spec.RoleWorker:
 		out = append(out, treeNeed{name: iptables, unit: worker.ProxyUnit})
 	case spec.RoleLB:
-		out = append(out, treeNeed{name: "haproxy.service"}, treeNeed{name: "keepalived.service"})
+		out = append(out, treeNeed{name: lb.HAProxyUnit}, treeNeed{name: lb.KeepalivedUnit})
 	}
 	if mode != spec.ModePackaged {
 		return out
@@ -203,17 +204,13 @@ func roleNeeds(role, mode string) []treeNeed {
 		case b.dir == worker.UpstreamCNIBinDir:
 			out = append(out, treeNeed{name: path.Join(worker.PackagedCNIBinDir, b.name), unit: worker.ContainerdUnit})
 		case role == spec.RoleWorker:
-			out = append(out, treeNeed{name: path.Join(distBinDir, b.name), unit: worker.ContainerdUnit})
+			out = append(out, treeNeed{name: path.Join(gen.DistBinDir, b.name), unit: worker.ContainerdUnit})
 		default:
-			out = append(out, treeNeed{name: path.Join(distBinDir, b.name), unit: b.name + ".service"})
+			out = append(out, treeNeed{name: path.Join(gen.DistBinDir, b.name), unit: b.name + ".service"})
 		}
 	}
 	return out
 }
-
-// distBinDir is where the distribution's packages put the binaries of
-// binaries.mode packaged (gen.Context.Bin).
-const distBinDir = "/usr/bin"
 
 // jobNeeds are what job j's node needs from the base or its layers in
 // binaries.mode mode: its tree's units (unitNeeds) and its roles' needs,

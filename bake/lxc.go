@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/hardway-dev/hardway/generators/etcd"
+	"github.com/hardway-dev/hardway/generators/lb"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/rootfs"
@@ -53,7 +54,7 @@ func unusedServices(j Job, container bool) []string {
 		role  string
 		units []string
 	}{
-		{spec.RoleLB, []string{"haproxy.service", "keepalived.service"}},
+		{spec.RoleLB, []string{lb.HAProxyUnit, lb.KeepalivedUnit}},
 		{spec.RoleEtcd, []string{etcd.Unit}},
 		{spec.RoleWorker, []string{worker.ContainerdUnit}},
 	} {

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/hardway-dev/hardway/generators/manifests"
 	"github.com/hardway-dev/hardway/generators/proxmox"
 	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/output"
@@ -82,7 +83,7 @@ func Actions(c *spec.Cluster, changes []output.Change) []Action {
 	if len(host) > 0 {
 		out = append(out, Action{Do: "install on the Proxmox host: " + strings.Join(host, ", ")})
 	}
-	if kinds[""]["manifest"] {
+	if kinds[""][manifests.Kind] {
 		out = append(out, Action{Do: "manifests/ changed: the bootstrap unit applies them once; apply the changes with kubectl"})
 	}
 	return out

@@ -51,7 +51,7 @@ func containerMasks(n spec.Node, t *tree.Tree) {
 		return
 	}
 	for _, u := range ContainerMasks {
-		t.Symlink(path.Join(tree.UnitDir, u), "/dev/null")
+		t.Symlink(tree.UnitFile(u), "/dev/null")
 	}
 }
 

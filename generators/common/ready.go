@@ -1,7 +1,6 @@
 package common
 
 import (
-	"path"
 	"strings"
 
 	"github.com/hardway-dev/hardway/generators/gen"
@@ -33,7 +32,7 @@ func Ready(x *gen.Context, n spec.Node, t *tree.Tree) {
 	if n.Target != spec.TargetKVM {
 		return
 	}
-	t.File(path.Join(tree.UnitDir, ReadyUnit), 0o644, x.Render("common/ready.service", map[string]any{
+	t.File(tree.UnitFile(ReadyUnit), 0o644, x.Render("common/ready.service", map[string]any{
 		"Node":    n.Name,
 		"Roles":   strings.Join(n.Roles, ","),
 		"VMID":    n.VMID,
@@ -53,7 +52,7 @@ func RoleUnits(t *tree.Tree) []string {
 		if !strings.HasSuffix(u.Name, ".service") || u.Name == ReadyUnit || u.Exits {
 			continue
 		}
-		if e, ok := t.Get(path.Join(tree.UnitDir, u.Name)); ok && e.IsFile() {
+		if e, ok := t.Get(tree.UnitFile(u.Name)); ok && e.IsFile() {
 			out = append(out, u.Name)
 		}
 	}

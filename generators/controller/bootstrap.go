@@ -51,7 +51,7 @@ func bootstrap(x *gen.Context, n spec.Node, t *tree.Tree) error {
 	}
 	x.Kubeconfig(t, superAdmin, "super-admin", x.C.LocalAPIServerURL())
 	// A one-shot job: it applies the manifests and exits.
-	t.File(path.Join(tree.UnitDir, BootstrapUnit), 0o644, x.Render("controller/hardway-bootstrap.service", bootstrapData{
+	t.File(tree.UnitFile(BootstrapUnit), 0o644, x.Render("controller/hardway-bootstrap.service", bootstrapData{
 		Kubectl:    x.Bin(n, "kubectl"),
 		Kubeconfig: superAdmin,
 		Manifests:  ManifestDir,

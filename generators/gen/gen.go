@@ -93,6 +93,13 @@ func (x *Context) FromBase(name string) bool {
 	return ok && x.C.Spec.Binaries.Mode == spec.ModePackaged
 }
 
+// The directories of a node's binaries (Bin): the pinned files hardway
+// bakes, and the distribution's packages.
+const (
+	PinnedBinDir = "/usr/local/bin"
+	DistBinDir   = "/usr/bin"
+)
+
 // Bin is the path of a binary on node n: /usr/local/bin for a pinned file
 // (hardway bakes it there: every binary in upstream mode, Kubernetes in
 // packaged mode), /usr/bin for one the distribution's packages provide
@@ -103,9 +110,9 @@ func (x *Context) Bin(n spec.Node, name string) string {
 	case n.Sysext():
 		return SysextDir + "/bin/" + name
 	case x.FromBase(name):
-		return "/usr/bin/" + name
+		return path.Join(DistBinDir, name)
 	}
-	return "/usr/local/bin/" + name
+	return path.Join(PinnedBinDir, name)
 }
 
 // Render renders a template under templates/files.
@@ -114,7 +121,7 @@ func (x *Context) Render(name string, data any) []byte { return templates.MustRe
 // Unit renders a systemd unit into /etc/systemd/system/<name> and enables it
 // for multi-user.target.
 func (x *Context) Unit(t *tree.Tree, name, tmpl string, data any) {
-	t.File(path.Join(tree.UnitDir, name), 0o644, x.Render(tmpl, data))
+	t.File(tree.UnitFile(name), 0o644, x.Render(tmpl, data))
 	t.Enable(name, "multi-user.target")
 }
 

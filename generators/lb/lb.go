@@ -21,12 +21,18 @@ const (
 	Sysctl           = "/etc/sysctl.d/60-hardway-lb.conf"
 )
 
+// The lb role's units, the base's packages' own.
+const (
+	HAProxyUnit    = "haproxy.service"
+	KeepalivedUnit = "keepalived.service"
+)
+
 // TopPriority is the VRRP priority of the first lb node; each next one in spec
 // order gets one less. 255 is reserved for an address owner, which no lb is.
 const TopPriority = 200
 
 // haproxyCheck is keepalived's health check of the local HAProxy.
-const haproxyCheck = "/usr/bin/systemctl is-active --quiet haproxy.service"
+const haproxyCheck = "/usr/bin/systemctl is-active --quiet " + HAProxyUnit
 
 // Generate adds the lb role's files for node n to t.
 func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
@@ -77,7 +83,7 @@ func haproxy(x *gen.Context, n spec.Node, t *tree.Tree, vip netip.Addr) {
 		"CAFile":  HAProxyCA,
 		"Servers": servers,
 	}))
-	t.Enable("haproxy.service", "multi-user.target")
+	t.Enable(HAProxyUnit, "multi-user.target")
 }
 
 func keepalived(x *gen.Context, n spec.Node, t *tree.Tree, vip netip.Addr, lbs []spec.Node, rank int) {
@@ -105,7 +111,7 @@ func keepalived(x *gen.Context, n spec.Node, t *tree.Tree, vip netip.Addr, lbs [
 		"Peers":     peers,
 		"Check":     haproxyCheck,
 	}))
-	t.Enable("keepalived.service", "multi-user.target")
+	t.Enable(KeepalivedUnit, "multi-user.target")
 }
 
 // VRID is the VRRP virtual router id of a VIP: 1 + (the address, read as a

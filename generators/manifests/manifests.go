@@ -33,6 +33,9 @@ var set = []manifest{
 	{"10-coredns.yaml", coreDNS},
 }
 
+// Kind is the manifest kind of the files under manifests/.
+const Kind = "manifest"
+
 // Files returns the manifests, with paths relative to the cluster directory (manifests/...).
 func Files(x *gen.Context) ([]gen.File, error) {
 	var out []gen.File
@@ -45,7 +48,7 @@ func Files(x *gen.Context) ([]gen.File, error) {
 			Path: Dir + "/" + m.file,
 			Mode: 0o644,
 			Data: x.Render(Dir+"/"+m.file, data),
-			Kind: "manifest",
+			Kind: Kind,
 		})
 	}
 	return out, nil

@@ -124,7 +124,7 @@ func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
 	}
 	for _, u := range units {
 		if u.when == nil || u.when(v) {
-			t.File(path.Join(tree.UnitDir, u.name), 0o644, x.Render(u.tmpl, v))
+			t.File(tree.UnitFile(u.name), 0o644, x.Render(u.tmpl, v))
 			t.Enable(u.name, u.wantedBy)
 		}
 	}
