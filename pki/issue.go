@@ -184,7 +184,7 @@ func newLeaf(ca *Pair, row Cert, k keyAlgo, validity time.Duration, now time.Tim
 		BasicConstraintsValid: true,
 		DNSNames:              row.DNS,
 	}
-	if now.Add(validity).After(ca.X509.NotAfter) {
+	if tpl.NotAfter.After(ca.X509.NotAfter) {
 		tpl.NotAfter = ca.X509.NotAfter
 	}
 	if row.Server {
