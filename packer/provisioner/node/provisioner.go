@@ -68,15 +68,11 @@ func (p *Provisioner) Provision(ctx context.Context, ui packersdk.Ui, comm packe
 	}
 	staged := path.Join(c.StagingDirectory, "hardway-"+p.node.Name+"-overlay.tar")
 	ui.Say(fmt.Sprintf("Uploading the tree of %s (%d bytes) to %s", p.node.Name, overlay.Len(), staged))
-	if err := comm.Upload(staged, &overlay, nil); err != nil {
-		return fmt.Errorf("upload %s: %w", staged, err)
+	unstage, err := upload(ctx, ui, comm, staged, &overlay)
+	if err != nil {
+		return err
 	}
-	defer func() {
-		// The staged tar belongs to the communicator's user: no sudo.
-		if err := run(context.WithoutCancel(ctx), ui, comm, "rm -f "+quote(staged), nil); err != nil {
-			ui.Error(fmt.Sprintf("removing %s: %v", staged, err))
-		}
-	}()
+	defer unstage()
 
 	sudo := useSudo(c, generated)
 	for _, s := range steps(c, staged, t) {
@@ -203,19 +199,30 @@ func sysprep(ctx context.Context, ui packersdk.Ui, comm packersdk.Communicator, 
 	if err := l.Tar(&layer, load.Epoch().Time()); err != nil {
 		return err
 	}
-	if err := comm.Upload(staged, &layer, nil); err != nil {
-		return fmt.Errorf("upload %s: %w", staged, err)
+	unstage, err := upload(ctx, ui, comm, staged, &layer)
+	if err != nil {
+		return err
 	}
-	defer func() {
-		if err := run(context.WithoutCancel(ctx), ui, comm, "rm -f "+quote(staged), nil); err != nil {
-			ui.Error(fmt.Sprintf("removing %s: %v", staged, err))
-		}
-	}()
+	defer unstage()
 	var rm []string
 	for _, r := range l.Remove {
 		rm = append(rm, quoteGlob(path.Join(root, r)))
 	}
 	return run(ctx, ui, comm, shell(sudo, "rm -rf -- "+strings.Join(rm, " ")+"\n"+extract(staged, root)), nil)
+}
+
+// upload stages data at staged on the machine and returns what removes it
+// again (reporting, not failing on, an error).
+func upload(ctx context.Context, ui packersdk.Ui, comm packersdk.Communicator, staged string, data io.Reader) (func(), error) {
+	if err := comm.Upload(staged, data, nil); err != nil {
+		return nil, fmt.Errorf("upload %s: %w", staged, err)
+	}
+	return func() {
+		// The staged file belongs to the communicator's user: no sudo.
+		if err := run(context.WithoutCancel(ctx), ui, comm, "rm -f "+quote(staged), nil); err != nil {
+			ui.Error(fmt.Sprintf("removing %s: %v", staged, err))
+		}
+	}, nil
 }
 
 // probeScript prints, for each path of rootfs.SysprepProbes under root that
