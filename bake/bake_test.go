@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/emit"
+	"github.com/hardway-dev/hardway/generators"
+	"github.com/hardway-dev/hardway/generators/common/commontest"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
@@ -56,6 +59,39 @@ func TestJobs(t *testing.T) {
 	}
 	if _, err := Jobs(x, "qcow2", "", ""); err == nil {
 		t.Error("unknown format accepted")
+	}
+}
+
+// TestRoleBinariesCoverTrees: every pinned binary a node's tree names (a
+// path in gen.PinnedBinDir, or in gen.SysextDir/bin on a node booted by
+// Ignition) is a required row of one of its roles' tables, so bake installs
+// it whatever the operator pins: a unit naming a binary its role does not
+// list would find nothing there on the node.
+func TestRoleBinariesCoverTrees(t *testing.T) {
+	ref := regexp.MustCompile("(?:" + regexp.QuoteMeta(gen.PinnedBinDir) + "|" + regexp.QuoteMeta(gen.SysextDir+"/bin") + ")/([A-Za-z0-9._+-]+)")
+	found := 0
+	for _, ex := range []string{"seed-lxc", "seed-kvm", "mixed"} {
+		x := commontest.Context(t, "../examples/"+ex+".yaml")
+		for _, n := range x.C.Spec.Nodes {
+			tr, err := generators.Node(x, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range tr.Entries() {
+				for _, m := range ref.FindAllSubmatch(e.Data, -1) {
+					found++
+					name := string(m[1])
+					if !slices.ContainsFunc(binaries, func(b binary) bool {
+						return b.Name == name && b.Dir == gen.PinnedBinDir && !b.Optional && n.Has(b.role)
+					}) {
+						t.Errorf("%s: %s:%s names %s, which no role of %v requires in its Binaries", ex, n.Name, e.Path, m[0], n.Roles)
+					}
+				}
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatal("no tree names a pinned binary: the pattern is wrong")
 	}
 }
 

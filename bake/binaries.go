@@ -9,49 +9,48 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/hardway-dev/hardway/generators/controller"
+	"github.com/hardway-dev/hardway/generators/etcd"
+	"github.com/hardway-dev/hardway/generators/gateway"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 )
 
-// binDir is where bake installs the pinned binaries (gen.Context.Bin).
-const binDir = gen.PinnedBinDir
-
-// binary is one row of the role binaries table: a file of binaries.dir that
-// a role needs, and where it goes on the node.
+// binary is one row of the role binaries table: a pinned file a role needs
+// (gen.Binary, from the role's generator package) with the role.
 type binary struct {
-	role     string
-	name     string // file name in binaries.dir, key of binaries.sha256, name on the node
-	dir      string // directory on the node
-	optional bool   // an operator's tool: installed when pinned, else left out
+	role string
+	gen.Binary
+}
+
+// roleBinaries are the tables of the roles that run pinned files, each the
+// role's own (lb has none: haproxy and keepalived are the base's). Order
+// matters: binariesLayer installs a file once, as the first row naming it
+// says, so the controller's kubectl, which it requires, comes before the
+// gateway's, which is optional.
+var roleBinaries = []struct {
+	role string
+	bins []gen.Binary
+}{
+	{spec.RoleEtcd, etcd.Binaries},
+	{spec.RoleController, controller.Binaries},
+	{spec.RoleGateway, gateway.Binaries},
+	{spec.RoleWorker, worker.Binaries},
 }
 
 // binaries is what each role runs from pinned files: every row in
 // binaries.mode upstream; in packaged mode the rows the base's packages do
-// not provide (fromBase). The units of the role generators start the
-// required ones (x.Bin(name)); containerd starts its shim and runc, and the
-// CNI plugins; the optional ones are tools for an operator on the node.
+// not provide (fromBase).
 var binaries = func() []binary {
-	b := []binary{
-		{role: spec.RoleEtcd, name: "etcd", dir: binDir},
-		{role: spec.RoleEtcd, name: "etcdctl", dir: binDir, optional: true},
-		{role: spec.RoleEtcd, name: "etcdutl", dir: binDir, optional: true},
-		{role: spec.RoleController, name: "kube-apiserver", dir: binDir},
-		{role: spec.RoleController, name: "kube-controller-manager", dir: binDir},
-		{role: spec.RoleController, name: "kube-scheduler", dir: binDir},
-		{role: spec.RoleController, name: "kubectl", dir: binDir}, // the bootstrap unit applies the manifests with it
-		{role: spec.RoleGateway, name: "kubectl", dir: binDir, optional: true},
-		{role: spec.RoleGateway, name: "etcdctl", dir: binDir, optional: true},
-		{role: spec.RoleWorker, name: "crictl", dir: binDir, optional: true},
+	var out []binary
+	for _, r := range roleBinaries {
+		for _, b := range r.bins {
+			out = append(out, binary{role: r.role, Binary: b})
+		}
 	}
-	for _, n := range worker.Binaries {
-		b = append(b, binary{role: spec.RoleWorker, name: n, dir: binDir})
-	}
-	for _, n := range worker.CNIPlugins {
-		b = append(b, binary{role: spec.RoleWorker, name: n, dir: worker.UpstreamCNIBinDir})
-	}
-	return b
+	return out
 }()
 
 // fromBase reports whether, in binaries.mode mode, the base's packages
@@ -62,8 +61,8 @@ func (b binary) fromBase(mode string) bool {
 	if mode != spec.ModePackaged {
 		return false
 	}
-	_, dist := gen.Distributed[b.name]
-	return dist || b.dir == worker.UpstreamCNIBinDir
+	_, dist := gen.Distributed[b.Name]
+	return dist || b.Dir == worker.UpstreamCNIBinDir
 }
 
 // MissingPinError is a binary a role needs that binaries.sha256 does not pin.
@@ -107,22 +106,22 @@ func binariesLayer(doc *spec.Document, subject string, roles []string, pins pinC
 		if b.fromBase(s.Binaries.Mode) || !slices.Contains(roles, b.role) {
 			continue
 		}
-		dest := path.Join(b.dir, b.name)
+		dest := path.Join(b.Dir, b.Name)
 		if seen[dest] {
 			continue
 		}
 		seen[dest] = true
-		src := filepath.Join(doc.BinariesDir(), b.name)
-		want, pinned := s.Binaries.SHA256[b.name]
+		src := filepath.Join(doc.BinariesDir(), b.Name)
+		want, pinned := s.Binaries.SHA256[b.Name]
 		if !pinned {
-			if !b.optional {
-				errs = append(errs, &MissingPinError{Name: b.name, Role: b.role, Node: subject, File: src})
+			if !b.Optional {
+				errs = append(errs, &MissingPinError{Name: b.Name, Role: b.role, Node: subject, File: src})
 			}
 			continue
 		}
 		e, err := pins.pinned(dest, src, want)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("spec.binaries.sha256.%s: %w", b.name, err))
+			errs = append(errs, fmt.Errorf("spec.binaries.sha256.%s: %w", b.Name, err))
 			continue
 		}
 		l.Entries = append(l.Entries, e)
@@ -155,16 +154,16 @@ func Pins(doc *spec.Document) (pins map[string]string, missing []string, err err
 	}
 	pins = map[string]string{}
 	for _, b := range binaries {
-		if !used[b.role] || pins[b.name] != "" || b.fromBase(s.Binaries.Mode) {
+		if !used[b.role] || pins[b.Name] != "" || b.fromBase(s.Binaries.Mode) {
 			continue
 		}
-		src := filepath.Join(doc.BinariesDir(), b.name)
+		src := filepath.Join(doc.BinariesDir(), b.Name)
 		sum, err := rootfs.FileSHA256(src)
 		switch {
 		case err == nil:
-			pins[b.name] = sum
+			pins[b.Name] = sum
 		case errors.Is(err, fs.ErrNotExist):
-			if !b.optional && !slices.Contains(missing, src) {
+			if !b.Optional && !slices.Contains(missing, src) {
 				missing = append(missing, src)
 			}
 		default:

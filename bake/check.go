@@ -197,16 +197,16 @@ func roleNeeds(role, mode string) []treeNeed {
 		out = append(out, treeNeed{name: worker.ContainerdUnit})
 	}
 	for _, b := range binaries {
-		if b.role != role || b.optional || !b.fromBase(mode) {
+		if b.role != role || b.Optional || !b.fromBase(mode) {
 			continue
 		}
 		switch {
-		case b.dir == worker.UpstreamCNIBinDir:
-			out = append(out, treeNeed{name: path.Join(worker.PackagedCNIBinDir, b.name), unit: worker.ContainerdUnit})
+		case b.Dir == worker.UpstreamCNIBinDir:
+			out = append(out, treeNeed{name: path.Join(worker.PackagedCNIBinDir, b.Name), unit: worker.ContainerdUnit})
 		case role == spec.RoleWorker:
-			out = append(out, treeNeed{name: path.Join(gen.DistBinDir, b.name), unit: worker.ContainerdUnit})
+			out = append(out, treeNeed{name: path.Join(gen.DistBinDir, b.Name), unit: worker.ContainerdUnit})
 		default:
-			out = append(out, treeNeed{name: path.Join(gen.DistBinDir, b.name), unit: b.name + ".service"})
+			out = append(out, treeNeed{name: path.Join(gen.DistBinDir, b.Name), unit: b.Name + ".service"})
 		}
 	}
 	return out
@@ -242,11 +242,11 @@ func needOf(j Job, mode string, n treeNeed) baseNeed {
 	why := n.unit + " runs it"
 	name := path.Base(n.name)
 	for _, b := range binaries {
-		if b.name != name || !slices.Contains(j.Roles, b.role) || !b.fromBase(mode) {
+		if b.Name != name || !slices.Contains(j.Roles, b.role) || !b.fromBase(mode) {
 			continue
 		}
 		p := gen.Distributed[name]
-		if b.dir == worker.UpstreamCNIBinDir {
+		if b.Dir == worker.UpstreamCNIBinDir {
 			p = "containernetworking-plugins"
 		}
 		return baseNeed{roles: []string{b.role}, from: "Debian's package " + p + " (binaries.mode packaged takes it from the base), " + inKVMBase, why: why}

@@ -119,8 +119,8 @@ func loadSpecIn(t testing.TB, dir string, data []byte) *spec.Document {
 func packagedBins() []string {
 	var out []string
 	for _, b := range binaries {
-		if !b.optional && !b.fromBase(spec.ModePackaged) && !slices.Contains(out, b.name) {
-			out = append(out, b.name)
+		if !b.Optional && !b.fromBase(spec.ModePackaged) && !slices.Contains(out, b.Name) {
+			out = append(out, b.Name)
 		}
 	}
 	return out
@@ -219,12 +219,12 @@ func buildBase(t testing.TB, extra []member, without ...string) string {
 	// What binaries.mode packaged takes from the distribution's packages.
 	ms = append(ms, d("./usr/lib/cni/"))
 	for _, b := range binaries {
-		p := "./usr/bin/" + b.name
-		if b.dir == worker.UpstreamCNIBinDir {
-			p = "." + path.Join(worker.PackagedCNIBinDir, b.name)
+		p := "./usr/bin/" + b.Name
+		if b.Dir == worker.UpstreamCNIBinDir {
+			p = "." + path.Join(worker.PackagedCNIBinDir, b.Name)
 		}
-		if b.fromBase(spec.ModePackaged) && !b.optional && !slices.ContainsFunc(ms, func(m member) bool { return m.Name == p }) {
-			ms = append(ms, f(p, "ELF "+b.name))
+		if b.fromBase(spec.ModePackaged) && !b.Optional && !slices.ContainsFunc(ms, func(m member) bool { return m.Name == p }) {
+			ms = append(ms, f(p, "ELF "+b.Name))
 		}
 	}
 	ms = append(ms, extra...)

@@ -22,7 +22,7 @@ func TestPinnedCopy(t *testing.T) {
 	}
 	bin := t.TempDir()
 	for _, b := range binaries {
-		if err := os.WriteFile(filepath.Join(bin, b.name), []byte("ELF "+b.name), 0o755); err != nil {
+		if err := os.WriteFile(filepath.Join(bin, b.Name), []byte("ELF "+b.Name), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -52,12 +52,12 @@ func TestPinnedCopy(t *testing.T) {
 		t.Errorf("binaries: %s in %s", s.Binaries.Mode, doc.BinariesDir())
 	}
 	for _, b := range binaries {
-		if b.optional {
+		if b.Optional {
 			continue
 		}
-		sum := sha256.Sum256([]byte("ELF " + b.name))
-		if got := s.Binaries.SHA256[b.name]; got != hex.EncodeToString(sum[:]) {
-			t.Errorf("pin of %s: %q", b.name, got)
+		sum := sha256.Sum256([]byte("ELF " + b.Name))
+		if got := s.Binaries.SHA256[b.Name]; got != hex.EncodeToString(sum[:]) {
+			t.Errorf("pin of %s: %q", b.Name, got)
 		}
 	}
 	if want := []string{"images/pause.tar", "images/smoke.tar"}; !slices.Equal(s.Images, want) {
@@ -77,7 +77,7 @@ func TestPinnedCopy(t *testing.T) {
 func TestPinnedCopyPackaged(t *testing.T) {
 	bin := t.TempDir()
 	for _, b := range binaries {
-		if err := os.WriteFile(filepath.Join(bin, b.name), []byte("ELF "+b.name), 0o755); err != nil {
+		if err := os.WriteFile(filepath.Join(bin, b.Name), []byte("ELF "+b.Name), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -40,7 +40,7 @@ const (
 // systemd-sysext merges the image's /usr only, and the units of a node
 // booted by Ignition run the binaries there (gen.Context.Bin).
 var sysextPlaces = []struct{ from, to string }{
-	{binDir, gen.SysextDir + "/bin"},
+	{gen.PinnedBinDir, gen.SysextDir + "/bin"},
 	{worker.UpstreamCNIBinDir, worker.SysextCNIBinDir},
 	{worker.ImagesDir, worker.SysextImagesDir},
 }

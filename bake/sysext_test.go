@@ -46,7 +46,15 @@ spec:
 `
 
 // workerBins are the binaries a worker needs, the CNI plugins among them.
-var workerBins = append(slices.Clone(worker.Binaries), worker.CNIPlugins...)
+var workerBins = func() []string {
+	var out []string
+	for _, b := range worker.Binaries {
+		if !b.Optional {
+			out = append(out, b.Name)
+		}
+	}
+	return out
+}()
 
 // sysextSpec writes sysextCluster with workerBins pinned (fakeBins) and a
 // stand-in image archive, and returns it with its generator context.
@@ -134,10 +142,13 @@ func TestSysext(t *testing.T) {
 		"/usr/lib/hardway/images/pause-3.10.1.tar":               "-rw-r--r-- 0/0",
 	}
 	for _, b := range worker.Binaries {
-		want["/usr/lib/hardway/bin/"+b] = "-rwxr-xr-x 0/0"
-	}
-	for _, b := range worker.CNIPlugins {
-		want["/usr/lib/hardway/cni/"+b] = "-rwxr-xr-x 0/0"
+		switch {
+		case b.Optional: // not pinned (workerBins)
+		case b.Dir == worker.UpstreamCNIBinDir:
+			want["/usr/lib/hardway/cni/"+b.Name] = "-rwxr-xr-x 0/0"
+		default:
+			want["/usr/lib/hardway/bin/"+b.Name] = "-rwxr-xr-x 0/0"
+		}
 	}
 	for p, m := range want {
 		if files[p] != m {

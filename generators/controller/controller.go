@@ -23,6 +23,16 @@ const (
 	SchedulerUnit         = "kube-scheduler.service"
 )
 
+// Binaries are the controller role's pinned files: its units run the three
+// components, and the first controller's bootstrap unit applies the
+// manifests with kubectl.
+var Binaries = []gen.Binary{
+	{Name: "kube-apiserver", Dir: gen.PinnedBinDir},
+	{Name: "kube-controller-manager", Dir: gen.PinnedBinDir},
+	{Name: "kube-scheduler", Dir: gen.PinnedBinDir},
+	{Name: "kubectl", Dir: gen.PinnedBinDir},
+}
+
 // pairs are the certificates and keys every controller holds, as pki row →
 // file base name under gen.KubeDir.
 var pairs = []struct{ row, base string }{

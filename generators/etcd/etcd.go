@@ -23,6 +23,14 @@ const (
 // Unit is the name of the etcd unit.
 const Unit = "etcd.service"
 
+// Binaries are the etcd role's pinned files: Unit runs etcd; etcdctl and
+// etcdutl are the operator's tools on the member.
+var Binaries = []gen.Binary{
+	{Name: "etcd", Dir: gen.PinnedBinDir},
+	{Name: "etcdctl", Dir: gen.PinnedBinDir, Optional: true},
+	{Name: "etcdutl", Dir: gen.PinnedBinDir, Optional: true},
+}
+
 // url is https://<a>:<port> (IPv6 addresses in brackets).
 func url(a netip.Addr, port int) string {
 	return "https://" + netip.AddrPortFrom(a, uint16(port)).String()

@@ -22,6 +22,14 @@ const (
 	EtcdClient = "healthcheck-client"
 )
 
+// Binaries are the gateway role's pinned files: the admin tools it
+// configures (Kubeconfig, EtcdctlEnv). No unit runs them, so a gateway
+// without them pinned is still a bastion.
+var Binaries = []gen.Binary{
+	{Name: "kubectl", Dir: gen.PinnedBinDir, Optional: true},
+	{Name: "etcdctl", Dir: gen.PinnedBinDir, Optional: true},
+}
+
 // etcdClientPort is etcd's client port (--listen-client-urls).
 const etcdClientPort = 2379
 

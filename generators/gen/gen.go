@@ -100,6 +100,17 @@ const (
 	DistBinDir   = "/usr/bin"
 )
 
+// Binary is one row of a role's table of pinned files (the Binaries of its
+// generator package): a file of binaries.dir the role needs, and where bake
+// puts it on the node. The role's package owns the table because its units
+// are what start the files; bake only installs them (in binaries.mode
+// packaged, leaving out the ones the base's packages provide).
+type Binary struct {
+	Name     string // file name in binaries.dir, key of binaries.sha256, name on the node
+	Dir      string // directory on the node: PinnedBinDir (where Bin finds it) unless what runs it looks elsewhere
+	Optional bool   // an operator's tool: installed when pinned, else left out
+}
+
 // Bin is the path of a binary on node n: /usr/local/bin for a pinned file
 // (hardway bakes it there: every binary in upstream mode, Kubernetes in
 // packaged mode), /usr/bin for one the distribution's packages provide

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/hardway-dev/hardway/generators/common/commontest"
+	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -101,17 +102,17 @@ func pluginTypes(t *testing.T, tr *tree.Tree) []string {
 	return append(out, fmt.Sprint(lo["type"]))
 }
 
-// Every plugin the configuration names is in worker.CNIPlugins (what bake
-// installs in upstream mode) and shipped by Debian's
-// containernetworking-plugins (packaged mode's bin_dir), in a version that
-// supports the configuration's cniVersion.
+// Every plugin the configuration names is a row of worker.Binaries in
+// UpstreamCNIBinDir (what bake installs in upstream mode) and shipped by
+// Debian's containernetworking-plugins (packaged mode's bin_dir), in a
+// version that supports the configuration's cniVersion.
 func TestCNIPlugins(t *testing.T) {
 	tr := nodeTree(t, load(t, "seed-kvm.yaml"), "kub-node1")
 	l, _ := readConflist(t, tr)
 	types := pluginTypes(t, tr)
 	for _, p := range types {
-		if !slices.Contains(worker.CNIPlugins, p) {
-			t.Errorf("the network uses CNI plugin %s, missing from worker.CNIPlugins", p)
+		if !slices.Contains(worker.Binaries, gen.Binary{Name: p, Dir: worker.UpstreamCNIBinDir}) {
+			t.Errorf("the network uses CNI plugin %s, missing from worker.Binaries (in worker.UpstreamCNIBinDir)", p)
 		}
 	}
 	if testing.Short() {

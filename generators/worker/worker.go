@@ -49,14 +49,24 @@ const (
 	SysextImagesDir = gen.SysextDir + "/images"
 )
 
-// Binaries are the binaries of the worker role, found at x.Bin(name). In
-// upstream mode bake installs them; containerd-shim-runc-v2 is started by
-// containerd, not by a unit.
-var Binaries = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "kubelet", "kube-proxy"}
-
-// CNIPlugins are the CNI plugins the generated network configuration uses,
-// found in the CNI bin dir of the mode.
-var CNIPlugins = []string{"bridge", "host-local", "portmap", "loopback"}
+// Binaries are the worker role's pinned files. Its units run containerd,
+// ctr, the kubelet and kube-proxy, found at x.Bin(name); containerd starts
+// its shim and runc, and runs the CNI plugins the generated network
+// configuration uses from the CNI bin dir of the mode (UpstreamCNIBinDir
+// when bake installs them); crictl is the operator's.
+var Binaries = []gen.Binary{
+	{Name: "crictl", Dir: gen.PinnedBinDir, Optional: true},
+	{Name: "containerd", Dir: gen.PinnedBinDir},
+	{Name: "containerd-shim-runc-v2", Dir: gen.PinnedBinDir},
+	{Name: "ctr", Dir: gen.PinnedBinDir},
+	{Name: "runc", Dir: gen.PinnedBinDir},
+	{Name: "kubelet", Dir: gen.PinnedBinDir},
+	{Name: "kube-proxy", Dir: gen.PinnedBinDir},
+	{Name: "bridge", Dir: UpstreamCNIBinDir},
+	{Name: "host-local", Dir: UpstreamCNIBinDir},
+	{Name: "portmap", Dir: UpstreamCNIBinDir},
+	{Name: "loopback", Dir: UpstreamCNIBinDir},
+}
 
 // file is one row of the worker's file table: a template rendered with the
 // node's view to path, when the condition (nil: always) holds.
@@ -240,8 +250,12 @@ func newView(x *gen.Context, n spec.Node) (*view, error) {
 	default:
 		v.CNIBinDir = PackagedCNIBinDir
 	}
+	// The required files at x.Bin only: no unit may run an optional one,
+	// which may be absent (a template naming it renders an empty path).
 	for _, b := range Binaries {
-		v.Bin[b] = x.Bin(n, b)
+		if b.Dir == gen.PinnedBinDir && !b.Optional {
+			v.Bin[b.Name] = x.Bin(n, b.Name)
+		}
 	}
 	return v, nil
 }
