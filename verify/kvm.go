@@ -37,6 +37,7 @@ const (
 type vmHost struct {
 	kvm      bool   // /dev/kvm is usable; else TCG, software emulation
 	cpus     int    // the host's CPUs: a VM gets no more
+	vms      int    // the VMs this run boots at once
 	upScript string // attaches the tap to the bridge (Proxmox: qemu-server's pve-bridge)
 }
 
@@ -71,7 +72,14 @@ func qemuArgs(vmid string, c *PctConf, f qemuFiles, h vmHost) ([]string, []strin
 	if err != nil || cores < 1 {
 		return nil, nil, fmt.Errorf("cores %q", c.Options["cores"])
 	}
-	if cores > h.cpus {
+	switch share := max(1, h.cpus/max(1, h.vms)); {
+	case !h.kvm && cores > share:
+		// Emulated vCPUs are host threads; more of them than the host has
+		// CPUs leave a guest's vCPUs waiting for each other, and its
+		// kernel reports soft lockups and stalls instead of booting.
+		diffs = append(diffs, fmt.Sprintf("cores %d: %d under software emulation, this host's %d CPUs shared by its %d VMs", cores, share, h.cpus, max(1, h.vms)))
+		cores = share
+	case cores > h.cpus:
 		diffs = append(diffs, fmt.Sprintf("cores %d: %d, the CPUs of this host", cores, h.cpus))
 		cores = h.cpus
 	}
@@ -160,9 +168,9 @@ func qemuArgs(vmid string, c *PctConf, f qemuFiles, h vmHost) ([]string, []strin
 	return args, diffs, nil
 }
 
-// kvmHost reads what this machine offers VMs.
-func kvmHost(upScript string) vmHost {
-	return vmHost{kvm: kvmUsable(), cpus: runtime.NumCPU(), upScript: upScript}
+// kvmHost reads what this machine offers the vms VMs of a run.
+func kvmHost(upScript string, vms int) vmHost {
+	return vmHost{kvm: kvmUsable(), cpus: runtime.NumCPU(), vms: vms, upScript: upScript}
 }
 
 // kvmUsable reports whether qemu can use KVM: /dev/kvm opens, and the CPU

@@ -47,6 +47,23 @@ func TestQemuArgs(t *testing.T) {
 	if !slices.ContainsFunc(diffs, func(d string) bool { return strings.HasPrefix(d, "cores 4: 2") }) {
 		t.Errorf("no difference line for the cut cores: %q", diffs)
 	}
+	// Three emulated VMs on two CPUs: one vCPU each; with KVM, the host's.
+	for _, c := range []struct {
+		h    vmHost
+		want string
+	}{
+		{vmHost{cpus: 2, vms: 3}, "-smp 1,sockets=1,cores=1"},
+		{vmHost{cpus: 2, vms: 3, kvm: true}, "-smp 2,sockets=1,cores=2"},
+		{vmHost{cpus: 8, vms: 2}, "-smp 4,sockets=1,cores=4"},
+	} {
+		args, diffs, err := qemuArgs("201", conf, f, c.h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line := strings.Join(args, " "); !strings.Contains(line, c.want) {
+			t.Errorf("%+v: qemu args lack %q (diffs %q)", c.h, c.want, diffs)
+		}
+	}
 	conf.Options["hostpci0"] = "0000:01:00.0"
 	if _, _, err := qemuArgs("201", conf, f, vmHost{cpus: 2}); err == nil || !strings.Contains(err.Error(), "hostpci0") {
 		t.Errorf("an unknown option: err = %v", err)

@@ -245,7 +245,13 @@ func (v *run) bootGuests(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
-	lh, vh := lxcHost{cgroupV1: hostCgroupV1(), upScript: lxcUp}, kvmHost(qemuUp)
+	vms := 0
+	for _, n := range v.booting {
+		if n.Target == spec.TargetKVM {
+			vms++
+		}
+	}
+	lh, vh := lxcHost{cgroupV1: hostCgroupV1(), upScript: lxcUp}, kvmHost(qemuUp, vms)
 	var names []string
 	for _, target := range []string{spec.TargetLXC, spec.TargetKVM} {
 		for _, n := range bootOrder(v.booting) {
