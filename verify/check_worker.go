@@ -151,6 +151,17 @@ func runSmokePod(ctx context.Context, cs *kube, node string) (*corev1.Pod, error
 		ObjectMeta: metav1.ObjectMeta{Name: smokePod(node), Namespace: smokeNamespace, Labels: map[string]string{"app": "smoke", nodeLabel: node}},
 		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{smokeContainer()}},
 	}
+	// The ServiceAccount admission plugin refuses a pod until the
+	// controller manager has created its namespace's default
+	// ServiceAccount, which on a slow first start (software emulation)
+	// comes minutes after the API is up; wait for it, as Kubernetes' own
+	// e2e framework does before its first pod. It never coming fails here.
+	sa := &corev1.ServiceAccount{}
+	if err := poll(ctx, 2*time.Second, func() error {
+		return unlessRetryable(cs.get(ctx, "/api/v1/namespaces/"+smokeNamespace+"/serviceaccounts/default", sa))
+	}); err != nil {
+		return nil, fmt.Errorf("the default ServiceAccount of namespace %s, which a pod needs (kube-controller-manager creates it): %w", smokeNamespace, err)
+	}
 	path := "/api/v1/namespaces/" + smokeNamespace + "/pods"
 	pod := &corev1.Pod{}
 	if err := cs.create(ctx, path, want, pod); err != nil && !apierrors.IsAlreadyExists(err) {
