@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build run deps tools runtime coredns images test e2e test-short vet fuzz bench bench-bake base base-small base-kvm verify plugin plugin-generate docs clean
+.PHONY: all build run deps tools runtime coredns images test test-boot-kvm e2e test-short vet fuzz bench bench-bake base base-small base-kvm verify plugin plugin-generate docs clean
 
 all: build
 
@@ -82,6 +82,15 @@ e2e: build deps
 	spec=$$($(GO) run ./hack/e2e -spec $(SPEC) -dir $(E2E_DIR) -bin-dir $(TOOLBIN) -bin-dir $(RUNTIMEBIN) -images bin/images.list) && \
 	./bin/hardway verify -f "$$spec" --boot --base "$$(hack/base.sh path)" --kvm-base "$$(hack/base.sh path --kvm)" \
 		--dir $(E2E_DIR)/out --bin-dir $(TOOLBIN) --ssh-identity $(E2E_DIR)/ssh/id_ed25519
+
+## test-boot-kvm: the seed's KVM cluster (examples/seed-kvm.yaml) baked into
+## KVM images and booted under qemu with OVMF, every row of verify --boot
+## (root; 20 minutes and more without KVM acceleration, so not in make test yet)
+test-boot-kvm: deps
+	$(MAKE) -j3 tools runtime coredns base-kvm
+	$(MAKE) -s --no-print-directory images > bin/images.list
+	HARDWAY_BOOT_KVM=1 HARDWAY_BIN_DIR=$(TOOLBIN) HARDWAY_RUNTIME_DIR=$(RUNTIMEBIN) HARDWAY_IMAGES=$(CURDIR)/bin/images.list \
+		$(GO) test -count=1 -timeout 90m -run '^TestBootSeedKVM$$' -v ./verify
 
 ## test-short: the quick loop, no external tools
 test-short:
