@@ -147,6 +147,25 @@ func TestBinariesLayer(t *testing.T) {
 			t.Errorf("err = %v, want a missing pin for kube-apiserver", err)
 		}
 	})
+	// A file an optional row and a required row both name is required,
+	// whichever row the table lists first.
+	t.Run("required wins", func(t *testing.T) {
+		bins := fakeBins(t, controllerBins...)
+		delete(bins, "kubectl")
+		doc := testSpec(t, spec.ModeUpstream, bins, nil)
+		saved := binaries
+		t.Cleanup(func() { binaries = saved })
+		reversed := slices.Clone(saved)
+		slices.Reverse(reversed)
+		for _, table := range [][]binary{saved, reversed} {
+			binaries = table
+			_, err := binariesLayer(doc, "gw1", []string{spec.RoleGateway, spec.RoleController}, pinCache{})
+			var mp *MissingPinError
+			if !errors.As(err, &mp) || mp.Name != "kubectl" || mp.Role != spec.RoleController {
+				t.Errorf("err = %v, want the controller's missing pin for kubectl", err)
+			}
+		}
+	})
 	t.Run("sha256 mismatch", func(t *testing.T) {
 		wrong := strings.Repeat("ab", 32)
 		bins := fakeBins(t, controllerBins...)

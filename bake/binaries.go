@@ -26,10 +26,7 @@ type binary struct {
 }
 
 // roleBinaries are the tables of the roles that run pinned files, each the
-// role's own (lb has none: haproxy and keepalived are the base's). Order
-// matters: binariesLayer installs a file once, as the first row naming it
-// says, so the controller's kubectl, which it requires, comes before the
-// gateway's, which is optional.
+// role's own (lb has none: haproxy and keepalived are the base's).
 var roleBinaries = []struct {
 	role string
 	bins []gen.Binary
@@ -93,6 +90,30 @@ func (c pinCache) pinned(dest, src, want string) (rootfs.Entry, error) {
 	return e, err
 }
 
+// nodeBinaries are the rows of roles that binaries.dir provides in
+// binaries.mode mode, one per file on the node, in table order. A file two
+// of the roles name is required when either requires it: a controller that
+// is also the gateway needs kubectl, which the gateway alone does not.
+func nodeBinaries(mode string, roles []string) []binary {
+	var out []binary
+	at := map[string]int{} // path on the node → index in out
+	for _, b := range binaries {
+		if b.fromBase(mode) || !slices.Contains(roles, b.role) {
+			continue
+		}
+		dest := path.Join(b.Dir, b.Name)
+		if i, ok := at[dest]; ok {
+			if out[i].Optional && !b.Optional {
+				out[i] = b
+			}
+			continue
+		}
+		at[dest] = len(out)
+		out = append(out, b)
+	}
+	return out
+}
+
 // binariesLayer is the role layer of an artifact with roles: the pinned
 // binaries those roles need, each checked against its pin before use, and
 // on workers the spec's image archives. In binaries.mode packaged it holds
@@ -100,17 +121,9 @@ func (c pinCache) pinned(dest, src, want string) (rootfs.Entry, error) {
 func binariesLayer(doc *spec.Document, subject string, roles []string, pins pinCache) (rootfs.Layer, error) {
 	s := doc.Cluster.Spec
 	l := rootfs.Layer{Name: "binaries"}
-	seen := map[string]bool{}
 	var errs []error
-	for _, b := range binaries {
-		if b.fromBase(s.Binaries.Mode) || !slices.Contains(roles, b.role) {
-			continue
-		}
+	for _, b := range nodeBinaries(s.Binaries.Mode, roles) {
 		dest := path.Join(b.Dir, b.Name)
-		if seen[dest] {
-			continue
-		}
-		seen[dest] = true
 		src := filepath.Join(doc.BinariesDir(), b.Name)
 		want, pinned := s.Binaries.SHA256[b.Name]
 		if !pinned {
