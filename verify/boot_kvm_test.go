@@ -48,10 +48,7 @@ func TestBootSeedKVM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	artifacts := map[string]string{}
-	for _, r := range baked {
-		artifacts[r.Job.Node] = r.Path
-	}
+	artifacts := nodeArtifacts(baked)
 	if len(artifacts) != 3 {
 		t.Fatalf("baked %v, want an image for each of the three nodes", artifacts)
 	}

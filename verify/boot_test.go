@@ -46,12 +46,17 @@ func TestBootSeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("baked %d templates in %s", len(baked), time.Since(start).Round(time.Millisecond))
+	runBooted(t, doc, Options{Dir: res.Dir, BinDirs: bins, Artifacts: nodeArtifacts(baked), Boot: true, SSHIdentity: identity}, len(bootChecks)+len(workerChecks)+len(lastChecks), "")
+}
+
+// nodeArtifacts maps each node to its baked artifact (node jobs only).
+func nodeArtifacts(baked []bake.Result) map[string]string {
 	artifacts := map[string]string{}
 	for _, r := range baked {
 		artifacts[r.Job.Node] = r.Path
 	}
-	t.Logf("baked %d templates in %s", len(baked), time.Since(start).Round(time.Millisecond))
-	runBooted(t, doc, Options{Dir: res.Dir, BinDirs: bins, Artifacts: artifacts, Boot: true, SSHIdentity: identity}, len(bootChecks)+len(workerChecks)+len(lastChecks), "")
+	return artifacts
 }
 
 // generated generates doc into a temp dir.

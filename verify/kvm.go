@@ -72,12 +72,13 @@ func qemuArgs(vmid string, c *PctConf, f qemuFiles, h vmHost) ([]string, []strin
 	if err != nil || cores < 1 {
 		return nil, nil, fmt.Errorf("cores %q", c.Options["cores"])
 	}
-	switch share := max(1, h.cpus/max(1, h.vms)); {
+	vms := max(1, h.vms)
+	switch share := max(1, h.cpus/vms); {
 	case !h.kvm && cores > share:
 		// Emulated vCPUs are host threads; more of them than the host has
 		// CPUs leave a guest's vCPUs waiting for each other, and its
 		// kernel reports soft lockups and stalls instead of booting.
-		diffs = append(diffs, fmt.Sprintf("cores %d: %d under software emulation, this host's %d CPUs shared by its %d VMs", cores, share, h.cpus, max(1, h.vms)))
+		diffs = append(diffs, fmt.Sprintf("cores %d: %d under software emulation, this host's %d CPUs shared by its %d VMs", cores, share, h.cpus, vms))
 		cores = share
 	case cores > h.cpus:
 		diffs = append(diffs, fmt.Sprintf("cores %d: %d, the CPUs of this host", cores, h.cpus))
