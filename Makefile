@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build run deps tools runtime coredns images test test-boot-kvm e2e test-short vet fuzz bench bench-bake base base-small base-kvm verify plugin plugin-generate docs clean
+.PHONY: all build run deps tools runtime coredns images images-list test test-boot-kvm e2e test-short vet fuzz bench bench-bake base base-small base-kvm verify plugin plugin-generate docs clean
 
 all: build
 
@@ -45,8 +45,16 @@ coredns:
 ## images: OCI image archives built from source (tools/images; no registry, no daemon):
 ## registry.k8s.io/pause:3.10.1, registry.k8s.io/coredns/coredns:v1.12.1 and hardway.dev/smoke:v0.2.0,
 ## cached under ~/.cache/hardway/images; prints their absolute paths, one per line
+MKIMAGES = bin=$$(hack/tools.sh coredns) && cd tools/images && GOWORK=off $(GO) run ./cmd/mkimages -coredns "$$bin/coredns"
 images:
-	@bin=$$(hack/tools.sh coredns) && cd tools/images && GOWORK=off $(GO) run ./cmd/mkimages -coredns "$$bin/coredns"
+	@$(MKIMAGES)
+
+# images-list: the archives' paths in bin/images.list (HARDWAY_IMAGES of the
+# tests), replaced whole once they are built. Not `$(MAKE) images > file`
+# in a recipe: make -n runs a line that names $(MAKE), redirect included,
+# and wrote its dry run into the list.
+images-list:
+	@mkdir -p bin && ($(MKIMAGES)) > bin/images.list.tmp && mv bin/images.list.tmp bin/images.list
 
 vet:
 	$(GO) vet ./...
@@ -54,15 +62,17 @@ vet:
 	cd tools/images && $(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
+# TEST_ENV points the tests at what make tools, runtime and images built.
+TEST_ENV = HARDWAY_BIN_DIR=$(TOOLBIN) HARDWAY_RUNTIME_DIR=$(RUNTIMEBIN) HARDWAY_IMAGES=$(CURDIR)/bin/images.list
+
 ## test: everything, with the real tools (installs what it needs). The pinned
 ## tools, runtime and CoreDNS (CPU) and the three test bases (debootstrap:
 ## network, disk) build at once; then the image archives are packed.
 test: deps
 	$(MAKE) -j3 tools runtime coredns base base-small base-kvm
-	$(MAKE) -s --no-print-directory images > bin/images.list
+	$(MAKE) images-list
 	$(MAKE) vet
-	HARDWAY_BIN_DIR=$(TOOLBIN) HARDWAY_RUNTIME_DIR=$(RUNTIMEBIN) HARDWAY_IMAGES=$(CURDIR)/bin/images.list \
-		$(GO) test -count=1 -timeout 45m ./...
+	$(TEST_ENV) $(GO) test -count=1 -timeout 45m ./...
 	cd packer && HARDWAY_BIN_DIR=$(TOOLBIN) $(GO) test -count=1 -timeout 20m ./...
 	# The image builder: references against the generators, pause in a PID
 	# namespace, the smoke server, and each archive imported and run by the
@@ -77,7 +87,7 @@ test: deps
 E2E_DIR ?= $(CURDIR)/out/e2e
 e2e: build deps
 	$(MAKE) -j3 tools runtime coredns base base-kvm
-	$(MAKE) -s --no-print-directory images > bin/images.list
+	$(MAKE) images-list
 	@rm -rf $(E2E_DIR) && mkdir -p $(E2E_DIR)
 	spec=$$($(GO) run ./hack/e2e -spec $(SPEC) -dir $(E2E_DIR) -bin-dir $(TOOLBIN) -bin-dir $(RUNTIMEBIN) -images bin/images.list) && \
 	./bin/hardway verify -f "$$spec" --boot --base "$$(hack/base.sh path)" --kvm-base "$$(hack/base.sh path --kvm)" \
@@ -88,9 +98,8 @@ e2e: build deps
 ## (root; 20 minutes and more without KVM acceleration, so not in make test yet)
 test-boot-kvm: deps
 	$(MAKE) -j3 tools runtime coredns base-kvm
-	$(MAKE) -s --no-print-directory images > bin/images.list
-	HARDWAY_BOOT_KVM=1 HARDWAY_BIN_DIR=$(TOOLBIN) HARDWAY_RUNTIME_DIR=$(RUNTIMEBIN) HARDWAY_IMAGES=$(CURDIR)/bin/images.list \
-		$(GO) test -count=1 -timeout 90m -run '^TestBootSeedKVM$$' -v ./verify
+	$(MAKE) images-list
+	HARDWAY_BOOT_KVM=1 $(TEST_ENV) $(GO) test -count=1 -timeout 90m -run '^TestBootSeedKVM$$' -v ./verify
 
 ## test-short: the quick loop, no external tools
 test-short:
