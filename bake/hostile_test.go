@@ -123,7 +123,7 @@ func TestHostileBaseDropsKVM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a KVM bake")
 	}
-	need(t, "tar", "mke2fs", "debugfs", "dumpe2fs", "mkfs.vfat", "mcopy", "mmd")
+	need(t, "debugfs", "mkfs.vfat", "mcopy", "mmd")
 	doc := testSpec(t, spec.ModePackaged, nil, nil)
 	x, _ := generated(t, doc)
 	jobs, err := KVMJobs(x, "w2", "")

@@ -3,6 +3,7 @@ package bake
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -51,7 +52,8 @@ type KVMOptions struct {
 // the output directory's bake-manifest.json. As Run, it checks every pinned
 // binary, the whole base and the tools it runs before anything is written;
 // each image is written to a temporary file renamed into place once complete,
-// and its scratch directory is removed whatever happens.
+// and its scratch directory (the ESP and the files it gets) is removed whatever
+// happens.
 func RunKVM(ctx context.Context, cfg Config, o KVMOptions, jobs []Job) ([]Result, error) {
 	if len(o.Formats) == 0 {
 		o.Formats = []string{ImageQCOW2}
@@ -122,23 +124,26 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 	if err := partitionTables(raw.f, disk); err != nil {
 		return nil, err
 	}
-	// 2. The merged tree, extracted under fakeroot, becomes the ext4 root,
-	// made by mke2fs in place at the root partition's offset.
+	// 2. The merged tree becomes the ext4 root, written in place at the
+	// root partition's offset.
 	s := cfg.Progress.start(stem+".ext4", 0, content)
-	stats, err := makeRootFS(ctx, cfg, plan, disk, work, raw.f.Name(), &s.Counters)
+	stats, root, err := makeRootFS(ctx, cfg, plan, disk, raw.f, &s.Counters)
 	s.Done.Store(true)
 	if err != nil {
 		return nil, err
 	}
 	logDropped(cfg.Log, stem, stats)
-	// 3. The ESP: systemd-boot, the kernel and initrd of the merged tree.
-	if err := makeESP(ctx, disk, j, work, cfg.Epoch); err != nil {
+	// 3. The ESP: systemd-boot, the kernel and initrd of the root file system.
+	open := func(p string) (io.Reader, error) {
+		q, err := rootfs.ResolveLinks(p, true, root.Readlink)
+		if err != nil {
+			return nil, err
+		}
+		return root.Open(q)
+	}
+	if err := makeESP(ctx, disk, j, work, cfg.Epoch, open); err != nil {
 		return nil, err
 	}
-	// The extracted tree is no longer needed: remove it while the rest runs.
-	removed := make(chan struct{})
-	go func() { removeTree(filepath.Join(work, "root")); close(removed) }()
-	defer func() { <-removed }()
 	if err := copySparse(ctx, raw.f, disk.espOffset, filepath.Join(work, "esp.img"), espBytes); err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package bake
 import (
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -13,7 +12,6 @@ import (
 
 // kvmTools are the programs a KVM bake runs, and their Debian packages.
 var kvmTools = map[string]string{
-	"tar": "tar", "mke2fs": "e2fsprogs", "debugfs": "e2fsprogs", "dumpe2fs": "e2fsprogs",
 	"mkfs.vfat": "dosfstools", "mcopy": "mtools", "mmd": "mtools",
 }
 
@@ -25,9 +23,6 @@ func checkTools(o KVMOptions) error {
 	}
 	if slices.Contains(o.Formats, ImageQCOW2) {
 		tools["qemu-img"] = "qemu-utils"
-	}
-	if os.Geteuid() != 0 {
-		tools["fakeroot"] = "fakeroot" // root extracts owners and device nodes itself
 	}
 	var missing []string
 	for t, pkg := range tools {

@@ -3,12 +3,11 @@ package bake
 import (
 	"context"
 	"fmt"
-	"io/fs"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hardway-dev/hardway/emit"
@@ -24,23 +23,20 @@ const fatEpoch = 315619200
 
 // makeESP writes work/esp.img: a FAT32 file system (mkfs.vfat, then mtools,
 // no mount) holding systemd-boot as the removable-media boot loader
-// EFI/BOOT/BOOTX64.EFI, the kernel and initrd of the merged tree, and a
-// loader entry that boots them with the root partition's PARTUUID, every
-// time epoch's (at least FAT's earliest).
-func makeESP(ctx context.Context, disk *kvmDisk, j Job, work string, epoch emit.Epoch) error {
-	root := filepath.Join(work, "root")
-	kernel, err := inRoot(root, kernelLink)
-	if err != nil {
-		return fmt.Errorf("kernel: %w", err)
+// EFI/BOOT/BOOTX64.EFI, the kernel and initrd of the root file system
+// (read by open, which follows symlinks inside it), and a loader entry
+// that boots them with the root partition's PARTUUID, every time epoch's
+// (at least FAT's earliest).
+func makeESP(ctx context.Context, disk *kvmDisk, j Job, work string, epoch emit.Epoch, open func(string) (io.Reader, error)) error {
+	var boot []string
+	for _, f := range []struct{ what, p string }{{"systemd-boot", SystemdBootEFI}, {"kernel", kernelLink}, {"initrd", initrdLink}} {
+		host := filepath.Join(work, path.Base(f.p))
+		if err := copyOut(open, f.p, host); err != nil {
+			return fmt.Errorf("%s: %w", f.what, err)
+		}
+		boot = append(boot, host)
 	}
-	initrd, err := inRoot(root, initrdLink)
-	if err != nil {
-		return fmt.Errorf("initrd: %w", err)
-	}
-	loader, err := inRoot(root, SystemdBootEFI)
-	if err != nil {
-		return fmt.Errorf("systemd-boot: %w", err)
-	}
+	loader, kernel, initrd := boot[0], boot[1], boot[2]
 	esp := filepath.Join(work, "esp.img")
 	if err := os.WriteFile(esp, nil, 0o644); err != nil {
 		return err
@@ -94,46 +90,19 @@ func kernelCmdline(d *kvmDisk) string {
 	return "root=PARTUUID=" + d.rootPartUUID + " rw console=ttyS0 net.ifnames=0"
 }
 
-// inRoot returns the host path of p inside the extracted tree root,
-// following its symlinks inside root.
-func inRoot(root, p string) (string, error) {
-	cur := "/"
-	rest := strings.Split(strings.TrimPrefix(p, "/"), "/")
-	for hops := 0; len(rest) > 0; {
-		c := rest[0]
-		rest = rest[1:]
-		if c == "" || c == "." {
-			continue
-		}
-		if c == ".." {
-			cur = path.Dir(cur)
-			continue
-		}
-		next := path.Join(cur, c)
-		st, err := os.Lstat(filepath.Join(root, next))
-		if err != nil {
-			return "", fmt.Errorf("%s is not in the image", p)
-		}
-		if st.Mode()&fs.ModeSymlink == 0 {
-			cur = next
-			continue
-		}
-		if hops++; hops > 40 {
-			return "", fmt.Errorf("%s: too many symbolic links", p)
-		}
-		t, err := os.Readlink(filepath.Join(root, next))
-		if err != nil {
-			return "", err
-		}
-		if strings.HasPrefix(t, "/") {
-			cur = "/"
-		}
-		rest = append(strings.Split(t, "/"), rest...)
+// copyOut copies the file p of the root file system (open) to host.
+func copyOut(open func(string) (io.Reader, error), p, host string) error {
+	r, err := open(p)
+	if err != nil {
+		return err
 	}
-	host := filepath.Join(root, cur)
-	st, err := os.Stat(host)
-	if err != nil || !st.Mode().IsRegular() {
-		return "", fmt.Errorf("%s (%s) is not a regular file in the image", p, cur)
+	out, err := os.Create(host)
+	if err != nil {
+		return err
 	}
-	return host, nil
+	if _, err := io.Copy(out, r); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

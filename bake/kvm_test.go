@@ -26,25 +26,6 @@ import (
 	"github.com/hardway-dev/hardway/verify"
 )
 
-// TestParseUsedInodes reads dumpe2fs's output of a small file system
-// (mke2fs -d of a directory holding a/f): the root directory and inodes 11
-// (lost+found) to 13 are in use, the rest of both groups free.
-func TestParseUsedInodes(t *testing.T) {
-	out := []byte(`Inode count:              4096
-Free inodes:              4083
-Group 0: (Blocks 1-8192) csum 0x9c87 [ITABLE_ZEROED]
-  Free inodes: 14-2048
-Group 1: (Blocks 8193-16383) csum 0xf371 [INODE_UNINIT, ITABLE_ZEROED]
-  Free inodes: 2049-4096
-`)
-	if got, err := parseUsedInodes(out); err != nil || !slices.Equal(got, []int64{2, 11, 12, 13}) {
-		t.Errorf("parseUsedInodes = %v, %v; want [2 11 12 13]", got, err)
-	}
-	if _, err := parseUsedInodes([]byte("  Free inodes: 14-2048\n")); err == nil {
-		t.Error("parseUsedInodes without an inode count succeeded")
-	}
-}
-
 // TestGPT checks the hand-written partition table with sfdisk.
 func TestGPT(t *testing.T) {
 	if testing.Short() {
@@ -185,7 +166,7 @@ func TestKVMImage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("bakes and boots a real disk image")
 	}
-	need(t, "fakeroot", "tar", "mke2fs", "debugfs", "dumpe2fs", "e2fsck", "mkfs.vfat", "mcopy", "mdir",
+	need(t, "debugfs", "e2fsck", "mkfs.vfat", "mcopy", "mdir",
 		"qemu-img", "qemu-system-x86_64", "sfdisk")
 	for _, f := range []string{verify.OVMFCode, verify.OVMFVars} {
 		if _, err := os.Stat(f); err != nil {
@@ -248,8 +229,7 @@ func TestKVMImage(t *testing.T) {
 		if err != nil || !bytes.Contains(out, []byte("User:     0   Group:     0")) {
 			t.Errorf("etcd not root-owned in the image: %v\n%s", err, out)
 		}
-		// The base's only xattrs: journald's ACLs on /var/log/journal,
-		// which tar leaves out under fakeroot and debugfs sets.
+		// The base's only xattrs: journald's ACLs on /var/log/journal.
 		out, err = exec.Command("debugfs", "-R", "ea_list /var/log/journal", part).Output()
 		if err != nil || !bytes.Contains(out, []byte("system.posix_acl_default")) {
 			t.Errorf("no ACLs on /var/log/journal: %v\n%s", err, out)
@@ -570,7 +550,7 @@ func TestKVMFullDisk(t *testing.T) {
 	if testing.Short() {
 		t.Skip("mounts a tmpfs")
 	}
-	need(t, "mount", "umount", "fakeroot", "tar", "mke2fs", "debugfs", "dumpe2fs", "mkfs.vfat", "mcopy", "mmd")
+	need(t, "mount", "umount", "mkfs.vfat", "mcopy", "mmd")
 	doc := testSpec(t, spec.ModePackaged, nil, nil)
 	x, _ := generated(t, doc)
 	base := kernelBase(t, 0)
@@ -621,7 +601,7 @@ func TestKVMInterrupt(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a KVM bake")
 	}
-	need(t, "tar", "mke2fs", "debugfs", "dumpe2fs", "mkfs.vfat", "mcopy", "mmd")
+	need(t, "mkfs.vfat", "mcopy", "mmd")
 	doc := testSpec(t, spec.ModePackaged, nil, nil)
 	x, _ := generated(t, doc)
 	base := kernelBase(t, 128<<20)

@@ -15,7 +15,7 @@ import (
 )
 
 // runTool runs a program, its output kept for the error; ctx cancels it with
-// SIGINT to its process group (fakeroot stops its faked daemon on INT), then
+// SIGINT to its process group, then
 // SIGKILL after 10 seconds.
 func runTool(ctx context.Context, stdin io.Reader, env []string, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)

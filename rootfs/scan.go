@@ -145,6 +145,20 @@ func (b *BaseInfo) Resolve(p string, final bool) (string, error) {
 // resolve is Resolve, except that keep(d) true stops it from following a
 // link at d (a layer that replaces that link with a directory of its own).
 func (b *BaseInfo) resolve(p string, final bool, keep func(string) bool) (string, error) {
+	return ResolveLinks(p, final, func(d string) (string, bool) {
+		if keep != nil && keep(d) {
+			return "", false
+		}
+		t, ok := b.links[d]
+		return t, ok
+	})
+}
+
+// ResolveLinks returns where p lands in a tree whose symlinks link gives
+// (the target of the link at a clean absolute path): those of its parent
+// directories are followed, and with final its own too. Targets are taken
+// inside the tree (an absolute target starts at its root).
+func ResolveLinks(p string, final bool, link func(string) (string, bool)) (string, error) {
 	done := "/"
 	rest := strings.Split(strings.TrimPrefix(path.Clean(p), "/"), "/")
 	hops := 0
@@ -159,13 +173,17 @@ func (b *BaseInfo) resolve(p string, final bool, keep func(string) bool) (string
 			continue
 		}
 		next := path.Join(done, c)
-		t, isLink := b.links[next]
-		if !isLink || (len(rest) == 0 && !final) || (keep != nil && keep(next)) {
+		if len(rest) == 0 && !final {
+			done = next
+			continue
+		}
+		t, isLink := link(next)
+		if !isLink {
 			done = next
 			continue
 		}
 		if hops++; hops > maxLinks {
-			return "", fmt.Errorf("%s: too many levels of symbolic links in the base", p)
+			return "", fmt.Errorf("%s: too many levels of symbolic links", p)
 		}
 		if strings.HasPrefix(t, "/") {
 			done = "/"
