@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"io"
+	"reflect"
 	"testing"
 	"time"
 
@@ -144,6 +146,25 @@ func merge(t testing.TB, base []byte, o Options, layers func(*BaseInfo) []Layer)
 	st, err := Merge(context.Background(), &out, bytes.NewReader(base), p, o)
 	if err != nil {
 		t.Fatalf("merge: %v", err)
+	}
+	// One pass must write the same, or say that it cannot.
+	var one bytes.Buffer
+	planner := func(info *BaseInfo) (*Plan, error) { return NewPlan(info, layers(info)...) }
+	st1, info1, err := MergeScan(context.Background(), &one, bytes.NewReader(base), planner, o)
+	switch {
+	case errors.Is(err, ErrReplan):
+		t.Logf("MergeScan: %v", err)
+	case err != nil:
+		t.Fatalf("MergeScan: %v", err)
+	case !bytes.Equal(one.Bytes(), out.Bytes()):
+		t.Errorf("MergeScan wrote other bytes than Scan and Merge")
+	case !reflect.DeepEqual(st1, st):
+		t.Errorf("MergeScan's stats %+v, Merge's %+v", st1, st)
+	}
+	if err == nil || errors.Is(err, ErrReplan) {
+		if !reflect.DeepEqual(info1, info) {
+			t.Errorf("MergeScan learned %+v, Scan %+v", info1, info)
+		}
 	}
 	return out.Bytes(), st
 }

@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -93,9 +94,40 @@ const maxWarnings = 20
 //
 // It holds no file's content: memory does not grow with the base.
 func Merge(ctx context.Context, w io.Writer, base io.Reader, p *Plan, o Options) (*Stats, error) {
+	st, _, err := mergeBase(ctx, w, base, p, nil, o, nil)
+	return st, err
+}
+
+// A Planner makes an artifact's plan from what is known of its base. The
+// entries it places at a path must not change content with what it knows
+// (MergeScan compares entries by path, layer, type, owner, mode and size).
+type Planner func(*BaseInfo) (*Plan, error)
+
+// ErrReplan is MergeScan's answer when the plans it made from the part of
+// the base read so far placed the layers otherwise than the plan of the
+// whole base: the output is not what Merge would write, and the caller
+// merges again (Merge with the plan of the BaseInfo MergeScan returned).
+var ErrReplan = errors.New("the plan changed once the whole base was read")
+
+// MergeScan is Scan and Merge in one pass over the base: it learns and
+// checks the base as Scan does (watch as Scan's) while it merges, with the
+// plan made by plan from what it has learned so far, made again whenever a
+// member the plan may depend on goes by (a symbolic link on the way to a
+// layer entry, a watched name). Once the base is read it makes the plan of
+// the whole base and checks that every base member met the same fate under
+// it; the trailing layer entries come from that plan. On success the output
+// is byte for byte what Scan and then Merge with plan(info) would write.
+// A base Scan refuses is refused at its end (write to a temporary file);
+// with ErrReplan the BaseInfo is complete and checked.
+func MergeScan(ctx context.Context, w io.Writer, base io.Reader, plan Planner, o Options, watch ...string) (*Stats, *BaseInfo, error) {
+	return mergeBase(ctx, w, base, nil, plan, o, watch)
+}
+
+// mergeBase is Merge with plan p, or MergeScan with planner.
+func mergeBase(ctx context.Context, w io.Writer, base io.Reader, p *Plan, planner Planner, o Options, watch []string) (*Stats, *BaseInfo, error) {
 	b, err := openBase(base)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer b.close()
 	m := &merger{
@@ -109,19 +141,40 @@ func Merge(ctx context.Context, w io.Writer, base io.Reader, p *Plan, o Options)
 	if m.o.Log == nil {
 		m.o.Log = slog.New(slog.DiscardHandler)
 	}
+	if planner != nil {
+		m.scan, m.planner = newScanner(b.comp, watch), planner
+		first, err := planner(m.scan.info)
+		if err != nil {
+			return nil, nil, err
+		}
+		m.setPlan(first)
+	}
 	for {
 		h, q, err := b.next(ctx)
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := m.base(b, h, q); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	for _, e := range p.order {
+	var info *BaseInfo
+	if m.scan != nil {
+		if info, err = m.scan.finish(); err != nil {
+			return nil, nil, err
+		}
+		final, err := planner(info)
+		if err != nil {
+			return nil, info, err
+		}
+		if !m.same(final) {
+			return nil, info, ErrReplan
+		}
+	}
+	for _, e := range m.plan.order {
 		if m.emitted[e.Path] {
 			continue
 		}
@@ -131,14 +184,14 @@ func Merge(ctx context.Context, w io.Writer, base io.Reader, p *Plan, o Options)
 			continue
 		}
 		if err := m.layer(e); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := m.tw.Close(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sort.Strings(m.st.Secrets)
-	return m.st, nil
+	return m.st, info, nil
 }
 
 // merger is one running Merge.
@@ -152,29 +205,144 @@ type merger struct {
 	written  map[string]byte // hard link targets written, with the type their links share
 	st       *Stats
 	warnings int
+	src      io.Reader // the current base member's content
+
+	// MergeScan's
+	scan     *scanner        // learns the base as it goes
+	planner  Planner         // makes m.plan again from what scan learned
+	relevant map[string]bool // paths where a new symlink may move a layer entry
+	taken    []decision      // every base member's fate, in stream order
+}
+
+// decision is the fate a base member met.
+type decision struct {
+	path    string
+	dir     bool
+	outcome string   // a Drop reason, or one of the outcomes below
+	entry   *planned // the layer entry that replaced it
+}
+
+// Outcomes of a base member that is not dropped.
+const (
+	outKept     = "kept"
+	outMerged   = "merged"   // a directory a layer needs, kept with its base metadata
+	outReplaced = "replaced" // by a layer entry
+)
+
+// setPlan makes p the merge's plan, and notes the paths where a symlink
+// would move its entries.
+func (m *merger) setPlan(p *Plan) {
+	m.plan = p
+	m.relevant = map[string]bool{}
+	for _, e := range p.entries {
+		for _, q := range []string{e.Path, e.raw} {
+			for ; q != "/" && q != "" && !m.relevant[q]; q = path.Dir(q) {
+				m.relevant[q] = true
+			}
+		}
+	}
+}
+
+// learn has the scanner learn the member h at q, keeping os-release's
+// content, and makes the plan again when the member may change it.
+func (m *merger) learn(b *baseStream, h *tar.Header, q string) error {
+	l := m.scan.member(h, q)
+	if l.content {
+		data, err := io.ReadAll(io.LimitReader(b.tr, maxOSRelease))
+		if err != nil {
+			return b.read(err)
+		}
+		m.scan.info.osFiles[q] = data
+		m.src = io.MultiReader(bytes.NewReader(data), b.tr)
+	}
+	if l.kind || l.link && m.relevant[q] {
+		// A plan that fails on part of the base is not used; the plan of
+		// the whole base decides.
+		if p, err := m.planner(m.scan.info); err == nil {
+			m.setPlan(p)
+		}
+	}
+	return nil
+}
+
+// same reports whether every base member meets the fate under p that it
+// met: then the output is what a merge with p writes, and p becomes the
+// merge's plan, with the layer entries it wrote.
+func (m *merger) same(p *Plan) bool {
+	emitted := map[string]bool{}
+	merged := 0
+	for _, d := range m.taken {
+		out, e := m.outcome(p, emitted, d.path, d.dir)
+		switch {
+		case out == outMerged && d.outcome == outKept, out == outKept && d.outcome == outMerged:
+			// the same bytes: the base's directory
+		case out != d.outcome || !sameEntry(e, d.entry):
+			m.o.Log.Debug("the plan changed", "path", d.path, "was", d.outcome, "now", out)
+			return false
+		}
+		if out == outMerged {
+			merged++
+		}
+	}
+	m.plan, m.emitted, m.st.Merged = p, emitted, merged
+	return true
+}
+
+// sameEntry reports whether two plans' entries are the same.
+func sameEntry(a, b *planned) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Path == b.Path && a.layer == b.layer && a.Mode == b.Mode && a.UID == b.UID && a.GID == b.GID &&
+		a.Target == b.Target && a.Size == b.Size && a.Implicit == b.Implicit && a.Secret == b.Secret
+}
+
+// outcome is the fate under p of a base member at q (a directory or
+// not) that is not a hard link or device dropped on its own, given the
+// layer paths written before it (emitted, updated).
+func (m *merger) outcome(p *Plan, emitted map[string]bool, q string, dir bool) (string, *planned) {
+	if reason := m.fate(p, q); reason != "" {
+		return reason, nil
+	}
+	e, ok := p.at(q)
+	switch {
+	case !ok:
+		return outKept, nil
+	case emitted[q]:
+		return DropDuplicate, nil
+	}
+	emitted[q] = true
+	if e.Implicit && dir {
+		return outMerged, nil
+	}
+	return outReplaced, e
 }
 
 // base handles one base member at clean path q.
 func (m *merger) base(b *baseStream, h *tar.Header, q string) error {
-	if err := m.recheck(h, q); err != nil {
+	m.src = b.tr
+	if m.scan != nil {
+		if err := m.learn(b, h, q); err != nil {
+			return err
+		}
+	} else if err := m.recheck(h, q); err != nil {
 		return err
 	}
-	if reason := m.fate(q); reason != "" {
-		m.drop(reason)
-		return nil
+	out, e := m.outcome(m.plan, m.emitted, q, h.Typeflag == tar.TypeDir)
+	if m.scan != nil {
+		m.taken = append(m.taken, decision{path: q, dir: h.Typeflag == tar.TypeDir, outcome: out, entry: e})
 	}
-	if e, ok := m.plan.at(q); ok {
-		if m.emitted[q] {
-			m.drop(DropDuplicate)
-			return nil
-		}
-		m.emitted[q] = true
-		if e.Implicit && h.Typeflag == tar.TypeDir {
-			m.st.Merged++
-			return m.copyBase(b, h, q)
-		}
+	switch out {
+	case outMerged:
+		m.st.Merged++
+		return m.copyBase(b, h, q)
+	case outReplaced:
 		m.st.Replaced++
 		return m.layer(e)
+	case outKept:
+	default:
+		m.drop(out)
+		return nil
 	}
 	switch {
 	case h.Typeflag == tar.TypeLink:
@@ -206,16 +374,17 @@ func (m *merger) recheck(h *tar.Header, q string) error {
 	return nil
 }
 
-// fate is why a base member at q is dropped before it meets the layers, or "".
-func (m *merger) fate(q string) string {
+// fate is why a base member at q is dropped under p before it meets the
+// layers, or "".
+func (m *merger) fate(p *Plan, q string) string {
 	switch {
 	case q == "/":
 		return ""
 	case m.excluded(q):
 		return DropExcluded
-	case m.plan.removed(q):
+	case p.removed(q):
 		return DropRemoved
-	case m.plan.shadowed(q):
+	case p.shadowed(q):
 		return DropShadowed
 	}
 	return ""
@@ -232,7 +401,7 @@ func (m *merger) linkFate(h *tar.Header, q string) (reason, why string) {
 	switch {
 	case !ok:
 		why := "was left out"
-		if r := m.fate(t); r != "" {
+		if r := m.fate(m.plan, t); r != "" {
 			why = "was " + r
 		} else if e, ok := m.plan.at(t); ok && e.IsDir() {
 			why = "is a directory of layer " + e.layer
@@ -250,7 +419,7 @@ func (m *merger) linkFate(h *tar.Header, q string) (reason, why string) {
 // wrote records that a non-directory of type typ is at q in the stream,
 // where q is a hard link's target.
 func (m *merger) wrote(q string, typ byte) {
-	if m.plan.info.hardTargets[q] {
+	if m.scan != nil || m.plan.info.hardTargets[q] { // MergeScan knows them only later
 		m.written[q] = typ
 	}
 }
@@ -291,7 +460,7 @@ func (m *merger) copyBase(b *baseStream, h *tar.Header, q string) error {
 	if out.Typeflag != tar.TypeReg {
 		return nil
 	}
-	n, err := m.copy(b.tr, out.Size)
+	n, err := m.copy(m.src, out.Size)
 	if err != nil && !isWriteErr(err) {
 		return fmt.Errorf("base %s: %w", q, b.read(err))
 	}

@@ -343,3 +343,53 @@ func TestPinnedFile(t *testing.T) {
 		t.Fatalf("merge of a changed file: %v, want a hash mismatch", err)
 	}
 }
+
+// TestMergeScanReplan: MergeScan follows what the base tells as it goes
+// (a link before the member a layer replaces through it; a regular
+// machine-id that sysprep turns into a link), and says ErrReplan, with
+// the whole base learned, when a link comes after the member it moves a
+// layer entry onto. Merge with the plan of that base then writes the
+// right stream.
+func TestMergeScanReplan(t *testing.T) {
+	layers := func(info *BaseInfo) []Layer {
+		return []Layer{Sysprep(info), {Name: "node", Entries: []Entry{Bytes("/lib/x", 0o644, 0, 0, []byte("layer"))}}}
+	}
+	planner := func(info *BaseInfo) (*Plan, error) { return NewPlan(info, layers(info)...) }
+	usr := []member{dir("./usr/", 0o755, 0), dir("./usr/lib/", 0o755, 0), file("./usr/lib/x", "base")}
+	dbus := []member{dir("./var/", 0o755, 0), dir("./var/lib/", 0o755, 0), dir("./var/lib/dbus/", 0o755, 0), file("./var/lib/dbus/machine-id", "0123")}
+	for _, tc := range []struct {
+		name   string
+		base   []member
+		replan bool
+	}{
+		{"link first", append(append([]member{dir("./", 0o755, 0), link("./lib", "usr/lib")}, usr...), dbus...), false},
+		{"link last", append(append([]member{dir("./", 0o755, 0)}, usr...), append(dbus, link("./lib", "usr/lib"))...), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := tarball(t, tc.base...)
+			var one bytes.Buffer
+			_, info, err := MergeScan(context.Background(), &one, bytes.NewReader(base), planner, Options{})
+			if got := errors.Is(err, ErrReplan); got != tc.replan || err != nil && !got {
+				t.Fatalf("MergeScan: %v, want ErrReplan %v", err, tc.replan)
+			}
+			p, err := planner(info)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var two bytes.Buffer
+			if _, err := Merge(context.Background(), &two, bytes.NewReader(base), p, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			m, _ := readAll(t, two.Bytes())
+			if g := m["./usr/lib/x"]; g.data != "layer" {
+				t.Errorf("./usr/lib/x = %q, want the layer's", g.data)
+			}
+			if g := m["./var/lib/dbus/machine-id"]; g.Typeflag != tar.TypeSymlink {
+				t.Errorf("machine-id: %+v, want sysprep's link", g.Header)
+			}
+			if !tc.replan && !bytes.Equal(one.Bytes(), two.Bytes()) {
+				t.Error("MergeScan and Merge wrote different streams")
+			}
+		})
+	}
+}

@@ -22,6 +22,7 @@ type Plan struct {
 type planned struct {
 	Entry
 	layer string
+	raw   string // the path in its layer, before the base's symlinks placed it
 }
 
 // removal is one Remove pattern of a layer.
@@ -76,7 +77,7 @@ func NewPlan(info *BaseInfo, layers ...Layer) (*Plan, error) {
 // of them implicit (they were distinct paths of the layers).
 func (p *Plan) add(final string, e *planned) error {
 	moved := *e
-	moved.Path = final
+	moved.Path, moved.raw = final, e.Path
 	old, ok := p.entries[final]
 	switch {
 	case !ok:

@@ -57,12 +57,7 @@ func Scan(ctx context.Context, r io.Reader, watch ...string) (*BaseInfo, error) 
 		return nil, err
 	}
 	defer b.close()
-	extra := map[string]bool{}
-	for _, w := range watch {
-		extra[w] = true
-	}
-	info := &BaseInfo{Compression: b.comp, links: map[string]string{}, kinds: map[string]byte{}, osFiles: map[string][]byte{}}
-	check := newBaseCheck(info.links)
+	sc := newScanner(b.comp, watch)
 	for {
 		h, p, err := b.next(ctx)
 		if err == io.EOF {
@@ -71,30 +66,68 @@ func Scan(ctx context.Context, r io.Reader, watch ...string) (*BaseInfo, error) 
 		if err != nil {
 			return nil, err
 		}
-		info.Members++
-		info.Size += h.Size
-		base := path.Base(p)
-		if h.Typeflag == tar.TypeSymlink {
-			info.links[p] = h.Linkname
-		}
-		check.member(h, p)
-		if watched[base] || extra[base] || path.Dir(p) == "/" {
-			info.kinds[p] = h.Typeflag
-		}
-		if base == "os-release" && (p == "/etc/os-release" || p == "/usr/lib/os-release") && isRegular(h.Typeflag) {
+		if learned := sc.member(h, p); learned.content {
 			data, err := io.ReadAll(io.LimitReader(b.tr, maxOSRelease))
 			if err != nil {
 				return nil, b.read(err)
 			}
-			info.osFiles[p] = data
+			sc.info.osFiles[p] = data
 		}
 	}
-	if err := check.err(); err != nil {
+	return sc.finish()
+}
+
+// scanner learns a base member by member, for Scan and MergeScan.
+type scanner struct {
+	info  *BaseInfo
+	check *baseCheck
+	extra map[string]bool
+}
+
+func newScanner(comp Compression, watch []string) *scanner {
+	extra := map[string]bool{}
+	for _, w := range watch {
+		extra[w] = true
+	}
+	info := &BaseInfo{Compression: comp, links: map[string]string{}, kinds: map[string]byte{}, osFiles: map[string][]byte{}}
+	return &scanner{info: info, check: newBaseCheck(info.links), extra: extra}
+}
+
+// learned says what a member told the scanner.
+type learned struct {
+	kind    bool // its tar type was recorded (Kind knows it)
+	link    bool // it is a symlink
+	content bool // its content is wanted (os-release)
+}
+
+// member records the member h at clean path p.
+func (s *scanner) member(h *tar.Header, p string) learned {
+	var l learned
+	info := s.info
+	info.Members++
+	info.Size += h.Size
+	base := path.Base(p)
+	if h.Typeflag == tar.TypeSymlink {
+		info.links[p] = h.Linkname
+		l.link = true
+	}
+	s.check.member(h, p)
+	if watched[base] || s.extra[base] || path.Dir(p) == "/" {
+		info.kinds[p] = h.Typeflag
+		l.kind = true
+	}
+	l.content = base == "os-release" && (p == "/etc/os-release" || p == "/usr/lib/os-release") && isRegular(h.Typeflag)
+	return l
+}
+
+// finish is what the scanner learned of the whole base, or its refusal.
+func (s *scanner) finish() (*BaseInfo, error) {
+	if err := s.check.err(); err != nil {
 		return nil, err
 	}
-	info.hardTargets = check.targets
-	info.OS = info.osRelease()
-	return info, nil
+	s.info.hardTargets = s.check.targets
+	s.info.OS = s.info.osRelease()
+	return s.info, nil
 }
 
 // isRegular reports whether a tar type is a regular file.
