@@ -1,13 +1,15 @@
 // Package bake turns a base root file system, the roles' pinned binaries and
 // a node's file tree into an artifact that boots into its role: a Proxmox LXC
-// template (.tar.zst). It streams the base once to check it and once to
-// write each artifact; it needs no root, no VM, no loop mount and no network.
+// template (.tar.zst) or a KVM disk image. It reads the base once, checking
+// it while it writes the artifacts; it needs no root, no VM, no loop mount
+// and no network.
 package bake
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path"
@@ -15,12 +17,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators"
 	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/output"
+	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -195,52 +201,100 @@ func nodeJobs(x *gen.Context, format, node, role string, treeOf func(*gen.Contex
 	return jobs, nil
 }
 
-// Run bakes jobs, cfg.Parallel at a time, and records every artifact it
-// published in the output directory's bake-manifest.json. Inputs are checked
-// before any artifact is written: every pinned binary, then the whole base.
-// An artifact is written to a temporary file and renamed into place once
-// complete and checked; on any error, or when ctx is cancelled, the temporary
-// file is removed and the other jobs stop.
+// Run bakes jobs and records every artifact it published in the output
+// directory's bake-manifest.json. Every pinned binary is checked before
+// anything is written; the base is read once for up to cfg.Parallel
+// templates at a time (fanOut; all of them with 0), learned and checked
+// while they are merged: an artifact is written to a temporary file and
+// renamed into place once complete and checked, so a bad base leaves
+// nothing. On any error, or when ctx is cancelled, the temporary files are
+// removed and the other jobs stop.
 func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
-	layers, info, err := prepare(ctx, &cfg, jobs, []string{path.Base(debianVersion)}, func(info *rootfs.BaseInfo) error { return checkTemplateBase(cfg.Base, info) })
+	layers, err := prepare(&cfg, jobs)
 	if err != nil {
 		return nil, err
 	}
-	for i, j := range jobs {
-		layers[i] = append([]rootfs.Layer{rootfs.Sysprep(info), lxcLayer(info, j)}, layers[i]...)
+	watch := append(watchNames(jobs, cfg.Doc.Cluster.Spec.Binaries.Mode), path.Base(debianVersion))
+	check := &baseCheck{check: func(info *rootfs.BaseInfo) error {
+		return checkBaseFor(&cfg, jobs, layers, info, func(info *rootfs.BaseInfo) error { return checkTemplateBase(cfg.Base, info) })
+	}}
+	width := cfg.Parallel
+	if width <= 0 {
+		width = min(len(jobs), maxFanOut)
 	}
-	return bakeAll(ctx, cfg, KindLXC, jobs, func(ctx context.Context, i int) ([]Result, error) {
-		r, err := bakeLXC(ctx, cfg, jobs[i], layers[i], info)
-		return []Result{r}, err
-	})
+	var results []Result
+	for first := 0; first < len(jobs); first += width {
+		pass := jobs[first:min(first+width, len(jobs))]
+		steps := make([]*Status, len(pass))
+		var read []*atomic.Int64
+		for i, j := range pass {
+			steps[i] = cfg.Progress.start(provisional(j.Subject, pvename.ExtTemplate), baseSize(cfg.Base), 0)
+			read = append(read, &steps[i].Read)
+		}
+		fo, err := newFanOut(ctx, cfg.Base, len(pass), readAll(read))
+		if err != nil {
+			return results, err
+		}
+		passCfg := cfg
+		passCfg.Parallel = len(pass)
+		r, err := bakeAll(ctx, passCfg, KindLXC, pass, func(ctx context.Context, i int) ([]Result, error) {
+			defer fo.readers[i].Close()
+			defer steps[i].Done.Store(true)
+			k := first + i
+			r, err := bakeLXC(ctx, cfg, jobs[k], layers[k], fo.readers[i].stream, steps[i], watch, check)
+			return []Result{r}, err
+		})
+		for _, fr := range fo.readers {
+			fr.Close()
+		}
+		<-fo.done
+		results = append(results, r...)
+		if err != nil {
+			return results, err
+		}
+	}
+	return results, nil
+}
+
+// provisional names an artifact of subject, with extension ext, until the
+// base has told its OS: its temporary file and its progress step.
+func provisional(subject, ext string) string { return "hardway-" + subject + "." + ext }
+
+// maxFanOut is how many templates one read of the base feeds when
+// cfg.Parallel is 0: each holds a zstd encoder.
+const maxFanOut = 16
+
+// baseSize is the size of the base file, for progress (0 if unknown).
+func baseSize(name string) int64 {
+	if st, err := os.Stat(name); err == nil {
+		return st.Size()
+	}
+	return 0
 }
 
 // prepare readies a bake of jobs before anything is written: it checks
-// every pinned binary (building each job's binaries layer and node overlay),
-// then reads the whole base once, watching for names besides the jobs'
-// (watch), checks what it found with check, and that it has what each
-// node's tree needs (checkNeeds). It sets cfg.Log when nil.
-func prepare(ctx context.Context, cfg *Config, jobs []Job, watch []string, check func(*rootfs.BaseInfo) error) ([][]rootfs.Layer, *rootfs.BaseInfo, error) {
+// every pinned binary, building each job's binaries layer and node
+// overlay. It sets cfg.Log when nil.
+func prepare(cfg *Config, jobs []Job) ([][]rootfs.Layer, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	layers, err := roleLayers(cfg.Doc, jobs)
-	if err != nil {
-		return nil, nil, err
-	}
-	info, err := scan(ctx, *cfg, jobs, watch)
-	if err != nil {
-		return nil, nil, err
-	}
+	return roleLayers(cfg.Doc, jobs)
+}
+
+// checkBaseFor checks what the base is, once read: with check (the
+// artifact kind's own needs), and that it has what each node's tree needs
+// (checkNeeds); then it says what the base is.
+func checkBaseFor(cfg *Config, jobs []Job, layers [][]rootfs.Layer, info *rootfs.BaseInfo, check func(*rootfs.BaseInfo) error) error {
 	if err := check(info); err != nil {
-		return nil, nil, err
+		return err
 	}
 	if err := checkNeeds(cfg.Log, cfg.Base, cfg.Doc.Cluster.Spec.Binaries.Mode, jobs, layers, info); err != nil {
-		return nil, nil, err
+		return err
 	}
 	cfg.Log.Info("base", "file", cfg.Base, "os", info.OS.PrettyName, "compression", info.Compression,
 		"members", info.Members, "bytes", info.Size)
-	return layers, info, nil
+	return nil
 }
 
 // record adds the published artifacts, of kind, to the output directory's
@@ -287,23 +341,6 @@ func roleLayers(doc *spec.Document, jobs []Job) ([][]rootfs.Layer, error) {
 		}
 	}
 	return out, errors.Join(errs...)
-}
-
-// scan reads the whole base once, watching for the names the jobs' trees
-// need (watchNames) and watch.
-func scan(ctx context.Context, cfg Config, jobs []Job, watch []string) (*rootfs.BaseInfo, error) {
-	f, st, err := openBase(cfg.Base)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	s := cfg.Progress.start("scan "+filepath.Base(cfg.Base), st.Size(), 0)
-	defer s.Done.Store(true)
-	info, err := rootfs.Scan(ctx, countReader{f, &s.Read}, append(watchNames(jobs, cfg.Doc.Cluster.Spec.Binaries.Mode), watch...)...)
-	if err != nil {
-		return nil, fmt.Errorf("base %s: %w", cfg.Base, err)
-	}
-	return info, nil
 }
 
 // openBase opens the base file.
@@ -368,8 +405,19 @@ func runJobs(ctx context.Context, cfg Config, jobs []Job, bakeJob func(context.C
 			r, err := bakeJob(ctx, i)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
+			var shared *sharedError
+			switch {
+			case err == nil:
+			case errors.As(err, &shared):
+				if !slices.ContainsFunc(errs, func(e error) bool { return e == shared.error }) {
+					errs = append(errs, shared.error)
+				}
+			case len(errs) > 0 && errors.Is(err, context.Canceled):
+				// stopped by the first error
+			default:
 				errs = append(errs, fmt.Errorf("bake %s: %w", j.Subject, err))
+			}
+			if err != nil {
 				cancel()
 				return
 			}
@@ -384,50 +432,61 @@ func runJobs(ctx context.Context, cfg Config, jobs []Job, bakeJob func(context.C
 	return results, errors.Join(errs...)
 }
 
-// bakeLXC writes one container template.
-func bakeLXC(ctx context.Context, cfg Config, j Job, layers []rootfs.Layer, info *rootfs.BaseInfo) (Result, error) {
+// bakeLXC writes one container template, reading the base from src.
+func bakeLXC(ctx context.Context, cfg Config, j Job, layers []rootfs.Layer, src io.Reader, s *Status, watch []string, check *baseCheck) (Result, error) {
 	start := time.Now()
-	plan, err := rootfs.NewPlan(info, layers...)
-	if err != nil {
-		return Result{}, err
+	planner := func(info *rootfs.BaseInfo) (*rootfs.Plan, error) {
+		return rootfs.NewPlan(info, append([]rootfs.Layer{rootfs.Sysprep(info), lxcLayer(info, j)}, layers...)...)
 	}
-	name := FileName(info.OS, j.Subject, cfg.Doc.Cluster.Spec.KubernetesVersion)
-	f, st, err := openBase(cfg.Base)
-	if err != nil {
-		return Result{}, err
-	}
-	defer f.Close()
-	s := cfg.Progress.start(name, st.Size(), info.Size+layerBytes(layers))
-	defer s.Done.Store(true)
-	cfg.Log.Info("baking", "artifact", name, "node", j.Node, "roles", j.Roles)
-
-	out, err := create(cfg.Out, name)
+	cfg.Log.Info("baking", "node", j.Node, "roles", j.Roles)
+	// The name says the base's OS, known once it is read.
+	out, err := create(cfg.Out, provisional(j.Subject, pvename.ExtTemplate))
 	if err != nil {
 		return Result{}, err
 	}
 	defer out.abort()
-	zw, err := newZstd(countWriter{out, &s.Written})
+	stats, info, err := mergeInto(ctx, cfg, src, planner, rootfs.Options{
+		Epoch: cfg.Epoch.Time(), Clamp: cfg.Epoch.Set, Exclude: lxcExclude, Xattr: lxcXattr, Counters: &s.Counters, Log: cfg.Log,
+	}, watch, &zstdSink{out: out, written: &s.Written})
 	if err != nil {
 		return Result{}, err
 	}
-	stats, err := rootfs.Merge(ctx, zw, countReader{f, &s.Read}, plan, rootfs.Options{
-		Epoch: cfg.Epoch.Time(), Clamp: cfg.Epoch.Set, Exclude: lxcExclude, Xattr: lxcXattr, Counters: &s.Counters, Log: cfg.Log,
-	})
-	if cerr := zw.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("write %s: %w", name, cerr)
-	}
-	if err != nil {
+	if err := check.of(info); err != nil {
 		return Result{}, err
 	}
 	if err := checkPCT(stats); err != nil {
 		return Result{}, err
 	}
+	out.name = FileName(info.OS, j.Subject, cfg.Doc.Cluster.Spec.KubernetesVersion)
 	sum, err := out.publish(artifactMode(stats))
 	if err != nil {
 		return Result{}, err
 	}
-	logStats(cfg.Log, name, stats, out.n, time.Since(start))
-	return Result{Job: j, Path: filepath.Join(cfg.Out, name), SHA256: sum, Stats: stats, Duration: time.Since(start)}, nil
+	logStats(cfg.Log, out.name, stats, out.n, time.Since(start))
+	return Result{Job: j, Path: filepath.Join(cfg.Out, out.name), SHA256: sum, Stats: stats, Duration: time.Since(start)}, nil
+}
+
+// zstdSink compresses a template into its temporary file.
+type zstdSink struct {
+	out     *pending
+	written *atomic.Int64
+	zw      *zstd.Encoder
+}
+
+func (z *zstdSink) start() (io.Writer, error) {
+	if err := z.out.reset(); err != nil {
+		return nil, err
+	}
+	zw, err := newZstd(countWriter{z.out, z.written})
+	z.zw = zw
+	return zw, err
+}
+
+func (z *zstdSink) end(merr error) error {
+	if err := z.zw.Close(); merr == nil && err != nil {
+		return fmt.Errorf("write %s: %w", z.out.name, err)
+	}
+	return merr
 }
 
 // layerBytes is the file content of layers.

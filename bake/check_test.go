@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -115,10 +116,7 @@ func TestOptionalNeedWarns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := scan(context.Background(), cfg, jobs, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := scanBase(t, cfg, jobs)
 	if err := checkNeeds(cfg.Log, cfg.Base, doc.Cluster.Spec.Binaries.Mode, jobs, layers, info); err != nil {
 		t.Errorf("a base without chrony refused: %v", err)
 	}
@@ -152,11 +150,8 @@ func TestRoleImageNeeds(t *testing.T) {
 		{[]string{"./usr/sbin/iptables"}, "(role worker) needs /usr/sbin/iptables, which the base lacks"},
 	} {
 		cfg := Config{Doc: doc, Base: syntheticBase(t, c.without...)}
-		info, err := scan(context.Background(), cfg, jobs, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = checkNeeds(slog.New(slog.DiscardHandler), cfg.Base, doc.Cluster.Spec.Binaries.Mode, jobs, layers, info)
+		info := scanBase(t, cfg, jobs)
+		err := checkNeeds(slog.New(slog.DiscardHandler), cfg.Base, doc.Cluster.Spec.Binaries.Mode, jobs, layers, info)
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("a base with iptables refused: %v", err)
@@ -164,4 +159,19 @@ func TestRoleImageNeeds(t *testing.T) {
 			t.Errorf("a base without %v: err = %v, want %q", c.without, err, c.want)
 		}
 	}
+}
+
+// scanBase learns cfg's base as a bake of jobs does.
+func scanBase(t *testing.T, cfg Config, jobs []Job) *rootfs.BaseInfo {
+	t.Helper()
+	f, err := os.Open(cfg.Base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	info, err := rootfs.Scan(context.Background(), f, watchNames(jobs, cfg.Doc.Cluster.Spec.Binaries.Mode)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
 }

@@ -63,20 +63,22 @@ func RunKVM(ctx context.Context, cfg Config, o KVMOptions, jobs []Job) ([]Result
 			return nil, fmt.Errorf("unknown image format %q (have: raw, qcow2)", f)
 		}
 	}
-	// Besides what every artifact needs, the base must boot: a kernel, its
-	// initrd and systemd-boot (and cloud-init for a role image).
-	roleImage := slices.ContainsFunc(jobs, func(j Job) bool { return j.Tree == nil })
-	layers, info, err := prepare(ctx, &cfg, jobs, []string{path.Base(SystemdBootEFI), "systemd-repart"}, func(info *rootfs.BaseInfo) error {
-		if err := checkKVMBase(cfg.Base, info, roleImage); err != nil {
-			return err
-		}
-		return checkTools(o)
-	})
+	layers, err := prepare(&cfg, jobs)
 	if err != nil {
 		return nil, err
 	}
+	if err := checkTools(o); err != nil {
+		return nil, err
+	}
+	// Besides what every artifact needs, the base must boot: a kernel, its
+	// initrd and systemd-boot (and cloud-init for a role image).
+	roleImage := slices.ContainsFunc(jobs, func(j Job) bool { return j.Tree == nil })
+	watch := append(watchNames(jobs, cfg.Doc.Cluster.Spec.Binaries.Mode), path.Base(SystemdBootEFI), "systemd-repart")
+	check := &baseCheck{check: func(info *rootfs.BaseInfo) error {
+		return checkBaseFor(&cfg, jobs, layers, info, func(info *rootfs.BaseInfo) error { return checkKVMBase(cfg.Base, info, roleImage) })
+	}}
 	return bakeAll(ctx, cfg, KindKVM, jobs, func(ctx context.Context, i int) ([]Result, error) {
-		return bakeKVM(ctx, cfg, o, jobs[i], layers[i], info)
+		return bakeKVM(ctx, cfg, o, jobs[i], layers[i], watch, check)
 	})
 }
 
@@ -86,11 +88,46 @@ func KVMFileName(os rootfs.OSRelease, subject, kubernetesVersion, format string)
 	return pvename.Name(os.ID, os.VersionID, subject, kubernetesVersion, format)
 }
 
-// bakeKVM writes one node's images.
-func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []rootfs.Layer, info *rootfs.BaseInfo) ([]Result, error) {
+// bakeKVM writes one node's images, reading the base once.
+func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []rootfs.Layer, watch []string, check *baseCheck) ([]Result, error) {
 	start := time.Now()
 	disk, err := newDisk(cfg.Doc, j, o.DiskSize)
 	if err != nil {
+		return nil, err
+	}
+	planner := func(info *rootfs.BaseInfo) (*rootfs.Plan, error) {
+		return rootfs.NewPlan(info, append([]rootfs.Layer{rootfs.Sysprep(info), kvmLayer(info, j, disk)}, layers...)...)
+	}
+	// The names say the base's OS, known once it is read (provisional).
+	k8s := cfg.Doc.Cluster.Spec.KubernetesVersion
+	stem := func(rel rootfs.OSRelease) string {
+		return strings.TrimSuffix(KVMFileName(rel, j.Subject, k8s, ImageRaw), ".raw")
+	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp(cfg.Out, "."+provisional(j.Subject, "kvm")+".work-*")
+	if err != nil {
+		return nil, err
+	}
+	defer removeTree(work)
+	cfg.Log.Info("baking", "node", j.Node, "roles", j.Roles, "disk", fmt.Sprintf("%d MiB", disk.size/mib))
+
+	// 1. The disk: a sparse raw file of its size with both GPTs, and the
+	// merged tree as its ext4 root, written in place at the root
+	// partition's offset.
+	raw, err := create(cfg.Out, provisional(j.Subject, ImageRaw))
+	if err != nil {
+		return nil, err
+	}
+	defer raw.abort()
+	s := cfg.Progress.start(provisional(j.Subject, "ext4"), baseSize(cfg.Base), 0)
+	stats, info, root, err := makeRootFS(ctx, cfg, planner, watch, disk, raw, &s.Read, &s.Counters)
+	s.Done.Store(true)
+	if err != nil {
+		return nil, err
+	}
+	if err := check.of(info); err != nil {
 		return nil, err
 	}
 	content := info.Size + layerBytes(layers)
@@ -98,42 +135,10 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 		return nil, fmt.Errorf("a root file system of %d MiB is too small for %d MiB of content: give --disk-size %dM or more",
 			disk.rootBytes/mib, content/mib, (need+espBytes+2*mib)/mib+1)
 	}
-	all := append([]rootfs.Layer{rootfs.Sysprep(info), kvmLayer(info, j, disk)}, layers...)
-	plan, err := rootfs.NewPlan(info, all...)
-	if err != nil {
-		return nil, err
-	}
-	k8s := cfg.Doc.Cluster.Spec.KubernetesVersion
-	stem := strings.TrimSuffix(KVMFileName(info.OS, j.Subject, k8s, ImageRaw), ".raw")
-	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return nil, err
-	}
-	work, err := os.MkdirTemp(cfg.Out, "."+stem+".work-*")
-	if err != nil {
-		return nil, err
-	}
-	defer removeTree(work)
-	cfg.Log.Info("baking", "artifact", stem, "node", j.Node, "roles", j.Roles, "disk", fmt.Sprintf("%d MiB", disk.size/mib))
-
-	// 1. The disk: a sparse raw file of its size with both GPTs.
-	raw, err := create(cfg.Out, stem+".raw")
-	if err != nil {
-		return nil, err
-	}
-	defer raw.abort()
-	if err := partitionTables(raw.f, disk); err != nil {
-		return nil, err
-	}
-	// 2. The merged tree becomes the ext4 root, written in place at the
-	// root partition's offset.
-	s := cfg.Progress.start(stem+".ext4", 0, content)
-	stats, root, err := makeRootFS(ctx, cfg, plan, disk, raw.f, &s.Counters)
-	s.Done.Store(true)
-	if err != nil {
-		return nil, err
-	}
-	logDropped(cfg.Log, stem, stats)
-	// 3. The ESP: systemd-boot, the kernel and initrd of the root file system.
+	name := stem(info.OS)
+	raw.name = name + ".raw"
+	logDropped(cfg.Log, name, stats)
+	// 2. The ESP: systemd-boot, the kernel and initrd of the root file system.
 	open := func(p string) (io.Reader, error) {
 		q, err := rootfs.ResolveLinks(p, true, root.Readlink)
 		if err != nil {
@@ -151,9 +156,9 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 	res := func(p *pending, sum string) Result {
 		return Result{Job: j, Path: filepath.Join(cfg.Out, p.name), SHA256: sum, Stats: stats, Duration: time.Since(start)}
 	}
-	// 4. qcow2 from the raw disk, before the raw one is published or dropped.
+	// 3. qcow2 from the raw disk, before the raw one is published or dropped.
 	if slices.Contains(o.Formats, ImageQCOW2) {
-		q, err := create(cfg.Out, stem+".qcow2")
+		q, err := create(cfg.Out, name+".qcow2")
 		if err != nil {
 			return nil, err
 		}

@@ -79,6 +79,22 @@ func (p *pending) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// reset empties the temporary file, to write it again.
+func (p *pending) reset() error {
+	if p.n == 0 {
+		return nil
+	}
+	if err := p.f.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := p.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	p.sum.Reset()
+	p.n = 0
+	return nil
+}
+
 // abort removes the temporary file; after publish it does nothing.
 func (p *pending) abort() {
 	if p.done {

@@ -156,7 +156,7 @@ func TestSecretModesKVM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs two KVM bakes")
 	}
-	need(t, "tar", "mke2fs", "debugfs", "dumpe2fs", "mkfs.vfat", "mcopy", "mmd", "qemu-img")
+	need(t, "debugfs", "mkfs.vfat", "mcopy", "mmd", "qemu-img")
 	src := filepath.Join(t.TempDir(), "cluster.yaml")
 	if err := os.WriteFile(src, []byte(kvmSecretsYAML), 0o644); err != nil {
 		t.Fatal(err)

@@ -33,8 +33,8 @@ type layout struct {
 	gdtBlocks uint64
 }
 
-// errNoSpace is a file system too small for its content.
-var errNoSpace = errors.New("no space left in the file system")
+// ErrNoSpace is a file system too small for its content.
+var ErrNoSpace = errors.New("no space left in the file system")
 
 func newLayout(size int64, bpg uint64) (*layout, error) {
 	l := &layout{blocks: uint64(size) / blockSize, bpg: bpg}
@@ -115,7 +115,7 @@ func (a *allocator) alloc(n uint64) ([]run, error) {
 		end := a.l.groupStart(a.g) + a.l.groupBlocks(a.g)
 		if a.next == end {
 			if a.g+1 == a.l.groups {
-				return nil, errNoSpace
+				return nil, ErrNoSpace
 			}
 			a.g++
 			a.next = a.l.groupStart(a.g) + a.l.prefix(a.g)

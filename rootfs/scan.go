@@ -123,7 +123,7 @@ func (s *scanner) member(h *tar.Header, p string) learned {
 // finish is what the scanner learned of the whole base, or its refusal.
 func (s *scanner) finish() (*BaseInfo, error) {
 	if err := s.check.err(); err != nil {
-		return nil, err
+		return nil, &InputError{err}
 	}
 	s.info.hardTargets = s.check.targets
 	s.info.OS = s.info.osRelease()

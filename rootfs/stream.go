@@ -49,9 +49,15 @@ type baseStream struct {
 
 // openBase starts reading the (compressed) tarball r.
 func openBase(r io.Reader) (*baseStream, error) {
-	dec, comp, err := Decompress(r)
-	if err != nil {
-		return nil, err
+	var dec io.ReadCloser
+	var comp Compression
+	if d, ok := r.(decoded); ok {
+		dec, comp = io.NopCloser(d.r), d.c
+	} else {
+		var err error
+		if dec, comp, err = Decompress(r); err != nil {
+			return nil, &InputError{err}
+		}
 	}
 	tail := &zeroTail{r: dec}
 	return &baseStream{dec: dec, comp: comp, tail: tail, tr: tar.NewReader(tail)}, nil
@@ -81,7 +87,7 @@ func (b *baseStream) next(ctx context.Context) (*tar.Header, string, error) {
 // rest of the compressed stream, whose checksum the decoder verifies at its end.
 func (b *baseStream) finish() error {
 	if b.tail.zeros < 512 {
-		return fmt.Errorf("truncated: the archive ends after %d members (last %q) without tar's end-of-archive marker", b.members, b.last)
+		return &InputError{fmt.Errorf("truncated: the archive ends after %d members (last %q) without tar's end-of-archive marker", b.members, b.last)}
 	}
 	if _, err := io.Copy(io.Discard, b.tail); err != nil {
 		return b.broken(err)
@@ -99,12 +105,32 @@ func (b *baseStream) broken(err error) error {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return fmt.Errorf("truncated %s stream %s: %w", b.comp, where, err)
+		return &InputError{fmt.Errorf("truncated %s stream %s: %w", b.comp, where, err)}
 	case errors.Is(err, tar.ErrHeader):
-		return fmt.Errorf("corrupt tar archive %s: %w", where, err)
+		return &InputError{fmt.Errorf("corrupt tar archive %s: %w", where, err)}
 	}
-	return fmt.Errorf("corrupt %s stream %s: %w", b.comp, where, err)
+	return &InputError{fmt.Errorf("corrupt %s stream %s: %w", b.comp, where, err)}
 }
+
+// Decoded is r, the tar stream that Decompress found compressed with c,
+// for readers that share one decompression of a base: Scan, Merge and
+// MergeScan read it as it is, and word its errors as c's.
+func Decoded(r io.Reader, c Compression) io.Reader { return decoded{r, c} }
+
+type decoded struct {
+	r io.Reader
+	c Compression
+}
+
+func (d decoded) Read(p []byte) (int, error) { return d.r.Read(p) }
+
+// InputError is a base tarball that cannot be read (not a tarball,
+// corrupt, truncated) or is refused (UnsafeBaseError), as opposed to a
+// problem of the layers or of the output.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
 
 // read wraps an error met while reading the current member's content.
 func (b *baseStream) read(err error) error {

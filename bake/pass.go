@@ -1,0 +1,203 @@
+package bake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hardway-dev/hardway/rootfs"
+)
+
+// sink is where one artifact's merged stream goes: start gives the writer
+// of a fresh artifact (again after a second read of the base), end closes
+// it after the merge, keeping the merge's error first.
+type sink interface {
+	start() (io.Writer, error)
+	end(merr error) error
+}
+
+// mergeInto merges the base into k for one artifact in one read of src
+// (the base, or a fan-out's copy of its decoded stream): rootfs.MergeScan
+// learns and checks the base while it merges. When the base, read whole,
+// places the layers otherwise than its start said (rootfs.ErrReplan), k
+// starts afresh and the base file is read again with the plan of the
+// whole base. It returns what the base is (to check before publishing).
+func mergeInto(ctx context.Context, cfg Config, src io.Reader, plan rootfs.Planner, o rootfs.Options, watch []string, k sink) (*rootfs.Stats, *rootfs.BaseInfo, error) {
+	w, err := k.start()
+	if err != nil {
+		return nil, nil, err
+	}
+	st, info, err := rootfs.MergeScan(ctx, w, src, plan, o, watch...)
+	if err = k.end(inBase(cfg, err)); !errors.Is(err, rootfs.ErrReplan) {
+		return st, info, err
+	}
+	cfg.Log.Info("the end of the base moved layer entries its start had placed: reading it again", "base", cfg.Base)
+	p, err := plan(info)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, _, err := openBase(cfg.Base)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	if w, err = k.start(); err != nil {
+		return nil, nil, err
+	}
+	st, err = rootfs.Merge(ctx, w, f, p, o)
+	return st, info, k.end(inBase(cfg, err))
+}
+
+// inBase names the base in an error of the base itself.
+func inBase(cfg Config, err error) error {
+	var ie *rootfs.InputError
+	if errors.As(err, &ie) {
+		return fmt.Errorf("base %s: %w", cfg.Base, err)
+	}
+	return err
+}
+
+// baseCheck checks the base once for all the artifacts that read it: the
+// first to finish reading it runs check, the others get its answer.
+type baseCheck struct {
+	once  sync.Once
+	check func(*rootfs.BaseInfo) error
+	err   error
+}
+
+func (c *baseCheck) of(info *rootfs.BaseInfo) error {
+	c.once.Do(func() { c.err = c.check(info) })
+	if c.err != nil {
+		return &sharedError{c.err}
+	}
+	return nil
+}
+
+// sharedError is an error every job of a run meets (the base's): runJobs
+// reports it once.
+type sharedError struct{ error }
+
+func (e *sharedError) Unwrap() error { return e.error }
+
+// fanOut reads the base file once, decompressed, and hands the same
+// stream to n readers, each of which must be closed: the artifacts baked
+// from one read of the base. A reader that is closed early is left out;
+// the others go on.
+type fanOut struct {
+	readers []*fanReader
+	done    chan struct{}
+}
+
+// fanChunk is how much of the decoded stream goes out at once.
+const fanChunk = 1 << 20
+
+// newFanOut starts reading base for n readers; read counts the base file
+// bytes read (for progress).
+func newFanOut(ctx context.Context, base string, n int, read func(int64)) (*fanOut, error) {
+	f, _, err := openBase(base)
+	if err != nil {
+		return nil, err
+	}
+	dec, comp, err := rootfs.Decompress(countFunc{f, read})
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("base %s: %w", base, err)
+	}
+	fo := &fanOut{done: make(chan struct{})}
+	for range n {
+		r := &fanReader{ch: make(chan []byte, 4), closed: make(chan struct{})}
+		r.stream = rootfs.Decoded(r, comp)
+		fo.readers = append(fo.readers, r)
+	}
+	go func() {
+		defer close(fo.done)
+		defer f.Close()
+		defer dec.Close()
+		var err error
+		for err == nil {
+			buf := make([]byte, fanChunk) // read-only once sent: the readers share it
+			k := 0
+			for k < len(buf) && err == nil {
+				var n int
+				n, err = dec.Read(buf[k:])
+				k += n
+			}
+			if k > 0 && !fo.send(ctx, buf[:k]) {
+				err = context.Cause(ctx)
+			}
+		}
+		for _, r := range fo.readers {
+			r.err = err
+			close(r.ch)
+		}
+	}()
+	return fo, nil
+}
+
+// send gives chunk to every reader still open.
+func (fo *fanOut) send(ctx context.Context, chunk []byte) bool {
+	for _, r := range fo.readers {
+		select {
+		case r.ch <- chunk:
+		case <-r.closed:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// fanReader is one reader of a fanOut: the decoded base.
+type fanReader struct {
+	stream io.Reader // what to merge: the reader, marked rootfs.Decoded
+	ch     chan []byte
+	cur    []byte
+	err    error // after ch is closed: io.EOF or why the base could not be read
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (r *fanReader) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		c, ok := <-r.ch
+		if !ok {
+			return 0, r.err
+		}
+		r.cur = c
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+// Close leaves the reader out of the rest of the stream.
+func (r *fanReader) Close() error {
+	r.once.Do(func() { close(r.closed) })
+	return nil
+}
+
+// countFunc reports the bytes read through it.
+type countFunc struct {
+	r     io.Reader
+	count func(int64)
+}
+
+func (c countFunc) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.count != nil {
+		c.count(int64(n))
+	}
+	return n, err
+}
+
+// readAll adds n to every counter.
+func readAll(counters []*atomic.Int64) func(int64) {
+	return func(n int64) {
+		for _, c := range counters {
+			c.Add(n)
+		}
+	}
+}
