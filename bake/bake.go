@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path"
@@ -361,19 +362,25 @@ func openBase(name string) (*os.File, os.FileInfo, error) {
 // bake manifest (record), as one writer at work in cfg.Out: the first bake
 // into a directory with no other at work first removes the temporary files
 // and work directories an interrupted bake left there (output.Working).
-func bakeAll(ctx context.Context, cfg Config, kind string, jobs []Job, bakeJob func(context.Context, int) ([]Result, error)) ([]Result, error) {
+func bakeAll(ctx context.Context, cfg Config, kind string, jobs []Job, bakeJob func(context.Context, int) ([]Result, error)) (results []Result, err error) {
+	_, statErr := os.Stat(cfg.Out)
 	release, swept, err := output.Working(cfg.Out)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer func() {
+		release()
+		if errors.Is(statErr, fs.ErrNotExist) && len(results) == 0 {
+			output.Unmake(cfg.Out) // a run that made the directory and failed leaves none
+		}
+	}()
 	if len(swept) > 0 {
 		cfg.Log.Info("removed the temporary files of an interrupted bake", "files", len(swept))
 		for _, p := range swept {
 			cfg.Log.Debug("removed", "file", p)
 		}
 	}
-	results, err := runJobs(ctx, cfg, jobs, bakeJob)
+	results, err = runJobs(ctx, cfg, jobs, bakeJob)
 	return results, errors.Join(err, record(cfg.Out, kind, results))
 }
 

@@ -40,13 +40,12 @@ PKGS=(
   zstd                        # [zstd] base tarballs, templates
   bzip2                       # [bzip2] compressed bases in the rootfs tests
   xz-utils                    # compressed bases in the rootfs tests
-  fakeroot                    # [fakeroot] KVM bakes as a user other than root
   dosfstools                  # [mkfs.vfat] the ESP of KVM images
   mtools                      # [mcopy mdir mmd mtype] writes and reads the ESP without a mount
   qemu-utils                  # [qemu-img] qcow2 images
   qemu-system-x86             # [qemu-system-x86_64] booting KVM images (TCG)
   ovmf                        # their UEFI firmware
-  e2fsprogs                   # [mke2fs debugfs dumpe2fs e2fsck] the ext4 root of KVM images
+  e2fsprogs                   # [mke2fs debugfs e2fsck] checks the ext4 root of KVM images (tests), mke2fs -d (bench-bake's baseline)
   fdisk                       # [sfdisk] reads the GPT of KVM images
   util-linux                  # [unshare setpriv blkid nsenter] private mount namespaces, dropping privileges, reads seed.iso; tools/images' pause test joins its PID namespace
   mount                       # [mount umount] mounts in the boot tests

@@ -339,3 +339,21 @@ func Working(dir string) (release func(), swept []string, err error) {
 	}
 	return func() { unlock(f) }, swept, nil
 }
+
+// Unmake removes dir, which a writer made (Working) and left empty, with
+// its BusyFile, unless another writer is at work in it.
+func Unmake(dir string) {
+	path := filepath.Join(dir, BusyFile)
+	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return
+	}
+	if es, err := os.ReadDir(dir); err == nil && len(es) == 1 {
+		os.Remove(path)
+		os.Remove(dir)
+	}
+}

@@ -97,13 +97,13 @@ disk is the largest diskGiB among them.
 
 A KVM image is a GPT disk of --disk-size (default the node's diskGiB) with an EFI system
 partition (systemd-boot, the base's /vmlinuz and /initrd.img) and an ext4
-root partition made with mke2fs -d from the same merged tree (the base's
-device nodes under /dev and all xattrs kept), under fakeroot when not root: no root, no loop mount, no VM. The
+root partition written by hardway's ext4 writer from the same merged stream (the base's
+device nodes under /dev and all xattrs kept): no extracted tree, no root, no loop mount, no VM. The
 root grows to the disk at boot (systemd-repart, x-systemd.growfs), and
 hardway-ready.service prints "hardway: <node> <roles> ready" on the serial
 console once the role's units are active. The base needs linux-image-amd64,
 initramfs-tools and systemd-boot (hack/base.sh --kvm); the build machine
-fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
+dosfstools, mtools and, for qcow2, qemu-utils.`,
 		Example: `  hack/base.sh            # a Debian bookworm base, cached in ~/.cache/hardway/base
   hardway bake -f cluster.yaml --base ~/.cache/hardway/base/debian-12-base.tar.zst --node etcd1
   hardway bake -f cluster.yaml --base base.tar.zst --jobs 2 --artifact-dir /var/lib/vz/template/cache
@@ -188,7 +188,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 	cmd.Flags().StringVar(&artifactDir, "artifact-dir", "", "directory of the artifacts (default <dir>/<cluster>/bake)")
 	_ = cmd.MarkFlagDirname("artifact-dir")
 	out = addOutput(cmd).legacyOutput(&artifactDir, "--artifact-dir")
-	cmd.Flags().IntVar(&jobs, "jobs", 1, "artifacts baked in parallel")
+	cmd.Flags().IntVar(&jobs, "jobs", 0, "artifacts baked in parallel; LXC templates baked together share one read of the base (0: up to 16 templates, one KVM image at a time)")
 	return cmd
 }
 
