@@ -205,7 +205,7 @@ func nodeJobs(x *gen.Context, format, node, role string, treeOf func(*gen.Contex
 // Run bakes jobs and records every artifact it published in the output
 // directory's bake-manifest.json. Every pinned binary is checked before
 // anything is written; the base is read once for up to cfg.Parallel
-// templates at a time (fanOut; all of them with 0), learned and checked
+// templates at a time (fanOut; up to maxFanOut with 0), learned and checked
 // while they are merged: an artifact is written to a temporary file and
 // renamed into place once complete and checked, so a bad base leaves
 // nothing. On any error, or when ctx is cancelled, the temporary files are
@@ -242,7 +242,11 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 			defer fo.readers[i].Close()
 			defer steps[i].Done.Store(true)
 			k := first + i
-			r, err := bakeLXC(ctx, cfg, jobs[k], layers[k], fo.readers[i].stream, steps[i], watch, check)
+			procs := 0 // a template alone: every processor
+			if len(pass) > 1 {
+				procs = 1
+			}
+			r, err := bakeLXC(ctx, cfg, jobs[k], layers[k], fo.readers[i].stream, steps[i], watch, check, procs)
 			return []Result{r}, err
 		})
 		for _, fr := range fo.readers {
@@ -262,8 +266,8 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 func provisional(subject, ext string) string { return "hardway-" + subject + "." + ext }
 
 // maxFanOut is how many templates one read of the base feeds when
-// cfg.Parallel is 0: each holds a zstd encoder.
-const maxFanOut = 16
+// cfg.Parallel is 0: each holds a zstd encoder (about 40 MiB).
+const maxFanOut = 8
 
 // baseSize is the size of the base file, for progress (0 if unknown).
 func baseSize(name string) int64 {
@@ -440,7 +444,8 @@ func runJobs(ctx context.Context, cfg Config, jobs []Job, bakeJob func(context.C
 }
 
 // bakeLXC writes one container template, reading the base from src.
-func bakeLXC(ctx context.Context, cfg Config, j Job, layers []rootfs.Layer, src io.Reader, s *Status, watch []string, check *baseCheck) (Result, error) {
+// procs is the zstd encoder's concurrency (newZstd).
+func bakeLXC(ctx context.Context, cfg Config, j Job, layers []rootfs.Layer, src io.Reader, s *Status, watch []string, check *baseCheck, procs int) (Result, error) {
 	start := time.Now()
 	planner := func(info *rootfs.BaseInfo) (*rootfs.Plan, error) {
 		return rootfs.NewPlan(info, append([]rootfs.Layer{rootfs.Sysprep(info), lxcLayer(info, j)}, layers...)...)
@@ -454,7 +459,7 @@ func bakeLXC(ctx context.Context, cfg Config, j Job, layers []rootfs.Layer, src 
 	defer out.abort()
 	stats, info, err := mergeInto(ctx, cfg, src, planner, rootfs.Options{
 		Epoch: cfg.Epoch.Time(), Clamp: cfg.Epoch.Set, Exclude: lxcExclude, Xattr: lxcXattr, Counters: &s.Counters, Log: cfg.Log,
-	}, watch, &zstdSink{out: out, written: &s.Written})
+	}, watch, &zstdSink{out: out, written: &s.Written, procs: procs})
 	if err != nil {
 		return Result{}, err
 	}
@@ -477,6 +482,7 @@ func bakeLXC(ctx context.Context, cfg Config, j Job, layers []rootfs.Layer, src 
 type zstdSink struct {
 	out     *pending
 	written *atomic.Int64
+	procs   int // the encoder's goroutines (newZstd)
 	zw      *zstd.Encoder
 }
 
@@ -484,7 +490,7 @@ func (z *zstdSink) start() (io.Writer, error) {
 	if err := z.out.reset(); err != nil {
 		return nil, err
 	}
-	zw, err := newZstd(countWriter{z.out, z.written})
+	zw, err := newZstd(countWriter{z.out, z.written}, z.procs)
 	z.zw = zw
 	return zw, err
 }

@@ -208,10 +208,10 @@ func TestZstdDeterministic(t *testing.T) {
 		data[i] = byte(i*i>>7) ^ byte(i>>13)
 	}
 	var first []byte
-	for _, procs := range []int{1, 2, 8} {
-		prev := runtime.GOMAXPROCS(procs)
+	for _, procs := range []int{1, 2, 8, 0} {
+		prev := runtime.GOMAXPROCS(max(procs, 4))
 		var buf bytes.Buffer
-		w, err := newZstd(&buf)
+		w, err := newZstd(&buf, procs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +225,7 @@ func TestZstdDeterministic(t *testing.T) {
 		if first == nil {
 			first = buf.Bytes()
 		} else if !bytes.Equal(first, buf.Bytes()) {
-			t.Fatalf("GOMAXPROCS %d compresses differently", procs)
+			t.Fatalf("%d encoder goroutines compress differently", procs)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -101,6 +102,12 @@ func newFanOut(ctx context.Context, base string, n int, read func(int64)) (*fanO
 	if err != nil {
 		return nil, err
 	}
+	if n == 1 { // one reader reads the file itself: no copy of the stream
+		r := &fanReader{closed: make(chan struct{}), file: f, stream: countFunc{f, read}}
+		fo := &fanOut{readers: []*fanReader{r}, done: make(chan struct{})}
+		close(fo.done)
+		return fo, nil
+	}
 	dec, comp, err := rootfs.Decompress(countFunc{f, read})
 	if err != nil {
 		f.Close()
@@ -158,6 +165,7 @@ type fanReader struct {
 	err    error // after ch is closed: io.EOF or why the base could not be read
 	closed chan struct{}
 	once   sync.Once
+	file   *os.File // the base, read by the only reader
 }
 
 func (r *fanReader) Read(p []byte) (int, error) {
@@ -175,7 +183,12 @@ func (r *fanReader) Read(p []byte) (int, error) {
 
 // Close leaves the reader out of the rest of the stream.
 func (r *fanReader) Close() error {
-	r.once.Do(func() { close(r.closed) })
+	r.once.Do(func() {
+		close(r.closed)
+		if r.file != nil {
+			r.file.Close()
+		}
+	})
 	return nil
 }
 

@@ -169,9 +169,15 @@ func syncDir(dir string) {
 }
 
 // newZstd is the template compressor: one zstd stream at zstd's default
-// level (3, as `zstd -T0`), its encoder allowed every processor.
-func newZstd(w io.Writer) (*zstd.Encoder, error) {
-	return zstd.NewWriter(w, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderLevel(zstd.SpeedDefault))
+// level (3, as `zstd -T0`), its encoder allowed every processor when it is
+// alone (procs 0), else procs of them (templates baked together share the
+// processors, and each encoder goroutine holds its own buffers). The bytes
+// are the same either way.
+func newZstd(w io.Writer, procs int) (*zstd.Encoder, error) {
+	if procs <= 0 {
+		procs = runtime.GOMAXPROCS(0)
+	}
+	return zstd.NewWriter(w, zstd.WithEncoderConcurrency(procs), zstd.WithEncoderLevel(zstd.SpeedDefault))
 }
 
 // manifest is the JSON document of ManifestFile, the same shape as

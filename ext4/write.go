@@ -206,7 +206,7 @@ func (w *writer) member(h *tar.Header, content io.Reader) error {
 			return fmt.Errorf("hard link to %s, which is no earlier file", h.Linkname)
 		}
 		return w.fresh(p, func() error { return w.link(p, ino) })
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse: // a sparse file comes out expanded
 		n.mode |= sIFREG
 		n.size = uint64(h.Size)
 	case tar.TypeSymlink:

@@ -188,7 +188,7 @@ dosfstools, mtools and, for qcow2, qemu-utils.`,
 	cmd.Flags().StringVar(&artifactDir, "artifact-dir", "", "directory of the artifacts (default <dir>/<cluster>/bake)")
 	_ = cmd.MarkFlagDirname("artifact-dir")
 	out = addOutput(cmd).legacyOutput(&artifactDir, "--artifact-dir")
-	cmd.Flags().IntVar(&jobs, "jobs", 0, "artifacts baked in parallel; LXC templates baked together share one read of the base (0: up to 16 templates, one KVM image at a time)")
+	cmd.Flags().IntVar(&jobs, "jobs", 0, "artifacts baked in parallel; LXC templates baked together share one read of the base (0: up to 8 templates, one KVM image at a time)")
 	return cmd
 }
 
