@@ -3,6 +3,7 @@ package bake
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"os"
@@ -358,9 +359,10 @@ func TestBakeSynthetic(t *testing.T) {
 }
 
 // TestBakeBadInputs: a bad input is an error that says what is wrong, and
-// no artifact (nor temporary file) is left behind.
+// no artifact (nor temporary file) is left behind, whether one template
+// reads the base or two share one read of it (fanOut).
 func TestBakeBadInputs(t *testing.T) {
-	doc := testSpec(t, spec.ModeUpstream, fakeBins(t, controllerBins...), nil)
+	doc := testSpec(t, spec.ModeUpstream, fakeBins(t, append(workerBins, controllerBins...)...), nil)
 	x, _ := generated(t, doc)
 	good, err := os.ReadFile(syntheticBase(t))
 	if err != nil {
@@ -385,19 +387,21 @@ func TestBakeBadInputs(t *testing.T) {
 		{"no sbin", syntheticBase(t, "./sbin"), []string{"no /sbin"}},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			out := t.TempDir()
-			_, err := bakeOne(t, context.Background(), x, doc, c.base, out, "cp1")
-			t.Log(err)
-			for _, w := range c.want {
-				if err == nil || !strings.Contains(err.Error(), w) {
-					t.Errorf("err = %v, want it to say %q", err, w)
+		for _, node := range []string{"cp1", ""} {
+			t.Run(c.name+"/"+cmp.Or(node, "all"), func(t *testing.T) {
+				out := t.TempDir()
+				_, err := bakeOne(t, context.Background(), x, doc, c.base, out, node)
+				t.Log(err)
+				for _, w := range c.want {
+					if err == nil || !strings.Contains(err.Error(), w) {
+						t.Errorf("err = %v, want it to say %q", err, w)
+					}
 				}
-			}
-			if got := entries(t, out); len(got) != 0 {
-				t.Errorf("output dir holds %v", got)
-			}
-		})
+				if got := entries(t, out); len(got) != 0 {
+					t.Errorf("output dir holds %v", got)
+				}
+			})
+		}
 	}
 	t.Run("cancelled", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
