@@ -229,7 +229,7 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 		steps := make([]*Status, len(pass))
 		var read []*atomic.Int64
 		for i, j := range pass {
-			steps[i] = cfg.Progress.start(provisional(j.Subject, pvename.ExtTemplate), baseSize(cfg.Base), 0)
+			steps[i] = cfg.Progress.start(provisional(j.Subject, pvename.ExtTemplate), baseSize(cfg.Base))
 			read = append(read, &steps[i].Read)
 		}
 		fo, err := newFanOut(ctx, cfg.Base, len(pass), readAll(read))

@@ -121,7 +121,7 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 		return nil, err
 	}
 	defer raw.abort()
-	s := cfg.Progress.start(provisional(j.Subject, "ext4"), baseSize(cfg.Base), 0)
+	s := cfg.Progress.start(provisional(j.Subject, "ext4"), baseSize(cfg.Base))
 	stats, info, root, err := makeRootFS(ctx, cfg, planner, watch, disk, raw, &s.Read, &s.Counters)
 	s.Done.Store(true)
 	if err != nil {

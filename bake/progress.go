@@ -9,14 +9,12 @@ import (
 	"github.com/hardway-dev/hardway/rootfs"
 )
 
-// Status is one step's live progress: the base scan or an artifact's bake.
-// Its counters may be read while the step runs.
+// Status is one step's live progress: an artifact's bake. Its counters
+// may be read while the step runs.
 type Status struct {
-	Name  string       // the artifact's file name, or "scan <base>"
+	Name  string       // the artifact's name until the base says its OS (provisional)
 	Total int64        // size of the base file
 	Read  atomic.Int64 // base file bytes read
-	// content is the file content a bake expects to write (0 for the scan).
-	content int64
 	// Written counts the artifact's (compressed) bytes.
 	Written atomic.Int64
 	rootfs.Counters
@@ -30,20 +28,15 @@ type Progress struct {
 }
 
 // Fraction is how far the step is, from 0 to 1 (at most 0.99 until done):
-// the base read for the scan, the content written for a bake (the base is
-// read ahead of what is written).
+// the part of the base read.
 func (s *Status) Fraction() float64 {
 	if s.Done.Load() {
 		return 1
 	}
-	done, total := s.Read.Load(), s.Total
-	if s.content > 0 {
-		done, total = s.Bytes.Load(), s.content
-	}
-	if total <= 0 {
+	if s.Total <= 0 {
 		return 0
 	}
-	return min(0.99, float64(done)/float64(total))
+	return min(0.99, float64(s.Read.Load())/float64(s.Total))
 }
 
 // Steps returns the steps started so far.
@@ -56,10 +49,9 @@ func (p *Progress) Steps() []*Status {
 	return append([]*Status(nil), p.steps...)
 }
 
-// start registers a new step over a base file of size total that writes
-// content bytes of files (0 for the scan).
-func (p *Progress) start(name string, total, content int64) *Status {
-	s := &Status{Name: name, Total: total, content: content}
+// start registers a new step over a base file of size total.
+func (p *Progress) start(name string, total int64) *Status {
+	s := &Status{Name: name, Total: total}
 	if p != nil {
 		p.mu.Lock()
 		p.steps = append(p.steps, s)
