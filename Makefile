@@ -159,4 +159,5 @@ base-kvm:
 ## and as a KVM qcow2 image (kvm base) against mke2fs -d + qemu-img convert, on the same content (BENCH_FORMAT=lxc|kvm|both)
 BENCH_FORMAT ?= both
 bench-bake: build tools base base-kvm
-	$(GO) run ./hack/benchbake -hardway bin/hardway -format $(BENCH_FORMAT) -base $$(hack/base.sh path) -kvm-base $$(hack/base.sh path --kvm) -bin $$(hack/tools.sh path k8s)
+	$(MAKE) images-list
+	$(GO) run ./hack/benchbake -hardway bin/hardway -format $(BENCH_FORMAT) -base $$(hack/base.sh path) -kvm-base $$(hack/base.sh path --kvm) -bin $$(hack/tools.sh path k8s) -images bin/images.list

@@ -61,6 +61,7 @@ func main() {
 	node := flag.String("node", "worker1", "node to bake (kvm: turned into a node of target kvm)")
 	diskSize := flag.String("disk-size", "4G", "kvm: disk size (hardway bake --disk-size)")
 	format := flag.String("format", "both", "what to measure: lxc, kvm or both")
+	images := flag.String("images", "bin/images.list", "a file listing the image archives the spec names, one path a line (make images-list)")
 	runs := flag.Int("runs", 3, "runs of each tool; the median is shown")
 	flag.Parse()
 	doLXC, doKVM := *format == "lxc" || *format == "both", *format == "kvm" || *format == "both"
@@ -79,7 +80,7 @@ func main() {
 	dir, err := os.MkdirTemp("", "hardway-benchbake")
 	check(err)
 	defer os.RemoveAll(dir)
-	spec := pinnedSpec(*specFile, *bin, dir)
+	spec := pinnedSpec(*specFile, *bin, *images, dir)
 
 	fmt.Printf("load average at start: %s\n", loadAvg())
 	if doLXC {
@@ -376,7 +377,8 @@ func kvmSpec(spec, node string) string {
 	changed := false
 	for i, l := range lines {
 		if strings.Contains(l, "{name: "+node+",") && strings.Contains(l, "target: lxc") {
-			lines[i] = strings.Replace(l, "target: lxc", "target: kvm", 1)
+			l = strings.Replace(l, "target: lxc", "target: kvm", 1)
+			lines[i] = regexp.MustCompile(` swapMiB: \d+,`).ReplaceAllString(l, "") // a container's only
 			changed = true
 		}
 	}
@@ -389,8 +391,15 @@ func kvmSpec(spec, node string) string {
 }
 
 // pinnedSpec writes a copy of the spec whose binaries.dir holds links to
-// the worker's binaries and whose binaries.sha256 pins them.
-func pinnedSpec(specFile, bin, dir string) string {
+// the worker's binaries and whose binaries.sha256 pins them, next to an
+// images/ directory holding links to the archives listed in the file images.
+func pinnedSpec(specFile, bin, images, dir string) string {
+	list, err := os.ReadFile(images)
+	check(err)
+	check(os.Mkdir(filepath.Join(dir, "images"), 0o755))
+	for _, a := range strings.Fields(string(list)) {
+		check(os.Symlink(a, filepath.Join(dir, "images", filepath.Base(a))))
+	}
 	data, err := os.ReadFile(specFile)
 	check(err)
 	art := filepath.Join(dir, "artifacts")
