@@ -1,6 +1,7 @@
 package bake
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -28,35 +29,51 @@ const fatEpoch = 315619200
 // that boots them with the root partition's PARTUUID, every time epoch's
 // (at least FAT's earliest).
 func makeESP(ctx context.Context, disk *kvmDisk, j Job, work string, epoch emit.Epoch, open func(string) (io.Reader, error)) error {
+	fatTime := time.Unix(max(epoch.Unix, fatEpoch), 0)
+	// Every file goes to work first, dated fatTime: mcopy -m keeps a
+	// file's mtime, which must not be now.
+	put := func(name string, r io.Reader) (string, error) {
+		host := filepath.Join(work, name)
+		out, err := os.Create(host)
+		if err != nil {
+			return "", err
+		}
+		if _, err := io.Copy(out, r); err != nil {
+			out.Close()
+			return "", err
+		}
+		if err := out.Close(); err != nil {
+			return "", err
+		}
+		return host, os.Chtimes(host, fatTime, fatTime)
+	}
 	var boot []string
 	for _, f := range []struct{ what, p string }{{"systemd-boot", SystemdBootEFI}, {"kernel", kernelLink}, {"initrd", initrdLink}} {
-		host := filepath.Join(work, path.Base(f.p))
-		if err := copyOut(open, f.p, host); err != nil {
+		r, err := open(f.p)
+		if err == nil {
+			var host string
+			host, err = put(path.Base(f.p), r)
+			boot = append(boot, host)
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %w", f.what, err)
 		}
-		boot = append(boot, host)
 	}
 	loader, kernel, initrd := boot[0], boot[1], boot[2]
+	for n, data := range map[string][]byte{
+		"loader.conf":  templates.MustRender("bake/loader.conf", nil),
+		"hardway.conf": templates.MustRender("bake/hardway.conf", map[string]any{"Subject": j.Subject, "Roles": j.Roles, "Options": kernelCmdline(disk)}),
+	} {
+		if _, err := put(n, bytes.NewReader(data)); err != nil {
+			return err
+		}
+	}
 	esp := filepath.Join(work, "esp.img")
 	if err := os.WriteFile(esp, nil, 0o644); err != nil {
 		return err
 	}
 	if err := os.Truncate(esp, espBytes); err != nil {
 		return err
-	}
-	files := map[string][]byte{
-		"loader.conf":  templates.MustRender("bake/loader.conf", nil),
-		"hardway.conf": templates.MustRender("bake/hardway.conf", map[string]any{"Subject": j.Subject, "Roles": j.Roles, "Options": kernelCmdline(disk)}),
-	}
-	fatTime := time.Unix(max(epoch.Unix, fatEpoch), 0)
-	for n, data := range files {
-		if err := os.WriteFile(filepath.Join(work, n), data, 0o644); err != nil {
-			return err
-		}
-		// mcopy -m keeps the file's mtime, which must not be now.
-		if err := os.Chtimes(filepath.Join(work, n), fatTime, fatTime); err != nil {
-			return err
-		}
 	}
 	// mkfs.vfat --invariant fixes the boot sector's times (the -i after it
 	// sets the volume ID); mtools dates the directories it makes
@@ -88,21 +105,4 @@ func makeESP(ctx context.Context, disk *kvmDisk, j Job, work string, epoch emit.
 // the NIC by MAC anyway, so the name is for operators).
 func kernelCmdline(d *kvmDisk) string {
 	return "root=PARTUUID=" + d.rootPartUUID + " rw console=ttyS0 net.ifnames=0"
-}
-
-// copyOut copies the file p of the root file system (open) to host.
-func copyOut(open func(string) (io.Reader, error), p, host string) error {
-	r, err := open(p)
-	if err != nil {
-		return err
-	}
-	out, err := os.Create(host)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, r); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
