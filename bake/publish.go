@@ -237,7 +237,16 @@ func recordArtifacts(dir string, arts []artifact) error {
 
 // hashFile feeds p's whole file into its checksum (the file was written by
 // offsets or by another program, not through p.Write).
-func hashFile(ctx context.Context, p *pending) error {
+func hashFile(ctx context.Context, p *pending) (err error) {
+	// Flush the file to disk meanwhile: publish's fsync then finds little
+	// left to write.
+	synced := make(chan error, 1)
+	go func() { synced <- p.f.Sync() }()
+	defer func() {
+		if serr := <-synced; err == nil && serr != nil {
+			err = fmt.Errorf("write %s: %w", p.name, serr)
+		}
+	}()
 	f, err := os.Open(p.f.Name())
 	if err != nil {
 		return err
