@@ -132,8 +132,13 @@ func newFanOut(ctx context.Context, base string, n int, read func(int64)) (*fanO
 				n, err = dec.Read(buf[k:])
 				k += n
 			}
-			if k > 0 && !fo.send(ctx, buf[:k]) {
-				err = context.Cause(ctx)
+			if k > 0 {
+				switch open, ok := fo.send(ctx, buf[:k]); {
+				case !ok:
+					err = context.Cause(ctx)
+				case open == 0:
+					err = errNoReader // every artifact stopped: no need to read on
+				}
 			}
 		}
 		for _, r := range fo.readers {
@@ -144,17 +149,22 @@ func newFanOut(ctx context.Context, base string, n int, read func(int64)) (*fanO
 	return fo, nil
 }
 
-// send gives chunk to every reader still open.
-func (fo *fanOut) send(ctx context.Context, chunk []byte) bool {
+// errNoReader ends a fanOut whose readers are all closed.
+var errNoReader = errors.New("no reader left")
+
+// send gives chunk to every reader still open, and says how many there
+// are, or false when ctx is done.
+func (fo *fanOut) send(ctx context.Context, chunk []byte) (open int, ok bool) {
 	for _, r := range fo.readers {
 		select {
 		case r.ch <- chunk:
+			open++
 		case <-r.closed:
 		case <-ctx.Done():
-			return false
+			return 0, false
 		}
 	}
-	return true
+	return open, true
 }
 
 // fanReader is one reader of a fanOut: the decoded base.
