@@ -43,7 +43,9 @@ func (c *Config) Bake(ctx context.Context, ui packersdk.Ui, doc *spec.Document, 
 	ui.Say(fmt.Sprintf("Baking %d %s from %s into %s", len(js), what, c.BaseRootfs, c.ArtifactDirectory))
 	progress := &bake.Progress{}
 	stop := report(ui, progress, progressPeriod)
-	results, err := run(ctx, bake.Config{Doc: doc, Base: c.BaseRootfs, Out: c.ArtifactDirectory, Parallel: 1, Log: log, Progress: progress, Epoch: load.Epoch()}, js)
+	// Parallel 0, as hardway bake's default: LXC templates share one read
+	// of the base, KVM images are baked one at a time.
+	results, err := run(ctx, bake.Config{Doc: doc, Base: c.BaseRootfs, Out: c.ArtifactDirectory, Log: log, Progress: progress, Epoch: load.Epoch()}, js)
 	stop()
 	if err != nil {
 		return nil, err
