@@ -50,11 +50,13 @@ lb's, and a controller's holds the CA key) is written 0600 and marked
 "secret": keep it on storage only root can read. The .sha256 files are 0644.
 
 It first runs generate (so the baked trees are the ones in <dir>/<cluster>/),
-checks every binary against its pin and reads the whole base once to check
-it (systemd, /sbin, os-release; a member below a symlink, a hard link to
-nothing earlier, a path twice or a group/world-writable setuid program is
-refused, naming each; device nodes outside /dev are dropped and counted),
-then streams the base into each template: no root, no VM, no network. The
+checks every binary against its pin, then streams the base into the
+templates, reading it once for all those baked together (--jobs) and
+checking it as it goes (systemd, /sbin, os-release; a member below a
+symlink, a hard link to nothing earlier, a path twice or a group/world-
+writable setuid program is refused, naming each; device nodes outside /dev
+are dropped and counted): a template is published only once the whole base
+passed. No root, no VM, no network. The
 same inputs give the same bytes: entries are sorted, owners numeric, added
 files dated SOURCE_DATE_EPOCH (else 1970) and, with SOURCE_DATE_EPOCH set,
 base mtimes clamped to it. A template follows pct's rules: an sbin entry, at
