@@ -575,6 +575,11 @@ func TestKVMFullDisk(t *testing.T) {
 // and an initrd (8 MiB of noise each) behind /vmlinuz and /initrd.img, and
 // systemd-boot; plus extra bytes of noise in /var/noise, and more members.
 func kernelBase(t *testing.T, extra int, more ...member) string {
+	return buildBase(t, append(kernelMembers(extra), more...))
+}
+
+// kernelMembers are kernelBase's members besides buildBase's.
+func kernelMembers(extra int) []member {
 	noise := make([]byte, 16<<20+extra) // incompressible
 	rand.Read(noise)
 	reg := func(name string, data []byte) member {
@@ -591,11 +596,11 @@ func kernelBase(t *testing.T, extra int, more ...member) string {
 	if extra > 0 {
 		ms = append(ms, reg("./var/noise", noise[16<<20:]))
 	}
-	return buildBase(t, append(ms, more...))
+	return ms
 }
 
-// TestKVMInterrupt cancels a KVM bake while mke2fs's input is being
-// extracted (as Ctrl-C does through the CLI's context): it stops with the
+// TestKVMInterrupt cancels a KVM bake while its root file system is being
+// written (as Ctrl-C does through the CLI's context): it stops with the
 // context's error and leaves nothing in the output directory.
 func TestKVMInterrupt(t *testing.T) {
 	if testing.Short() {
