@@ -6,7 +6,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -123,24 +122,7 @@ func TestHostileBaseDropsKVM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a KVM bake")
 	}
-	need(t, "debugfs", "mkfs.vfat", "mcopy", "mmd")
-	doc := testSpec(t, spec.ModePackaged, nil, nil)
-	x, _ := generated(t, doc)
-	jobs, err := KVMJobs(x, "w2", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := RunKVM(context.Background(), Config{Doc: doc, Base: kernelBase(t, 0, hostileDrops...), Out: t.TempDir()},
-		KVMOptions{DiskSize: 1 << 30, Formats: []string{ImageRaw}}, jobs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	disk, err := newDisk(doc, jobs[0], 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
-	part := filepath.Join(t.TempDir(), "root.img")
-	extract(t, res[0].Path, part, disk.rootOffset, disk.rootBytes)
+	res, part := bakeW2Root(t, kernelBase(t, 0, hostileDrops...), nil)
 	for _, m := range hostileDrops {
 		p := strings.TrimPrefix(m.Name, ".")
 		if out, _ := exec.Command("debugfs", "-R", "stat "+p, part).CombinedOutput(); !bytes.Contains(out, []byte("File not found")) {

@@ -57,26 +57,9 @@ func TestBakeReplan(t *testing.T) {
 		if testing.Short() {
 			t.Skip("runs a KVM bake")
 		}
-		need(t, "debugfs", "mkfs.vfat", "mcopy", "mmd")
 		logs.Reset()
-		doc := testSpec(t, spec.ModePackaged, nil, nil)
-		x, _ := generated(t, doc)
 		late, without := lateLink("kubelet.service")
-		jobs, err := KVMJobs(x, "w2", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := RunKVM(context.Background(), Config{Doc: doc, Base: buildBase(t, append(kernelMembers(0), late...), without...), Out: t.TempDir(), Log: log},
-			KVMOptions{DiskSize: 1 << 30, Formats: []string{ImageRaw}}, jobs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		disk, err := newDisk(doc, jobs[0], 1<<30)
-		if err != nil {
-			t.Fatal(err)
-		}
-		part := filepath.Join(t.TempDir(), "root.img")
-		extract(t, res[0].Path, part, disk.rootOffset, disk.rootBytes)
+		_, part := bakeW2Root(t, buildBase(t, append(kernelMembers(0), late...), without...), log)
 		out, err := exec.Command("debugfs", "-R", "cat /etc2/systemd/system/kubelet.service", part).Output()
 		if err != nil || bytes.Contains(out, []byte("Description=old")) || !bytes.Contains(out, []byte("kubelet")) {
 			t.Errorf("kubelet.service through the link: %v\n%s", err, out)
@@ -85,4 +68,29 @@ func TestBakeReplan(t *testing.T) {
 			t.Errorf("no second read:\n%s", logs.String())
 		}
 	})
+}
+
+// bakeW2Root bakes w2's raw KVM image (packaged mode, a 1 GiB disk) from
+// base and returns its results and its root file system, extracted.
+func bakeW2Root(t *testing.T, base string, log *slog.Logger) ([]Result, string) {
+	t.Helper()
+	need(t, "debugfs", "mkfs.vfat", "mcopy", "mmd")
+	doc := testSpec(t, spec.ModePackaged, nil, nil)
+	x, _ := generated(t, doc)
+	jobs, err := KVMJobs(x, "w2", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := RunKVM(context.Background(), Config{Doc: doc, Base: base, Out: t.TempDir(), Log: log},
+		KVMOptions{DiskSize: 1 << 30, Formats: []string{ImageRaw}}, jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk, err := newDisk(doc, jobs[0], 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := filepath.Join(t.TempDir(), "root.img")
+	extract(t, res[0].Path, part, disk.rootOffset, disk.rootBytes)
+	return res, part
 }
