@@ -254,7 +254,7 @@ func needOf(j Job, mode string, n treeNeed) baseNeed {
 	return baseNeed{roles: j.Roles, from: "a package of the base", why: why}
 }
 
-// checkNeeds checks, before anything is written, that the base and the
+// checkNeeds checks, before anything is published, that the base and the
 // layers of each job bring what the node's tree enables and runs and what
 // its roles need (jobNeeds; a role image has only the latter). A
 // missing optional need is a warning (log); any other is in the
@@ -309,7 +309,8 @@ func missingOnNode(needs []treeNeed, info *rootfs.BaseInfo, layers []rootfs.Laye
 	return out
 }
 
-// watchNames are the base names a scan must record for missingOnNode.
+// watchNames are the base names a read of the base must record for
+// missingOnNode.
 func watchNames(jobs []Job, mode string) []string {
 	var out []string
 	for _, j := range jobs {

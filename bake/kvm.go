@@ -48,12 +48,13 @@ type KVMOptions struct {
 	Formats []string
 }
 
-// RunKVM bakes KVM images, cfg.Parallel at a time, and records them in
-// the output directory's bake-manifest.json. As Run, it checks every pinned
-// binary, the whole base and the tools it runs before anything is written;
-// each image is written to a temporary file renamed into place once complete,
-// and its scratch directory (the ESP and the files it gets) is removed whatever
-// happens.
+// RunKVM bakes KVM images, cfg.Parallel at a time (one with 0), and
+// records them in the output directory's bake-manifest.json. It checks
+// every pinned binary and the tools it runs before anything is written;
+// as Run, it reads the base once per image, checking it as it goes; each
+// image is written to a temporary file renamed into place once complete
+// and the whole base checked, and its scratch directory (the ESP and the
+// files it gets) is removed whatever happens.
 func RunKVM(ctx context.Context, cfg Config, o KVMOptions, jobs []Job) ([]Result, error) {
 	if len(o.Formats) == 0 {
 		o.Formats = []string{ImageQCOW2}
