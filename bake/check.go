@@ -10,8 +10,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/lb"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
@@ -204,9 +204,9 @@ func roleNeeds(role, mode string) []treeNeed {
 		case b.Dir == worker.UpstreamCNIBinDir:
 			out = append(out, treeNeed{name: path.Join(worker.PackagedCNIBinDir, b.Name), unit: worker.ContainerdUnit})
 		case role == spec.RoleWorker:
-			out = append(out, treeNeed{name: path.Join(gen.DistBinDir, b.Name), unit: worker.ContainerdUnit})
+			out = append(out, treeNeed{name: path.Join(nodegen.DistBinDir, b.Name), unit: worker.ContainerdUnit})
 		default:
-			out = append(out, treeNeed{name: path.Join(gen.DistBinDir, b.Name), unit: b.Name + ".service"})
+			out = append(out, treeNeed{name: path.Join(nodegen.DistBinDir, b.Name), unit: b.Name + ".service"})
 		}
 	}
 	return out
@@ -245,7 +245,7 @@ func needOf(j Job, mode string, n treeNeed) baseNeed {
 		if b.Name != name || !slices.Contains(j.Roles, b.role) || !b.fromBase(mode) {
 			continue
 		}
-		p := gen.Distributed[name]
+		p := nodegen.Distributed[name]
 		if b.Dir == worker.UpstreamCNIBinDir {
 			p = "containernetworking-plugins"
 		}

@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hardway-dev/hardway/generate"
+	"github.com/hardway-dev/hardway/clusterdir"
 	"github.com/hardway-dev/hardway/generators/common"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/rootfs/rootfstest"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/verify"
@@ -144,7 +144,7 @@ const kvmEnv = "HARDWAY_TEST_KVM_CHILD"
 
 // kvmBakeDir bakes e1 from the spec, generate output and base in dir into
 // dir/<out>, as the CLI does.
-func kvmBakeDir(ctx context.Context, dir, base, out string) ([]Result, *gen.Context, error) {
+func kvmBakeDir(ctx context.Context, dir, base, out string) ([]Result, *nodegen.Context, error) {
 	doc, err := spec.LoadFile(filepath.Join(dir, "cluster.yaml"))
 	if err != nil {
 		return nil, nil, err
@@ -152,11 +152,11 @@ func kvmBakeDir(ctx context.Context, dir, base, out string) ([]Result, *gen.Cont
 	if is := doc.Validate(spec.Options{}).Errors(); len(is) > 0 {
 		return nil, nil, fmt.Errorf("spec: %v", is)
 	}
-	res, err := generate.Run(ctx, doc, generate.Options{Out: filepath.Join(dir, "gen")})
+	res, err := clusterdir.Run(ctx, doc, clusterdir.Options{Out: filepath.Join(dir, "gen")})
 	if err != nil {
 		return nil, nil, err
 	}
-	x := gen.New(doc.Cluster, res.Bundle)
+	x := nodegen.New(doc.Cluster, res.Bundle)
 	jobs, err := KVMJobs(x, "e1", "")
 	if err != nil {
 		return nil, nil, err
@@ -307,7 +307,7 @@ func TestKVMImage(t *testing.T) {
 // must write e1's tree (its etcd unit, certificates and network) for etcd
 // to become active and hardway-ready.service, which only the seed brings,
 // to report e1 ready.
-func roleImage(t *testing.T, dir, base string, x *gen.Context) {
+func roleImage(t *testing.T, dir, base string, x *nodegen.Context) {
 	doc := loadDoc(t, dir)
 	jobs, err := KVMJobs(x, "", "etcd")
 	if err != nil {

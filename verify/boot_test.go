@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/bake"
-	"github.com/hardway-dev/hardway/generate"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/clusterdir"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/rootfs/rootfstest"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -60,13 +60,13 @@ func nodeArtifacts(baked []bake.Result) map[string]string {
 }
 
 // generated generates doc into a temp dir.
-func generated(t *testing.T, doc *spec.Document) (*generate.Result, *gen.Context) {
+func generated(t *testing.T, doc *spec.Document) (*clusterdir.Result, *nodegen.Context) {
 	t.Helper()
-	res, err := generate.Run(context.Background(), doc, generate.Options{Out: t.TempDir()})
+	res, err := clusterdir.Run(context.Background(), doc, clusterdir.Options{Out: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res, gen.New(doc.Cluster, res.Bundle)
+	return res, nodegen.New(doc.Cluster, res.Bundle)
 }
 
 // runBooted runs verify with o (its cluster, work directory and output

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hardway-dev/hardway/generate"
+	"github.com/hardway-dev/hardway/clusterdir"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -29,7 +29,7 @@ func loadExample(t *testing.T, path string) *spec.Document {
 func generateExample(t *testing.T, path string) string {
 	t.Helper()
 	doc := loadExample(t, path)
-	res, err := generate.Run(context.Background(), doc, generate.Options{Out: t.TempDir()})
+	res, err := clusterdir.Run(context.Background(), doc, clusterdir.Options{Out: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

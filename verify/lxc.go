@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 )
 
 // The boot of a baked LXC template the way Proxmox VE 8 starts a container:
@@ -266,7 +266,7 @@ func pctSetup(root string, c *PctConf) error {
 	if err := write("etc/resolv.conf", resolv.String()); err != nil {
 		return err
 	}
-	return write(gen.PVEPreset, "# Added by PVE at create-time for first-boot configuration.\n"+
+	return write(nodegen.PVEPreset, "# Added by PVE at create-time for first-boot configuration.\n"+
 		"enable container-getty@.service\ndisable getty@.service\ndisable sys-kernel-config.mount\n"+
 		"disable sys-kernel-debug.mount\ndisable systemd-networkd.service\n")
 }

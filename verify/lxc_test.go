@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 )
 
 // TestHostContractParsers: the parsers of the worker boot read what the
@@ -124,7 +124,7 @@ func TestPctSetupMarkers(t *testing.T) {
 		if err := pctSetup(root, c); err != nil {
 			t.Fatal(err)
 		}
-		preset, _ := os.ReadFile(filepath.Join(root, gen.PVEPreset))
+		preset, _ := os.ReadFile(filepath.Join(root, nodegen.PVEPreset))
 		hostname, _ := os.ReadFile(filepath.Join(root, "etc/hostname"))
 		resolv, _ := os.ReadFile(filepath.Join(root, "etc/resolv.conf"))
 		switch {

@@ -16,8 +16,8 @@ import (
 
 	"github.com/hardway-dev/hardway/bake"
 	"github.com/hardway-dev/hardway/bytesize"
-	"github.com/hardway-dev/hardway/generate"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/clusterdir"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -127,7 +127,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 				return err
 			}
 			ctx := cmd.Context()
-			res, err := generate.Run(ctx, doc, generateOptions(dir))
+			res, err := clusterdir.Run(ctx, doc, generateOptions(dir))
 			if err != nil {
 				return err
 			}
@@ -139,7 +139,7 @@ fakeroot, e2fsprogs, dosfstools, mtools and, for qcow2, qemu-utils.`,
 			} else if cmd.Flags().Changed("disk-size") || cmd.Flags().Changed("image-format") {
 				return usageErrorf("--disk-size and --image-format apply to --format kvm")
 			}
-			jobList, err := bake.Jobs(gen.New(doc.Cluster, res.Bundle), format, node, role)
+			jobList, err := bake.Jobs(nodegen.New(doc.Cluster, res.Bundle), format, node, role)
 			if err != nil {
 				return err
 			}

@@ -20,7 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 	sigyaml "sigs.k8s.io/yaml"
 
-	"github.com/hardway-dev/hardway/generate"
+	"github.com/hardway-dev/hardway/clusterdir"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
@@ -165,11 +165,11 @@ changed files) and, on a terminal, the next steps.`,
 }
 
 // runGenerate runs generate and prints what changed.
-func runGenerate(cmd *cobra.Command, doc *spec.Document, dir string, renew []string, out *outputFlag) (*generate.Result, error) {
+func runGenerate(cmd *cobra.Command, doc *spec.Document, dir string, renew []string, out *outputFlag) (*clusterdir.Result, error) {
 	start := time.Now()
 	o := generateOptions(dir)
 	o.Renew = renew
-	res, err := generate.Run(cmd.Context(), doc, o)
+	res, err := clusterdir.Run(cmd.Context(), doc, o)
 	if err != nil {
 		return nil, err
 	}

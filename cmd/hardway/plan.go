@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hardway-dev/hardway/generate"
+	"github.com/hardway-dev/hardway/clusterdir"
 	"github.com/hardway-dev/hardway/output"
 )
 
@@ -40,16 +40,16 @@ It exits 0 when nothing would change and 3 when something would.`,
 			}
 			o := generateOptions(dir)
 			o.Plan = true
-			res, err := generate.Run(cmd.Context(), doc, o)
+			res, err := clusterdir.Run(cmd.Context(), doc, o)
 			if err != nil {
 				return err
 			}
-			po := planOutput{Dir: res.Dir, Changes: res.Planned, Rebake: generate.Actions(doc.Cluster, res.Planned)}
+			po := planOutput{Dir: res.Dir, Changes: res.Planned, Rebake: clusterdir.Actions(doc.Cluster, res.Planned)}
 			if po.Changes == nil {
 				po.Changes = []output.Change{}
 			}
 			if po.Rebake == nil {
-				po.Rebake = []generate.Action{}
+				po.Rebake = []clusterdir.Action{}
 			}
 			if out.json() {
 				err = writeJSON(cmd.OutOrStdout(), po)

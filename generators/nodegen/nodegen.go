@@ -1,7 +1,7 @@
-// Package gen is what every role generator shares: the generation context
+// Package nodegen is what every role generator shares: the generation context
 // (spec, PKI, derived values), the node paths, and helpers that place units,
 // certificates and kubeconfigs in a tree. Role generators live in sibling packages.
-package gen
+package nodegen
 
 import (
 	"crypto/sha256"
