@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
@@ -115,17 +114,9 @@ func imageArchives(t *testing.T) []string {
 	if list == "" {
 		t.Fatal("HARDWAY_IMAGES is not set: the file listing the archives `make images` prints (make test sets it)")
 	}
-	f, err := os.Open(list)
+	out, err := bake.ArchiveList(list)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			out = append(out, l)
-		}
 	}
 	if len(out) == 0 {
 		t.Fatalf("%s lists no archive", list)
