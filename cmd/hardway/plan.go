@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hardway-dev/hardway/clusterdir"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -105,7 +106,7 @@ func printPlan(w io.Writer, po planOutput) {
 			for _, c := range cs {
 				p := c.Path
 				if node != "" {
-					p = strings.TrimPrefix(p, "nodes/"+node+"/")
+					p = strings.TrimPrefix(p, nodefiles.Dir(node)+"/")
 				}
 				byWhat[c.What] = append(byWhat[c.What], p)
 			}
