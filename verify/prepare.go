@@ -16,6 +16,7 @@ import (
 
 	"github.com/hardway-dev/hardway/generators/controller"
 	"github.com/hardway-dev/hardway/generators/etcd"
+	"github.com/hardway-dev/hardway/generators/lb"
 	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -48,9 +49,6 @@ var startStages = []struct {
 	{StageAPIServer, "start kube-apiserver", 90 * time.Second},
 	{StageControllers, "start controller-manager, scheduler, haproxy", 60 * time.Second},
 }
-
-// haproxyCfg is the lb node's HAProxy configuration in its tree.
-const haproxyCfg = "/etc/haproxy/haproxy.cfg"
 
 // node is one node that runs something in this run.
 type node struct {
@@ -230,16 +228,16 @@ func (v *run) planLB() (string, error) {
 	case herr != nil:
 		why = "haproxy is not installed (apt-get install haproxy)"
 	default:
-		cfg := v.artifact(nodefiles.Rootfs, lbs[0].Name, haproxyCfg)
+		cfg := v.artifact(nodefiles.Rootfs, lbs[0].Name, lb.HAProxyConfig)
 		if _, err := os.Stat(cfg); err != nil {
-			why = fmt.Sprintf("%s has no %s", lbs[0].Name, haproxyCfg)
+			why = fmt.Sprintf("%s has no %s", lbs[0].Name, lb.HAProxyConfig)
 			break
 		}
 		if err := v.newLB(lbs[0], haproxy, vipPrefix); err != nil {
 			return "", err
 		}
 		v.vipVia = "through haproxy on " + lbs[0].Name
-		return fmt.Sprintf("VIP %s on %s, HAProxy (%s) with the generated %s", vip, lbs[0].Name, haproxy, haproxyCfg), nil
+		return fmt.Sprintf("VIP %s on %s, HAProxy (%s) with the generated %s", vip, lbs[0].Name, haproxy, lb.HAProxyConfig), nil
 	}
 	first.addrs = append(first.addrs, vipPrefix)
 	v.vipVia = "held by " + first.spec.Name + ": " + why
@@ -259,17 +257,17 @@ func (v *run) newLB(n spec.Node, haproxy string, vip netip.Prefix) error {
 		}
 		nd = &node{spec: n, root: root, units: map[string]*Unit{}, argv: map[string][]string{}, addrs: []netip.Prefix{mustPrefix(n.Address)}}
 	}
-	files, err := nd.root.RewriteFiles([]string{haproxyCfg})
+	files, err := nd.root.RewriteFiles([]string{lb.HAProxyConfig})
 	if err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
-	cfg := nd.root.Path(haproxyCfg)
+	cfg := nd.root.Path(lb.HAProxyConfig)
 	if err := haproxyDirs(cfg, nd.root.Dir); err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
 	fmt.Fprintf(v.o.Out, "paths: %s: configuration files rewritten: %s\n", n.Name, listOrNone(files))
 	// -db: stay in the foreground, one process, so that its PID is the one we stop.
-	nd.argv["haproxy"] = []string{haproxy, "-db", "-f", cfg}
+	nd.argv[lb.HAProxyUnit] = []string{haproxy, "-db", "-f", cfg}
 	nd.addrs = append(nd.addrs, vip)
 	v.lb = nd
 	if !stacked {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/generators/controller"
+	"github.com/hardway-dev/hardway/generators/lb"
 	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -73,11 +74,11 @@ func (v *run) startStage(ctx context.Context, stage Stage, timeout time.Duration
 		// HAProxy starts once the apiservers are ready, so that its first
 		// health checks pass and the VIP serves at once.
 		if stage == StageControllers && nd == v.lb {
-			p, err := v.startUnit(nd, "haproxy", stage)
+			p, err := v.startUnit(nd, lb.HAProxyUnit, stage)
 			if err != nil {
 				return "", err
 			}
-			ws = append(ws, waiter{nd, "haproxy", p, haproxyReady})
+			ws = append(ws, waiter{nd, lb.HAProxyUnit, p, haproxyReady})
 		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, timeout)
