@@ -161,7 +161,7 @@ func (x *Context) Kubeconfig(t *tree.Tree, p, name, server string) {
 			return
 		}
 	}
-	panic("gen: no kubeconfig " + name)
+	panic("nodegen: no kubeconfig " + name)
 }
 
 // PVEPreset is the preset file pve-container writes at every start of a
