@@ -13,7 +13,7 @@ import (
 
 	"github.com/hardway-dev/hardway/bake"
 	"github.com/hardway-dev/hardway/clusterdir"
-	hwgen "github.com/hardway-dev/hardway/generators/nodegen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/verify"
@@ -26,7 +26,7 @@ import (
 // that cannot boot here: those booted by Ignition, whose image is the
 // distribution's (Flatcar, Fedora CoreOS), which a build machine has no copy of.
 func bakeEveryNode(ctx context.Context, doc *spec.Document, res *clusterdir.Result, base, kvmBase string) (artifacts, skipped map[string]string, err error) {
-	x := hwgen.New(doc.Cluster, res.Bundle)
+	x := nodegen.New(doc.Cluster, res.Bundle)
 	cfg := bake.Config{Doc: doc, Out: filepath.Join(res.Dir, nodefiles.BakeDir), Parallel: 2, Log: slog.Default(), Epoch: sourceDate()}
 	artifacts, skipped = map[string]string{}, map[string]string{}
 	var kvmJobs []bake.Job
