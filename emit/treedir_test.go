@@ -3,7 +3,6 @@ package emit
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,17 +96,9 @@ func TestTreeDirManifest(t *testing.T) {
 	if err := d.Finish(); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join(root, output.ManifestFile))
+	got, err := output.ReadManifest(root)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var m struct{ Artifacts []output.Artifact }
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]output.Artifact{}
-	for _, a := range m.Artifacts {
-		got[a.Path] = a
 	}
 	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
 	for p, wantSum := range map[string]string{
