@@ -20,6 +20,7 @@ import (
 	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
+	"github.com/hardway-dev/hardway/unitfile"
 )
 
 // component is one process of the control plane, started from a unit file.
@@ -56,7 +57,7 @@ type node struct {
 	root  *Root
 	ns    *NS
 	comps []component
-	units map[string]*Unit
+	units map[string]*unitfile.Unit
 	argv  map[string][]string // rewritten command line per unit, binary from the bin dir first
 	addrs []netip.Prefix
 }
@@ -127,7 +128,7 @@ func (v *run) newNode(n spec.Node, comps []component) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	nd := &node{spec: n, root: root, comps: comps, units: map[string]*Unit{}, argv: map[string][]string{}}
+	nd := &node{spec: n, root: root, comps: comps, units: map[string]*unitfile.Unit{}, argv: map[string][]string{}}
 	nd.addrs = []netip.Prefix{mustPrefix(n.Address)}
 	total := 0
 	var files []string
@@ -147,7 +148,7 @@ func (v *run) newNode(n spec.Node, comps []component) (*node, error) {
 // how many node paths the arguments named and the configuration files rewritten.
 func (v *run) loadUnit(nd *node, unit string) (int, []string, error) {
 	p := v.artifact(nodefiles.Rootfs, nd.spec.Name, tree.UnitFile(unit))
-	u, err := ReadUnit(p)
+	u, err := unitfile.Read(p)
 	if err != nil {
 		return 0, nil, fmt.Errorf("node %s: %w", nd.spec.Name, err)
 	}
@@ -168,7 +169,7 @@ func (v *run) loadUnit(nd *node, unit string) (int, []string, error) {
 // the bin dirs, the node's paths under its root, and the configuration files
 // those paths name rewritten the same way. It returns the argv, the node
 // paths it names and the files rewritten.
-func (v *run) command(nd *node, c Command) ([]string, []string, []string, error) {
+func (v *run) command(nd *node, c unitfile.Command) ([]string, []string, []string, error) {
 	bin, err := v.binary(c.Argv[0])
 	if err != nil {
 		return nil, nil, nil, err
@@ -255,7 +256,7 @@ func (v *run) newLB(n spec.Node, haproxy string, vip netip.Prefix) error {
 		if err != nil {
 			return err
 		}
-		nd = &node{spec: n, root: root, units: map[string]*Unit{}, argv: map[string][]string{}, addrs: []netip.Prefix{mustPrefix(n.Address)}}
+		nd = &node{spec: n, root: root, units: map[string]*unitfile.Unit{}, argv: map[string][]string{}, addrs: []netip.Prefix{mustPrefix(n.Address)}}
 	}
 	files, err := nd.root.RewriteFiles([]string{lb.HAProxyConfig})
 	if err != nil {

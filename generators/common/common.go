@@ -25,6 +25,15 @@ const (
 	Interfaces = "/etc/network/interfaces"
 )
 
+// The base system's units the common role enables: networkd applies the
+// node's network files, wait-online holds network-online.target until the
+// address is up, chrony keeps time from the gateway.
+const (
+	NetworkdUnit   = "systemd-networkd.service"
+	WaitOnlineUnit = "systemd-networkd-wait-online.service"
+	ChronyUnit     = "chrony.service"
+)
+
 // Generate adds the common role's files for node n to t.
 func Generate(x *nodegen.Context, n spec.Node, t *tree.Tree) error {
 	identity(x, n, t)
@@ -207,8 +216,8 @@ func Network(x *nodegen.Context, n spec.Node, t *tree.Tree) {
 		}
 		t.File(x.NICFile(n, nic.Index), 0o644, x.Render("common/network", data))
 	}
-	t.Enable("systemd-networkd.service", "multi-user.target")
-	t.Enable("systemd-networkd-wait-online.service", "network-online.target")
+	t.Enable(NetworkdUnit, "multi-user.target")
+	t.Enable(WaitOnlineUnit, "network-online.target")
 }
 
 // match selects the interface a network file applies to: eth<i> in a
@@ -247,7 +256,7 @@ func timeSync(x *nodegen.Context, n spec.Node, t *tree.Tree) {
 	t.File(ChronySources, 0o644, x.Render("common/chrony.sources", map[string]any{
 		"Node": n.Name, "Gateway": x.C.Spec.Network.Gateway,
 	}))
-	t.Enable("chrony.service", "multi-user.target")
+	t.Enable(ChronyUnit, "multi-user.target")
 }
 
 // pveIgnore drops, next to each file of ours that Proxmox would rewrite at
