@@ -23,6 +23,7 @@ import (
 	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/rootfs/rootfstest"
 	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
 	"github.com/hardway-dev/hardway/verify"
 )
 
@@ -332,11 +333,11 @@ func roleImage(t *testing.T, dir, base string, x *nodegen.Context) {
 	part := filepath.Join(t.TempDir(), "root.img")
 	extract(t, raw, part, disk.rootOffset, disk.rootBytes)
 	for p, want := range map[string]bool{
-		"/usr/local/bin/etcd":                     true,
-		CloudInitRoleConfig:                       true,
-		CloudInitDisabled:                         false,
-		"/etc/systemd/system/etcd.service":        false,
-		"/etc/systemd/system/" + common.ReadyUnit: false,
+		"/usr/local/bin/etcd":              true,
+		CloudInitRoleConfig:                true,
+		CloudInitDisabled:                  false,
+		"/etc/systemd/system/etcd.service": false,
+		tree.UnitFile(common.ReadyUnit):    false,
 		"/etc/systemd/system/multi-user.target.wants/systemd-networkd.service": true,
 	} {
 		out, _ := exec.Command("debugfs", "-R", "stat "+p, part).CombinedOutput()
@@ -546,7 +547,7 @@ func TestKVMJobs(t *testing.T) {
 	if !slices.Contains(units, "kubelet.service") || slices.Contains(units, "systemd-networkd.service") {
 		t.Errorf("role units: %v", units)
 	}
-	e, ok = jobs[0].Tree.Get("/etc/systemd/system/" + common.ReadyUnit)
+	e, ok = jobs[0].Tree.Get(tree.UnitFile(common.ReadyUnit))
 	if !ok || !bytes.Contains(e.Data, []byte("After=")) || !bytes.Contains(e.Data, []byte("ExecStart=/bin/echo ")) || !bytes.Contains(e.Data, []byte("hardway: w2 worker ready")) {
 		t.Errorf("ready unit: %v\n%s", ok, e.Data)
 	}
