@@ -100,6 +100,9 @@ func (v *run) prepare() (string, error) {
 		if err := preflightGuests(v.bootTargets()...); err != nil {
 			return "", err
 		}
+		if err := v.preflightDisk(); err != nil {
+			return "", err
+		}
 		what := "workers"
 		if v.o.Boot {
 			what = "nodes"
