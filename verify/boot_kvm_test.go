@@ -25,14 +25,10 @@ import (
 // alone) and make test-boot-kvm set: without KVM acceleration its three VMs
 // take 11 minutes and more, too long for the go test ./... loop.
 func TestBootSeedKVM(t *testing.T) {
-	needRoot(t)
 	if os.Getenv("HARDWAY_BOOT_KVM") != "1" {
 		t.Skip("the seed's KVM cluster boots only with HARDWAY_BOOT_KVM=1 (make test-boot-kvm)")
 	}
-	if err := preflightGuests(spec.TargetKVM); err != nil {
-		t.Fatalf("%v: hack/deps.sh installs it", err)
-	}
-	bins := binDirs(t)
+	bins := bootHost(t, spec.TargetKVM)
 	doc := pinnedExample(t, "../examples/seed-kvm.yaml", bins)
 	if m := doc.Cluster.Spec.Binaries.Mode; m != spec.ModePackaged {
 		t.Fatalf("binaries.mode %s, want the seed's packaged", m)

@@ -25,11 +25,7 @@ import (
 // image archives, booted under lxc-start at their spec addresses, and the
 // rows of a booted cluster must pass; nothing of the run may be left.
 func TestBootSeed(t *testing.T) {
-	needRoot(t)
-	if err := preflightGuests(spec.TargetLXC); err != nil {
-		t.Fatalf("%v: hack/deps.sh installs it", err)
-	}
-	bins := binDirs(t)
+	bins := bootHost(t, spec.TargetLXC)
 	// The gateway row logs in with a throwaway key the copy authorizes.
 	key, identity, err := ThrowawayKey(t.TempDir())
 	if err != nil {

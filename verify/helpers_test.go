@@ -36,6 +36,19 @@ func generateExample(t *testing.T, path string) string {
 	return res.Dir
 }
 
+// bootHost is what a test that boots nodes of the targets needs of this
+// host: root and ip(8) (needRoot skips without them), the guests' tools
+// (hack/deps.sh installs them: missing, the test fails), and the pinned
+// binaries' directories, which it returns.
+func bootHost(t *testing.T, targets ...string) []string {
+	t.Helper()
+	needRoot(t)
+	if err := preflightGuests(targets...); err != nil {
+		t.Fatalf("%v: hack/deps.sh installs it", err)
+	}
+	return binDirs(t)
+}
+
 // needRoot skips tests that create namespaces unless running as root, and in -short.
 func needRoot(t *testing.T) {
 	t.Helper()

@@ -49,11 +49,7 @@ spec:
 // Ready and run pods: the worker rows of verify must all pass, and nothing
 // of the run may be left.
 func TestWorkerJoins(t *testing.T) {
-	needRoot(t)
-	if err := preflightGuests(spec.TargetLXC, spec.TargetKVM); err != nil {
-		t.Fatalf("%v: hack/deps.sh installs it", err)
-	}
-	bins := binDirs(t)
+	bins := bootHost(t, spec.TargetLXC, spec.TargetKVM)
 	doc := workerDoc(t, bins, "", 231)
 	res, x := generated(t, doc)
 	jobs, err := bake.Jobs(x, bake.FormatLXC, "w1", "")
