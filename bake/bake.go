@@ -25,7 +25,7 @@ import (
 
 	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/rootfs"
@@ -70,7 +70,7 @@ var errMixed = errors.New("select artifacts with --node or --role, not both")
 // Jobs selects the artifacts of format to bake from the spec: for lxc, one
 // template per node of target lxc (the node's tree is baked in), all of them,
 // only node, or those with role; for kvm, see KVMJobs; for sysext, SysextJobs.
-func Jobs(x *gen.Context, format, node, role string) ([]Job, error) {
+func Jobs(x *nodegen.Context, format, node, role string) ([]Job, error) {
 	switch format {
 	case FormatLXC:
 		return nodeJobs(x, format, node, role, nil)
@@ -183,7 +183,7 @@ func ofTarget(target, what string) nodeSet {
 // nodeJobs returns a job, with the node's tree, for every node Select
 // returns. treeOf, when set, gives the node's tree in place of
 // generators.Node, or refuses the node.
-func nodeJobs(x *gen.Context, format, node, role string, treeOf func(*gen.Context, spec.Node) (*tree.Tree, error)) ([]Job, error) {
+func nodeJobs(x *nodegen.Context, format, node, role string, treeOf func(*nodegen.Context, spec.Node) (*tree.Tree, error)) ([]Job, error) {
 	if treeOf == nil {
 		treeOf = generators.Node
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators"
 	"github.com/hardway-dev/hardway/generators/common/commontest"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -64,12 +64,12 @@ func TestJobs(t *testing.T) {
 }
 
 // TestRoleBinariesCoverTrees: every pinned binary a node's tree names (a
-// path in gen.PinnedBinDir, or in gen.SysextDir/bin on a node booted by
+// path in nodegen.PinnedBinDir, or in nodegen.SysextDir/bin on a node booted by
 // Ignition) is a required row of one of its roles' tables, so bake installs
 // it whatever the operator pins: a unit naming a binary its role does not
 // list would find nothing there on the node.
 func TestRoleBinariesCoverTrees(t *testing.T) {
-	ref := regexp.MustCompile("(?:" + regexp.QuoteMeta(gen.PinnedBinDir) + "|" + regexp.QuoteMeta(gen.SysextDir+"/bin") + ")/([A-Za-z0-9._+-]+)")
+	ref := regexp.MustCompile("(?:" + regexp.QuoteMeta(nodegen.PinnedBinDir) + "|" + regexp.QuoteMeta(nodegen.SysextDir+"/bin") + ")/([A-Za-z0-9._+-]+)")
 	found := 0
 	for _, ex := range []string{"seed-lxc", "seed-kvm", "mixed"} {
 		x := commontest.Context(t, "../examples/"+ex+".yaml")
@@ -83,7 +83,7 @@ func TestRoleBinariesCoverTrees(t *testing.T) {
 					found++
 					name := string(m[1])
 					if !slices.ContainsFunc(binaries, func(b binary) bool {
-						return b.Name == name && b.Dir == gen.PinnedBinDir && !b.Optional && n.Has(b.role)
+						return b.Name == name && b.Dir == nodegen.PinnedBinDir && !b.Optional && n.Has(b.role)
 					}) {
 						t.Errorf("%s: %s:%s names %s, which no role of %v requires in its Binaries", ex, n.Name, e.Path, m[0], n.Roles)
 					}
@@ -239,7 +239,7 @@ func TestFileName(t *testing.T) {
 }
 
 // bakeOne bakes node ("": every lxc node) of x's spec doc from base into out.
-func bakeOne(t testing.TB, ctx context.Context, x *gen.Context, doc *spec.Document, base, out, node string) ([]Result, error) {
+func bakeOne(t testing.TB, ctx context.Context, x *nodegen.Context, doc *spec.Document, base, out, node string) ([]Result, error) {
 	t.Helper()
 	jobs, err := Jobs(x, FormatLXC, node, "")
 	if err != nil {

@@ -12,24 +12,24 @@ import (
 	"github.com/hardway-dev/hardway/generators/controller"
 	"github.com/hardway-dev/hardway/generators/etcd"
 	"github.com/hardway-dev/hardway/generators/gateway"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 )
 
 // binary is one row of the role binaries table: a pinned file a role needs
-// (gen.Binary, from the role's generator package) with the role.
+// (nodegen.Binary, from the role's generator package) with the role.
 type binary struct {
 	role string
-	gen.Binary
+	nodegen.Binary
 }
 
 // roleBinaries are the tables of the roles that run pinned files, each the
 // role's own (lb has none: haproxy and keepalived are the base's).
 var roleBinaries = []struct {
 	role string
-	bins []gen.Binary
+	bins []nodegen.Binary
 }{
 	{spec.RoleEtcd, etcd.Binaries},
 	{spec.RoleController, controller.Binaries},
@@ -52,13 +52,13 @@ var binaries = func() []binary {
 
 // fromBase reports whether, in binaries.mode mode, the base's packages
 // provide row b rather than binaries.dir: in packaged mode the distribution's
-// binaries (gen.Distributed) and the CNI plugins (containernetworking-plugins,
+// binaries (nodegen.Distributed) and the CNI plugins (containernetworking-plugins,
 // in worker.PackagedCNIBinDir).
 func (b binary) fromBase(mode string) bool {
 	if mode != spec.ModePackaged {
 		return false
 	}
-	_, dist := gen.Distributed[b.Name]
+	_, dist := nodegen.Distributed[b.Name]
 	return dist || b.Dir == worker.UpstreamCNIBinDir
 }
 

@@ -1,8 +1,6 @@
 package bake
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,12 +8,14 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/common"
 	"github.com/hardway-dev/hardway/generators/lb"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
+	"github.com/hardway-dev/hardway/unitfile"
 )
 
 // BaseError is a base that cannot become an artifact; it lists every reason.
@@ -69,9 +69,6 @@ func checkTemplateBase(name string, info *rootfs.BaseInfo) error {
 	return be
 }
 
-// execKeys are the unit settings whose first word is a program to run.
-var execKeys = []string{"ExecStart", "ExecStartPre", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost", "ExecCondition"}
-
 // A treeNeed is what a node's tree uses and may leave to the base: a unit it
 // enables, or a program one of its unit files runs.
 type treeNeed struct {
@@ -102,30 +99,26 @@ func unitNeeds(t *tree.Tree) []treeNeed {
 	return out
 }
 
-// execPrograms returns the absolute programs of a unit file's Exec settings.
+// execPrograms returns the absolute programs of a unit file's Exec settings,
+// read as systemd reads them (continuation lines, quoting, prefixes). A unit
+// or line that does not parse names no program here: the generators' tests
+// parse every unit they write (commontest.ExecLines), and systemd-analyze
+// checks them.
 func execPrograms(unit []byte) []string {
+	u, err := unitfile.Parse("unit", unit)
+	if err != nil {
+		return nil
+	}
 	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(unit))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
-		if !ok || !isExecKey(strings.TrimSpace(k)) {
-			continue
-		}
-		v = strings.TrimLeft(strings.TrimSpace(v), "@-:+!|")
-		if f := strings.Fields(v); len(f) > 0 && strings.HasPrefix(f[0], "/") {
-			out = append(out, f[0])
+	for _, key := range unitfile.ExecKeys {
+		cs, _ := u.Exec(key)
+		for _, c := range cs {
+			if strings.HasPrefix(c.Argv[0], "/") {
+				out = append(out, c.Argv[0])
+			}
 		}
 	}
 	return out
-}
-
-func isExecKey(k string) bool {
-	for _, e := range execKeys {
-		if k == e {
-			return true
-		}
-	}
-	return false
 }
 
 // baseNeed says, for a need a node's layers leave to the base, which role
@@ -149,11 +142,11 @@ const (
 var baseNeeds = map[string]baseNeed{
 	// Every role: the node's tree writes its address and gateway as
 	// a systemd-networkd file; networkd is what applies it.
-	"systemd-networkd.service": {from: inEveryBase,
+	common.NetworkdUnit: {from: inEveryBase,
 		why: "it applies the node's network file (/etc/systemd/network): without it the node has no address"},
 	// The tree's units that need the network are ordered after
 	// network-online.target, which this service holds until the address is up.
-	"systemd-networkd-wait-online.service": {from: inEveryBase,
+	common.WaitOnlineUnit: {from: inEveryBase,
 		why: "network-online.target waits for it, and the node's units start after that target"},
 	// lb: the node's tree configures and enables them; they are the role.
 	lb.HAProxyUnit: {roles: []string{spec.RoleLB}, from: "package haproxy, " + inFullBase,
@@ -169,7 +162,7 @@ var baseNeeds = map[string]baseNeed{
 		why: "kube-proxy writes the Services' rules with it, and the CNI plugins their masquerade and port maps"},
 	// Optional: a KVM node keeps the host's time through kvm-clock without
 	// it; chrony keeps it in step with the gateway over weeks of uptime.
-	"chrony.service": {from: "package chrony, " + inFullBase},
+	common.ChronyUnit: {from: "package chrony, " + inFullBase},
 }
 
 // iptables is the program kube-proxy and the CNI plugins run (Debian's
@@ -204,9 +197,9 @@ func roleNeeds(role, mode string) []treeNeed {
 		case b.Dir == worker.UpstreamCNIBinDir:
 			out = append(out, treeNeed{name: path.Join(worker.PackagedCNIBinDir, b.Name), unit: worker.ContainerdUnit})
 		case role == spec.RoleWorker:
-			out = append(out, treeNeed{name: path.Join(gen.DistBinDir, b.Name), unit: worker.ContainerdUnit})
+			out = append(out, treeNeed{name: path.Join(nodegen.DistBinDir, b.Name), unit: worker.ContainerdUnit})
 		default:
-			out = append(out, treeNeed{name: path.Join(gen.DistBinDir, b.Name), unit: b.Name + ".service"})
+			out = append(out, treeNeed{name: path.Join(nodegen.DistBinDir, b.Name), unit: b.Name + ".service"})
 		}
 	}
 	return out
@@ -245,7 +238,7 @@ func needOf(j Job, mode string, n treeNeed) baseNeed {
 		if b.Name != name || !slices.Contains(j.Roles, b.role) || !b.fromBase(mode) {
 			continue
 		}
-		p := gen.Distributed[name]
+		p := nodegen.Distributed[name]
 		if b.Dir == worker.UpstreamCNIBinDir {
 			p = "containernetworking-plugins"
 		}

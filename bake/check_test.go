@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -174,4 +175,25 @@ func scanBase(t *testing.T, cfg Config, jobs []Job) *rootfs.BaseInfo {
 		t.Fatal(err)
 	}
 	return info
+}
+
+// TestExecPrograms: the programs a unit runs are read as systemd reads
+// them. A quoted executable, a prefix and a continuation line name their
+// program; a setting outside [Service] and a commented line name none.
+func TestExecPrograms(t *testing.T) {
+	unit := []byte(`[Unit]
+ExecStart=/usr/bin/not-a-service-setting
+
+[Service]
+# ExecStart=/usr/bin/commented
+ExecStartPre=-"/opt/quoted dir/pre" --flag
+ExecStart=/usr/local/bin/main \
+  --address=0.0.0.0
+ExecStop=+/bin/stop
+`)
+	got := execPrograms(unit)
+	want := []string{"/opt/quoted dir/pre", "/usr/local/bin/main", "/bin/stop"}
+	if !slices.Equal(got, want) {
+		t.Errorf("execPrograms = %q, want %q", got, want)
+	}
 }

@@ -19,8 +19,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/hardway-dev/hardway/generate"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/clusterdir"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/spec"
@@ -143,13 +143,13 @@ func fakeBins(t testing.TB, names ...string) map[string]string {
 
 // generated runs generate for doc into a temporary directory, as the CLI
 // does, and returns its generator context and the cluster directory.
-func generated(t testing.TB, doc *spec.Document) (*gen.Context, string) {
+func generated(t testing.TB, doc *spec.Document) (*nodegen.Context, string) {
 	t.Helper()
-	res, err := generate.Run(context.Background(), doc, generate.Options{Out: t.TempDir()})
+	res, err := clusterdir.Run(context.Background(), doc, clusterdir.Options{Out: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return gen.New(doc.Cluster, res.Bundle), res.Dir
+	return nodegen.New(doc.Cluster, res.Bundle), res.Dir
 }
 
 func sha256hex(b []byte) string {

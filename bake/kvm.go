@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hardway-dev/hardway/bytesize"
 	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/rootfs"
 )
@@ -46,6 +47,26 @@ type KVMOptions struct {
 	DiskSize int64
 	// Formats are the image files to write: raw, qcow2 or both.
 	Formats []string
+}
+
+// MinDiskSize is the smallest disk image worth making: an ESP and a root
+// file system that holds a base and a role's binaries (spec.nodes[].diskGiB
+// starts at 1 too).
+const MinDiskSize = 1 << 30
+
+// ParseDiskSize reads a disk size the user wrote ("4G", "4096M": a number
+// with a unit, bytesize.Parse) for KVMOptions.DiskSize, refusing one under
+// MinDiskSize. The CLI's --disk-size and the Packer plugin's disk_size both
+// read it here.
+func ParseDiskSize(s string) (int64, error) {
+	n, err := bytesize.Parse(s)
+	if err != nil {
+		return 0, err
+	}
+	if n < MinDiskSize {
+		return 0, fmt.Errorf("%q is smaller than %d MiB", s, MinDiskSize>>20)
+	}
+	return n, nil
 }
 
 // RunKVM bakes KVM images, cfg.Parallel at a time (one with 0), and

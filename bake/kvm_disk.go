@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -88,15 +89,11 @@ func partitionTables(f *os.File, d *kvmDisk) error {
 // its data extents (SEEK_DATA, SEEK_HOLE), 64 KiB at a time, skipping
 // blocks of zeros (f is a fresh sparse file).
 func copySparse(ctx context.Context, f *os.File, off int64, src string, max int64) error {
-	in, err := os.Open(src)
+	in, st, err := rootfs.OpenRegular(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
 	if st.Size() > max {
 		return fmt.Errorf("%s is %d bytes, its partition %d", src, st.Size(), max)
 	}

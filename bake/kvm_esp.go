@@ -78,7 +78,7 @@ func makeESP(ctx context.Context, disk *kvmDisk, j Job, work string, epoch emit.
 	// mkfs.vfat --invariant fixes the boot sector's times (the -i after it
 	// sets the volume ID); mtools dates the directories it makes
 	// SOURCE_DATE_EPOCH, at least 1980-01-02 (FAT's epoch), in UTC.
-	env := []string{"MTOOLS_SKIP_CHECK=1", "TZ=UTC", "SOURCE_DATE_EPOCH=" + strconv.FormatInt(fatTime.Unix(), 10)}
+	env := []string{"MTOOLS_SKIP_CHECK=1", "TZ=UTC", emit.EpochEnv + "=" + strconv.FormatInt(fatTime.Unix(), 10)}
 	steps := [][]string{
 		{"mkfs.vfat", "-F", "32", "-n", "ESP", "--invariant", "-i", disk.espID, esp},
 		{"mmd", "-i", esp, "::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries"},

@@ -3,6 +3,7 @@ package bake
 import (
 	"path"
 
+	"github.com/hardway-dev/hardway/generators/common"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/templates"
 	"github.com/hardway-dev/hardway/tree"
@@ -39,8 +40,8 @@ func kvmLayer(info *rootfs.BaseInfo, j Job, d *kvmDisk) rootfs.Layer {
 	case j.Tree == nil:
 		l.Entries = append(l.Entries, rootfs.Bytes(CloudInitRoleConfig, 0o644, 0, 0, templates.MustRender("bake/cloud-init-role.cfg", map[string]any{"Subject": j.Subject, "Roles": j.Roles})))
 		for _, e := range []struct{ unit, target string }{
-			{"systemd-networkd.service", "multi-user.target"},
-			{"systemd-networkd-wait-online.service", "network-online.target"},
+			{common.NetworkdUnit, "multi-user.target"},
+			{common.WaitOnlineUnit, "network-online.target"},
 		} {
 			l.Entries = append(l.Entries, rootfs.Symlink(tree.WantsLink(e.unit, e.target), path.Join(tree.VendorUnitDir, e.unit)))
 		}

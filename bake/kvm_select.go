@@ -5,7 +5,7 @@ import (
 	"slices"
 
 	"github.com/hardway-dev/hardway/generators"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -18,11 +18,11 @@ import (
 // them, or only node), with its node's tree baked in; it boots into its
 // role with no seed, so its tree is the node's image tree (generators.Image:
 // a node booted by cloud-init gets the network file its seed would bring).
-func KVMJobs(x *gen.Context, node, role string) ([]Job, error) {
+func KVMJobs(x *nodegen.Context, node, role string) ([]Job, error) {
 	if role != "" && node == "" {
 		return roleJob(x, role)
 	}
-	return nodeJobs(x, FormatKVM, node, role, func(x *gen.Context, n spec.Node) (*tree.Tree, error) {
+	return nodeJobs(x, FormatKVM, node, role, func(x *nodegen.Context, n spec.Node) (*tree.Tree, error) {
 		if err := debianBased(n); err != nil {
 			return nil, err
 		}
@@ -39,7 +39,7 @@ func debianBased(n spec.Node) error {
 }
 
 // roleJob is the role image of role.
-func roleJob(x *gen.Context, role string) ([]Job, error) {
+func roleJob(x *nodegen.Context, role string) ([]Job, error) {
 	nodes, err := Select(x.C, FormatKVM, "", role)
 	if err != nil {
 		return nil, err

@@ -18,11 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hardway-dev/hardway/generate"
+	"github.com/hardway-dev/hardway/clusterdir"
 	"github.com/hardway-dev/hardway/generators/common"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/rootfs/rootfstest"
 	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
 	"github.com/hardway-dev/hardway/verify"
 )
 
@@ -125,7 +126,7 @@ const kvmEnv = "HARDWAY_TEST_KVM_CHILD"
 
 // kvmBakeDir bakes e1 from the spec, generate output and base in dir into
 // dir/<out>, as the CLI does.
-func kvmBakeDir(ctx context.Context, dir, base, out string) ([]Result, *gen.Context, error) {
+func kvmBakeDir(ctx context.Context, dir, base, out string) ([]Result, *nodegen.Context, error) {
 	doc, err := spec.LoadFile(filepath.Join(dir, "cluster.yaml"))
 	if err != nil {
 		return nil, nil, err
@@ -133,11 +134,11 @@ func kvmBakeDir(ctx context.Context, dir, base, out string) ([]Result, *gen.Cont
 	if is := doc.Validate(spec.Options{}).Errors(); len(is) > 0 {
 		return nil, nil, fmt.Errorf("spec: %v", is)
 	}
-	res, err := generate.Run(ctx, doc, generate.Options{Out: filepath.Join(dir, "gen")})
+	res, err := clusterdir.Run(ctx, doc, clusterdir.Options{Out: filepath.Join(dir, "gen")})
 	if err != nil {
 		return nil, nil, err
 	}
-	x := gen.New(doc.Cluster, res.Bundle)
+	x := nodegen.New(doc.Cluster, res.Bundle)
 	jobs, err := KVMJobs(x, "e1", "")
 	if err != nil {
 		return nil, nil, err
@@ -287,7 +288,7 @@ func TestKVMImage(t *testing.T) {
 // must write e1's tree (its etcd unit, certificates and network) for etcd
 // to become active and hardway-ready.service, which only the seed brings,
 // to report e1 ready.
-func roleImage(t *testing.T, dir, base string, x *gen.Context) {
+func roleImage(t *testing.T, dir, base string, x *nodegen.Context) {
 	doc := loadDoc(t, dir)
 	jobs, err := KVMJobs(x, "", "etcd")
 	if err != nil {
@@ -312,11 +313,11 @@ func roleImage(t *testing.T, dir, base string, x *gen.Context) {
 	part := filepath.Join(t.TempDir(), "root.img")
 	extract(t, raw, part, disk.rootOffset, disk.rootBytes)
 	for p, want := range map[string]bool{
-		"/usr/local/bin/etcd":                     true,
-		CloudInitRoleConfig:                       true,
-		CloudInitDisabled:                         false,
-		"/etc/systemd/system/etcd.service":        false,
-		"/etc/systemd/system/" + common.ReadyUnit: false,
+		"/usr/local/bin/etcd":              true,
+		CloudInitRoleConfig:                true,
+		CloudInitDisabled:                  false,
+		"/etc/systemd/system/etcd.service": false,
+		tree.UnitFile(common.ReadyUnit):    false,
 		"/etc/systemd/system/multi-user.target.wants/systemd-networkd.service": true,
 	} {
 		out, _ := exec.Command("debugfs", "-R", "stat "+p, part).CombinedOutput()
@@ -526,7 +527,7 @@ func TestKVMJobs(t *testing.T) {
 	if !slices.Contains(units, "kubelet.service") || slices.Contains(units, "systemd-networkd.service") {
 		t.Errorf("role units: %v", units)
 	}
-	e, ok = jobs[0].Tree.Get("/etc/systemd/system/" + common.ReadyUnit)
+	e, ok = jobs[0].Tree.Get(tree.UnitFile(common.ReadyUnit))
 	if !ok || !bytes.Contains(e.Data, []byte("After=")) || !bytes.Contains(e.Data, []byte("ExecStart=/bin/echo ")) || !bytes.Contains(e.Data, []byte("hardway: w2 worker ready")) {
 		t.Errorf("ready unit: %v\n%s", ok, e.Data)
 	}

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hardway-dev/hardway/generators/common"
 	"github.com/hardway-dev/hardway/generators/etcd"
 	"github.com/hardway-dev/hardway/generators/lb"
 	"github.com/hardway-dev/hardway/generators/worker"
@@ -63,7 +64,7 @@ func unusedServices(j Job, container bool) []string {
 		}
 	}
 	if container {
-		units = append(units, "chrony.service")
+		units = append(units, common.ChronyUnit)
 	}
 	var out []string
 	for _, u := range units {

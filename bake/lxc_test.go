@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/rootfs/rootfstest"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -125,7 +125,7 @@ func checkWithGNUTar(t *testing.T, file string) {
 // etcd member, and waits for etcd's /health and kube-apiserver's /readyz
 // over TLS from the client namespace; then etcd and kube-apiserver must be
 // active, as every unit the node enables is reported.
-func bootController(t *testing.T, x *gen.Context, template, node string) {
+func bootController(t *testing.T, x *nodegen.Context, template, node string) {
 	b := bootLXC(t, x, template, node)
 	client := tlsClient(t, b.clientNS, x, "etcd/ca", "etcd/healthcheck-client")
 	ip := mustNode(t, x, node).IP().String()
@@ -144,7 +144,7 @@ func bootController(t *testing.T, x *gen.Context, template, node string) {
 	b.stop(t)
 }
 
-func mustNode(t *testing.T, x *gen.Context, name string) spec.Node {
+func mustNode(t *testing.T, x *nodegen.Context, name string) spec.Node {
 	n, ok := x.C.Node(name)
 	if !ok {
 		t.Fatalf("no node %s", name)
@@ -154,7 +154,7 @@ func mustNode(t *testing.T, x *gen.Context, name string) spec.Node {
 
 // tlsClient is an HTTPS client that dials from the network namespace at ns
 // with the PKI pair name, trusting the CA ca.
-func tlsClient(t *testing.T, ns string, x *gen.Context, ca, name string) *http.Client {
+func tlsClient(t *testing.T, ns string, x *nodegen.Context, ca, name string) *http.Client {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(x.PKI.Get(ca).CertPEM) {
 		t.Fatalf("no CA %s", ca)

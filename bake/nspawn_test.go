@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/tree"
 	"github.com/hardway-dev/hardway/verify"
@@ -85,7 +85,7 @@ type lxcBoot struct {
 // bootLXC unpacks template (baked for node) as pct does and boots it. The
 // container is powered off, and its namespaces removed, when the test ends
 // if stop was not called before.
-func bootLXC(t *testing.T, x *gen.Context, template, node string) *lxcBoot {
+func bootLXC(t *testing.T, x *nodegen.Context, template, node string) *lxcBoot {
 	t.Helper()
 	b := &lxcBoot{node: node, root: filepath.Join(t.TempDir(), "root")}
 	if err := os.Mkdir(b.root, 0o755); err != nil {
@@ -442,7 +442,7 @@ func exists(p string) bool {
 	return err == nil
 }
 
-func treeOf(x *gen.Context, node string) (*tree.Tree, error) {
+func treeOf(x *nodegen.Context, node string) (*tree.Tree, error) {
 	jobs, err := Jobs(x, FormatLXC, node, "")
 	if err != nil {
 		return nil, err

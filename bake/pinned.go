@@ -1,17 +1,38 @@
 package bake
 
 import (
+	"bufio"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
 )
+
+// ArchiveList reads a list of image archives, one path a line (make
+// images-list writes bin/images.list): its lines, blank ones skipped, for
+// PinnedCopy's archives.
+func ArchiveList(file string) ([]string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out, sc.Err()
+}
 
 // PinnedCopy writes into dir a copy of the spec file with everything a bake
 // of every node needs beside it, for a pre-flight run on a build machine

@@ -104,3 +104,19 @@ func TestPinnedCopyPackaged(t *testing.T) {
 		t.Errorf("pinned %v, want %v", got, want)
 	}
 }
+
+// TestArchiveList: one path a line, surrounding spaces and blank lines
+// dropped; a missing list is an error.
+func TestArchiveList(t *testing.T) {
+	list := filepath.Join(t.TempDir(), "images.list")
+	if err := os.WriteFile(list, []byte("/a/pause.tar\n\n  /a/coredns.tar \n/a/smoke.tar"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ArchiveList(list)
+	if want := []string{"/a/pause.tar", "/a/coredns.tar", "/a/smoke.tar"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("ArchiveList = %q, %v; want %q", got, err, want)
+	}
+	if _, err := ArchiveList(list + ".missing"); err == nil {
+		t.Error("a missing list: no error")
+	}
+}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/hardway-dev/hardway/generators"
 	"github.com/hardway-dev/hardway/generators/gateway"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -22,7 +22,7 @@ func loadSpec(t *testing.T, data string) *spec.Document {
 }
 
 // treeSecrets are the paths of the secrets in node's tree.
-func treeSecrets(t *testing.T, x *gen.Context, node string) []string {
+func treeSecrets(t *testing.T, x *nodegen.Context, node string) []string {
 	t.Helper()
 	n, ok := x.C.Node(node)
 	if !ok {
@@ -59,7 +59,7 @@ type manifestEntry struct {
 // that its .sha256 is readable by all, and that bake-manifest.json marks
 // the artifacts holding secrets with all of them: those of the node's
 // tree (node ""), else those of want.
-func checkSecrets(t *testing.T, x *gen.Context, out string, res []Result, want map[string]secretWant) {
+func checkSecrets(t *testing.T, x *nodegen.Context, out string, res []Result, want map[string]secretWant) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(out, ManifestFile))
 	if err != nil {

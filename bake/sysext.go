@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/emit"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/generators/proxmox"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/nodefiles"
@@ -38,9 +38,9 @@ const (
 // sysextPlaces maps where the binaries layer puts a file (binariesLayer, as
 // on a node baked from a base) to where the sysext image carries it:
 // systemd-sysext merges the image's /usr only, and the units of a node
-// booted by Ignition run the binaries there (gen.Context.Bin).
+// booted by Ignition run the binaries there (nodegen.Context.Bin).
 var sysextPlaces = []struct{ from, to string }{
-	{gen.PinnedBinDir, gen.SysextDir + "/bin"},
+	{nodegen.PinnedBinDir, nodegen.SysextDir + "/bin"},
 	{worker.UpstreamCNIBinDir, worker.SysextCNIBinDir},
 	{worker.ImagesDir, worker.SysextImagesDir},
 }
@@ -57,7 +57,7 @@ var mksquashfsArgs = []string{"-noappend", "-all-root", "-no-xattrs", "-mkfs-tim
 
 // SysextJobs selects the nodes booted by Ignition that run pinned binaries:
 // all of them, only node, or those with role.
-func SysextJobs(x *gen.Context, node, role string) ([]Job, error) {
+func SysextJobs(x *nodegen.Context, node, role string) ([]Job, error) {
 	return nodeJobs(x, FormatSysext, node, role, nil)
 }
 
@@ -95,7 +95,7 @@ func RunSysext(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 	if len(swept) > 0 {
 		cfg.Log.Info("removed the temporary files of an interrupted bake", "files", len(swept))
 	}
-	x := gen.New(cfg.Doc.Cluster, nil) // emit.Ignition reads the spec, not the PKI
+	x := nodegen.New(cfg.Doc.Cluster, nil) // emit.Ignition reads the spec, not the PKI
 	results, err := runJobs(ctx, cfg, jobs, func(ctx context.Context, i int) ([]Result, error) {
 		return bakeSysext(ctx, cfg, x, jobs[i], layers[i][0])
 	})
@@ -112,7 +112,7 @@ func RunSysext(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 
 // bakeSysext bakes job j's image from its binaries layer bin, then its
 // Ignition config.
-func bakeSysext(ctx context.Context, cfg Config, x *gen.Context, j Job, bin rootfs.Layer) ([]Result, error) {
+func bakeSysext(ctx context.Context, cfg Config, x *nodegen.Context, j Job, bin rootfs.Layer) ([]Result, error) {
 	start := time.Now()
 	c := cfg.Doc.Cluster
 	n, _ := c.Node(j.Node)
@@ -175,7 +175,7 @@ func stageSysext(root string, bin rootfs.Layer) error {
 			return err
 		}
 	}
-	rel := filepath.Join(root, "usr/lib/extension-release.d", "extension-release."+gen.SysextName)
+	rel := filepath.Join(root, "usr/lib/extension-release.d", "extension-release."+nodegen.SysextName)
 	if err := os.MkdirAll(filepath.Dir(rel), 0o755); err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/coreos/ignition/v2/config/v3_4"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
@@ -58,7 +58,7 @@ var workerBins = func() []string {
 
 // sysextSpec writes sysextCluster with workerBins pinned (fakeBins) and a
 // stand-in image archive, and returns it with its generator context.
-func sysextSpec(t *testing.T) (*spec.Document, *gen.Context) {
+func sysextSpec(t *testing.T) (*spec.Document, *nodegen.Context) {
 	t.Helper()
 	dir := t.TempDir()
 	var b strings.Builder
@@ -96,7 +96,7 @@ func sysextSpec(t *testing.T) (*spec.Document, *gen.Context) {
 var createNodes string
 
 // bakeSysexts bakes every sysext of doc into a new directory.
-func bakeSysexts(t *testing.T, doc *spec.Document, x *gen.Context) (string, []Result) {
+func bakeSysexts(t *testing.T, doc *spec.Document, x *nodegen.Context) (string, []Result) {
 	t.Helper()
 	jobs, err := Jobs(x, FormatSysext, "", "")
 	if err != nil {
@@ -176,7 +176,7 @@ func TestSysext(t *testing.T) {
 		}
 	}
 	if got := x.Bin(n, "kubelet"); files[got] == "" {
-		t.Errorf("gen.Context.Bin(w3, kubelet) = %s, not in the image", got)
+		t.Errorf("nodegen.Context.Bin(w3, kubelet) = %s, not in the image", got)
 	}
 
 	data, err := os.ReadFile(ign)
@@ -192,7 +192,7 @@ func TestSysext(t *testing.T) {
 	}
 	var fetched bool
 	for _, f := range cfg.Storage.Files {
-		if f.Path == gen.SysextPath {
+		if f.Path == nodegen.SysextPath {
 			fetched = *f.Contents.Source == "http://10.240.0.1:8080/mixed/hardway-w3_1.34.2_x86-64.raw" &&
 				*f.Contents.Verification.Hash == "sha256-"+res[1].SHA256
 		}
@@ -235,7 +235,7 @@ func TestSysext(t *testing.T) {
 // sysextPaths are the /usr/lib/hardway paths named in t's files and links.
 func sysextPaths(t *testing.T, tr *tree.Tree) []string {
 	t.Helper()
-	re := regexp.MustCompile(regexp.QuoteMeta(gen.SysextDir) + `/[A-Za-z0-9._/-]+`)
+	re := regexp.MustCompile(regexp.QuoteMeta(nodegen.SysextDir) + `/[A-Za-z0-9._/-]+`)
 	var out []string
 	for _, e := range tr.Entries() {
 		for _, p := range re.FindAllString(string(e.Data)+" "+e.Target, -1) {
@@ -260,7 +260,7 @@ func TestSysextDissect(t *testing.T) {
 	doc, x := sysextSpec(t)
 	out, _ := bakeSysexts(t, doc, x)
 	// Under its name on the node, which its extension-release file matches.
-	raw := filepath.Join(t.TempDir(), filepath.Base(gen.SysextPath))
+	raw := filepath.Join(t.TempDir(), filepath.Base(nodegen.SysextPath))
 	if err := os.Symlink(filepath.Join(out, "hardway-w3_1.34.2_x86-64.raw"), raw); err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +348,7 @@ func TestSysextMerge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dest := filepath.Join(root, gen.SysextPath)
+	dest := filepath.Join(root, nodegen.SysextPath)
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -48,9 +48,9 @@ import (
 // keys go to the default user and, with disable_root false, to root as the
 // spec promises. meta-data's instance-id ends with a digest of user-data and
 // network-config, so a changed configuration makes cloud-init run again.
-// A spec that gen.Check refuses gives nothing: cloud-init writes the keys,
+// A spec that nodegen.Check refuses gives nothing: cloud-init writes the keys,
 // host name and addresses into files that cannot quote them.
-func CloudInit(x *gen.Context, n spec.Node, t *tree.Tree) (userData, metaData, networkConfig []byte, err error) {
+func CloudInit(x *nodegen.Context, n spec.Node, t *tree.Tree) (userData, metaData, networkConfig []byte, err error) {
 	if err := x.Check(); err != nil {
 		return nil, nil, nil, err
 	}
@@ -216,7 +216,7 @@ type nameservers struct {
 // through it); and on eth0 the spec's resolvers with the domain as search
 // list. The default route is written 0.0.0.0/0 (or ::/0), which every
 // cloud-init renderer understands, not netplan's "default".
-func netConfig(x *gen.Context, n spec.Node) networkDoc {
+func netConfig(x *nodegen.Context, n spec.Node) networkDoc {
 	nw := x.C.Spec.Network
 	doc := networkDoc{Version: 2, Ethernets: map[string]ethernet{}}
 	for _, nic := range x.C.NICs(n) {

@@ -1,6 +1,7 @@
-// Package emit turns a node's file tree into its output formats: a rootfs
-// directory, a reproducible overlay tar, NoCloud cloud-init (and its seed ISO)
-// and Ignition. Every format carries exactly the tree's entries.
+// Package emit turns a node's file tree into its output formats: a directory
+// (TreeDir, nodes/<node>/rootfs/), a reproducible overlay tar, NoCloud
+// cloud-init (and its seed ISO) and Ignition. Every format carries exactly
+// the tree's entries.
 package emit
 
 import (

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -46,7 +46,7 @@ spec:
 `
 
 // testContext parses clusterYAML and returns the generator context and its nodes by name.
-func testContext(t *testing.T) (*gen.Context, map[string]spec.Node) {
+func testContext(t *testing.T) (*nodegen.Context, map[string]spec.Node) {
 	t.Helper()
 	doc, err := spec.Parse("cluster.yaml", ".", []byte(clusterYAML))
 	if err != nil {
@@ -58,7 +58,7 @@ func testContext(t *testing.T) (*gen.Context, map[string]spec.Node) {
 	for _, n := range c.Spec.Nodes {
 		nodes[n.Name] = n
 	}
-	return &gen.Context{C: c, PodCIDRs: c.PodCIDRs()}, nodes
+	return &nodegen.Context{C: c, PodCIDRs: c.PodCIDRs()}, nodes
 }
 
 // binaryData is not UTF-8 and holds NUL and CR bytes.

@@ -10,7 +10,7 @@ import (
 	flatcar1_1 "github.com/coreos/butane/config/flatcar/v1_1"
 	"github.com/coreos/vcontext/report"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -53,14 +53,14 @@ var butaneVariants = map[string]butaneVariant{
 //     existing one untouched);
 //   - passwd: the spec's SSH keys on user core;
 //   - with sx, a node's systemd-sysext image (spec.Node.Sysext): a file at
-//     gen.SysextPath fetched from sx.URL and checked against sx.SHA256,
+//     nodegen.SysextPath fetched from sx.URL and checked against sx.SHA256,
 //     which systemd-sysext.service merges at boot. A node with pinned
 //     binaries needs it and any other refuses it: no config of a node
 //     lacks the binaries its units run.
 //
-// A spec that gen.Check refuses gives nothing: Ignition writes the keys into
+// A spec that nodegen.Check refuses gives nothing: Ignition writes the keys into
 // authorized_keys, which cannot quote them.
-func Ignition(x *gen.Context, n spec.Node, t *tree.Tree, sx *Sysext) ([]byte, error) {
+func Ignition(x *nodegen.Context, n spec.Node, t *tree.Tree, sx *Sysext) ([]byte, error) {
 	if err := x.Check(); err != nil {
 		return nil, err
 	}
@@ -82,7 +82,7 @@ func Ignition(x *gen.Context, n spec.Node, t *tree.Tree, sx *Sysext) ([]byte, er
 	if sx != nil {
 		mode := 0o644
 		doc.Storage.Files = append(doc.Storage.Files, butaneNode{
-			Path: gen.SysextPath, Mode: &mode, Overwrite: &overwrite,
+			Path: nodegen.SysextPath, Mode: &mode, Overwrite: &overwrite,
 			Contents: &butaneResource{Source: sx.URL, Verification: &butaneVerification{Hash: "sha256-" + sx.SHA256}},
 		})
 	}

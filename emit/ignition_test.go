@@ -12,7 +12,7 @@ import (
 	"github.com/coreos/ignition/v2/config/v3_4"
 	"github.com/coreos/ignition/v2/config/v3_4/types"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -222,18 +222,18 @@ func TestIgnitionSysext(t *testing.T) {
 	}
 	var found bool
 	for _, f := range cfg.Storage.Files {
-		if f.Path != gen.SysextPath {
+		if f.Path != nodegen.SysextPath {
 			continue
 		}
 		found = true
 		if f.Contents.Source == nil || *f.Contents.Source != testSysext.URL ||
 			f.Contents.Verification.Hash == nil || *f.Contents.Verification.Hash != "sha256-"+testSysext.SHA256 ||
 			f.Mode == nil || *f.Mode != 0o644 || f.Overwrite == nil || !*f.Overwrite {
-			t.Errorf("%s: %+v", gen.SysextPath, f)
+			t.Errorf("%s: %+v", nodegen.SysextPath, f)
 		}
 	}
 	if !found {
-		t.Errorf("no %s in the config", gen.SysextPath)
+		t.Errorf("no %s in the config", nodegen.SysextPath)
 	}
 	if _, err := Ignition(x, n, sampleTree(), nil); err == nil || !strings.Contains(err.Error(), "hardway bake --format sysext") {
 		t.Errorf("w2 without its sysext: %v", err)

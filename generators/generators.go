@@ -9,9 +9,9 @@ import (
 	"github.com/hardway-dev/hardway/generators/controller"
 	"github.com/hardway-dev/hardway/generators/etcd"
 	"github.com/hardway-dev/hardway/generators/gateway"
-	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/lb"
 	"github.com/hardway-dev/hardway/generators/manifests"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/generators/proxmox"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/spec"
@@ -19,7 +19,7 @@ import (
 )
 
 // A role generator adds its role's files for one node.
-type roleGen func(*gen.Context, spec.Node, *tree.Tree) error
+type roleGen func(*nodegen.Context, spec.Node, *tree.Tree) error
 
 // roles maps each role to its generator; "" runs on every node. Order is
 // the order of generation (it does not change the tree, which is sorted).
@@ -37,10 +37,10 @@ var roles = []struct {
 
 // Node returns the file tree of node n, as its outputs deliver it with
 // their seed or config beside it (overlay.tar, LXC template, NoCloud
-// user-data, Ignition). A spec that gen.Check refuses gives no tree, nor
+// user-data, Ignition). A spec that nodegen.Check refuses gives no tree, nor
 // does a tree that tree.Check refuses (two generators writing one path
 // differently, say).
-func Node(x *gen.Context, n spec.Node) (*tree.Tree, error) {
+func Node(x *nodegen.Context, n spec.Node) (*tree.Tree, error) {
 	return node(x, n, false)
 }
 
@@ -48,12 +48,12 @@ func Node(x *gen.Context, n spec.Node) (*tree.Tree, error) {
 // boots with no seed: Node's tree and, for a node whose seed would carry its
 // network (cloud-init's network-config, !TreeManagesNetwork), the network
 // file that the tree of every other node carries (common.Network).
-func Image(x *gen.Context, n spec.Node) (*tree.Tree, error) {
+func Image(x *nodegen.Context, n spec.Node) (*tree.Tree, error) {
 	return node(x, n, true)
 }
 
 // node is Node's tree, or Image's when image is set.
-func node(x *gen.Context, n spec.Node, image bool) (*tree.Tree, error) {
+func node(x *nodegen.Context, n spec.Node, image bool) (*tree.Tree, error) {
 	if err := x.Check(); err != nil {
 		return nil, err
 	}
@@ -84,7 +84,7 @@ func name(role string) string {
 }
 
 // Nodes returns every node's tree, in spec order.
-func Nodes(x *gen.Context) ([]*tree.Tree, error) {
+func Nodes(x *nodegen.Context) ([]*tree.Tree, error) {
 	var out []*tree.Tree
 	for _, n := range x.C.Spec.Nodes {
 		t, err := Node(x, n)
@@ -97,8 +97,8 @@ func Nodes(x *gen.Context) ([]*tree.Tree, error) {
 }
 
 // Cluster returns the cluster-level files: manifests/ and the Proxmox host
-// contract. A spec that gen.Check refuses gives none.
-func Cluster(x *gen.Context) ([]gen.File, error) {
+// contract. A spec that nodegen.Check refuses gives none.
+func Cluster(x *nodegen.Context) ([]nodegen.File, error) {
 	if err := x.Check(); err != nil {
 		return nil, err
 	}

@@ -61,7 +61,7 @@ func (a Artifact) Path(node string) string { return path.Join(Dir(node), a.Name)
 // SysextFileName is the name of node's systemd-sysext image in the output
 // of hardway bake --format sysext (and below spec.ignition.url):
 // hardway-<node>_<kubernetes version>_x86-64.raw. On the node it is
-// gen.SysextPath.
+// nodegen.SysextPath.
 func SysextFileName(c *spec.Cluster, node string) string {
 	return fmt.Sprintf("hardway-%s_%s_x86-64.raw", node, version(c))
 }

@@ -53,6 +53,24 @@ type manifest struct {
 // ManifestFile is the name of the manifest inside the cluster directory.
 const ManifestFile = "manifest.json"
 
+// ReadManifest returns the artifacts the manifest of the cluster directory
+// dir lists, by path: for readers after a run (tests, tools).
+func ReadManifest(dir string) (map[string]Artifact, error) {
+	data, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return nil, err
+	}
+	var m manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ManifestFile), err)
+	}
+	arts := make(map[string]Artifact, len(m.Artifacts))
+	for _, a := range m.Artifacts {
+		arts[a.Path] = a
+	}
+	return arts, nil
+}
+
 // Dir is a cluster's output directory for one run.
 type Dir struct {
 	Root string

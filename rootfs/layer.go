@@ -126,15 +126,11 @@ func PinnedFile(p string, perm fs.FileMode, src, want string) (Entry, error) {
 // CopyFile copies the regular file src (symbolic links followed) to the new
 // file dst (replaced if it exists), with src's permissions.
 func CopyFile(src, dst string) error {
-	in, err := os.Open(src)
+	in, st, err := OpenRegular(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, st.Mode().Perm())
 	if err != nil {
 		return err
@@ -146,6 +142,24 @@ func CopyFile(src, dst string) error {
 	return out.Close()
 }
 
+// OpenRegular opens the regular file src (symbolic links followed) for
+// reading and returns it with its FileInfo; anything else is an error.
+func OpenRegular(src string) (*os.File, fs.FileInfo, error) {
+	f, err := os.Open(src)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", src)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
+}
+
 // FileSHA256 is the SHA-256 (hex) of the regular file src (symbolic links
 // followed), as a pin in spec.binaries.sha256 gives it.
 func FileSHA256(src string) (string, error) {
@@ -155,18 +169,11 @@ func FileSHA256(src string) (string, error) {
 
 // hashFile returns the SHA-256 (hex) and size of the regular file src.
 func hashFile(src string) (string, int64, error) {
-	f, err := os.Open(src)
+	f, _, err := OpenRegular(src)
 	if err != nil {
 		return "", 0, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", 0, err
-	}
-	if !st.Mode().IsRegular() {
-		return "", 0, fmt.Errorf("%s is not a regular file", src)
-	}
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {

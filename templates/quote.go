@@ -14,10 +14,10 @@ import (
 // template takes from the spec goes through the one for the place it lands
 // in, so that no value, whatever it holds, can end a word, a string, a line
 // or a comment early: validation (spec/) and the generators' own check
-// (generators/gen.Check) stop hostile values first, and these stop them again
+// (generators/nodegen.Check) stop hostile values first, and these stop them again
 // where they are written. Syntaxes that have no quoting (ifupdown's
 // interfaces, Proxmox and LXC configuration lines, authorized_keys, hosts,
-// networkd and keyfile values) rely on gen.Check alone.
+// networkd and keyfile values) rely on nodegen.Check alone.
 //
 //	shq     a POSIX shell word
 //	sdexec  a word of a systemd Exec*= command line

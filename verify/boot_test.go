@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/bake"
-	"github.com/hardway-dev/hardway/generate"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/clusterdir"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/rootfs/rootfstest"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -25,11 +25,7 @@ import (
 // image archives, booted under lxc-start at their spec addresses, and the
 // rows of a booted cluster must pass; nothing of the run may be left.
 func TestBootSeed(t *testing.T) {
-	needRoot(t)
-	if err := preflightGuests(spec.TargetLXC); err != nil {
-		t.Fatalf("%v: hack/deps.sh installs it", err)
-	}
-	bins := binDirs(t)
+	bins := bootHost(t, spec.TargetLXC)
 	// The gateway row logs in with a throwaway key the copy authorizes.
 	key, identity, err := ThrowawayKey(t.TempDir())
 	if err != nil {
@@ -60,13 +56,13 @@ func nodeArtifacts(baked []bake.Result) map[string]string {
 }
 
 // generated generates doc into a temp dir.
-func generated(t *testing.T, doc *spec.Document) (*generate.Result, *gen.Context) {
+func generated(t *testing.T, doc *spec.Document) (*clusterdir.Result, *nodegen.Context) {
 	t.Helper()
-	res, err := generate.Run(context.Background(), doc, generate.Options{Out: t.TempDir()})
+	res, err := clusterdir.Run(context.Background(), doc, clusterdir.Options{Out: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res, gen.New(doc.Cluster, res.Bundle)
+	return res, nodegen.New(doc.Cluster, res.Bundle)
 }
 
 // runBooted runs verify with o (its cluster, work directory and output

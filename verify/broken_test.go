@@ -21,11 +21,7 @@ import (
 // generated files verify reads, or in the spec's images. The cases run at
 // once, each w1 with a VMID of its own.
 func TestBrokenFails(t *testing.T) {
-	needRoot(t)
-	if err := preflightGuests(spec.TargetLXC); err != nil {
-		t.Fatalf("%v: hack/deps.sh installs it", err)
-	}
-	bins := binDirs(t)
+	bins := bootHost(t, spec.TargetLXC)
 	for i, c := range []struct {
 		name, row string
 		drop      string                          // an archive left out of spec.images

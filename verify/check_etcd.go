@@ -23,6 +23,7 @@ import (
 	"github.com/hardway-dev/hardway/generators/controller"
 	"github.com/hardway-dev/hardway/generators/etcd"
 	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/unitfile"
 )
 
 // etcdTLS trusts the generated etcd CA and, with withCert, presents the
@@ -214,7 +215,7 @@ func checkEncryption(ctx context.Context, v *run) (string, error) {
 	}
 	defer cs.remove(context.WithoutCancel(ctx), "/api/v1/namespaces/default/secrets/"+sec.Name)
 	prefix := "/registry"
-	if p, ok := Flag(v.firstController().argv[controller.APIServerUnit], "etcd-prefix"); ok {
+	if p, ok := unitfile.Flag(v.firstController().argv[controller.APIServerUnit], "etcd-prefix"); ok {
 		prefix = p
 	}
 	key := prefix + "/secrets/default/" + sec.Name

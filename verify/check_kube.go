@@ -30,6 +30,7 @@ import (
 	"github.com/hardway-dev/hardway/generators/controller"
 	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/unitfile"
 )
 
 // firstController is the first controller of the spec.
@@ -390,7 +391,7 @@ func (v *run) sameManifests() (string, error) {
 
 // kubeletClientUser is the CN of the first apiserver's --kubelet-client-certificate.
 func (v *run) kubeletClientUser() (string, error) {
-	p, ok := Flag(v.firstController().argv[controller.APIServerUnit], "kubelet-client-certificate")
+	p, ok := unitfile.Flag(v.firstController().argv[controller.APIServerUnit], "kubelet-client-certificate")
 	if !ok {
 		return "", errors.New("kube-apiserver has no --kubelet-client-certificate")
 	}

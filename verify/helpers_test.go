@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hardway-dev/hardway/generate"
+	"github.com/hardway-dev/hardway/clusterdir"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -29,11 +29,24 @@ func loadExample(t *testing.T, path string) *spec.Document {
 func generateExample(t *testing.T, path string) string {
 	t.Helper()
 	doc := loadExample(t, path)
-	res, err := generate.Run(context.Background(), doc, generate.Options{Out: t.TempDir()})
+	res, err := clusterdir.Run(context.Background(), doc, clusterdir.Options{Out: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return res.Dir
+}
+
+// bootHost is what a test that boots nodes of the targets needs of this
+// host: root and ip(8) (needRoot skips without them), the guests' tools
+// (hack/deps.sh installs them: missing, the test fails), and the pinned
+// binaries' directories, which it returns.
+func bootHost(t *testing.T, targets ...string) []string {
+	t.Helper()
+	needRoot(t)
+	if err := preflightGuests(targets...); err != nil {
+		t.Fatalf("%v: hack/deps.sh installs it", err)
+	}
+	return binDirs(t)
 }
 
 // needRoot skips tests that create namespaces unless running as root, and in -short.

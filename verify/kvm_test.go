@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -21,7 +21,7 @@ func TestQemuArgs(t *testing.T) {
 	doc := loadExample(t, "../examples/seed-kvm.yaml")
 	dir := generateExample(t, "../examples/seed-kvm.yaml")
 	n, _ := doc.Cluster.Node("kub-node1")
-	mac := gen.New(doc.Cluster, nil).MAC(n)
+	mac := nodegen.New(doc.Cluster, nil).MAC(n)
 	conf, err := ReadPctConf(filepath.Join(dir, "nodes/kub-node1/proxmox.conf"))
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +96,7 @@ func TestSecondNIC(t *testing.T) {
 	const spec = "../spec/testdata/two-nics.yaml"
 	doc := loadExample(t, spec)
 	dir := generateExample(t, spec)
-	x := gen.New(doc.Cluster, nil)
+	x := nodegen.New(doc.Cluster, nil)
 
 	cp1, _ := doc.Cluster.Node("cp1")
 	conf, err := ReadPctConf(filepath.Join(dir, "nodes/cp1/proxmox.conf"))

@@ -17,7 +17,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
+	"github.com/hardway-dev/hardway/spec"
 )
 
 // The boot of a baked LXC template the way Proxmox VE 8 starts a container:
@@ -266,7 +267,7 @@ func pctSetup(root string, c *PctConf) error {
 	if err := write("etc/resolv.conf", resolv.String()); err != nil {
 		return err
 	}
-	return write(gen.PVEPreset, "# Added by PVE at create-time for first-boot configuration.\n"+
+	return write(nodegen.PVEPreset, "# Added by PVE at create-time for first-boot configuration.\n"+
 		"enable container-getty@.service\ndisable getty@.service\ndisable sys-kernel-config.mount\n"+
 		"disable sys-kernel-debug.mount\ndisable systemd-networkd.service\n")
 }
@@ -495,4 +496,40 @@ func sweepCgroups(vmid string) []string {
 		}
 	}
 	return removed
+}
+
+// kubeletImagefsFree is the kubelet's default hard eviction threshold for
+// its image file system, imagefs.available<15% (nodefs.available<10% is
+// the looser one). The generated KubeletConfiguration keeps the defaults.
+const kubeletImagefsFree = 0.15
+
+// diskHeadroom is what booting the containers takes from the work
+// directory's file system on top: their unpacked roots and the images
+// containerd imports.
+const diskHeadroom = 8 << 30
+
+// preflightDisk checks, before anything boots, that an LXC worker's kubelet
+// will not see disk pressure. A container's root is unpacked on the work
+// directory's file system and the kubelet measures that file system, the
+// host's: below its threshold the worker reports DiskPressure, taints itself
+// and the smoke pods' rows fail for a reason that is not the cluster's. On
+// Proxmox each container's root is its own volume, so this is a fact of
+// this host, not of the spec.
+func (v *run) preflightDisk() error {
+	if !slices.ContainsFunc(v.booting, func(n spec.Node) bool {
+		return n.Target == spec.TargetLXC && n.Has(spec.RoleWorker)
+	}) {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(v.work, &st); err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	size, avail := int64(st.Blocks)*st.Bsize, int64(st.Bavail)*st.Bsize
+	need := int64(float64(size)*kubeletImagefsFree) + diskHeadroom
+	if avail < need {
+		return fmt.Errorf("the work directory %s is on a file system with %d GiB of %d GiB free: the LXC workers' kubelets see that file system and report DiskPressure under %.0f%% free; free %d GiB more or give --work-dir on another file system",
+			v.work, avail>>30, size>>30, kubeletImagefsFree*100, (need-avail+1<<30-1)>>30)
+	}
+	return nil
 }

@@ -9,7 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
+	"github.com/hardway-dev/hardway/spec"
 )
 
 // TestHostContractParsers: the parsers of the worker boot read what the
@@ -124,7 +125,7 @@ func TestPctSetupMarkers(t *testing.T) {
 		if err := pctSetup(root, c); err != nil {
 			t.Fatal(err)
 		}
-		preset, _ := os.ReadFile(filepath.Join(root, gen.PVEPreset))
+		preset, _ := os.ReadFile(filepath.Join(root, nodegen.PVEPreset))
 		hostname, _ := os.ReadFile(filepath.Join(root, "etc/hostname"))
 		resolv, _ := os.ReadFile(filepath.Join(root, "etc/resolv.conf"))
 		switch {
@@ -178,5 +179,43 @@ func TestSweepCgroups(t *testing.T) {
 	assertNoCgroup(t, "lxc.monitor/"+left)
 	if removed := sweepCgroups(live); len(removed) != 0 {
 		t.Errorf("removed %v of a cgroup tree with a process in it", removed)
+	}
+}
+
+// TestPreflightDisk: an LXC worker is not booted on a file system whose
+// free space is under the kubelet's DiskPressure threshold plus the boot's
+// headroom; a KVM worker's disk is its own, and a big enough file system
+// passes. The file systems are tmpfs mounts of a given size (nothing is
+// written to them, so they cost no memory).
+func TestPreflightDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounts tmpfs: needs root")
+	}
+	lxcWorker := spec.Node{Name: "w1", Roles: []string{spec.RoleWorker}, Target: spec.TargetLXC}
+	kvmWorker := spec.Node{Name: "w2", Roles: []string{spec.RoleWorker}, Target: spec.TargetKVM}
+	lxcLB := spec.Node{Name: "lb1", Roles: []string{spec.RoleLB}, Target: spec.TargetLXC}
+	for _, tt := range []struct {
+		size    string
+		booting []spec.Node
+		fail    bool
+	}{
+		{"4g", []spec.Node{lxcLB, lxcWorker}, true}, // 4 GiB free < 15% of 4 GiB + 8 GiB
+		{"4g", []spec.Node{lxcLB, kvmWorker}, false},
+		{"100g", []spec.Node{lxcWorker}, false}, // 100 GiB free >= 15 + 8 GiB
+		{"30g", []spec.Node{lxcWorker}, false},  // 30 >= 4.5 + 8
+		{"9g", []spec.Node{lxcWorker}, true},    // 9 < 1.35 + 8
+	} {
+		dir := t.TempDir()
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+tt.size, "hardway-test", dir).CombinedOutput(); err != nil {
+			t.Skipf("mount tmpfs: %v: %s", err, out)
+		}
+		v := &run{work: dir, booting: tt.booting}
+		err := v.preflightDisk()
+		if umount := exec.Command("umount", dir).Run(); umount != nil {
+			t.Errorf("umount %s: %v", dir, umount)
+		}
+		if (err != nil) != tt.fail || err != nil && !strings.Contains(err.Error(), "DiskPressure") {
+			t.Errorf("%s, %d nodes: %v, want fail %v", tt.size, len(tt.booting), err, tt.fail)
+		}
 	}
 }

@@ -97,7 +97,7 @@ func TestNetwork(t *testing.T) {
 	}
 	cmd := n.Nodes["b"].Command(os.Args[0], "-test.run=^TestHelperListen$")
 	cmd.Env = append(os.Environ(), "VERIFY_HELPER_LISTEN=192.0.2.10:7000")
-	p, err := ps.Start("b/helper", 0, cmd, filepath.Join(t.TempDir(), "helper.log"))
+	p, err := ps.Start("b/helper", StageEtcd, cmd, filepath.Join(t.TempDir(), "helper.log"))
 	if err != nil {
 		t.Fatal(err)
 	}

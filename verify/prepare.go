@@ -16,9 +16,11 @@ import (
 
 	"github.com/hardway-dev/hardway/generators/controller"
 	"github.com/hardway-dev/hardway/generators/etcd"
+	"github.com/hardway-dev/hardway/generators/lb"
 	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
+	"github.com/hardway-dev/hardway/unitfile"
 )
 
 // component is one process of the control plane, started from a unit file.
@@ -49,16 +51,13 @@ var startStages = []struct {
 	{StageControllers, "start controller-manager, scheduler, haproxy", 60 * time.Second},
 }
 
-// haproxyCfg is the lb node's HAProxy configuration in its tree.
-const haproxyCfg = "/etc/haproxy/haproxy.cfg"
-
 // node is one node that runs something in this run.
 type node struct {
 	spec  spec.Node
 	root  *Root
 	ns    *NS
 	comps []component
-	units map[string]*Unit
+	units map[string]*unitfile.Unit
 	argv  map[string][]string // rewritten command line per unit, binary from the bin dir first
 	addrs []netip.Prefix
 }
@@ -101,6 +100,9 @@ func (v *run) prepare() (string, error) {
 		if err := preflightGuests(v.bootTargets()...); err != nil {
 			return "", err
 		}
+		if err := v.preflightDisk(); err != nil {
+			return "", err
+		}
 		what := "workers"
 		if v.o.Boot {
 			what = "nodes"
@@ -129,7 +131,7 @@ func (v *run) newNode(n spec.Node, comps []component) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	nd := &node{spec: n, root: root, comps: comps, units: map[string]*Unit{}, argv: map[string][]string{}}
+	nd := &node{spec: n, root: root, comps: comps, units: map[string]*unitfile.Unit{}, argv: map[string][]string{}}
 	nd.addrs = []netip.Prefix{mustPrefix(n.Address)}
 	total := 0
 	var files []string
@@ -149,7 +151,7 @@ func (v *run) newNode(n spec.Node, comps []component) (*node, error) {
 // how many node paths the arguments named and the configuration files rewritten.
 func (v *run) loadUnit(nd *node, unit string) (int, []string, error) {
 	p := v.artifact(nodefiles.Rootfs, nd.spec.Name, tree.UnitFile(unit))
-	u, err := ReadUnit(p)
+	u, err := unitfile.Read(p)
 	if err != nil {
 		return 0, nil, fmt.Errorf("node %s: %w", nd.spec.Name, err)
 	}
@@ -170,7 +172,7 @@ func (v *run) loadUnit(nd *node, unit string) (int, []string, error) {
 // the bin dirs, the node's paths under its root, and the configuration files
 // those paths name rewritten the same way. It returns the argv, the node
 // paths it names and the files rewritten.
-func (v *run) command(nd *node, c Command) ([]string, []string, []string, error) {
+func (v *run) command(nd *node, c unitfile.Command) ([]string, []string, []string, error) {
 	bin, err := v.binary(c.Argv[0])
 	if err != nil {
 		return nil, nil, nil, err
@@ -230,16 +232,16 @@ func (v *run) planLB() (string, error) {
 	case herr != nil:
 		why = "haproxy is not installed (apt-get install haproxy)"
 	default:
-		cfg := v.artifact(nodefiles.Rootfs, lbs[0].Name, haproxyCfg)
+		cfg := v.artifact(nodefiles.Rootfs, lbs[0].Name, lb.HAProxyConfig)
 		if _, err := os.Stat(cfg); err != nil {
-			why = fmt.Sprintf("%s has no %s", lbs[0].Name, haproxyCfg)
+			why = fmt.Sprintf("%s has no %s", lbs[0].Name, lb.HAProxyConfig)
 			break
 		}
 		if err := v.newLB(lbs[0], haproxy, vipPrefix); err != nil {
 			return "", err
 		}
 		v.vipVia = "through haproxy on " + lbs[0].Name
-		return fmt.Sprintf("VIP %s on %s, HAProxy (%s) with the generated %s", vip, lbs[0].Name, haproxy, haproxyCfg), nil
+		return fmt.Sprintf("VIP %s on %s, HAProxy (%s) with the generated %s", vip, lbs[0].Name, haproxy, lb.HAProxyConfig), nil
 	}
 	first.addrs = append(first.addrs, vipPrefix)
 	v.vipVia = "held by " + first.spec.Name + ": " + why
@@ -257,19 +259,19 @@ func (v *run) newLB(n spec.Node, haproxy string, vip netip.Prefix) error {
 		if err != nil {
 			return err
 		}
-		nd = &node{spec: n, root: root, units: map[string]*Unit{}, argv: map[string][]string{}, addrs: []netip.Prefix{mustPrefix(n.Address)}}
+		nd = &node{spec: n, root: root, units: map[string]*unitfile.Unit{}, argv: map[string][]string{}, addrs: []netip.Prefix{mustPrefix(n.Address)}}
 	}
-	files, err := nd.root.RewriteFiles([]string{haproxyCfg})
+	files, err := nd.root.RewriteFiles([]string{lb.HAProxyConfig})
 	if err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
-	cfg := nd.root.Path(haproxyCfg)
+	cfg := nd.root.Path(lb.HAProxyConfig)
 	if err := haproxyDirs(cfg, nd.root.Dir); err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
 	fmt.Fprintf(v.o.Out, "paths: %s: configuration files rewritten: %s\n", n.Name, listOrNone(files))
 	// -db: stay in the foreground, one process, so that its PID is the one we stop.
-	nd.argv["haproxy"] = []string{haproxy, "-db", "-f", cfg}
+	nd.argv[lb.HAProxyUnit] = []string{haproxy, "-db", "-f", cfg}
 	nd.addrs = append(nd.addrs, vip)
 	v.lb = nd
 	if !stacked {

@@ -16,12 +16,12 @@ func TestProcsStopAll(t *testing.T) {
 	dir := t.TempDir()
 	ps := NewProcs(slog.New(slog.DiscardHandler), 300*time.Millisecond)
 	order := filepath.Join(dir, "order")
-	// Each records its stop in order, then exits (stage 0) or keeps running (stage 1 ignores TERM).
-	polite, err := ps.Start("polite", 0, exec.Command("sh", "-c", `trap 'echo polite >> `+order+`; exit 0' TERM; while :; do sleep 0.05; done`), filepath.Join(dir, "polite.log"))
+	// Each records its stop in order, then exits (the first stage) or keeps running (the later one ignores TERM).
+	polite, err := ps.Start("polite", StageEtcd, exec.Command("sh", "-c", `trap 'echo polite >> `+order+`; exit 0' TERM; while :; do sleep 0.05; done`), filepath.Join(dir, "polite.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	stubborn, err := ps.Start("stubborn", 1, exec.Command("sh", "-c", `trap 'echo stubborn >> `+order+`' TERM; while :; do sleep 0.05; done`), filepath.Join(dir, "stubborn.log"))
+	stubborn, err := ps.Start("stubborn", StageAPIServer, exec.Command("sh", "-c", `trap 'echo stubborn >> `+order+`' TERM; while :; do sleep 0.05; done`), filepath.Join(dir, "stubborn.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestProcsStopAll(t *testing.T) {
 func TestTail(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "log")
 	ps := NewProcs(slog.New(slog.DiscardHandler), time.Second)
-	pr, err := ps.Start("seq", 0, exec.Command("seq", "1", "100"), p)
+	pr, err := ps.Start("seq", StageEtcd, exec.Command("seq", "1", "100"), p)
 	if err != nil {
 		t.Fatal(err)
 	}

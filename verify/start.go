@@ -19,9 +19,11 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/generators/controller"
+	"github.com/hardway-dev/hardway/generators/lb"
 	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
+	"github.com/hardway-dev/hardway/unitfile"
 )
 
 // readyFunc probes once whether a started component serves.
@@ -73,11 +75,11 @@ func (v *run) startStage(ctx context.Context, stage Stage, timeout time.Duration
 		// HAProxy starts once the apiservers are ready, so that its first
 		// health checks pass and the VIP serves at once.
 		if stage == StageControllers && nd == v.lb {
-			p, err := v.startUnit(nd, "haproxy", stage)
+			p, err := v.startUnit(nd, lb.HAProxyUnit, stage)
 			if err != nil {
 				return "", err
 			}
-			ws = append(ws, waiter{nd, "haproxy", p, haproxyReady})
+			ws = append(ws, waiter{nd, lb.HAProxyUnit, p, haproxyReady})
 		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, timeout)
@@ -118,7 +120,7 @@ func logName(unit string) string { return strings.TrimSuffix(unit, ".service") }
 
 // env is a service's environment as systemd gives it: a fixed PATH, HOME
 // (under the node's root) and the unit's Environment= assignments.
-func (v *run) env(nd *node, u *Unit) ([]string, error) {
+func (v *run) env(nd *node, u *unitfile.Unit) ([]string, error) {
 	home := nd.root.Path("/root")
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, err
@@ -265,7 +267,7 @@ func haproxyReady(ctx context.Context, v *run, nd *node, argv []string) error {
 // healthzURL is where a kube-controller-manager or kube-scheduler serves
 // /healthz, from its --bind-address and --secure-port flags.
 func healthzURL(argv []string, defaultPort int) string {
-	host, _ := Flag(argv, "bind-address")
+	host, _ := unitfile.Flag(argv, "bind-address")
 	switch host {
 	case "", "0.0.0.0":
 		host = "127.0.0.1"
@@ -273,7 +275,7 @@ func healthzURL(argv []string, defaultPort int) string {
 		host = "::1"
 	}
 	port := strconv.Itoa(defaultPort)
-	if p, ok := Flag(argv, "secure-port"); ok {
+	if p, ok := unitfile.Flag(argv, "secure-port"); ok {
 		port = p
 	}
 	return "https://" + net.JoinHostPort(host, port) + "/healthz"
@@ -281,7 +283,7 @@ func healthzURL(argv []string, defaultPort int) string {
 
 // etcdClientURL is the first of a member's --advertise-client-urls.
 func etcdClientURL(argv []string) (string, error) {
-	urls, ok := Flag(argv, "advertise-client-urls")
+	urls, ok := unitfile.Flag(argv, "advertise-client-urls")
 	if !ok {
 		return "", errors.New("etcd has no --advertise-client-urls")
 	}
@@ -290,7 +292,7 @@ func etcdClientURL(argv []string) (string, error) {
 
 // apiPort is a controller's kube-apiserver --secure-port (else the spec's port).
 func (v *run) apiPort(nd *node) uint16 {
-	if p, ok := Flag(nd.argv[controller.APIServerUnit], "secure-port"); ok {
+	if p, ok := unitfile.Flag(nd.argv[controller.APIServerUnit], "secure-port"); ok {
 		if n, err := strconv.ParseUint(p, 10, 16); err == nil {
 			return uint16(n)
 		}
@@ -309,11 +311,11 @@ func lastLine(s string) string {
 // rewritten, retried as Restart=on-failure would.
 func (v *run) bootstrap(ctx context.Context) (string, error) {
 	nd := v.byName[v.c.NodesWith(spec.RoleController)[0].Name]
-	u, err := ReadUnit(v.artifact(nodefiles.Rootfs, nd.spec.Name, tree.UnitFile(controller.BootstrapUnit)))
+	u, err := unitfile.Read(v.artifact(nodefiles.Rootfs, nd.spec.Name, tree.UnitFile(controller.BootstrapUnit)))
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", nd.spec.Name, err)
 	}
-	var cmds []Command
+	var cmds []unitfile.Command
 	for _, key := range []string{"ExecStartPre", "ExecStart"} {
 		cs, err := u.Exec(key)
 		if err != nil {
@@ -352,7 +354,7 @@ func (v *run) bootstrap(ctx context.Context) (string, error) {
 
 // runCommands runs a oneshot unit's commands in order in the node's
 // namespace; each is stopped by its PID if ctx ends.
-func (v *run) runCommands(ctx context.Context, nd *node, cmds []Command, env []string) error {
+func (v *run) runCommands(ctx context.Context, nd *node, cmds []unitfile.Command, env []string) error {
 	logPath := v.logPath(nd.spec.Name, logName(controller.BootstrapUnit))
 	for _, c := range cmds {
 		argv, _, _, err := v.command(nd, c)

@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
@@ -50,11 +49,7 @@ spec:
 // Ready and run pods: the worker rows of verify must all pass, and nothing
 // of the run may be left.
 func TestWorkerJoins(t *testing.T) {
-	needRoot(t)
-	if err := preflightGuests(spec.TargetLXC, spec.TargetKVM); err != nil {
-		t.Fatalf("%v: hack/deps.sh installs it", err)
-	}
-	bins := binDirs(t)
+	bins := bootHost(t, spec.TargetLXC, spec.TargetKVM)
 	doc := workerDoc(t, bins, "", 231)
 	res, x := generated(t, doc)
 	jobs, err := bake.Jobs(x, bake.FormatLXC, "w1", "")
@@ -115,17 +110,9 @@ func imageArchives(t *testing.T) []string {
 	if list == "" {
 		t.Fatal("HARDWAY_IMAGES is not set: the file listing the archives `make images` prints (make test sets it)")
 	}
-	f, err := os.Open(list)
+	out, err := bake.ArchiveList(list)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			out = append(out, l)
-		}
 	}
 	if len(out) == 0 {
 		t.Fatalf("%s lists no archive", list)

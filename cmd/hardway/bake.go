@@ -15,9 +15,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hardway-dev/hardway/bake"
-	"github.com/hardway-dev/hardway/bytesize"
-	"github.com/hardway-dev/hardway/generate"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/clusterdir"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -129,7 +128,7 @@ dosfstools, mtools and, for qcow2, qemu-utils.`,
 				return err
 			}
 			ctx := cmd.Context()
-			res, err := generate.Run(ctx, doc, generateOptions(dir))
+			res, err := clusterdir.Run(ctx, doc, generateOptions(dir))
 			if err != nil {
 				return err
 			}
@@ -141,7 +140,7 @@ dosfstools, mtools and, for qcow2, qemu-utils.`,
 			} else if cmd.Flags().Changed("disk-size") || cmd.Flags().Changed("image-format") {
 				return usageErrorf("--disk-size and --image-format apply to --format kvm")
 			}
-			jobList, err := bake.Jobs(gen.New(doc.Cluster, res.Bundle), format, node, role)
+			jobList, err := bake.Jobs(nodegen.New(doc.Cluster, res.Bundle), format, node, role)
 			if err != nil {
 				return err
 			}
@@ -183,7 +182,7 @@ dosfstools, mtools and, for qcow2, qemu-utils.`,
 	_ = cmd.RegisterFlagCompletionFunc("role", completeFromSpec(&file, roleNames))
 	cmd.Flags().StringVar(&format, "format", bake.FormatLXC, "artifact format: lxc (Proxmox container template), kvm (disk image) or sysext (systemd-sysext image and Ignition config of a node booted by Ignition)")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{bake.FormatLXC, bake.FormatKVM, bake.FormatSysext}, cobra.ShellCompDirectiveNoFileComp))
-	cmd.Flags().StringVar(&diskSize, "disk-size", "", "kvm: disk size with a unit, e.g. 4G or 4096M; a bare number is refused (default the node's diskGiB)")
+	cmd.Flags().StringVar(&diskSize, "disk-size", "", "kvm: disk size with a unit, e.g. 4G or 4096M; at least 1G; a bare number is refused (default the node's diskGiB)")
 	cmd.Flags().StringVar(&imageFormat, "image-format", bake.ImageQCOW2, "kvm: image files to write: raw, qcow2 or raw,qcow2")
 	_ = cmd.RegisterFlagCompletionFunc("image-format", cobra.FixedCompletions([]string{bake.ImageQCOW2, bake.ImageRaw, bake.ImageRaw + "," + bake.ImageQCOW2}, cobra.ShellCompDirectiveNoFileComp))
 	dirFlag(cmd, &dir, defaultDir, "output root: bake runs generate into <dir>/<cluster>/ first")
@@ -198,7 +197,7 @@ dosfstools, mtools and, for qcow2, qemu-utils.`,
 func kvmOptions(diskSize, imageFormat string) (bake.KVMOptions, error) {
 	var o bake.KVMOptions
 	if diskSize != "" {
-		n, err := bytesize.Parse(diskSize)
+		n, err := bake.ParseDiskSize(diskSize)
 		if err != nil {
 			return o, fmt.Errorf("--disk-size: %w", err)
 		}

@@ -166,6 +166,13 @@ func TestBakeCommand(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "target kvm") {
 		t.Errorf("--node w2: exit %d\n%s", code, out)
 	}
+	// The disk size has the Packer plugin's floor and units (bake.ParseDiskSize).
+	for size, want := range map[string]string{"512M": "is smaller than 1024 MiB", "4096": "has no unit"} {
+		out, code = hardway(t, "bake", "-f", spec, "--base", base, "--dir", filepath.Join(dir, "out"), "--format", "kvm", "--node", "w2", "--disk-size", size)
+		if code != 2 || !strings.Contains(out, "--disk-size: ") || !strings.Contains(out, want) {
+			t.Errorf("--disk-size %s: exit %d\n%s", size, code, out)
+		}
+	}
 
 	// -o json: the artifacts as one document (issue 16, point 3); the
 	// previous release's -o DIR still names the artifact directory.

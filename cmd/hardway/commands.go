@@ -20,7 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 	sigyaml "sigs.k8s.io/yaml"
 
-	"github.com/hardway-dev/hardway/generate"
+	"github.com/hardway-dev/hardway/clusterdir"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
@@ -128,8 +128,6 @@ func printEffective(w io.Writer, c *spec.Cluster, asJSON bool) error {
 }
 
 func newGenerate() *cobra.Command {
-	var file, dir string
-	var out *outputFlag
 	cmd := &cobra.Command{
 		Use:   "generate",
 		Short: "Write the cluster's PKI, kubeconfigs and node files to <dir>/<cluster>/",
@@ -145,31 +143,24 @@ changed files) and, on a terminal, the next steps.`,
 		Example: `  hardway generate -f cluster.yaml                 # writes out/<cluster>/
   hardway generate -f cluster.yaml --dir /srv/hw   # writes /srv/hw/<cluster>/
   hardway generate -f cluster.yaml -o json | jq -r '.changed[]'`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			doc, err := resolveAndLoad(cmd, out, file)
-			if err != nil {
-				return err
-			}
-			res, err := runGenerate(cmd, doc, dir, nil, out)
-			if err == nil && !out.json() && isTerminal(cmd.OutOrStdout()) {
-				nextSteps(cmd.OutOrStdout(), doc, file, dir, res.Dir)
-			}
-			return err
-		},
 	}
-	specFlag(cmd, &file)
-	dirFlag(cmd, &dir, defaultDir, "output root: generate writes <dir>/<cluster>/")
-	out = addOutput(cmd).legacyOutput(&dir, "--dir")
+	f := clusterCommand(cmd, "output root: generate writes <dir>/<cluster>/", func(cmd *cobra.Command, doc *spec.Document, f *clusterFlags) error {
+		res, err := runGenerate(cmd, doc, f.dir, nil, f.out)
+		if err == nil && !f.out.json() && isTerminal(cmd.OutOrStdout()) {
+			nextSteps(cmd.OutOrStdout(), doc, f.file, f.dir, res.Dir)
+		}
+		return err
+	})
+	f.out.legacyOutput(&f.dir, "--dir")
 	return cmd
 }
 
 // runGenerate runs generate and prints what changed.
-func runGenerate(cmd *cobra.Command, doc *spec.Document, dir string, renew []string, out *outputFlag) (*generate.Result, error) {
+func runGenerate(cmd *cobra.Command, doc *spec.Document, dir string, renew []string, out *outputFlag) (*clusterdir.Result, error) {
 	start := time.Now()
 	o := generateOptions(dir)
 	o.Renew = renew
-	res, err := generate.Run(cmd.Context(), doc, o)
+	res, err := clusterdir.Run(cmd.Context(), doc, o)
 	if err != nil {
 		return nil, err
 	}
@@ -194,8 +185,6 @@ func newCerts() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	var file, dir string
-	var out *outputFlag
 	check := &cobra.Command{
 		Use:   "check",
 		Short: "Report every certificate's expiry and whether it matches the spec",
@@ -212,36 +201,28 @@ With -o json it prints a list of {name, cn, ca, node, notAfter, residual,
 state, reason, externallyManaged, algorithm} (see docs/cli.md).`,
 		Example: `  hardway certs check -f cluster.yaml
   hardway certs check -f cluster.yaml --dir /srv/hw -o json | jq -r '.[] | select(.state != "ok") | .name'`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			doc, err := resolveAndLoad(cmd, out, file)
-			if err != nil {
-				return err
-			}
-			store, err := pkiStore(cmd.ErrOrStderr(), filepath.Join(dir, doc.Cluster.Metadata.Name))
-			if err != nil {
-				return err
-			}
-			st := pki.Check(doc.Cluster, store, time.Now())
-			noteCAAlgorithm(st, doc.Cluster.Spec.PKI.Algorithm)
-			if out.json() {
-				if err := writeJSON(cmd.OutOrStdout(), st); err != nil {
-					return err
-				}
-			} else {
-				printCerts(cmd.OutOrStdout(), st)
-			}
-			for _, s := range st {
-				if s.State != "ok" {
-					return exitError{exitFindings}
-				}
-			}
-			return nil
-		},
 	}
-	specFlag(check, &file)
-	dirFlag(check, &dir, defaultDir, "output root holding <cluster>/pki")
-	out = addOutput(check)
+	clusterCommand(check, "output root holding <cluster>/pki", func(cmd *cobra.Command, doc *spec.Document, f *clusterFlags) error {
+		store, err := pkiStore(cmd.ErrOrStderr(), filepath.Join(f.dir, doc.Cluster.Metadata.Name))
+		if err != nil {
+			return err
+		}
+		st := pki.Check(doc.Cluster, store, time.Now())
+		noteCAAlgorithm(st, doc.Cluster.Spec.PKI.Algorithm)
+		if f.out.json() {
+			if err := writeJSON(cmd.OutOrStdout(), st); err != nil {
+				return err
+			}
+		} else {
+			printCerts(cmd.OutOrStdout(), st)
+		}
+		for _, s := range st {
+			if s.State != "ok" {
+				return exitError{exitFindings}
+			}
+		}
+		return nil
+	})
 
 	var rfile, rdir string
 	var rout *outputFlag

@@ -4,8 +4,8 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/hardway-dev/hardway/clusterdir"
 	"github.com/hardway-dev/hardway/emit"
-	"github.com/hardway-dev/hardway/generate"
 )
 
 // sourceDate is SOURCE_DATE_EPOCH (reproducible-builds.org), read here at
@@ -16,6 +16,6 @@ func sourceDate() emit.Epoch { return emit.ParseEpoch(os.Getenv(emit.EpochEnv)) 
 // generateOptions are the options of every command's generate run into
 // <dir>/<cluster>/: the same epoch for all, so that what plan renders is
 // what generate, bake and verify write.
-func generateOptions(dir string) generate.Options {
-	return generate.Options{Out: dir, Log: slog.Default(), Epoch: sourceDate()}
+func generateOptions(dir string) clusterdir.Options {
+	return clusterdir.Options{Out: dir, Log: slog.Default(), Epoch: sourceDate()}
 }

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/bake"
-	"github.com/hardway-dev/hardway/generate"
+	"github.com/hardway-dev/hardway/clusterdir"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/verify"
@@ -137,7 +137,7 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 type planOutput struct {
-	Dir     string            `json:"dir" doc:"the cluster directory, <dir>/<cluster>"`
-	Changes []output.Change   `json:"changes" doc:"every file generate would add, change or remove: {path, node, kind, change}, sorted by path (empty when nothing would change)"`
-	Rebake  []generate.Action `json:"rebake" doc:"what to re-bake, re-upload or install because of the changes: {node, do}, by node in spec order, then the cluster"`
+	Dir     string              `json:"dir" doc:"the cluster directory, <dir>/<cluster>"`
+	Changes []output.Change     `json:"changes" doc:"every file generate would add, change or remove: {path, node, kind, change}, sorted by path (empty when nothing would change)"`
+	Rebake  []clusterdir.Action `json:"rebake" doc:"what to re-bake, re-upload or install because of the changes: {node, do}, by node in spec order, then the cluster"`
 }

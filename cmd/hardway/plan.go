@@ -8,13 +8,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hardway-dev/hardway/generate"
+	"github.com/hardway-dev/hardway/clusterdir"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/output"
+	"github.com/hardway-dev/hardway/spec"
 )
 
 func newPlan() *cobra.Command {
-	var file, dir string
-	var out *outputFlag
 	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Show what generate would change in <dir>/<cluster>/, and what to re-bake, without writing",
@@ -32,39 +32,31 @@ It exits 0 when nothing would change and 3 when something would.`,
 		Example: `  hardway plan -f cluster.yaml                 # against out/<cluster>/
   hardway plan -f cluster.yaml --dir /srv/hw   # against /srv/hw/<cluster>/
   hardway plan -f cluster.yaml -o json | jq -r '.rebake[].do'`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			doc, err := resolveAndLoad(cmd, out, file)
-			if err != nil {
-				return err
-			}
-			o := generateOptions(dir)
-			o.Plan = true
-			res, err := generate.Run(cmd.Context(), doc, o)
-			if err != nil {
-				return err
-			}
-			po := planOutput{Dir: res.Dir, Changes: res.Planned, Rebake: generate.Actions(doc.Cluster, res.Planned)}
-			if po.Changes == nil {
-				po.Changes = []output.Change{}
-			}
-			if po.Rebake == nil {
-				po.Rebake = []generate.Action{}
-			}
-			if out.json() {
-				err = writeJSON(cmd.OutOrStdout(), po)
-			} else {
-				printPlan(cmd.OutOrStdout(), po)
-			}
-			if err == nil && len(po.Changes) > 0 {
-				return exitError{exitFindings}
-			}
-			return err
-		},
 	}
-	specFlag(cmd, &file)
-	dirFlag(cmd, &dir, defaultDir, "output root: plan compares with <dir>/<cluster>/")
-	out = addOutput(cmd)
+	clusterCommand(cmd, "output root: plan compares with <dir>/<cluster>/", func(cmd *cobra.Command, doc *spec.Document, f *clusterFlags) error {
+		o := generateOptions(f.dir)
+		o.Plan = true
+		res, err := clusterdir.Run(cmd.Context(), doc, o)
+		if err != nil {
+			return err
+		}
+		po := planOutput{Dir: res.Dir, Changes: res.Planned, Rebake: clusterdir.Actions(doc.Cluster, res.Planned)}
+		if po.Changes == nil {
+			po.Changes = []output.Change{}
+		}
+		if po.Rebake == nil {
+			po.Rebake = []clusterdir.Action{}
+		}
+		if f.out.json() {
+			err = writeJSON(cmd.OutOrStdout(), po)
+		} else {
+			printPlan(cmd.OutOrStdout(), po)
+		}
+		if err == nil && len(po.Changes) > 0 {
+			return exitError{exitFindings}
+		}
+		return err
+	})
 	return cmd
 }
 
@@ -114,7 +106,7 @@ func printPlan(w io.Writer, po planOutput) {
 			for _, c := range cs {
 				p := c.Path
 				if node != "" {
-					p = strings.TrimPrefix(p, "nodes/"+node+"/")
+					p = strings.TrimPrefix(p, nodefiles.Dir(node)+"/")
 				}
 				byWhat[c.What] = append(byWhat[c.What], p)
 			}

@@ -42,13 +42,34 @@ func loadSpec(w io.Writer, file string, o spec.Options) (*spec.Document, error) 
 	return checkSpec(w, file, o, false)
 }
 
-// resolveAndLoad checks the -o flag, then loads the spec of -f (loadSpec):
-// the start of every command that reads a spec and prints a document.
-func resolveAndLoad(cmd *cobra.Command, out *outputFlag, file string) (*spec.Document, error) {
-	if err := out.resolve(); err != nil {
-		return nil, err
+// clusterFlags are the flags of a command over a spec and its cluster
+// directory: -f, --dir (the output root holding <cluster>/) and -o.
+type clusterFlags struct {
+	file, dir string
+	out       *outputFlag
+}
+
+// clusterCommand completes cmd (its Use, Short, Long and Example set) as a
+// command over the spec of -f and <dir>/<cluster>/: no arguments, -f, --dir
+// (dirUsage) and -o; it checks -o, loads the spec (loadSpec) and calls run.
+// generate, plan and certs check are such commands.
+func clusterCommand(cmd *cobra.Command, dirUsage string, run func(cmd *cobra.Command, doc *spec.Document, f *clusterFlags) error) *clusterFlags {
+	f := &clusterFlags{}
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := f.out.resolve(); err != nil {
+			return err
+		}
+		doc, err := loadSpec(cmd.ErrOrStderr(), f.file, spec.Options{})
+		if err != nil {
+			return err
+		}
+		return run(cmd, doc, f)
 	}
-	return loadSpec(cmd.ErrOrStderr(), file, spec.Options{})
+	specFlag(cmd, &f.file)
+	dirFlag(cmd, &f.dir, defaultDir, dirUsage)
+	f.out = addOutput(cmd)
+	return f
 }
 
 // checkSpec is loadSpec; acknowledged prints the acknowledged warnings too.

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hardway-dev/hardway/bake"
-	"github.com/hardway-dev/hardway/generate"
-	hwgen "github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/clusterdir"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/verify"
@@ -25,8 +25,8 @@ import (
 // It returns node → artifact, and node → why it is not booted for the nodes
 // that cannot boot here: those booted by Ignition, whose image is the
 // distribution's (Flatcar, Fedora CoreOS), which a build machine has no copy of.
-func bakeEveryNode(ctx context.Context, doc *spec.Document, res *generate.Result, base, kvmBase string) (artifacts, skipped map[string]string, err error) {
-	x := hwgen.New(doc.Cluster, res.Bundle)
+func bakeEveryNode(ctx context.Context, doc *spec.Document, res *clusterdir.Result, base, kvmBase string) (artifacts, skipped map[string]string, err error) {
+	x := nodegen.New(doc.Cluster, res.Bundle)
 	cfg := bake.Config{Doc: doc, Out: filepath.Join(res.Dir, nodefiles.BakeDir), Parallel: 2, Log: slog.Default(), Epoch: sourceDate()}
 	artifacts, skipped = map[string]string{}, map[string]string{}
 	var kvmJobs []bake.Job
@@ -190,7 +190,7 @@ Needs root on Linux, iproute2, and the pinned binaries (make tools); with
 			var artifacts, skipped map[string]string
 			if !noGenerate {
 				start := time.Now()
-				res, err := generate.Run(cmd.Context(), doc, generateOptions(dir))
+				res, err := clusterdir.Run(cmd.Context(), doc, generateOptions(dir))
 				if err != nil {
 					return err
 				}

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -25,8 +25,17 @@ const (
 	Interfaces = "/etc/network/interfaces"
 )
 
+// The base system's units the common role enables: networkd applies the
+// node's network files, wait-online holds network-online.target until the
+// address is up, chrony keeps time from the gateway.
+const (
+	NetworkdUnit   = "systemd-networkd.service"
+	WaitOnlineUnit = "systemd-networkd-wait-online.service"
+	ChronyUnit     = "chrony.service"
+)
+
 // Generate adds the common role's files for node n to t.
-func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
+func Generate(x *nodegen.Context, n spec.Node, t *tree.Tree) error {
 	identity(x, n, t)
 	network(x, n, t)
 	sshKeys(x, n, t)
@@ -59,7 +68,7 @@ func containerMasks(n spec.Node, t *tree.Tree) {
 // Debian expects) and the hosts file: the node itself, the API endpoint's
 // names and the peers its roles talk to (hostsPeers), so that adding a
 // worker changes no other node's file but the gateway's.
-func identity(x *gen.Context, n spec.Node, t *tree.Tree) {
+func identity(x *nodegen.Context, n spec.Node, t *tree.Tree) {
 	t.File(HostnameFile, 0o644, x.Render("common/hostname", n))
 	peers, why := hostsPeers(x.C, n)
 	t.File(HostsFile, 0o644, x.Render("common/hosts", map[string]any{
@@ -168,7 +177,7 @@ func hostsAPI(c *spec.Cluster) *apiLine {
 // network (everything but cloud-init KVM nodes, whose NoCloud network-config
 // does it) and enables networkd, with wait-online so that units ordered after
 // network-online.target find the node's address in place.
-func network(x *gen.Context, n spec.Node, t *tree.Tree) {
+func network(x *nodegen.Context, n spec.Node, t *tree.Tree) {
 	if n.TreeManagesNetwork() {
 		Network(x, n, t)
 	}
@@ -180,7 +189,7 @@ func network(x *gen.Context, n spec.Node, t *tree.Tree) {
 // ignores a keyfile others can read) and NetworkManager, which the system
 // enables, reads it. generators.Image calls it for node images booted by
 // cloud-init, which have no NoCloud seed to carry their network.
-func Network(x *gen.Context, n spec.Node, t *tree.Tree) {
+func Network(x *nodegen.Context, n spec.Node, t *tree.Tree) {
 	for _, nic := range x.C.NICs(n) {
 		data := map[string]any{
 			"Node":    n.Name,
@@ -200,22 +209,22 @@ func Network(x *gen.Context, n spec.Node, t *tree.Tree) {
 			// The resolvers and search domain are the node's, on its first interface.
 			data["DNS"], data["Domain"] = x.C.Spec.Network.DNS, x.C.Spec.Domain
 		}
-		if gen.NetworkManager(n) {
+		if nodegen.NetworkManager(n) {
 			// spec validation refuses extra interfaces on Ignition nodes.
 			t.File(x.NetworkFile(n), 0o600, x.Render("common/network.nmconnection", data))
 			return
 		}
 		t.File(x.NICFile(n, nic.Index), 0o644, x.Render("common/network", data))
 	}
-	t.Enable("systemd-networkd.service", "multi-user.target")
-	t.Enable("systemd-networkd-wait-online.service", "network-online.target")
+	t.Enable(NetworkdUnit, "multi-user.target")
+	t.Enable(WaitOnlineUnit, "network-online.target")
 }
 
 // match selects the interface a network file applies to: eth<i> in a
 // container (Proxmox's net<i> name=eth<i>); in a VM the NIC with the
 // interface's pinned MAC (net<i> of its Proxmox config), whatever the kernel
 // names it. Never Type=ether, which would also catch the pods' veth pairs.
-func match(x *gen.Context, n spec.Node, nic spec.NIC) string {
+func match(x *nodegen.Context, n spec.Node, nic spec.NIC) string {
 	if n.Target == spec.TargetLXC {
 		return "Name=" + nic.Name
 	}
@@ -224,7 +233,7 @@ func match(x *gen.Context, n spec.Node, nic spec.NIC) string {
 
 // sshKeys installs root's authorized keys. /root is listed explicitly: a
 // parent added implicitly would be 0755 and loosen Debian's 0700 home.
-func sshKeys(x *gen.Context, n spec.Node, t *tree.Tree) {
+func sshKeys(x *nodegen.Context, n spec.Node, t *tree.Tree) {
 	keys := x.C.Spec.SSH.AuthorizedKeys
 	if len(keys) == 0 {
 		return
@@ -240,14 +249,14 @@ func sshKeys(x *gen.Context, n spec.Node, t *tree.Tree) {
 //     that serves and steps well on VMs, with the nodes' gateway as a source.
 //   - KVM booted by Ignition: Fedora CoreOS enables chronyd and Flatcar
 //     systemd-timesyncd out of the box; nothing to add.
-func timeSync(x *gen.Context, n spec.Node, t *tree.Tree) {
+func timeSync(x *nodegen.Context, n spec.Node, t *tree.Tree) {
 	if !n.BootsByCloudInit() {
 		return
 	}
 	t.File(ChronySources, 0o644, x.Render("common/chrony.sources", map[string]any{
 		"Node": n.Name, "Gateway": x.C.Spec.Network.Gateway,
 	}))
-	t.Enable("chrony.service", "multi-user.target")
+	t.Enable(ChronyUnit, "multi-user.target")
 }
 
 // pveIgnore drops, next to each file of ours that Proxmox would rewrite at
@@ -256,8 +265,8 @@ func timeSync(x *gen.Context, n spec.Node, t *tree.Tree) {
 // hostname files and our network file, Debian's ifupdown interfaces file is
 // marked: Proxmox would configure eth0 there too, against networkd. So is
 // the preset file Proxmox writes into Debian 12+ containers, which disables
-// systemd-networkd at a first boot (gen.PVEPreset).
-func pveIgnore(x *gen.Context, n spec.Node, t *tree.Tree) {
+// systemd-networkd at a first boot (nodegen.PVEPreset).
+func pveIgnore(x *nodegen.Context, n spec.Node, t *tree.Tree) {
 	if n.Target != spec.TargetLXC {
 		return
 	}
@@ -266,7 +275,7 @@ func pveIgnore(x *gen.Context, n spec.Node, t *tree.Tree) {
 		for _, nic := range x.C.NICs(n) {
 			files = append(files, x.NICFile(n, nic.Index))
 		}
-		files = append(files, Interfaces, gen.PVEPreset)
+		files = append(files, Interfaces, nodegen.PVEPreset)
 	}
 	for _, f := range files {
 		t.File(IgnoreMarker(f), 0o644, x.Render("common/pve-ignore", map[string]any{"File": f}))

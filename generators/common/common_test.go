@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/hardway-dev/hardway/generators/common/commontest"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -18,7 +18,7 @@ import (
 var examples = []string{"../../examples/seed-lxc.yaml", "../../examples/seed-kvm.yaml", "../../examples/mixed.yaml"}
 
 // generate returns node name's tree with only the common role's files.
-func generate(t *testing.T, x *gen.Context, name string) *tree.Tree {
+func generate(t *testing.T, x *nodegen.Context, name string) *tree.Tree {
 	t.Helper()
 	tr := tree.New(name)
 	if err := Generate(x, commontest.Node(t, x, name), tr); err != nil {

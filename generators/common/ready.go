@@ -3,7 +3,7 @@ package common
 import (
 	"strings"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -28,7 +28,7 @@ func readyWords(node string, roles []string) []string {
 // unit travels with the tree, so a node image, a role image given the
 // node's NoCloud seed and a cloud image given the same seed all report
 // the same way.
-func Ready(x *gen.Context, n spec.Node, t *tree.Tree) {
+func Ready(x *nodegen.Context, n spec.Node, t *tree.Tree) {
 	if n.Target != spec.TargetKVM {
 		return
 	}

@@ -68,7 +68,7 @@ func TestReadyUnit(t *testing.T) {
 
 // TestReadyHostile: a node name and roles that would split the echo
 // command, start another one or expand, given to Ready behind validation's
-// and gen.Check's back, still reach echo as the words of ReadyMessage, and
+// and nodegen.Check's back, still reach echo as the words of ReadyMessage, and
 // the comments and the Description hold them on their lines.
 func TestReadyHostile(t *testing.T) {
 	x := commontest.Context(t, "../../examples/seed-kvm.yaml")

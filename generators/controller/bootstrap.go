@@ -3,8 +3,8 @@ package controller
 import (
 	"path"
 
-	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/manifests"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -15,11 +15,11 @@ const BootstrapUnit = "hardway-bootstrap.service"
 // Bootstrap paths on the first controller.
 var (
 	// ManifestDir holds the same files as the cluster's manifests/.
-	ManifestDir = path.Join(gen.KubeDir, manifests.Dir)
+	ManifestDir = path.Join(nodegen.KubeDir, manifests.Dir)
 	// BootstrapGuard exists once the manifests were applied.
-	BootstrapGuard = path.Join(gen.KubeDir, ".bootstrapped")
+	BootstrapGuard = path.Join(nodegen.KubeDir, ".bootstrapped")
 	// superAdmin is the kubeconfig the bootstrap unit uses, and removes.
-	superAdmin = path.Join(gen.KubeDir, "super-admin.kubeconfig")
+	superAdmin = path.Join(nodegen.KubeDir, "super-admin.kubeconfig")
 )
 
 // bootstrapData is the data of the bootstrap unit.
@@ -41,13 +41,13 @@ type bootstrapData struct {
 // its copy stays in the cluster directory (kubeconfigs/super-admin.kubeconfig)
 // on the build machine. To re-run the bootstrap, copy it back and remove
 // BootstrapGuard.
-func bootstrap(x *gen.Context, n spec.Node, t *tree.Tree) error {
+func bootstrap(x *nodegen.Context, n spec.Node, t *tree.Tree) error {
 	files, err := manifests.Files(x)
 	if err != nil {
 		return err
 	}
 	for _, f := range files {
-		t.File(path.Join(gen.KubeDir, f.Path), f.Mode, f.Data)
+		t.File(path.Join(nodegen.KubeDir, f.Path), f.Mode, f.Data)
 	}
 	x.Kubeconfig(t, superAdmin, "super-admin", x.C.LocalAPIServerURL())
 	// A one-shot job: it applies the manifests and exits.

@@ -1,6 +1,6 @@
 // Package controller generates the files of the controller role:
 // kube-apiserver, kube-controller-manager and kube-scheduler as systemd
-// units with their PKI material and configs under gen.KubeDir, and, on the
+// units with their PKI material and configs under nodegen.KubeDir, and, on the
 // first controller, the one-shot unit that applies the bootstrap manifests.
 package controller
 
@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/hardway-dev/hardway/generators/etcd"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/kubeconfig"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
@@ -26,15 +26,15 @@ const (
 // Binaries are the controller role's pinned files: its units run the three
 // components, and the first controller's bootstrap unit applies the
 // manifests with kubectl.
-var Binaries = []gen.Binary{
-	{Name: "kube-apiserver", Dir: gen.PinnedBinDir},
-	{Name: "kube-controller-manager", Dir: gen.PinnedBinDir},
-	{Name: "kube-scheduler", Dir: gen.PinnedBinDir},
-	{Name: "kubectl", Dir: gen.PinnedBinDir},
+var Binaries = []nodegen.Binary{
+	{Name: "kube-apiserver", Dir: nodegen.PinnedBinDir},
+	{Name: "kube-controller-manager", Dir: nodegen.PinnedBinDir},
+	{Name: "kube-scheduler", Dir: nodegen.PinnedBinDir},
+	{Name: "kubectl", Dir: nodegen.PinnedBinDir},
 }
 
 // pairs are the certificates and keys every controller holds, as pki row →
-// file base name under gen.KubeDir.
+// file base name under nodegen.KubeDir.
 var pairs = []struct{ row, base string }{
 	// The cluster CA: its certificate authenticates clients and kubelets; its
 	// key lets kube-controller-manager sign CSRs (cluster signing). It goes
@@ -47,13 +47,13 @@ var pairs = []struct{ row, base string }{
 }
 
 // caCerts are the other CAs whose certificate (never the key) a controller
-// needs, as CA → file base name under gen.KubeDir.
+// needs, as CA → file base name under nodegen.KubeDir.
 var caCerts = []struct{ ca, base string }{
 	{pki.EtcdCA, "etcd-ca"},              // verifies the etcd members
 	{pki.FrontProxyCA, "front-proxy-ca"}, // verifies the aggregation layer's client
 }
 
-// kubeconfigs are the kubeconfig rows placed as <name>.kubeconfig under gen.KubeDir.
+// kubeconfigs are the kubeconfig rows placed as <name>.kubeconfig under nodegen.KubeDir.
 var kubeconfigs = []string{"kube-controller-manager", "kube-scheduler"}
 
 // nodePortRange is kube-apiserver's default NodePort range, written out so
@@ -61,19 +61,19 @@ var kubeconfigs = []string{"kube-controller-manager", "kube-scheduler"}
 const nodePortRange = "30000-32767"
 
 // Generate adds the controller role's files for node n to t.
-func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
+func Generate(x *nodegen.Context, n spec.Node, t *tree.Tree) error {
 	placePKI(x, t)
 	for _, k := range kubeconfigs {
 		// The local apiserver: each controller's components keep working
 		// when the load balancers or the other controllers are down.
-		x.Kubeconfig(t, path.Join(gen.KubeDir, k+".kubeconfig"), k, x.C.LocalAPIServerURL())
+		x.Kubeconfig(t, path.Join(nodegen.KubeDir, k+".kubeconfig"), k, x.C.LocalAPIServerURL())
 	}
-	t.File(path.Join(gen.KubeDir, "kube-scheduler.yaml"), 0o644,
-		x.Render("controller/kube-scheduler.yaml", struct{ Kubeconfig string }{path.Join(gen.KubeDir, "kube-scheduler.kubeconfig")}))
+	t.File(path.Join(nodegen.KubeDir, "kube-scheduler.yaml"), 0o644,
+		x.Render("controller/kube-scheduler.yaml", struct{ Kubeconfig string }{path.Join(nodegen.KubeDir, "kube-scheduler.kubeconfig")}))
 
 	x.Unit(t, APIServerUnit, "controller/kube-apiserver.service", apiServer(x, n))
 	x.Unit(t, ControllerManagerUnit, "controller/kube-controller-manager.service", controllerManager(x, n))
-	x.Unit(t, SchedulerUnit, "controller/kube-scheduler.service", component{Bin: x.Bin(n, "kube-scheduler"), Dir: gen.KubeDir})
+	x.Unit(t, SchedulerUnit, "controller/kube-scheduler.service", component{Bin: x.Bin(n, "kube-scheduler"), Dir: nodegen.KubeDir})
 
 	if first := x.C.NodesWith(spec.RoleController); first[0].Name == n.Name {
 		return bootstrap(x, n, t)
@@ -83,24 +83,24 @@ func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
 
 // placePKI places the controller's certificates, keys, service-account key
 // pair and encryption configuration.
-func placePKI(x *gen.Context, t *tree.Tree) {
+func placePKI(x *nodegen.Context, t *tree.Tree) {
 	for _, p := range pairs {
-		x.Pair(t, gen.KubeDir, p.row, p.base)
+		x.Pair(t, nodegen.KubeDir, p.row, p.base)
 	}
 	for _, c := range caCerts {
-		x.CACert(t, path.Join(gen.KubeDir, c.base+".crt"), c.ca)
+		x.CACert(t, path.Join(nodegen.KubeDir, c.base+".crt"), c.ca)
 	}
 	// sa.key signs service-account tokens (kube-apiserver) and legacy token
 	// secrets (kube-controller-manager); sa.pub verifies them.
-	t.Secret(path.Join(gen.KubeDir, pki.SAKey+".key"), x.PKI.SAKeyPEM)
-	t.File(path.Join(gen.KubeDir, pki.SAKey+".pub"), 0o644, x.PKI.SAPubPEM)
-	t.Secret(path.Join(gen.KubeDir, "encryption-config.yaml"), kubeconfig.EncryptionConfig(x.C, x.PKI))
+	t.Secret(path.Join(nodegen.KubeDir, pki.SAKey+".key"), x.PKI.SAKeyPEM)
+	t.File(path.Join(nodegen.KubeDir, pki.SAKey+".pub"), 0o644, x.PKI.SAPubPEM)
+	t.Secret(path.Join(nodegen.KubeDir, "encryption-config.yaml"), kubeconfig.EncryptionConfig(x.C, x.PKI))
 }
 
 // component is the data every control-plane unit template gets.
 type component struct {
 	Bin string // the binary
-	Dir string // gen.KubeDir
+	Dir string // nodegen.KubeDir
 }
 
 // apiServerData is the data of the kube-apiserver unit.
@@ -115,9 +115,9 @@ type apiServerData struct {
 	Issuer        string
 }
 
-func apiServer(x *gen.Context, n spec.Node) apiServerData {
+func apiServer(x *nodegen.Context, n spec.Node) apiServerData {
 	return apiServerData{
-		component:     component{Bin: x.Bin(n, "kube-apiserver"), Dir: gen.KubeDir},
+		component:     component{Bin: x.Bin(n, "kube-apiserver"), Dir: nodegen.KubeDir},
 		IP:            n.IP().String(),
 		Port:          x.C.Spec.APIServer.Port,
 		EtcdServers:   strings.Join(etcd.ClientURLs(x.C), ","),
@@ -150,9 +150,9 @@ type controllerManagerData struct {
 	ServiceCIDR string
 }
 
-func controllerManager(x *gen.Context, n spec.Node) controllerManagerData {
+func controllerManager(x *nodegen.Context, n spec.Node) controllerManagerData {
 	return controllerManagerData{
-		component:   component{Bin: x.Bin(n, "kube-controller-manager"), Dir: gen.KubeDir},
+		component:   component{Bin: x.Bin(n, "kube-controller-manager"), Dir: nodegen.KubeDir},
 		ClusterName: x.C.Metadata.Name,
 		PodCIDR:     x.C.Spec.Network.PodCIDR,
 		ServiceCIDR: x.C.Spec.Network.ServiceCIDR,

@@ -15,7 +15,7 @@ import (
 
 	"github.com/hardway-dev/hardway/generators/controller"
 	"github.com/hardway-dev/hardway/generators/etcd"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
@@ -28,7 +28,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 // PKI (mixed.yaml) takes seconds.
 var (
 	mu       sync.Mutex
-	contexts = map[string]*gen.Context{}
+	contexts = map[string]*nodegen.Context{}
 	pkiDirs  []string
 )
 
@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 
 // load parses and validates ../../examples/<name>, issues its PKI into a
 // temporary directory and returns the generation context.
-func load(t *testing.T, name string) *gen.Context {
+func load(t *testing.T, name string) *nodegen.Context {
 	t.Helper()
 	mu.Lock()
 	defer mu.Unlock()
@@ -70,14 +70,14 @@ func load(t *testing.T, name string) *gen.Context {
 	if err != nil {
 		t.Fatalf("pki for %s: %v", name, err)
 	}
-	x := gen.New(doc.Cluster, b)
+	x := nodegen.New(doc.Cluster, b)
 	contexts[name] = x
 	return x
 }
 
 // nodeTree runs the etcd and controller generators (those under test) for
 // the node called name, as the generators package would for its roles.
-func nodeTree(t *testing.T, x *gen.Context, name string) *tree.Tree {
+func nodeTree(t *testing.T, x *nodegen.Context, name string) *tree.Tree {
 	t.Helper()
 	n, ok := x.C.Node(name)
 	if !ok {

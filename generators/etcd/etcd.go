@@ -1,5 +1,5 @@
 // Package etcd generates the files of the etcd role: the member's TLS
-// material under gen.EtcdDir, its data directory and etcd.service. It also
+// material under nodegen.EtcdDir, its data directory and etcd.service. It also
 // exports the member URLs that kube-apiserver (generators/controller) dials.
 package etcd
 
@@ -8,7 +8,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -25,10 +25,10 @@ const Unit = "etcd.service"
 
 // Binaries are the etcd role's pinned files: Unit runs etcd; etcdctl and
 // etcdutl are the operator's tools on the member.
-var Binaries = []gen.Binary{
-	{Name: "etcd", Dir: gen.PinnedBinDir},
-	{Name: "etcdctl", Dir: gen.PinnedBinDir, Optional: true},
-	{Name: "etcdutl", Dir: gen.PinnedBinDir, Optional: true},
+var Binaries = []nodegen.Binary{
+	{Name: "etcd", Dir: nodegen.PinnedBinDir},
+	{Name: "etcdctl", Dir: nodegen.PinnedBinDir, Optional: true},
+	{Name: "etcdutl", Dir: nodegen.PinnedBinDir, Optional: true},
 }
 
 // url is https://<a>:<port> (IPv6 addresses in brackets).
@@ -76,22 +76,22 @@ type unit struct {
 }
 
 // Generate adds the etcd role's files for node n to t.
-func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
+func Generate(x *nodegen.Context, n spec.Node, t *tree.Tree) error {
 	// Only the member's own pairs and the etcd CA certificate: the etcd CA
 	// key stays in pki/ on the build machine.
-	x.CACert(t, path.Join(gen.EtcdDir, "ca.crt"), pki.EtcdCA)
-	x.Pair(t, gen.EtcdDir, "etcd/server-"+n.Name, "server")
-	x.Pair(t, gen.EtcdDir, "etcd/peer-"+n.Name, "peer")
+	x.CACert(t, path.Join(nodegen.EtcdDir, "ca.crt"), pki.EtcdCA)
+	x.Pair(t, nodegen.EtcdDir, "etcd/server-"+n.Name, "server")
+	x.Pair(t, nodegen.EtcdDir, "etcd/peer-"+n.Name, "peer")
 	// 0700: the data holds every Secret of the cluster (encrypted) and all
 	// other objects in clear; etcd warns about a more open data dir.
-	t.Dir(gen.EtcdData, 0o700)
+	t.Dir(nodegen.EtcdData, 0o700)
 
 	ip := n.IP()
 	x.Unit(t, Unit, "etcd/etcd.service", unit{
 		Bin:     x.Bin(n, "etcd"),
 		Name:    n.Name,
-		Dir:     gen.EtcdDir,
-		DataDir: gen.EtcdData,
+		Dir:     nodegen.EtcdDir,
+		DataDir: nodegen.EtcdData,
 		// The node address for the other members and the controllers,
 		// loopback for etcdctl on the node itself.
 		ClientURLs:     ClientURL(ip) + "," + ClientURL(netip.MustParseAddr("127.0.0.1")),

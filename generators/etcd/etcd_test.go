@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/hardway-dev/hardway/generators/etcd"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
@@ -21,7 +21,7 @@ import (
 
 // load parses and validates ../../examples/<name>; withPKI also issues its
 // PKI into a temporary directory (the URL functions need none).
-func load(t *testing.T, name string, withPKI bool) *gen.Context {
+func load(t *testing.T, name string, withPKI bool) *nodegen.Context {
 	t.Helper()
 	doc, err := spec.LoadFile("../../examples/" + name)
 	if err != nil {
@@ -31,7 +31,7 @@ func load(t *testing.T, name string, withPKI bool) *gen.Context {
 		t.Fatalf("validate %s: %v", name, errs)
 	}
 	if !withPKI {
-		return gen.New(doc.Cluster, nil)
+		return nodegen.New(doc.Cluster, nil)
 	}
 	d, err := output.Open(t.TempDir())
 	if err != nil {
@@ -41,7 +41,7 @@ func load(t *testing.T, name string, withPKI bool) *gen.Context {
 	if err != nil {
 		t.Fatalf("pki for %s: %v", name, err)
 	}
-	return gen.New(doc.Cluster, b)
+	return nodegen.New(doc.Cluster, b)
 }
 
 // The expectations are written by hand from the example specs.
@@ -72,7 +72,7 @@ func TestInitialCluster(t *testing.T) {
 	}
 }
 
-func generate(t *testing.T, x *gen.Context, name string) *tree.Tree {
+func generate(t *testing.T, x *nodegen.Context, name string) *tree.Tree {
 	t.Helper()
 	n, ok := x.C.Node(name)
 	if !ok {

@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"path"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -18,23 +18,23 @@ const (
 	SSHDropIn  = "/etc/ssh/sshd_config.d/hardway-bastion.conf"
 	Kubeconfig = "/root/.kube/config"
 	EtcdctlEnv = "/etc/profile.d/hardway-etcdctl.sh"
-	// EtcdClient is the base name of etcdctl's client pair in gen.EtcdDir.
+	// EtcdClient is the base name of etcdctl's client pair in nodegen.EtcdDir.
 	EtcdClient = "healthcheck-client"
 )
 
 // Binaries are the gateway role's pinned files: the admin tools it
 // configures (Kubeconfig, EtcdctlEnv). No unit runs them, so a gateway
 // without them pinned is still a bastion.
-var Binaries = []gen.Binary{
-	{Name: "kubectl", Dir: gen.PinnedBinDir, Optional: true},
-	{Name: "etcdctl", Dir: gen.PinnedBinDir, Optional: true},
+var Binaries = []nodegen.Binary{
+	{Name: "kubectl", Dir: nodegen.PinnedBinDir, Optional: true},
+	{Name: "etcdctl", Dir: nodegen.PinnedBinDir, Optional: true},
 }
 
 // etcdClientPort is etcd's client port (--listen-client-urls).
 const etcdClientPort = 2379
 
 // Generate adds the gateway role's files for node n to t.
-func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
+func Generate(x *nodegen.Context, n spec.Node, t *tree.Tree) error {
 	t.File(SSHDropIn, 0o644, x.Render("gateway/sshd-bastion.conf", map[string]any{
 		"Node":    n.Name,
 		"Cluster": x.C.Metadata.Name,
@@ -51,7 +51,7 @@ func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
 
 // etcdctl points etcdctl at every etcd member and places the etcd CA and the
 // healthcheck-client pair (an etcd client certificate) it authenticates with.
-func etcdctl(x *gen.Context, n spec.Node, t *tree.Tree) {
+func etcdctl(x *nodegen.Context, n spec.Node, t *tree.Tree) {
 	var endpoints []string
 	for _, m := range x.C.NodesWith(spec.RoleEtcd) {
 		endpoints = append(endpoints, "https://"+netip.AddrPortFrom(m.IP(), etcdClientPort).String())
@@ -59,15 +59,15 @@ func etcdctl(x *gen.Context, n spec.Node, t *tree.Tree) {
 	if len(endpoints) == 0 {
 		return
 	}
-	ca := path.Join(gen.EtcdDir, "ca.crt")
+	ca := path.Join(nodegen.EtcdDir, "ca.crt")
 	x.CACert(t, ca, pki.EtcdCA)
-	x.Pair(t, gen.EtcdDir, "etcd/"+EtcdClient, EtcdClient)
+	x.Pair(t, nodegen.EtcdDir, "etcd/"+EtcdClient, EtcdClient)
 	t.File(EtcdctlEnv, 0o644, x.Render("gateway/etcdctl.sh", map[string]any{
 		"Node":      n.Name,
 		"Cluster":   x.C.Metadata.Name,
 		"Endpoints": endpoints,
 		"CACert":    ca,
-		"Cert":      path.Join(gen.EtcdDir, EtcdClient+".crt"),
-		"Key":       path.Join(gen.EtcdDir, EtcdClient+".key"),
+		"Cert":      path.Join(nodegen.EtcdDir, EtcdClient+".crt"),
+		"Key":       path.Join(nodegen.EtcdDir, EtcdClient+".key"),
 	}))
 }

@@ -11,13 +11,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/hardway-dev/hardway/generators/common/commontest"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/tree"
 )
 
 const seedLXC = "../../examples/seed-lxc.yaml"
 
-func generate(t *testing.T, x *gen.Context, name string) *tree.Tree {
+func generate(t *testing.T, x *nodegen.Context, name string) *tree.Tree {
 	t.Helper()
 	tr := tree.New(name)
 	if err := Generate(x, commontest.Node(t, x, name), tr); err != nil {

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -35,7 +35,7 @@ const TopPriority = 200
 const haproxyCheck = "/usr/bin/systemctl is-active --quiet " + HAProxyUnit
 
 // Generate adds the lb role's files for node n to t.
-func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
+func Generate(x *nodegen.Context, n spec.Node, t *tree.Tree) error {
 	vip, err := netip.ParseAddr(x.C.Spec.APIServer.VIP)
 	if err != nil {
 		return fmt.Errorf("spec.apiServer.vip: the lb role needs the VIP it holds: %w", err)
@@ -69,7 +69,7 @@ type backend struct {
 	Addr       netip.AddrPort
 }
 
-func haproxy(x *gen.Context, n spec.Node, t *tree.Tree, vip netip.Addr) {
+func haproxy(x *nodegen.Context, n spec.Node, t *tree.Tree, vip netip.Addr) {
 	port := uint16(x.C.Spec.APIServer.Port)
 	var servers []backend
 	for _, c := range x.C.NodesWith(spec.RoleController) {
@@ -86,7 +86,7 @@ func haproxy(x *gen.Context, n spec.Node, t *tree.Tree, vip netip.Addr) {
 	t.Enable(HAProxyUnit, "multi-user.target")
 }
 
-func keepalived(x *gen.Context, n spec.Node, t *tree.Tree, vip netip.Addr, lbs []spec.Node, rank int) {
+func keepalived(x *nodegen.Context, n spec.Node, t *tree.Tree, vip netip.Addr, lbs []spec.Node, rank int) {
 	state := "BACKUP"
 	if rank == 0 {
 		state = "MASTER"

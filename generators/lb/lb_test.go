@@ -1,4 +1,4 @@
-package lb
+package lb_test
 
 import (
 	"fmt"
@@ -11,7 +11,8 @@ import (
 	"testing"
 
 	"github.com/hardway-dev/hardway/generators/common/commontest"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/lb"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -19,10 +20,10 @@ import (
 
 const seedLXC = "../../examples/seed-lxc.yaml"
 
-func generate(t *testing.T, x *gen.Context, name string) *tree.Tree {
+func generate(t *testing.T, x *nodegen.Context, name string) *tree.Tree {
 	t.Helper()
 	tr := tree.New(name)
-	if err := Generate(x, commontest.Node(t, x, name), tr); err != nil {
+	if err := lb.Generate(x, commontest.Node(t, x, name), tr); err != nil {
 		t.Fatal(err)
 	}
 	if err := tr.Check(); err != nil {
@@ -35,8 +36,8 @@ func generate(t *testing.T, x *gen.Context, name string) *tree.Tree {
 // the copy of the CA (haproxy -c opens it), and returns the config's path.
 func haproxyFiles(t *testing.T, tr *tree.Tree, dir string) string {
 	t.Helper()
-	ca := commontest.WriteFile(t, dir, "ca.crt", commontest.File(t, tr, HAProxyCA))
-	cfg := strings.ReplaceAll(string(commontest.File(t, tr, HAProxyConfig)), HAProxyCA, ca)
+	ca := commontest.WriteFile(t, dir, "ca.crt", commontest.File(t, tr, lb.HAProxyCA))
+	cfg := strings.ReplaceAll(string(commontest.File(t, tr, lb.HAProxyConfig)), lb.HAProxyCA, ca)
 	return commontest.WriteFile(t, dir, "haproxy.cfg", []byte(cfg))
 }
 
@@ -67,7 +68,7 @@ func TestHAProxyConfig(t *testing.T) {
 			t.Errorf("haproxy.cfg lacks %q", want)
 		}
 	}
-	if ca := commontest.File(t, tr, HAProxyCA); string(ca) != string(x.PKI.Get(pki.CA).CertPEM) {
+	if ca := commontest.File(t, tr, lb.HAProxyCA); string(ca) != string(x.PKI.Get(pki.CA).CertPEM) {
 		t.Error("/etc/haproxy/ca.crt is not the cluster CA")
 	}
 }
@@ -89,7 +90,7 @@ func TestHAProxyServesHealthyController(t *testing.T) {
 	tr := generate(t, x, "lb")
 	dir := t.TempDir()
 	cfg := haproxyFiles(t, tr, dir)
-	commontest.WriteFile(t, dir, "sysctl.conf", commontest.File(t, tr, Sysctl))
+	commontest.WriteFile(t, dir, "sysctl.conf", commontest.File(t, tr, lb.Sysctl))
 	api := x.PKI.Get("apiserver")
 	commontest.WriteFile(t, dir, "apiserver.crt", api.CertPEM)
 	commontest.WriteFile(t, dir, "apiserver.key", api.KeyPEM)
@@ -142,7 +143,7 @@ done
 		t.Errorf("without ip_nonlocal_bind HAProxy should fail to bind the VIP; got %q: %s", out, nobind)
 	}
 	if !strings.Contains(out, "nonlocal=1") {
-		t.Errorf("%s did not set ip_nonlocal_bind", Sysctl)
+		t.Errorf("%s did not set ip_nonlocal_bind", lb.Sysctl)
 	}
 	for _, down := range []string{"controller1", "controller2"} {
 		if !strings.Contains(string(log), "kube-apiserver/"+down+" is DOWN") {
@@ -194,7 +195,7 @@ func TestKeepalivedConfig(t *testing.T) {
 		return commontest.Run(t, unshare, "-n", "sh", "-c", `"$1" link add eth0 type veth peer name peer0 && "$2" -t -f "$3"`, "sh", ip, keepalived, conf)
 	}
 	for _, c := range cases {
-		text := string(commontest.File(t, generate(t, x, c.node), KeepalivedConfig))
+		text := string(commontest.File(t, generate(t, x, c.node), lb.KeepalivedConfig))
 		conf := commontest.WriteFile(t, t.TempDir(), "keepalived.conf", []byte(text))
 		if out, ok := check(conf); !ok {
 			t.Errorf("%s: keepalived -t: %s", c.node, out)
@@ -213,7 +214,7 @@ func TestKeepalivedConfig(t *testing.T) {
 			t.Errorf("%s: virtual_ipaddress %q", c.node, got)
 		}
 	}
-	text := string(commontest.File(t, generate(t, x, "lb"), KeepalivedConfig))
+	text := string(commontest.File(t, generate(t, x, "lb"), lb.KeepalivedConfig))
 	bad := commontest.WriteFile(t, t.TempDir(), "bad.conf", []byte(strings.Replace(text, "\tvirtual_router_id 6\n", "\tvirtual_router_id 600\n", 1)))
 	if out, ok := check(bad); ok {
 		t.Errorf("keepalived -t accepted VRID 600: %s", out)
@@ -251,7 +252,7 @@ func block(text, name string) []string {
 // 192.168.50.10 gives VRID 1 + (192+168+50+10) mod 255 = 166.
 func TestMixedLB(t *testing.T) {
 	x := commontest.Context(t, "../../examples/mixed.yaml")
-	f := keyValues(string(commontest.File(t, generate(t, x, "lb2"), KeepalivedConfig)))
+	f := keyValues(string(commontest.File(t, generate(t, x, "lb2"), lb.KeepalivedConfig)))
 	if f["state"] != "BACKUP" || f["priority"] != "199" || f["virtual_router_id"] != "166" || f["unicast_src_ip"] != "192.168.50.3" {
 		t.Errorf("mixed lb2: state %s priority %s vrid %s src %s, want BACKUP 199 166 192.168.50.3",
 			f["state"], f["priority"], f["virtual_router_id"], f["unicast_src_ip"])
@@ -274,7 +275,7 @@ func TestSingleLB(t *testing.T) {
 			}
 		}
 	})
-	text := string(commontest.File(t, generate(t, x, "lb"), KeepalivedConfig))
+	text := string(commontest.File(t, generate(t, x, "lb"), lb.KeepalivedConfig))
 	if strings.Contains(text, "unicast_") {
 		t.Errorf("a single lb has unicast settings:\n%s", text)
 	}
@@ -293,7 +294,7 @@ func TestInterface(t *testing.T) {
 	for _, c := range []struct {
 		target, boot, want string
 	}{{spec.TargetLXC, "", "eth0"}, {spec.TargetKVM, spec.BootCloudInit, "eth0"}, {spec.TargetKVM, spec.BootIgnition, "ens18"}} {
-		if got := Interface(spec.Node{Target: c.target, Boot: c.boot}); got != c.want {
+		if got := lb.Interface(spec.Node{Target: c.target, Boot: c.boot}); got != c.want {
 			t.Errorf("%s/%s: %s, want %s", c.target, c.boot, got, c.want)
 		}
 	}
@@ -308,14 +309,14 @@ func TestVRID(t *testing.T) {
 		"10.0.0.244":    255, // 254
 		"10.0.0.245":    1,   // 255 mod 255 = 0
 	} {
-		if got := VRID(mustAddr(t, vip)); got != want {
+		if got := lb.VRID(mustAddr(t, vip)); got != want {
 			t.Errorf("VRID(%s) = %d, want %d", vip, got, want)
 		}
 	}
 	seen := map[int]string{}
 	for i := 1; i < 255; i++ {
 		vip := fmt.Sprintf("172.16.9.%d", i)
-		id := VRID(mustAddr(t, vip))
+		id := lb.VRID(mustAddr(t, vip))
 		if id < 1 || id > 255 {
 			t.Errorf("VRID(%s) = %d, outside 1..255", vip, id)
 		}

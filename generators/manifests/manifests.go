@@ -5,13 +5,13 @@ package manifests
 import (
 	"fmt"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
 )
 
 // Dir is the directory of the manifests, relative to the cluster directory.
-// The controller generator places the same files under gen.KubeDir/Dir.
+// The controller generator places the same files under nodegen.KubeDir/Dir.
 const Dir = "manifests"
 
 // CoreDNSImage is the pinned CoreDNS image. Nodes pull nothing: the image
@@ -23,7 +23,7 @@ const CoreDNSImage = spec.CoreDNSImage
 // lexical order, so the number sets the order.
 type manifest struct {
 	file string // <nn>-<name>.yaml, also the template's name under manifests/
-	data func(x *gen.Context) (any, error)
+	data func(x *nodegen.Context) (any, error)
 }
 
 // set is every manifest, in apply order.
@@ -37,14 +37,14 @@ var set = []manifest{
 const Kind = "manifest"
 
 // Files returns the manifests, with paths relative to the cluster directory (manifests/...).
-func Files(x *gen.Context) ([]gen.File, error) {
-	var out []gen.File
+func Files(x *nodegen.Context) ([]nodegen.File, error) {
+	var out []nodegen.File
 	for _, m := range set {
 		data, err := m.data(x)
 		if err != nil {
 			return nil, fmt.Errorf("manifest %s: %w", m.file, err)
 		}
-		out = append(out, gen.File{
+		out = append(out, nodegen.File{
 			Path: Dir + "/" + m.file,
 			Mode: 0o644,
 			Data: x.Render(Dir+"/"+m.file, data),
@@ -54,12 +54,12 @@ func Files(x *gen.Context) ([]gen.File, error) {
 	return out, nil
 }
 
-func noData(*gen.Context) (any, error) { return struct{}{}, nil }
+func noData(*nodegen.Context) (any, error) { return struct{}{}, nil }
 
 // apiServerToKubelet binds the apiserver's kubelet-client identity (the CN of
 // pki row apiserver-kubelet-client) to the kubelet API, so that logs, exec
 // and port-forward work against kubelets that authorize by webhook.
-func apiServerToKubelet(x *gen.Context) (any, error) {
+func apiServerToKubelet(x *nodegen.Context) (any, error) {
 	row, err := pki.Find(x.PKI.Plan, "apiserver-kubelet-client")
 	if err != nil {
 		return nil, err
@@ -68,7 +68,7 @@ func apiServerToKubelet(x *gen.Context) (any, error) {
 }
 
 // coreDNS is the data of the CoreDNS manifest.
-func coreDNS(x *gen.Context) (any, error) {
+func coreDNS(x *nodegen.Context) (any, error) {
 	n := x.C.Spec.Network
 	if len(n.DNS) == 0 {
 		return nil, fmt.Errorf("spec.network.dns is empty: CoreDNS needs an upstream resolver")

@@ -15,8 +15,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/hardway-dev/hardway/generators/gen"
 	"github.com/hardway-dev/hardway/generators/manifests"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -25,7 +25,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 
 // load returns a context for ../../examples/<name>. The manifests read only
 // the spec and the PKI plan (subjects), never key material, so no PKI is issued.
-func load(t *testing.T, name string) *gen.Context {
+func load(t *testing.T, name string) *nodegen.Context {
 	t.Helper()
 	doc, err := spec.LoadFile("../../examples/" + name)
 	if err != nil {
@@ -34,7 +34,7 @@ func load(t *testing.T, name string) *gen.Context {
 	if errs := doc.Validate(spec.Options{}).Errors(); len(errs) > 0 {
 		t.Fatalf("validate %s: %v", name, errs)
 	}
-	return gen.New(doc.Cluster, &pki.Bundle{Plan: pki.Plan(doc.Cluster)})
+	return nodegen.New(doc.Cluster, &pki.Bundle{Plan: pki.Plan(doc.Cluster)})
 }
 
 // objects is every object of a cluster's manifests, decoded strictly into
@@ -60,7 +60,7 @@ func newObject(kind string) any {
 	return nil
 }
 
-func decode(t *testing.T, x *gen.Context) objects {
+func decode(t *testing.T, x *nodegen.Context) objects {
 	t.Helper()
 	files, err := manifests.Files(x)
 	if err != nil {

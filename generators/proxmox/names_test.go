@@ -13,7 +13,7 @@ import (
 	"github.com/hardway-dev/hardway/bake"
 	"github.com/hardway-dev/hardway/examples"
 	"github.com/hardway-dev/hardway/generators/common/commontest"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/generators/proxmox"
 	"github.com/hardway-dev/hardway/rootfs"
 	"github.com/hardway-dev/hardway/spec"
@@ -27,7 +27,7 @@ var debian12 = rootfs.OSRelease{ID: "debian", VersionID: "12"}
 // KVMFileName): its LXC template; for a KVM node its node image, or the
 // role image of its roleImage, which bake makes for n (RoleNodes). "" for a
 // node bake makes nothing for (boot: ignition).
-func bakeName(t *testing.T, x *gen.Context, n spec.Node) string {
+func bakeName(t *testing.T, x *nodegen.Context, n spec.Node) string {
 	t.Helper()
 	k8s := x.C.Spec.KubernetesVersion
 	if n.Target == spec.TargetLXC {
@@ -74,7 +74,7 @@ func TestCreateNodesNamesAreBakes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		i := slices.IndexFunc(files, func(f gen.File) bool { return f.Path == proxmox.CreateNodesPath })
+		i := slices.IndexFunc(files, func(f nodegen.File) bool { return f.Path == proxmox.CreateNodesPath })
 		script := files[i].Data
 
 		r := proxmox.ExecScript(t, x, script, proxmox.Operator{Templates: []string{}, Images: []string{}})

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/spec"
@@ -27,20 +27,20 @@ const Kind = "proxmox"
 const CreateNodesPath = "proxmox/create-nodes.sh"
 
 // Files returns proxmox/... and nodes/<node>/proxmox.conf, relative to the
-// cluster directory. A spec that gen.Check refuses gives none: these files
+// cluster directory. A spec that nodegen.Check refuses gives none: these files
 // cannot quote what they hold, and the host runs some as root.
-func Files(x *gen.Context) ([]gen.File, error) {
+func Files(x *nodegen.Context) ([]nodegen.File, error) {
 	if err := x.Check(); err != nil {
 		return nil, err
 	}
-	var out []gen.File
+	var out []nodegen.File
 	gs := guests(x)
 	for _, g := range gs {
 		tmpl := "proxmox/qemu.conf"
 		if g.LXC {
 			tmpl = "proxmox/lxc.conf"
 		}
-		out = append(out, gen.File{Path: nodefiles.ProxmoxConf.Path(g.Name), Mode: 0o644, Data: x.Render(tmpl, g), Node: g.Name, Kind: nodefiles.ProxmoxConf.Kind})
+		out = append(out, nodegen.File{Path: nodefiles.ProxmoxConf.Path(g.Name), Mode: 0o644, Data: x.Render(tmpl, g), Node: g.Name, Kind: nodefiles.ProxmoxConf.Kind})
 	}
 	out = append(out, createNodes(x, gs))
 	return append(out, host(x)...), nil
@@ -92,7 +92,7 @@ const TagAll = "hardway"
 // Tag is the Proxmox tag of the guests of cluster.
 func Tag(cluster string) string { return TagAll + "-" + cluster }
 
-func guests(x *gen.Context) []guest {
+func guests(x *nodegen.Context) []guest {
 	var out []guest
 	for _, n := range x.C.Spec.Nodes {
 		g := guest{
@@ -173,7 +173,7 @@ func artifactWord(dir, subject, ext string) string {
 var startRanks = []string{spec.RoleGateway, spec.RoleLB, spec.RoleEtcd, spec.RoleController, spec.RoleWorker}
 
 // startOrder is the VMIDs of x's nodes in start order (spec order within a rank).
-func startOrder(x *gen.Context) []int {
+func startOrder(x *nodegen.Context) []int {
 	rank := func(n spec.Node) int {
 		r := len(startRanks)
 		for _, role := range n.Roles {
@@ -214,10 +214,10 @@ const (
 // container fills in an LXC guest: the options of pct create, and for a
 // worker the raw keys that let Kubernetes run in it. Only workers are
 // privileged: etcd, the control plane, HAProxy, keepalived and sshd are plain
-// processes. net0 carries the node's pinned MAC (gen.Context.MAC).
+// processes. net0 carries the node's pinned MAC (nodegen.Context.MAC).
 // nameserver and searchdomain make Proxmox write the spec's resolvers into
 // /etc/resolv.conf, the one network file it keeps.
-func container(x *gen.Context, n spec.Node, g *guest) {
+func container(x *nodegen.Context, n spec.Node, g *guest) {
 	s := x.C.Spec
 	kube := n.Has(spec.RoleWorker)
 	g.Privilege = unprivileged
@@ -255,7 +255,7 @@ func container(x *gen.Context, n spec.Node, g *guest) {
 // guest agent, and the boot configuration as cicustom snippets on a
 // cloud-init drive: NoCloud files, or the Ignition config as user-data (the
 // proxmoxve platform of Fedora CoreOS and Flatcar reads it there).
-func vm(x *gen.Context, n spec.Node, g *guest) {
+func vm(x *nodegen.Context, n spec.Node, g *guest) {
 	s := x.C.Spec
 	store := s.Proxmox.SnippetsStorage
 	var custom []string
@@ -341,7 +341,7 @@ func boolOpt(b bool) string {
 // createNodes renders create-nodes.sh, in which every value is a quoted
 // shell word (the template's shq) and every comment takes its text through
 // comment: nothing from the spec can run on the host.
-func createNodes(x *gen.Context, gs []guest) gen.File {
+func createNodes(x *nodegen.Context, gs []guest) nodegen.File {
 	s := x.C.Spec.Proxmox
 	data := x.Render("proxmox/create-nodes.sh", map[string]any{
 		"Cluster":         x.C.Metadata.Name,
@@ -353,18 +353,18 @@ func createNodes(x *gen.Context, gs []guest) gen.File {
 		"Guests":          gs,
 		"StartOrder":      startOrder(x),
 	})
-	return gen.File{Path: CreateNodesPath, Mode: 0o755, Data: data, Kind: Kind}
+	return nodegen.File{Path: CreateNodesPath, Mode: 0o755, Data: data, Kind: Kind}
 }
 
 // host returns the files the Proxmox host itself needs.
-func host(x *gen.Context) []gen.File {
+func host(x *nodegen.Context) []nodegen.File {
 	c := x.C
-	file := func(p, tmpl string, data map[string]any) gen.File {
+	file := func(p, tmpl string, data map[string]any) nodegen.File {
 		data["Cluster"] = c.Metadata.Name
-		return gen.File{Path: "proxmox/" + p, Mode: 0o644, Data: x.Render(tmpl, data), Kind: Kind}
+		return nodegen.File{Path: "proxmox/" + p, Mode: 0o644, Data: x.Render(tmpl, data), Kind: Kind}
 	}
 	ct := conntrack(c)
-	out := []gen.File{
+	out := []nodegen.File{
 		// A fixed name, as the others': no file name comes from the spec.
 		file("interfaces.d/hardway", "proxmox/interfaces", map[string]any{
 			"Bridge": c.Spec.Proxmox.Bridge, "Gateway": c.Spec.Network.Gateway, "Address": bridgeAddress(c), "Routes": podRoutes(x),
@@ -445,7 +445,7 @@ type route struct {
 
 // podRoutes lists every worker's pod CIDR via the worker, in spec order: the
 // host, as every node's default gateway, forwards pod traffic to its worker.
-func podRoutes(x *gen.Context) []route {
+func podRoutes(x *nodegen.Context) []route {
 	var out []route
 	for _, w := range x.C.NodesWith(spec.RoleWorker) {
 		out = append(out, route{To: x.PodCIDRs[w.Name], Via: w.IP(), Worker: w.Name})

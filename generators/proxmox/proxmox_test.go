@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/hardway-dev/hardway/generators/common/commontest"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/spec"
@@ -24,13 +24,13 @@ const (
 )
 
 // files returns the cluster-level files of an example by path.
-func files(t *testing.T, example string) map[string]gen.File {
+func files(t *testing.T, example string) map[string]nodegen.File {
 	t.Helper()
 	fs, err := Files(commontest.Context(t, example))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]gen.File{}
+	out := map[string]nodegen.File{}
 	for _, f := range fs {
 		if _, dup := out[f.Path]; dup {
 			t.Fatalf("%s is returned twice", f.Path)
@@ -40,7 +40,7 @@ func files(t *testing.T, example string) map[string]gen.File {
 	return out
 }
 
-func file(t *testing.T, fs map[string]gen.File, p string) string {
+func file(t *testing.T, fs map[string]nodegen.File, p string) string {
 	t.Helper()
 	f, ok := fs[p]
 	if !ok {
@@ -109,7 +109,7 @@ func TestHostConntrack(t *testing.T) {
 	}
 }
 
-// mac is the node's pinned MAC, as generators/gen derives it (not this package).
+// mac is the node's pinned MAC, as generators/nodegen derives it (not this package).
 func mac(t *testing.T, example, node string) string {
 	t.Helper()
 	x := commontest.Context(t, example)
@@ -245,7 +245,7 @@ func (o operator) env() []string {
 // artifact is the template volid or the image path of g as o runs the
 // script, named by pvename (the test names them by bake's functions in
 // names_test.go).
-func artifact(x *gen.Context, g guest, o operator, imageDir string) string {
+func artifact(x *nodegen.Context, g guest, o operator, imageDir string) string {
 	n := specNode(x, g.Name)
 	os, osv, v := or(o.OS, "debian"), or(o.OSVersion, "12"), or(o.Version, version(x.C))
 	if g.LXC {
@@ -258,7 +258,7 @@ func artifact(x *gen.Context, g guest, o operator, imageDir string) string {
 }
 
 // specNode is x's node name.
-func specNode(x *gen.Context, name string) spec.Node {
+func specNode(x *nodegen.Context, name string) spec.Node {
 	i := slices.IndexFunc(x.C.Spec.Nodes, func(n spec.Node) bool { return n.Name == name })
 	return x.C.Spec.Nodes[i]
 }
@@ -274,7 +274,7 @@ type run struct {
 // files) and the Proxmox cluster o describes, runs script there against the
 // stubs, with CANARY naming a file no command of the script may create, and
 // fails the test if the file exists.
-func execScript(t *testing.T, x *gen.Context, script []byte, o operator) run {
+func execScript(t *testing.T, x *nodegen.Context, script []byte, o operator) run {
 	t.Helper()
 	bash := commontest.Tool(t, "bash", "bash")
 	r := run{root: t.TempDir(), stub: t.TempDir(), images: t.TempDir()}
@@ -368,7 +368,7 @@ func boolInt(b bool) int {
 }
 
 // runScript is execScript that fails the test unless the script succeeds.
-func runScript(t *testing.T, x *gen.Context, script []byte, o operator) run {
+func runScript(t *testing.T, x *nodegen.Context, script []byte, o operator) run {
 	t.Helper()
 	r := execScript(t, x, script, o)
 	if !r.ok {
@@ -382,7 +382,7 @@ func runScript(t *testing.T, x *gen.Context, script []byte, o operator) run {
 // holds, it must reach pct or qm as one argument, unchanged. The guests of
 // o.Guests are this cluster's and stopped; those on pve1 are complete but
 // for a VM's disk, which is the image's 4 GiB.
-func wantCalls(x *gen.Context, r run, o operator) [][]string {
+func wantCalls(x *nodegen.Context, r run, o operator) [][]string {
 	out := [][]string{
 		{"pvesh", "get", "/cluster/resources", "--type", "vm", "--output-format", "json"},
 		{"pvesh", "get", "/cluster/resources", "--type", "storage", "--output-format", "json"},
@@ -462,7 +462,7 @@ func checkCalls(t *testing.T, r run, want [][]string) {
 }
 
 // ours is g as Proxmox lists it once create-nodes.sh made it, on node.
-func ours(x *gen.Context, name, node string) resource {
+func ours(x *nodegen.Context, name, node string) resource {
 	n := specNode(x, name)
 	typ := "qemu"
 	if n.Target == spec.TargetLXC {
@@ -623,15 +623,15 @@ func TestHostChrony(t *testing.T) {
 func TestGuestConfTwoNICs(t *testing.T) {
 	for _, c := range []struct {
 		example, node string
-		want          func(x *gen.Context, n spec.Node) [][2]string
+		want          func(x *nodegen.Context, n spec.Node) [][2]string
 	}{
-		{seedLXC, "gw", func(x *gen.Context, n spec.Node) [][2]string {
+		{seedLXC, "gw", func(x *nodegen.Context, n spec.Node) [][2]string {
 			return [][2]string{
 				{"net0", "name=eth0,bridge=vmbr3,hwaddr=" + x.MAC(n) + ",ip=10.240.0.1/24,type=veth"},
 				{"net1", "name=eth1,bridge=vmbr0,hwaddr=" + x.NICMAC(n, 1) + ",ip=203.0.113.5/24,gw=203.0.113.1,type=veth"},
 			}
 		}},
-		{seedKVM, "kub-master", func(x *gen.Context, n spec.Node) [][2]string {
+		{seedKVM, "kub-master", func(x *nodegen.Context, n spec.Node) [][2]string {
 			return [][2]string{{"net0", "virtio=" + x.MAC(n) + ",bridge=vmbr3"}, {"net1", "virtio=" + x.NICMAC(n, 1) + ",bridge=vmbr0"}}
 		}},
 	} {

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/hardway-dev/hardway/generators/common/commontest"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -111,7 +111,7 @@ func TestCNIPlugins(t *testing.T) {
 	l, _ := readConflist(t, tr)
 	types := pluginTypes(t, tr)
 	for _, p := range types {
-		if !slices.Contains(worker.Binaries, gen.Binary{Name: p, Dir: worker.UpstreamCNIBinDir}) {
+		if !slices.Contains(worker.Binaries, nodegen.Binary{Name: p, Dir: worker.UpstreamCNIBinDir}) {
 			t.Errorf("the network uses CNI plugin %s, missing from worker.Binaries (in worker.UpstreamCNIBinDir)", p)
 		}
 	}

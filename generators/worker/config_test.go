@@ -16,7 +16,7 @@ import (
 	kubeletapis "k8s.io/kubelet/pkg/apis"
 	"sigs.k8s.io/yaml"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -133,7 +133,7 @@ func TestKubeletConfiguration(t *testing.T) {
 }
 
 // checkServing checks the kubelet's client CA, serving certificate and key.
-func checkServing(t *testing.T, x *gen.Context, tr *tree.Tree, kc kubeletv1beta1.KubeletConfiguration, e expect) {
+func checkServing(t *testing.T, x *nodegen.Context, tr *tree.Tree, kc kubeletv1beta1.KubeletConfiguration, e expect) {
 	t.Helper()
 	caPEM := file(t, tr, kc.Authentication.X509.ClientCAFile)
 	if !bytes.Equal(caPEM, x.PKI.Get(pki.CA).CertPEM) {

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/hardway-dev/hardway/generators/common/commontest"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/pki"
@@ -23,7 +23,7 @@ import (
 // the RSA PKI of mixed.yaml takes seconds.
 var (
 	mu       sync.Mutex
-	examples = map[string]*gen.Context{}
+	examples = map[string]*nodegen.Context{}
 )
 
 func TestMain(m *testing.M) {
@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 var pkiRoot string
 
 // load parses and validates ../../examples/<name> and issues its PKI.
-func load(t *testing.T, name string) *gen.Context {
+func load(t *testing.T, name string) *nodegen.Context {
 	t.Helper()
 	mu.Lock()
 	defer mu.Unlock()
@@ -63,7 +63,7 @@ func load(t *testing.T, name string) *gen.Context {
 	if err != nil {
 		t.Fatalf("pki of %s: %v", name, err)
 	}
-	x := gen.New(doc.Cluster, b)
+	x := nodegen.New(doc.Cluster, b)
 	examples[name] = x
 	return x
 }
@@ -71,7 +71,7 @@ func load(t *testing.T, name string) *gen.Context {
 // variant returns a context for a copy of example name's cluster changed by
 // edit, with the example's PKI (edits must not touch what the PKI depends on
 // for the worker: node names, addresses, the worker list).
-func variant(t *testing.T, name string, edit func(c *spec.Cluster)) *gen.Context {
+func variant(t *testing.T, name string, edit func(c *spec.Cluster)) *nodegen.Context {
 	t.Helper()
 	x := load(t, name)
 	c := *x.C
@@ -81,11 +81,11 @@ func variant(t *testing.T, name string, edit func(c *spec.Cluster)) *gen.Context
 	}
 	c.Spec.Images = slices.Clone(c.Spec.Images)
 	edit(&c)
-	return gen.New(&c, x.PKI)
+	return nodegen.New(&c, x.PKI)
 }
 
 // nodeTree runs the worker generator for the node called name.
-func nodeTree(t *testing.T, x *gen.Context, name string) *tree.Tree {
+func nodeTree(t *testing.T, x *nodegen.Context, name string) *tree.Tree {
 	t.Helper()
 	n, ok := x.C.Node(name)
 	if !ok {
@@ -104,7 +104,7 @@ func nodeTree(t *testing.T, x *gen.Context, name string) *tree.Tree {
 // workerCase is one worker of one example spec.
 type workerCase struct {
 	example string
-	x       *gen.Context
+	x       *nodegen.Context
 	node    string
 }
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/hardway-dev/hardway/generators/common/commontest"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -208,14 +208,14 @@ func TestImagesUnit(t *testing.T) {
 
 // TestImagesHostile: spec images whose names would be commands, lines or
 // paths elsewhere, given to the worker generator behind validation's and
-// gen.Check's back, get plain names in ImagesDir on the node (a digest for
+// nodegen.Check's back, get plain names in ImagesDir on the node (a digest for
 // a base name that is not plain) and appear nowhere in the unit, which
 // systemd-analyze verifies.
 func TestImagesHostile(t *testing.T) {
 	hostile := []string{"images/a.tar\nExecStartPre=/usr/sbin/reboot", "../../etc/x.tar", "images/-rf $HOME %n;.tar", "images/.imported-x", "images/a\nb.tar"}
 	for i, want := range []string{"reboot", "x.tar", "image-", "image-", "image-"} {
 		got := worker.ImagePath(hostile[i])
-		if filepath.Dir(got) != worker.ImagesDir || !strings.HasPrefix(filepath.Base(got), want) || !gen.IsWord(filepath.Base(got)) {
+		if filepath.Dir(got) != worker.ImagesDir || !strings.HasPrefix(filepath.Base(got), want) || !nodegen.IsWord(filepath.Base(got)) {
 			t.Errorf("ImagePath(%q) = %q, want %s... in %s", hostile[i], got, want, worker.ImagesDir)
 		}
 	}

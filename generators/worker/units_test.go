@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/hardway-dev/hardway/generators/common/commontest"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -160,7 +160,7 @@ func TestUnitsWiring(t *testing.T) {
 
 // binDir is where the binaries of the spec's mode are, per the spec's doc;
 // on a node booted by Ignition, where its systemd-sysext image puts them.
-func binDir(x *gen.Context, n spec.Node, bin string) string {
+func binDir(x *nodegen.Context, n spec.Node, bin string) string {
 	if n.Sysext() {
 		return "/usr/lib/hardway/bin/"
 	}

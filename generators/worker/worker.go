@@ -10,7 +10,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
@@ -45,8 +45,8 @@ const (
 	// image of a worker booted by Ignition (spec.Node.Sysext) carries the
 	// CNI plugins and the image archives; links in ImagesDir point at the
 	// archives.
-	SysextCNIBinDir = gen.SysextDir + "/cni"
-	SysextImagesDir = gen.SysextDir + "/images"
+	SysextCNIBinDir = nodegen.SysextDir + "/cni"
+	SysextImagesDir = nodegen.SysextDir + "/images"
 )
 
 // Binaries are the worker role's pinned files. Its units run containerd,
@@ -54,14 +54,14 @@ const (
 // its shim and runc, and runs the CNI plugins the generated network
 // configuration uses from the CNI bin dir of the mode (UpstreamCNIBinDir
 // when bake installs them); crictl is the operator's.
-var Binaries = []gen.Binary{
-	{Name: "crictl", Dir: gen.PinnedBinDir, Optional: true},
-	{Name: "containerd", Dir: gen.PinnedBinDir},
-	{Name: "containerd-shim-runc-v2", Dir: gen.PinnedBinDir},
-	{Name: "ctr", Dir: gen.PinnedBinDir},
-	{Name: "runc", Dir: gen.PinnedBinDir},
-	{Name: "kubelet", Dir: gen.PinnedBinDir},
-	{Name: "kube-proxy", Dir: gen.PinnedBinDir},
+var Binaries = []nodegen.Binary{
+	{Name: "crictl", Dir: nodegen.PinnedBinDir, Optional: true},
+	{Name: "containerd", Dir: nodegen.PinnedBinDir},
+	{Name: "containerd-shim-runc-v2", Dir: nodegen.PinnedBinDir},
+	{Name: "ctr", Dir: nodegen.PinnedBinDir},
+	{Name: "runc", Dir: nodegen.PinnedBinDir},
+	{Name: "kubelet", Dir: nodegen.PinnedBinDir},
+	{Name: "kube-proxy", Dir: nodegen.PinnedBinDir},
 	{Name: "bridge", Dir: UpstreamCNIBinDir},
 	{Name: "host-local", Dir: UpstreamCNIBinDir},
 	{Name: "portmap", Dir: UpstreamCNIBinDir},
@@ -79,7 +79,7 @@ type file struct {
 // files are the worker's configuration files.
 //
 // CNI: containerd's CRI plugin uses the first network file in
-// gen.CNIConfDir, 10-bridge.conflist: bridge cni0 as the pods' gateway,
+// nodegen.CNIConfDir, 10-bridge.conflist: bridge cni0 as the pods' gateway,
 // host-local addresses from the node's pinned pod CIDR, and
 //   - ipMasq: traffic from a pod to anything outside this node's pod CIDR
 //     leaves with the node's address, so replies come straight back to the
@@ -93,11 +93,11 @@ type file struct {
 // loopback network for other CNI runtimes and tools, as the guides ship it.
 var files = []file{
 	{"/etc/containerd/config.toml", "worker/containerd-config.toml", nil},
-	{path.Join(gen.CNIConfDir, "10-bridge.conflist"), "worker/10-bridge.conflist", nil},
-	{path.Join(gen.CNIConfDir, "99-loopback.conf"), "worker/99-loopback.conf", nil},
-	{path.Join(gen.KubeletDir, "kubelet-config.yaml"), "worker/kubelet-config.yaml", nil},
-	{path.Join(gen.KubeletDir, "resolv.conf"), "worker/resolv.conf", nil},
-	{path.Join(gen.ProxyDir, "kube-proxy-config.yaml"), "worker/kube-proxy-config.yaml", nil},
+	{path.Join(nodegen.CNIConfDir, "10-bridge.conflist"), "worker/10-bridge.conflist", nil},
+	{path.Join(nodegen.CNIConfDir, "99-loopback.conf"), "worker/99-loopback.conf", nil},
+	{path.Join(nodegen.KubeletDir, "kubelet-config.yaml"), "worker/kubelet-config.yaml", nil},
+	{path.Join(nodegen.KubeletDir, "resolv.conf"), "worker/resolv.conf", nil},
+	{path.Join(nodegen.ProxyDir, "kube-proxy-config.yaml"), "worker/kube-proxy-config.yaml", nil},
 	{"/etc/sysctl.d/90-hardway-kubernetes.conf", "worker/sysctl.conf", nil},
 	// A container may not load modules: the Proxmox host contract does.
 	{"/etc/modules-load.d/hardway-kubernetes.conf", "worker/modules-load.conf", func(v *view) bool { return !v.LXC }},
@@ -121,7 +121,7 @@ var units = []unit{
 }
 
 // Generate adds the worker role's files for node n to t.
-func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
+func Generate(x *nodegen.Context, n spec.Node, t *tree.Tree) error {
 	v, err := newView(x, n)
 	if err != nil {
 		return err
@@ -157,13 +157,13 @@ func Generate(x *gen.Context, n spec.Node, t *tree.Tree) error {
 // placePKI places the kubelet's certificate, key and client CA, and the
 // kubelet and kube-proxy kubeconfigs (through the API endpoint: the VIP, else
 // the first controller). A worker gets no CA key.
-func placePKI(x *gen.Context, n spec.Node, t *tree.Tree) {
+func placePKI(x *nodegen.Context, n spec.Node, t *tree.Tree) {
 	// kubelet-<node> is the kubelet's client identity and serving certificate.
-	x.Pair(t, gen.KubeletDir, "kubelet-"+n.Name, "kubelet")
+	x.Pair(t, nodegen.KubeletDir, "kubelet-"+n.Name, "kubelet")
 	// Verifies the clients of the kubelet API (kube-apiserver).
-	x.CACert(t, path.Join(gen.KubeletDir, "ca.crt"), pki.CA)
-	x.Kubeconfig(t, path.Join(gen.KubeletDir, "kubeconfig"), "kubelet-"+n.Name, "")
-	x.Kubeconfig(t, path.Join(gen.ProxyDir, "kubeconfig"), "kube-proxy", "")
+	x.CACert(t, path.Join(nodegen.KubeletDir, "ca.crt"), pki.CA)
+	x.Kubeconfig(t, path.Join(nodegen.KubeletDir, "kubeconfig"), "kubelet-"+n.Name, "")
+	x.Kubeconfig(t, path.Join(nodegen.ProxyDir, "kubeconfig"), "kube-proxy", "")
 }
 
 // view is what every worker template reads: the decisions for one node.
@@ -203,7 +203,7 @@ type taint struct{ Key, Effect string }
 const maxNameservers = 3
 
 // newView makes the decisions for node n from the spec.
-func newView(x *gen.Context, n spec.Node) (*view, error) {
+func newView(x *nodegen.Context, n spec.Node) (*view, error) {
 	s := x.C.Spec
 	pod, ok := x.PodCIDRs[n.Name]
 	if !ok {
@@ -221,7 +221,7 @@ func newView(x *gen.Context, n spec.Node) (*view, error) {
 		Mode:     s.Binaries.Mode,
 		Bin:      map[string]string{},
 
-		KubeletDir: gen.KubeletDir, ProxyDir: gen.ProxyDir, CNIConfDir: gen.CNIConfDir,
+		KubeletDir: nodegen.KubeletDir, ProxyDir: nodegen.ProxyDir, CNIConfDir: nodegen.CNIConfDir,
 		CRISocket: CRISocket, SandboxImage: SandboxImage, Bridge: Bridge,
 
 		PodCIDR:        pod.String(),
@@ -253,7 +253,7 @@ func newView(x *gen.Context, n spec.Node) (*view, error) {
 	// The required files at x.Bin only: no unit may run an optional one,
 	// which may be absent (a template naming it renders an empty path).
 	for _, b := range Binaries {
-		if b.Dir == gen.PinnedBinDir && !b.Optional {
+		if b.Dir == nodegen.PinnedBinDir && !b.Optional {
 			v.Bin[b.Name] = x.Bin(n, b.Name)
 		}
 	}
@@ -282,12 +282,12 @@ func taints(n spec.Node) []taint {
 }
 
 // ImagePath is where bake places the archive of spec image p on a worker:
-// ImagesDir/<the base name of p> when that is a plain name (gen.IsWord),
+// ImagesDir/<the base name of p> when that is a plain name (nodegen.IsWord),
 // else ImagesDir/image-<digest of p>.tar, so that no path on the node is
 // made of unchecked text.
 func ImagePath(p string) string {
 	name := path.Base(p)
-	if !gen.IsWord(name) {
+	if !nodegen.IsWord(name) {
 		h := sha256.Sum256([]byte(p))
 		name = "image-" + hex.EncodeToString(h[:8]) + ".tar"
 	}

@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -61,14 +60,14 @@ func main() {
 			row(tw, n, "hardway no-op rerun", r.noop, r.first)
 		}
 		if n == addOneAt && r.noop.err == nil {
-			before, err := readManifest(out)
+			before, err := output.ReadManifest(filepath.Join(out, "bench"))
 			check(err)
 			plusOne := filepath.Join(dir, "cluster-plus-one.yaml")
 			check(os.WriteFile(plusOne, []byte(clusterSpec(n+1)), 0o644))
 			r.addOne = generate(plusOne)
 			row(tw, n, "hardway add one worker", r.addOne, r.first)
 			if r.addOne.err == nil {
-				after, err := readManifest(out)
+				after, err := output.ReadManifest(filepath.Join(out, "bench"))
 				check(err)
 				r.othersChanged, r.othersBytes = othersChanged(before, after, fmt.Sprintf("w%d", n))
 			}
@@ -172,25 +171,6 @@ func describe(r result, timeout time.Duration) string {
 		return fmt.Sprintf("no: %v", r.err)
 	}
 	return fmt.Sprintf("%.3fs, CPU %.3fs, %.1f MiB", r.wall.Seconds(), r.cpu.Seconds(), float64(r.rss)/1024)
-}
-
-// readManifest reads the artifacts of the bench cluster's manifest under out.
-func readManifest(out string) (map[string]output.Artifact, error) {
-	data, err := os.ReadFile(filepath.Join(out, "bench", output.ManifestFile))
-	if err != nil {
-		return nil, err
-	}
-	var m struct {
-		Artifacts []output.Artifact `json:"artifacts"`
-	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, err
-	}
-	arts := map[string]output.Artifact{}
-	for _, a := range m.Artifacts {
-		arts[a.Path] = a
-	}
-	return arts, nil
 }
 
 // othersChanged counts the artifacts of nodes other than added that differ

@@ -6,7 +6,6 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"os"
@@ -42,7 +41,7 @@ func main() {
 }
 
 func run(specFile, dir, images string, bins []string) error {
-	archives, err := lines(images)
+	archives, err := bake.ArchiveList(images)
 	if err != nil {
 		return err
 	}
@@ -60,21 +59,4 @@ func run(specFile, dir, images string, bins []string) error {
 	}
 	fmt.Println(copied)
 	return nil
-}
-
-// lines reads the non-empty lines of a file.
-func lines(file string) ([]string, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			out = append(out, l)
-		}
-	}
-	return out, sc.Err()
 }

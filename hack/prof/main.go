@@ -8,7 +8,7 @@ import (
 	"os"
 	"runtime/pprof"
 
-	"github.com/hardway-dev/hardway/generate"
+	"github.com/hardway-dev/hardway/clusterdir"
 	"github.com/hardway-dev/hardway/spec"
 )
 
@@ -20,7 +20,7 @@ func main() {
 	doc.Validate(spec.Options{})
 	f, _ := os.Create("/tmp/cpu.prof")
 	pprof.StartCPUProfile(f)
-	if _, err := generate.Run(context.Background(), doc, generate.Options{Out: os.Args[2]}); err != nil {
+	if _, err := clusterdir.Run(context.Background(), doc, clusterdir.Options{Out: os.Args[2]}); err != nil {
 		panic(err)
 	}
 	pprof.StopCPUProfile()

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
@@ -20,14 +20,14 @@ import (
 
 var (
 	mu    sync.Mutex
-	cache = map[string]*gen.Context{}
+	cache = map[string]*nodegen.Context{}
 )
 
 // Context loads the spec at path (relative to the calling test's package),
 // validates it, applies mutate (before defaults, as if the file said so) and
 // issues its PKI in a temporary directory. Unmutated contexts are cached for
 // the test binary's life: RSA examples take seconds to issue.
-func Context(t testing.TB, path string, mutate ...func(*spec.Cluster)) *gen.Context {
+func Context(t testing.TB, path string, mutate ...func(*spec.Cluster)) *nodegen.Context {
 	t.Helper()
 	if len(mutate) == 0 {
 		mu.Lock()
@@ -54,7 +54,7 @@ func Context(t testing.TB, path string, mutate ...func(*spec.Cluster)) *gen.Cont
 	if err != nil {
 		t.Fatalf("%s: pki: %v", path, err)
 	}
-	x := gen.New(doc.Cluster, b)
+	x := nodegen.New(doc.Cluster, b)
 	if len(mutate) == 0 {
 		cache[path] = x
 	}
@@ -66,7 +66,7 @@ func Context(t testing.TB, path string, mutate ...func(*spec.Cluster)) *gen.Cont
 // values validation would refuse, for the tests that show that the
 // generators refuse or quote them on their own. Each call has its own copy
 // of the cluster.
-func Hostile(t testing.TB, path string, edit func(*spec.Cluster)) *gen.Context {
+func Hostile(t testing.TB, path string, edit func(*spec.Cluster)) *nodegen.Context {
 	t.Helper()
 	x := Context(t, path)
 	doc, err := spec.LoadFile(path)
@@ -77,11 +77,11 @@ func Hostile(t testing.TB, path string, edit func(*spec.Cluster)) *gen.Context {
 		t.Fatalf("%s: %v", path, is)
 	}
 	edit(doc.Cluster)
-	return gen.New(doc.Cluster, x.PKI)
+	return nodegen.New(doc.Cluster, x.PKI)
 }
 
 // Node returns the node called name, failing the test if there is none.
-func Node(t testing.TB, x *gen.Context, name string) spec.Node {
+func Node(t testing.TB, x *nodegen.Context, name string) spec.Node {
 	t.Helper()
 	n, ok := x.C.Node(name)
 	if !ok {

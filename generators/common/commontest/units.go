@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/hardway-dev/hardway/tree"
-	"github.com/hardway-dev/hardway/verify"
+	"github.com/hardway-dev/hardway/unitfile"
 )
 
 // UnitRoot writes tr under a new directory laid out as a merged-/usr Debian
@@ -64,19 +64,19 @@ func stub(t testing.TB, root, p string) {
 }
 
 // ExecLines returns the Exec*= command lines of a unit as argv, keyed by
-// setting, split as systemd splits them (verify.SplitCommand: quotes, C
+// setting, split as systemd splits them (unitfile.Split: quotes, C
 // escapes, "%%", "$$"), and any prefix ("-", "@", ...) left on the
 // executable.
 func ExecLines(t testing.TB, unit []byte) map[string][][]string {
 	t.Helper()
 	out := map[string][][]string{}
-	u, err := verify.ParseUnit("unit", unit)
+	u, err := unitfile.Parse("unit", unit)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost", "ExecCondition"} {
+	for _, key := range unitfile.ExecKeys {
 		for _, v := range u.Values("Service", key) {
-			c, err := verify.SplitCommand(v, map[string]string{})
+			c, err := unitfile.Split(v, map[string]string{})
 			if err != nil {
 				t.Fatalf("%s=%s: %v", key, v, err)
 			}

@@ -9,14 +9,14 @@ import (
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
 	"github.com/hardway-dev/hardway/bake"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/packer/internal/load"
 	"github.com/hardway-dev/hardway/packer/internal/uilog"
 	"github.com/hardway-dev/hardway/spec"
 )
 
 // JobsFunc selects the artifacts to bake for node or role, as bake.KVMJobs.
-type JobsFunc func(x *gen.Context, node, role string) ([]bake.Job, error)
+type JobsFunc func(x *nodegen.Context, node, role string) ([]bake.Job, error)
 
 // RunFunc bakes jobs, as bake.Run.
 type RunFunc func(ctx context.Context, cfg bake.Config, jobs []bake.Job) ([]bake.Result, error)

@@ -10,7 +10,6 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 
 	"github.com/hardway-dev/hardway/bake"
-	"github.com/hardway-dev/hardway/bytesize"
 	"github.com/hardway-dev/hardway/packer/builder/bakeconfig"
 	"github.com/hardway-dev/hardway/packer/internal/load"
 )
@@ -54,7 +53,7 @@ func (c *Config) prepare(raws ...interface{}) (*bakeconfig.Prepared, []string, e
 		errs = append(errs, fmt.Errorf("format: %q: want %s or %s", c.Format, FormatQCOW2, FormatRaw))
 	}
 	if c.DiskSize != "" {
-		n, err := diskSize(c.DiskSize)
+		n, err := bake.ParseDiskSize(c.DiskSize)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("disk_size: %w", err))
 		}
@@ -64,21 +63,4 @@ func (c *Config) prepare(raws ...interface{}) (*bakeconfig.Prepared, []string, e
 		return nil, warnings, err
 	}
 	return p, warnings, nil
-}
-
-// minDiskMiB is the smallest image worth making: an ESP and a root file
-// system that holds a base and the role's binaries.
-const minDiskMiB = 1024
-
-// diskSize reads disk_size in bytes with bytesize.Parse, as `hardway bake
-// --disk-size` reads it: a number with a unit (a bare number is refused).
-func diskSize(s string) (int64, error) {
-	n, err := bytesize.Parse(s)
-	if err != nil {
-		return 0, err
-	}
-	if n < minDiskMiB<<20 {
-		return 0, fmt.Errorf("%q is smaller than %d MiB", s, minDiskMiB)
-	}
-	return n, nil
 }

@@ -12,7 +12,7 @@ import (
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
 	"github.com/hardway-dev/hardway/bake"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/packer/builder/bakeconfig"
 )
 
@@ -65,6 +65,6 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, _ packersdk.Hook) (p
 }
 
 // lxcJobs selects the templates of node or role.
-func lxcJobs(x *gen.Context, node, role string) ([]bake.Job, error) {
+func lxcJobs(x *nodegen.Context, node, role string) ([]bake.Job, error) {
 	return bake.Jobs(x, bake.FormatLXC, node, role)
 }

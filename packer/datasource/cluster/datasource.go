@@ -55,7 +55,7 @@ func (d *Datasource) Execute() (cty.Value, error) {
 }
 
 // Describe is the output for doc with hardway's output root out. The
-// paths are those generate.Run writes (a test holds them to it).
+// paths are those clusterdir.Run writes (a test holds them to it).
 func Describe(doc *spec.Document, out string) DatasourceOutput {
 	c := doc.Cluster
 	dir := load.ClusterDir(doc, out)

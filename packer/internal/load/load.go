@@ -17,9 +17,9 @@ import (
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
+	"github.com/hardway-dev/hardway/clusterdir"
 	"github.com/hardway-dev/hardway/emit"
-	"github.com/hardway-dev/hardway/generate"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/pki"
 	"github.com/hardway-dev/hardway/spec"
 )
@@ -104,23 +104,23 @@ func Epoch() emit.Epoch { return emit.ParseEpoch(os.Getenv(emit.EpochEnv)) }
 // baking: the PKI state in <out>/<cluster>/pki is created or brought up to
 // date, and every artifact of the cluster directory is written. It returns
 // the generator context the node trees are made with.
-func Generate(ctx context.Context, doc *spec.Document, out string, log *slog.Logger) (*gen.Context, *generate.Result, error) {
-	res, err := generate.Run(ctx, doc, generate.Options{Out: out, Log: log, Epoch: Epoch()})
+func Generate(ctx context.Context, doc *spec.Document, out string, log *slog.Logger) (*nodegen.Context, *clusterdir.Result, error) {
+	res, err := clusterdir.Run(ctx, doc, clusterdir.Options{Out: out, Log: log, Epoch: Epoch()})
 	if err != nil {
 		return nil, nil, err
 	}
-	return gen.New(doc.Cluster, res.Bundle), res, nil
+	return nodegen.New(doc.Cluster, res.Bundle), res, nil
 }
 
 // PKI loads the PKI state from dir without changing it: a state that lacks
 // something the spec needs, or holds an expired or outdated certificate, is
 // an error that says to run `hardway generate`, never a new CA.
-func PKI(doc *spec.Document, dir string) (*gen.Context, error) {
+func PKI(doc *spec.Document, dir string) (*nodegen.Context, error) {
 	b, err := pki.Ensure(doc.Cluster, readOnly(dir), pki.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", FieldPKIDir, dir, err)
 	}
-	return gen.New(doc.Cluster, b), nil
+	return nodegen.New(doc.Cluster, b), nil
 }
 
 // readOnly is a pki.Store that refuses every write.

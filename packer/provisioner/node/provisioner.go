@@ -21,7 +21,7 @@ import (
 
 	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/packer/internal/load"
 	"github.com/hardway-dev/hardway/packer/internal/uilog"
 	"github.com/hardway-dev/hardway/rootfs"
@@ -107,7 +107,7 @@ func shell(sudo bool, script string) string {
 // set (read-only), else after running `hardway generate` into
 // output_directory.
 func (p *Provisioner) tree(ctx context.Context, ui packersdk.Ui) (*tree.Tree, error) {
-	var x *gen.Context
+	var x *nodegen.Context
 	var err error
 	if p.config.PKIDir != "" {
 		ui.Say(fmt.Sprintf("Generating the tree of %s with the PKI state in %s", p.node.Name, p.config.PKIDir))

@@ -1,6 +1,7 @@
-// Package generate runs `hardway generate`: from a validated spec it brings
-// the PKI state up to date and writes every artifact of the cluster directory.
-package generate
+// Package clusterdir writes and plans the cluster directory <dir>/<cluster>/
+// (`hardway generate` and `hardway plan`): from a validated spec it brings the
+// PKI state up to date and writes, or compares, every artifact.
+package clusterdir
 
 import (
 	"bytes"
@@ -22,7 +23,7 @@ import (
 
 	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators"
-	"github.com/hardway-dev/hardway/generators/gen"
+	"github.com/hardway-dev/hardway/generators/nodegen"
 	"github.com/hardway-dev/hardway/generators/proxmox"
 	"github.com/hardway-dev/hardway/kubeconfig"
 	"github.com/hardway-dev/hardway/nodefiles"
@@ -59,12 +60,12 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := doc.Cluster
-	// The generators' own check of every spec string (gen.Check) runs
+	// The generators' own check of every spec string (nodegen.Check) runs
 	// before anything is written: the cluster name makes the output path,
 	// node names make nodes/<name>, and the PKI's subjects and SANs come
 	// from the spec too. A Go caller that skipped validation is stopped
 	// here as well.
-	if err := gen.Check(c); err != nil {
+	if err := nodegen.Check(c); err != nil {
 		return nil, fmt.Errorf("the spec cannot be written safely: %w", err)
 	}
 	root := filepath.Join(o.Out, c.Metadata.Name)
@@ -130,7 +131,7 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	if err := d.Finish("pki"); err != nil {
 		return nil, err
 	}
-	if err := d.RemoveEmptyDirs("nodes", func(name string) bool { _, ok := c.Node(name); return ok }); err != nil {
+	if err := d.RemoveEmptyDirs(nodefiles.NodesDir, func(name string) bool { _, ok := c.Node(name); return ok }); err != nil {
 		return nil, err
 	}
 	res := &Result{Dir: root, Bundle: b, Changed: d.Changed()}
@@ -175,7 +176,7 @@ func open(root string, plan bool, log *slog.Logger) (runDir, error) {
 // at most GOMAXPROCS trees whatever the cluster's size; mtime dates their
 // archives' entries.
 func nodes(ctx context.Context, d *output.Dir, c *spec.Cluster, b *pki.Bundle, mtime time.Time) error {
-	x := gen.New(c, b)
+	x := nodegen.New(c, b)
 	files, err := generators.Cluster(x)
 	if err != nil {
 		return err
@@ -216,18 +217,18 @@ func nodes(ctx context.Context, d *output.Dir, c *spec.Cluster, b *pki.Bundle, m
 
 // node generates node n's tree and writes it in every format its target
 // uses, archives dated mtime.
-func node(x *gen.Context, d *output.Dir, n spec.Node, mtime time.Time) error {
+func node(x *nodegen.Context, d *output.Dir, n spec.Node, mtime time.Time) error {
 	t, err := generators.Node(x, n)
 	if err != nil {
 		return err
 	}
 	root := nodefiles.Rootfs.Path(n.Name)
-	// emit.Rootfs works below the tree's root by path: make sure no
+	// emit.TreeDir works below the tree's root by path: make sure no
 	// directory on the way there is a symlink.
 	if err := d.MkdirAll(root); err != nil {
 		return err
 	}
-	if err := emit.Rootfs(d, root, t); err != nil {
+	if err := emit.TreeDir(d, root, t); err != nil {
 		return err
 	}
 	var tarball bytes.Buffer

@@ -1,10 +1,9 @@
-package generate
+package clusterdir
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -66,17 +65,11 @@ func generate(t *testing.T, doc *spec.Document, out string) *Result {
 // sha256 and mode, and returns the manifest's paths.
 func consistent(t *testing.T, dir string) map[string]output.Artifact {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, output.ManifestFile))
+	all, err := output.ReadManifest(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m struct{ Artifacts []output.Artifact }
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
-	}
-	all := map[string]output.Artifact{}
-	for _, a := range m.Artifacts {
-		all[a.Path] = a
+	for _, a := range all {
 		p := filepath.Join(dir, a.Path)
 		st, err := os.Lstat(p)
 		if err != nil {

@@ -3,7 +3,6 @@ package emit
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,23 +13,23 @@ import (
 	"github.com/hardway-dev/hardway/tree"
 )
 
-// writeRootfs runs Rootfs on a fresh output.Dir over root and returns it.
-func writeRootfs(t *testing.T, root string, tr *tree.Tree) *output.Dir {
+// writeTreeDir runs TreeDir on a fresh output.Dir over root and returns it.
+func writeTreeDir(t *testing.T, root string, tr *tree.Tree) *output.Dir {
 	t.Helper()
 	d, err := output.Open(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Rootfs(d, "nodes/w1/rootfs", tr); err != nil {
+	if err := TreeDir(d, "nodes/w1/rootfs", tr); err != nil {
 		t.Fatal(err)
 	}
 	return d
 }
 
-func TestRootfsMatchesTree(t *testing.T) {
+func TestTreeDirMatchesTree(t *testing.T) {
 	root := t.TempDir()
 	tr := sampleTree()
-	d := writeRootfs(t, root, tr)
+	d := writeTreeDir(t, root, tr)
 	if len(d.Changed()) == 0 {
 		t.Fatal("first run reports no change")
 	}
@@ -44,14 +43,14 @@ func TestRootfsMatchesTree(t *testing.T) {
 	}
 }
 
-func TestRootfsRerunChangesNothing(t *testing.T) {
+func TestTreeDirRerunChangesNothing(t *testing.T) {
 	root := t.TempDir()
 	tr := sampleTree()
-	writeRootfs(t, root, tr)
+	writeTreeDir(t, root, tr)
 	link := filepath.Join(root, "nodes/w1/rootfs/etc/alternatives/tool")
 	before := inode(t, link)
 
-	d := writeRootfs(t, root, sampleTree())
+	d := writeTreeDir(t, root, sampleTree())
 	if ch := d.Changed(); len(ch) != 0 {
 		t.Errorf("rerun changed %v", ch)
 	}
@@ -70,44 +69,36 @@ func inode(t *testing.T, p string) uint64 {
 	return st.Sys().(*syscall.Stat_t).Ino
 }
 
-// TestRootfsReplacesOldTypes: a path that changed type between runs (file →
+// TestTreeDirReplacesOldTypes: a path that changed type between runs (file →
 // directory, directory → symlink, symlink target) ends up as the tree says.
-func TestRootfsReplacesOldTypes(t *testing.T) {
+func TestTreeDirReplacesOldTypes(t *testing.T) {
 	root := t.TempDir()
 	old := tree.New("w1")
 	old.File("/a", 0o644, []byte("file\n"))
 	old.File("/b/inner", 0o644, []byte("x\n"))
 	old.Symlink("/c", "/old")
-	writeRootfs(t, root, old)
+	writeTreeDir(t, root, old)
 
 	now := tree.New("w1")
 	now.File("/a/inner", 0o600, []byte("now a dir\n"))
 	now.Symlink("/b", "/target")
 	now.Symlink("/c", "/new")
-	writeRootfs(t, root, now)
+	writeTreeDir(t, root, now)
 	got := snapshot(t, filepath.Join(root, "nodes/w1/rootfs"), false)
 	if s := diff(got, want(now, false)); s != "" {
 		t.Errorf("rootfs after type changes:\n%s", s)
 	}
 }
 
-func TestRootfsManifest(t *testing.T) {
+func TestTreeDirManifest(t *testing.T) {
 	root := t.TempDir()
-	d := writeRootfs(t, root, sampleTree())
+	d := writeTreeDir(t, root, sampleTree())
 	if err := d.Finish(); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join(root, output.ManifestFile))
+	got, err := output.ReadManifest(root)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var m struct{ Artifacts []output.Artifact }
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]output.Artifact{}
-	for _, a := range m.Artifacts {
-		got[a.Path] = a
 	}
 	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
 	for p, wantSum := range map[string]string{
@@ -127,7 +118,7 @@ func TestRootfsManifest(t *testing.T) {
 	}
 }
 
-func TestRootfsRefusesFileBelowSymlink(t *testing.T) {
+func TestTreeDirRefusesFileBelowSymlink(t *testing.T) {
 	tr := tree.New("w1")
 	tr.Symlink("/etc/x", "/etc")
 	tr.File("/etc/x/passwd", 0o644, []byte("owned\n"))
@@ -135,7 +126,7 @@ func TestRootfsRefusesFileBelowSymlink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Rootfs(d, "rootfs", tr); err == nil {
+	if err := TreeDir(d, "rootfs", tr); err == nil {
 		t.Fatal("a file below a symlink was accepted")
 	}
 }

@@ -1,4 +1,8 @@
-package verify
+// Package unitfile reads systemd unit files the way systemd does: sections,
+// continuation lines, comments, Environment= and Exec*= command lines split
+// by systemd's own rules. verify starts processes from what it reads, and
+// bake and the generators' tests check the programs units run.
+package unitfile
 
 import (
 	"bufio"
@@ -33,24 +37,24 @@ type Command struct {
 // IgnoreFailure reports the "-" prefix: a failing command does not fail the unit.
 func (c Command) IgnoreFailure() bool { return strings.Contains(c.Prefixes, "-") }
 
-// ReadUnit parses the unit file at path.
-func ReadUnit(path string) (*Unit, error) {
+// Read parses the unit file at path.
+func Read(path string) (*Unit, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	u, err := ParseUnit(filepath.Base(path), data)
+	u, err := Parse(filepath.Base(path), data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return u, nil
 }
 
-// ParseUnit parses a unit file the way systemd does: [Section] headers,
+// Parse parses a unit file the way systemd does: [Section] headers,
 // Key=Value assignments, "#" and ";" comments, and lines ending in a backslash
 // continued on the next line (the backslash and newline become one space;
 // comment lines inside a continuation are skipped).
-func ParseUnit(name string, data []byte) (*Unit, error) {
+func Parse(name string, data []byte) (*Unit, error) {
 	u := &Unit{Name: name, sections: map[string][]assignment{}}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
@@ -140,6 +144,10 @@ func (u *Unit) Environment() (map[string]string, error) {
 	return env, nil
 }
 
+// ExecKeys are the [Service] settings whose value is a command line, in the
+// order systemd runs them for a start, then a reload, then a stop.
+var ExecKeys = []string{"ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost"}
+
 // Exec returns the commands of an Exec*= key of [Service] (ExecStart,
 // ExecStartPre, ...), split systemd-style with the unit's Environment=
 // variables expanded.
@@ -150,7 +158,7 @@ func (u *Unit) Exec(key string) ([]Command, error) {
 	}
 	var out []Command
 	for _, v := range u.Values("Service", key) {
-		c, err := SplitCommand(v, env)
+		c, err := Split(v, env)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s=: %w", u.Name, key, err)
 		}
@@ -171,11 +179,11 @@ func (u *Unit) ExecStart() (Command, error) {
 	return cs[0], nil
 }
 
-// SplitCommand splits an Exec*= value as systemd.service(5) describes:
+// Split splits an Exec*= value as systemd.service(5) describes:
 // leading special prefixes, words separated by whitespace, single and double
 // quotes, C-style backslash escapes, "%%" for a percent sign, ${NAME}
 // substituted inside a word and a lone $NAME split into several words.
-func SplitCommand(s string, env map[string]string) (Command, error) {
+func Split(s string, env map[string]string) (Command, error) {
 	s = strings.TrimLeft(s, " \t")
 	var c Command
 	for len(s) > 0 && strings.ContainsRune("-@+:!", rune(s[0])) {

@@ -1,4 +1,4 @@
-package generate
+package clusterdir
 
 import (
 	"slices"
@@ -50,18 +50,18 @@ func Actions(c *spec.Cluster, changes []output.Change) []Action {
 		case n.BootsByIgnition() && n.Sysext() && overlay:
 			add("bake its sysext image and Ignition config" + again + " (hardway bake --format sysext --node " + n.Name + "), serve them at spec.ignition.url and upload the config as its snippet")
 		case n.BootsByIgnition() && k[nodefiles.Ignition.Kind]:
-			add("upload nodes/" + n.Name + "/ignition.json" + again + " as its cicustom snippet")
+			add("upload " + nodefiles.Ignition.Path(n.Name) + again + " as its cicustom snippet")
 		case n.BootsByCloudInit() && n.RoleImage == "" && overlay:
 			add("bake its KVM node image" + again + " (hardway bake --format kvm --node " + n.Name + ") and import it" + recreate(added[n.Name], "VM"))
 		}
 		if n.BootsByCloudInit() && (k[nodefiles.CloudInit.Kind] || k[nodefiles.SeedISO.Kind]) {
-			add("upload its cloud-init snippets" + again + " (nodes/" + n.Name + "/cloud-init/, seed.iso off Proxmox)" + roleImageNote(n))
+			add("upload its cloud-init snippets" + again + " (" + nodefiles.CloudInit.Path(n.Name) + "/, " + nodefiles.SeedISO.Name + " off Proxmox)" + roleImageNote(n))
 		}
 		switch {
 		case added[n.Name]:
 			add("create its guest: proxmox/create-nodes.sh")
 		case k[nodefiles.ProxmoxConf.Kind]:
-			add("apply the changed nodes/" + n.Name + "/proxmox.conf to its guest (pct set or qm set)")
+			add("apply the changed " + nodefiles.ProxmoxConf.Path(n.Name) + " to its guest (pct set or qm set)")
 		}
 	}
 	var gone []string

@@ -1,7 +1,7 @@
-// Package gen is what every role generator shares: the generation context
+// Package nodegen is what every role generator shares: the generation context
 // (spec, PKI, derived values), the node paths, and helpers that place units,
 // certificates and kubeconfigs in a tree. Role generators live in sibling packages.
-package gen
+package nodegen
 
 import (
 	"crypto/sha256"
@@ -161,7 +161,7 @@ func (x *Context) Kubeconfig(t *tree.Tree, p, name, server string) {
 			return
 		}
 	}
-	panic("gen: no kubeconfig " + name)
+	panic("nodegen: no kubeconfig " + name)
 }
 
 // PVEPreset is the preset file pve-container writes at every start of a

@@ -12,7 +12,7 @@ import (
 	"github.com/hardway-dev/hardway/tree"
 )
 
-// Rootfs writes t under rel (for example nodes/<node>/rootfs) in d:
+// TreeDir writes t under rel (for example nodes/<node>/rootfs) in d:
 //   - regular files through d.Write: atomic, only when bytes or mode changed,
 //     recorded in the manifest with kind nodefiles.Rootfs.Kind and node t.Node;
 //   - symlinks atomically (a temporary link renamed over the path) and only
@@ -26,19 +26,19 @@ import (
 // user running hardway and overlay.tar is authoritative for owners.
 // Directories are not in the manifest; one that the tree no longer holds
 // stays behind, empty once output.Dir.Finish removed its files.
-func Rootfs(d *output.Dir, rel string, t *tree.Tree) error {
+func TreeDir(d *output.Dir, rel string, t *tree.Tree) error {
 	es, err := entries(t)
 	if err != nil {
 		return err
 	}
 	if d.Planning() {
-		return planRootfs(d, rel, t.Node, es)
+		return planTreeDir(d, rel, t.Node, es)
 	}
 	root := filepath.Join(d.Root, filepath.FromSlash(rel))
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
 	}
-	w := rootfsWriter{d: d, rel: rel, root: root, node: t.Node, owners: os.Geteuid() == 0}
+	w := dirWriter{d: d, rel: rel, root: root, node: t.Node, owners: os.Geteuid() == 0}
 	for _, e := range es {
 		if err := w.entry(e); err != nil {
 			return err
@@ -55,10 +55,10 @@ func Rootfs(d *output.Dir, rel string, t *tree.Tree) error {
 	return nil
 }
 
-// planRootfs is Rootfs in a plan (output.OpenPlan): the files and
+// planTreeDir is TreeDir in a plan (output.OpenPlan): the files and
 // symlinks it would write, compared with the disk. Directories and owners
 // are not in the manifest, and not in the plan.
-func planRootfs(d *output.Dir, rel, node string, es []*tree.Entry) error {
+func planTreeDir(d *output.Dir, rel, node string, es []*tree.Entry) error {
 	for _, e := range es {
 		var err error
 		switch {
@@ -75,8 +75,8 @@ func planRootfs(d *output.Dir, rel, node string, es []*tree.Entry) error {
 	return nil
 }
 
-// rootfsWriter holds what every entry of one Rootfs call needs.
-type rootfsWriter struct {
+// dirWriter holds what every entry of one TreeDir call needs.
+type dirWriter struct {
 	d      *output.Dir
 	rel    string // tree root relative to d.Root, slash-separated
 	root   string // tree root on disk
@@ -85,12 +85,12 @@ type rootfsWriter struct {
 }
 
 // path is where e lives on disk.
-func (w *rootfsWriter) path(e *tree.Entry) string {
+func (w *dirWriter) path(e *tree.Entry) string {
 	return filepath.Join(w.root, filepath.FromSlash(e.Path))
 }
 
 // entry writes one entry and sets its owner.
-func (w *rootfsWriter) entry(e *tree.Entry) error {
+func (w *dirWriter) entry(e *tree.Entry) error {
 	p := w.path(e)
 	rel := w.rel + e.Path
 	var err error
@@ -115,7 +115,7 @@ func (w *rootfsWriter) entry(e *tree.Entry) error {
 }
 
 // mkdir makes sure p is a directory, replacing whatever else is there. A new
-// directory starts as 0700; Rootfs sets its final mode at the end.
+// directory starts as 0700; TreeDir sets its final mode at the end.
 func mkdir(p string) error {
 	st, err := os.Lstat(p)
 	if err == nil && st.IsDir() {
