@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/hardway-dev/hardway/generators/controller"
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
 )
 
 // Boot mode (Options.Boot): every node of the spec boots from the artifact
@@ -174,7 +178,14 @@ func checkBooted(ctx context.Context, v *run) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		details = append(details, fmt.Sprintf("%s %s", b.name, round(time.Since(b.started))))
+		detail := fmt.Sprintf("%s %s", b.name, round(time.Since(b.started)))
+		if v.hasBootstrap(b.name) {
+			if err := bootstrapped(ctx, g); err != nil {
+				return "", err
+			}
+			detail += fmt.Sprintf(" (%s done after %s)", controller.BootstrapUnit, round(time.Since(b.started)))
+		}
+		details = append(details, detail)
 	}
 	// Units active is not the API ready: its post-start hooks (the
 	// bootstrap RBAC roles, the default namespaces) may still run.
@@ -272,4 +283,30 @@ func (v *run) peakMemory() (string, error) {
 		parts = append(parts, fmt.Sprintf("%s %d", g.info().name, p>>20))
 	}
 	return fmt.Sprintf("%d MiB, the sum of each node's peak (MiB): %s", total>>20, strings.Join(parts, ", ")), nil
+}
+
+// hasBootstrap says whether node's tree carries the bootstrap unit (the
+// first controller's).
+func (v *run) hasBootstrap(node string) bool {
+	_, err := os.Stat(v.artifact(nodefiles.Rootfs, node, tree.UnitFile(controller.BootstrapUnit)))
+	return err == nil
+}
+
+// bootstrapped waits until the bootstrap unit has applied the cluster's
+// manifests (its guard file exists). systemd calls the system running while
+// that one-shot job still retries (Restart=on-failure, until the API
+// answers), and what it applies (the admin's RBAC binding, CoreDNS) is what
+// the later rows use; a unit that gave up (failed) ends the wait.
+func bootstrapped(ctx context.Context, g guest) error {
+	name := g.info().name
+	return poll(ctx, 2*time.Second, func() error {
+		if _, err := g.run(ctx, "test", "-e", controller.BootstrapGuard); err == nil {
+			return nil
+		}
+		state, _ := g.run(ctx, "systemctl", "is-failed", controller.BootstrapUnit)
+		if strings.TrimSpace(state) == "failed" {
+			return permanentError{fmt.Errorf("node %s: %s failed:\n%s", name, controller.BootstrapUnit, indent(g.journal(ctx, controller.BootstrapUnit, 15)))}
+		}
+		return fmt.Errorf("node %s: %s has not applied the manifests yet (no %s)", name, controller.BootstrapUnit, controller.BootstrapGuard)
+	})
 }
