@@ -232,7 +232,7 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 			steps[i] = cfg.Progress.start(provisional(j.Subject, pvename.ExtTemplate), baseSize(cfg.Base))
 			read = append(read, &steps[i].Read)
 		}
-		fo, err := newFanOut(ctx, cfg.Base, len(pass), readAll(read))
+		fo, err := newFanOut(ctx, cfg.Base, len(pass), read)
 		if err != nil {
 			return results, err
 		}

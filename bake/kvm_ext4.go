@@ -38,7 +38,7 @@ func makeRootFS(ctx context.Context, cfg Config, plan rootfs.Planner, watch []st
 		return nil, nil, nil, err
 	}
 	defer f.Close()
-	st, info, err := mergeInto(ctx, cfg, countReader{f, read}, plan, rootfs.Options{
+	st, info, err := mergeInto(ctx, cfg, countReader{f, []*atomic.Int64{read}}, plan, rootfs.Options{
 		Epoch: cfg.Epoch.Time(), Clamp: cfg.Epoch.Set, Counters: c, Log: cfg.Log,
 	}, watch, k)
 	if err != nil {

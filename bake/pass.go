@@ -95,20 +95,20 @@ type fanOut struct {
 // fanChunk is how much of the decoded stream goes out at once.
 const fanChunk = 1 << 20
 
-// newFanOut starts reading base for n readers; read counts the base file
-// bytes read (for progress).
-func newFanOut(ctx context.Context, base string, n int, read func(int64)) (*fanOut, error) {
+// newFanOut starts reading base for n readers; the base file bytes read are
+// added to each of read (for progress).
+func newFanOut(ctx context.Context, base string, n int, read []*atomic.Int64) (*fanOut, error) {
 	f, _, err := openBase(base)
 	if err != nil {
 		return nil, err
 	}
 	if n == 1 { // one reader reads the file itself: no copy of the stream
-		r := &fanReader{closed: make(chan struct{}), file: f, stream: countFunc{f, read}}
+		r := &fanReader{closed: make(chan struct{}), file: f, stream: countReader{f, read}}
 		fo := &fanOut{readers: []*fanReader{r}, done: make(chan struct{})}
 		close(fo.done)
 		return fo, nil
 	}
-	dec, comp, err := rootfs.Decompress(countFunc{f, read})
+	dec, comp, err := rootfs.Decompress(countReader{f, read})
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("base %s: %w", base, err)
@@ -200,27 +200,4 @@ func (r *fanReader) Close() error {
 		}
 	})
 	return nil
-}
-
-// countFunc reports the bytes read through it.
-type countFunc struct {
-	r     io.Reader
-	count func(int64)
-}
-
-func (c countFunc) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if c.count != nil {
-		c.count(int64(n))
-	}
-	return n, err
-}
-
-// readAll adds n to every counter.
-func readAll(counters []*atomic.Int64) func(int64) {
-	return func(n int64) {
-		for _, c := range counters {
-			c.Add(n)
-		}
-	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -28,9 +29,8 @@ func TestFanOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var read int64
-	var mu sync.Mutex
-	fo, err := newFanOut(context.Background(), base, 3, func(n int64) { mu.Lock(); read += n; mu.Unlock() })
+	var read, read2 atomic.Int64
+	fo, err := newFanOut(context.Background(), base, 3, []*atomic.Int64{&read, &read2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,8 +54,10 @@ func TestFanOut(t *testing.T) {
 			t.Errorf("reader %d got %d bytes, want the %d of the decoded base", i, len(got[i]), len(want))
 		}
 	}
-	if read != int64(len(raw)) {
-		t.Errorf("counted %d bytes read of %d", read, len(raw))
+	for _, n := range []int64{read.Load(), read2.Load()} {
+		if n != int64(len(raw)) {
+			t.Errorf("counted %d bytes read of %d", n, len(raw))
+		}
 	}
 
 	// All readers gone: the fan-out ends without reading the rest.

@@ -60,15 +60,18 @@ func (p *Progress) start(name string, total int64) *Status {
 	return s
 }
 
-// countReader counts the bytes read through it.
+// countReader counts the bytes read through it in each of its counters
+// (the progress of every artifact baked from one read of the base).
 type countReader struct {
-	r io.Reader
-	n *atomic.Int64
+	r  io.Reader
+	ns []*atomic.Int64
 }
 
 func (c countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
+	for _, k := range c.ns {
+		k.Add(int64(n))
+	}
 	return n, err
 }
 
