@@ -2,6 +2,7 @@ package bake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/bytesize"
+	"github.com/hardway-dev/hardway/ext4"
 	"github.com/hardway-dev/hardway/pvename"
 	"github.com/hardway-dev/hardway/rootfs"
 )
@@ -146,16 +148,19 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 	s := cfg.Progress.start(provisional(j.Subject, "ext4"), baseSize(cfg.Base))
 	stats, info, root, err := makeRootFS(ctx, cfg, planner, watch, disk, raw, &s.Read, &s.Counters)
 	s.Done.Store(true)
+	if errors.Is(err, ext4.ErrNoSpace) && info != nil {
+		if ferr := rootFits(disk, info.Size+layerBytes(layers)); ferr != nil {
+			err = ferr // the same words, and a size, whether it did not fit or barely did
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	if err := check.of(info); err != nil {
 		return nil, err
 	}
-	content := info.Size + layerBytes(layers)
-	if need := content + content/5 + 64*mib; need > disk.rootBytes {
-		return nil, fmt.Errorf("a root file system of %d MiB is too small for %d MiB of content: give --disk-size %dM or more",
-			disk.rootBytes/mib, content/mib, (need+espBytes+2*mib)/mib+1)
+	if err := rootFits(disk, info.Size+layerBytes(layers)); err != nil {
+		return nil, err
 	}
 	name := stem(info.OS)
 	raw.name = name + ".raw"
@@ -213,4 +218,15 @@ func bakeKVM(ctx context.Context, cfg Config, o KVMOptions, j Job, layers []root
 	}
 	slices.SortFunc(results, func(a, b Result) int { return strings.Compare(a.Path, b.Path) })
 	return results, nil
+}
+
+// rootFits checks that disk's root file system holds content bytes (the
+// base's and the layers') with room for the node to run: a fifth more and
+// 64 MiB. The error names the --disk-size that would do.
+func rootFits(disk *kvmDisk, content int64) error {
+	if need := content + content/5 + 64*mib; need > disk.rootBytes {
+		return fmt.Errorf("a root file system of %d MiB is too small for %d MiB of content: give --disk-size %dM or more",
+			disk.rootBytes/mib, content/mib, (need+espBytes+2*mib)/mib+1)
+	}
+	return nil
 }

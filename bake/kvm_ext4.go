@@ -42,7 +42,7 @@ func makeRootFS(ctx context.Context, cfg Config, plan rootfs.Planner, watch []st
 		Epoch: cfg.Epoch.Time(), Clamp: cfg.Epoch.Set, Counters: c, Log: cfg.Log,
 	}, watch, k)
 	if err != nil {
-		return nil, nil, nil, err
+		return st, info, nil, err // info, when the base was read whole, sizes a disk too small
 	}
 	return st, info, k.fs, nil
 }
@@ -91,7 +91,7 @@ func (k *ext4Sink) end(merr error) error {
 	case merr != nil:
 		return merr
 	case errors.Is(werr, ext4.ErrNoSpace):
-		return fmt.Errorf("a root file system of %d MiB is too small for the base and the layers: give a larger --disk-size", k.disk.rootBytes/mib)
+		return fmt.Errorf("a root file system of %d MiB is too small for the base and the layers: give a larger --disk-size: %w", k.disk.rootBytes/mib, werr)
 	case werr != nil:
 		return fmt.Errorf("root file system: %w", werr)
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -635,5 +636,41 @@ func TestKVMInterrupt(t *testing.T) {
 	}
 	if got := entries(t, out); len(got) != 0 {
 		t.Errorf("an interrupted bake left %v", got)
+	}
+}
+
+// TestKVMDiskTooSmall: a disk whose root file system cannot hold the base
+// and the layers, and one that holds them with too little room left, fail
+// with the same words, naming the --disk-size that would do; nothing is
+// left behind. (RunKVM takes a size under bake.MinDiskSize, which only the
+// CLI and the plugin refuse, so a small base shows it.)
+func TestKVMDiskTooSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes KVM images")
+	}
+	need(t, "mkfs.vfat", "mcopy", "mmd")
+	doc := testSpec(t, spec.ModePackaged, nil, nil)
+	x, _ := generated(t, doc)
+	jobs, err := KVMJobs(x, "w2", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name  string
+		extra int // bytes of noise beyond kernelBase's ~33 MiB
+	}{
+		{"no room to run", 0},      // ~33 MiB in a 42 MiB root: fits, under the fifth and 64 MiB
+		{"does not fit", 40 << 20}, // ~73 MiB in a 42 MiB root: the writer runs out of blocks
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out := t.TempDir()
+			_, err := RunKVM(context.Background(), Config{Doc: doc, Base: kernelBase(t, tt.extra), Out: out}, KVMOptions{DiskSize: 300 << 20, Formats: []string{ImageRaw}}, jobs)
+			if err == nil || !strings.Contains(err.Error(), "is too small for") || !regexp.MustCompile(`give --disk-size \d+M or more`).MatchString(err.Error()) {
+				t.Fatalf("err = %v, want the root too small, with a --disk-size", err)
+			}
+			if got := entries(t, out); len(got) != 0 {
+				t.Errorf("output dir holds %v", got)
+			}
+		})
 	}
 }
