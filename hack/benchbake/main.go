@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/hardway-dev/hardway/bake"
 )
 
 // workerBins are the seed worker's binaries and where to find them: the
@@ -394,10 +396,10 @@ func kvmSpec(spec, node string) string {
 // the worker's binaries and whose binaries.sha256 pins them, next to an
 // images/ directory holding links to the archives listed in the file images.
 func pinnedSpec(specFile, bin, images, dir string) string {
-	list, err := os.ReadFile(images)
+	archives, err := bake.ArchiveList(images)
 	check(err)
 	check(os.Mkdir(filepath.Join(dir, "images"), 0o755))
-	for _, a := range strings.Fields(string(list)) {
+	for _, a := range archives {
 		check(os.Symlink(a, filepath.Join(dir, "images", filepath.Base(a))))
 	}
 	data, err := os.ReadFile(specFile)
