@@ -285,10 +285,15 @@ func (v *run) peakMemory() (string, error) {
 	return fmt.Sprintf("%d MiB, the sum of each node's peak (MiB): %s", total>>20, strings.Join(parts, ", ")), nil
 }
 
-// hasBootstrap says whether node's tree carries the bootstrap unit (the
-// first controller's).
+// bootstrapUnit is the generated bootstrap unit file of node (only the
+// first controller's tree has one).
+func (v *run) bootstrapUnit(node string) string {
+	return v.artifact(nodefiles.Rootfs, node, tree.UnitFile(controller.BootstrapUnit))
+}
+
+// hasBootstrap says whether node's tree carries the bootstrap unit.
 func (v *run) hasBootstrap(node string) bool {
-	_, err := os.Stat(v.artifact(nodefiles.Rootfs, node, tree.UnitFile(controller.BootstrapUnit)))
+	_, err := os.Stat(v.bootstrapUnit(node))
 	return err == nil
 }
 

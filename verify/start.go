@@ -20,9 +20,7 @@ import (
 
 	"github.com/hardway-dev/hardway/generators/controller"
 	"github.com/hardway-dev/hardway/generators/lb"
-	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
-	"github.com/hardway-dev/hardway/tree"
 	"github.com/hardway-dev/hardway/unitfile"
 )
 
@@ -311,7 +309,7 @@ func lastLine(s string) string {
 // rewritten, retried as Restart=on-failure would.
 func (v *run) bootstrap(ctx context.Context) (string, error) {
 	nd := v.byName[v.c.NodesWith(spec.RoleController)[0].Name]
-	u, err := unitfile.Read(v.artifact(nodefiles.Rootfs, nd.spec.Name, tree.UnitFile(controller.BootstrapUnit)))
+	u, err := unitfile.Read(v.bootstrapUnit(nd.spec.Name))
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", nd.spec.Name, err)
 	}
