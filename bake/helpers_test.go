@@ -349,3 +349,15 @@ func realBin(t testing.TB, name string) string {
 	t.Fatalf("%s not found in %v: run `make tools` (hack/tools.sh etcd k8s) or set HARDWAY_BIN_DIR", name, dirs)
 	return ""
 }
+
+// w2Image is testSpec's (packaged mode) and the KVM job of its node w2.
+func w2Image(t *testing.T) (*spec.Document, []Job) {
+	t.Helper()
+	doc := testSpec(t, spec.ModePackaged, nil, nil)
+	x, _ := generated(t, doc)
+	jobs, err := KVMJobs(x, "w2", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc, jobs
+}

@@ -553,17 +553,12 @@ func TestKVMFullDisk(t *testing.T) {
 		t.Skip("mounts a tmpfs")
 	}
 	need(t, "mount", "umount", "mkfs.vfat", "mcopy", "mmd")
-	doc := testSpec(t, spec.ModePackaged, nil, nil)
-	x, _ := generated(t, doc)
+	doc, jobs := w2Image(t)
 	base := kernelBase(t, 0)
-	jobs, err := KVMJobs(x, "w2", "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := t.TempDir()
 	run(t, "mount", "-t", "tmpfs", "-o", "size=8m", "hwbake-test", out)
 	t.Cleanup(func() { run(t, "umount", out) })
-	_, err = RunKVM(context.Background(), Config{Doc: doc, Base: base, Out: out}, KVMOptions{DiskSize: 1 << 30, Formats: []string{ImageRaw}}, jobs)
+	_, err := RunKVM(context.Background(), Config{Doc: doc, Base: base, Out: out}, KVMOptions{DiskSize: 1 << 30, Formats: []string{ImageRaw}}, jobs)
 	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "no space left on device") {
 		t.Fatalf("err = %v, want no space left on device", err)
 	}
@@ -609,13 +604,8 @@ func TestKVMInterrupt(t *testing.T) {
 		t.Skip("runs a KVM bake")
 	}
 	need(t, "mkfs.vfat", "mcopy", "mmd")
-	doc := testSpec(t, spec.ModePackaged, nil, nil)
-	x, _ := generated(t, doc)
+	doc, jobs := w2Image(t)
 	base := kernelBase(t, 128<<20)
-	jobs, err := KVMJobs(x, "w2", "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := t.TempDir()
 	progress := &Progress{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -630,7 +620,7 @@ func TestKVMInterrupt(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	_, err = RunKVM(ctx, Config{Doc: doc, Base: base, Out: out, Progress: progress}, KVMOptions{DiskSize: 1 << 30, Formats: []string{ImageRaw}}, jobs)
+	_, err := RunKVM(ctx, Config{Doc: doc, Base: base, Out: out, Progress: progress}, KVMOptions{DiskSize: 1 << 30, Formats: []string{ImageRaw}}, jobs)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context canceled", err)
 	}
@@ -649,12 +639,7 @@ func TestKVMDiskTooSmall(t *testing.T) {
 		t.Skip("writes KVM images")
 	}
 	need(t, "mkfs.vfat", "mcopy", "mmd")
-	doc := testSpec(t, spec.ModePackaged, nil, nil)
-	x, _ := generated(t, doc)
-	jobs, err := KVMJobs(x, "w2", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	doc, jobs := w2Image(t)
 	for _, tt := range []struct {
 		name  string
 		extra int // bytes of noise beyond kernelBase's ~33 MiB

@@ -75,12 +75,7 @@ func TestBakeReplan(t *testing.T) {
 func bakeW2Root(t *testing.T, base string, log *slog.Logger) ([]Result, string) {
 	t.Helper()
 	need(t, "debugfs", "mkfs.vfat", "mcopy", "mmd")
-	doc := testSpec(t, spec.ModePackaged, nil, nil)
-	x, _ := generated(t, doc)
-	jobs, err := KVMJobs(x, "w2", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	doc, jobs := w2Image(t)
 	res, err := RunKVM(context.Background(), Config{Doc: doc, Base: base, Out: t.TempDir(), Log: log},
 		KVMOptions{DiskSize: 1 << 30, Formats: []string{ImageRaw}}, jobs)
 	if err != nil {
