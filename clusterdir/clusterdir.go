@@ -131,7 +131,8 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	if err := d.Finish("pki"); err != nil {
 		return nil, err
 	}
-	if err := d.RemoveEmptyDirs(nodefiles.NodesDir, func(name string) bool { _, ok := c.Node(name); return ok }); err != nil {
+	names := c.Names()
+	if err := d.RemoveEmptyDirs(nodefiles.NodesDir, func(name string) bool { return names[name] }); err != nil {
 		return nil, err
 	}
 	res := &Result{Dir: root, Bundle: b, Changed: d.Changed()}

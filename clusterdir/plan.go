@@ -65,8 +65,9 @@ func Actions(c *spec.Cluster, changes []output.Change) []Action {
 		}
 	}
 	var gone []string
+	names := c.Names()
 	for node := range kinds {
-		if _, ok := c.Node(node); !ok && node != "" {
+		if !names[node] && node != "" {
 			gone = append(gone, node)
 		}
 	}

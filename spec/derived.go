@@ -50,6 +50,28 @@ func (c *Cluster) NodesWith(r string) []Node {
 	return out
 }
 
+// First returns the first node, in spec order, holding role r: without
+// the copy of every such node that NodesWith makes, which a generator
+// asking once per node would pay N times.
+func (c *Cluster) First(r string) (Node, bool) {
+	for _, n := range c.Spec.Nodes {
+		if n.Has(r) {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
+// Names is the set of the nodes' names: for a caller that asks of many
+// names whether a node has it, where Node would search the list each time.
+func (c *Cluster) Names() map[string]bool {
+	names := make(map[string]bool, len(c.Spec.Nodes))
+	for _, n := range c.Spec.Nodes {
+		names[n.Name] = true
+	}
+	return names
+}
+
 // Node returns the node called name.
 func (c *Cluster) Node(name string) (Node, bool) {
 	for _, n := range c.Spec.Nodes {
@@ -78,8 +100,8 @@ func (c *Cluster) APIHost() netip.Addr {
 		a, _ := netip.ParseAddr(c.Spec.APIServer.VIP)
 		return a
 	}
-	if cs := c.NodesWith(RoleController); len(cs) > 0 {
-		return cs[0].IP()
+	if cp, ok := c.First(RoleController); ok {
+		return cp.IP()
 	}
 	return netip.Addr{}
 }

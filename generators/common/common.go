@@ -125,8 +125,8 @@ func hostsPeers(c *spec.Cluster, n spec.Node) ([]hostLine, []string) {
 			}
 		}
 	}
-	if cs := c.NodesWith(spec.RoleController); c.Spec.APIServer.VIP == "" && len(cs) > 0 {
-		want[cs[0].Name] = true
+	if cp, ok := c.First(spec.RoleController); c.Spec.APIServer.VIP == "" && ok {
+		want[cp.Name] = true
 		why = append(why, "the API endpoint: no VIP, the first controller")
 	}
 	var out []hostLine

@@ -75,7 +75,7 @@ func Generate(x *nodegen.Context, n spec.Node, t *tree.Tree) error {
 	x.Unit(t, ControllerManagerUnit, "controller/kube-controller-manager.service", controllerManager(x, n))
 	x.Unit(t, SchedulerUnit, "controller/kube-scheduler.service", component{Bin: x.Bin(n, "kube-scheduler"), Dir: nodegen.KubeDir})
 
-	if first := x.C.NodesWith(spec.RoleController); first[0].Name == n.Name {
+	if first, _ := x.C.First(spec.RoleController); first.Name == n.Name {
 		return bootstrap(x, n, t)
 	}
 	return nil

@@ -38,6 +38,11 @@ type Context struct {
 
 	checked  sync.Once // Check's result, computed once
 	checkErr error
+
+	// kubeconfig.Set by name, made once: every worker asks for its own
+	// row, and the set has a row per worker.
+	kubeconfigsOnce sync.Once
+	kubeconfigs     map[string]kubeconfig.Kubeconfig
 }
 
 // New builds a Context.
@@ -152,16 +157,20 @@ func (x *Context) Pair(t *tree.Tree, dir, name, base string) {
 // (empty: the row's own server). Callers name a row of kubeconfig.Set by its
 // constant: another name is a bug in hardway, and panics with its stack.
 func (x *Context) Kubeconfig(t *tree.Tree, p, name, server string) {
-	for _, k := range kubeconfig.Set(x.C) {
-		if k.Name == name {
-			if server == "" {
-				server = k.URL(x.C)
-			}
-			t.Secret(p, kubeconfig.Render(x.C, x.PKI, k, server))
-			return
+	x.kubeconfigsOnce.Do(func() {
+		x.kubeconfigs = map[string]kubeconfig.Kubeconfig{}
+		for _, k := range kubeconfig.Set(x.C) {
+			x.kubeconfigs[k.Name] = k
 		}
+	})
+	k, ok := x.kubeconfigs[name]
+	if !ok {
+		panic("nodegen: no kubeconfig " + name)
 	}
-	panic("nodegen: no kubeconfig " + name)
+	if server == "" {
+		server = k.URL(x.C)
+	}
+	t.Secret(p, kubeconfig.Render(x.C, x.PKI, k, server))
 }
 
 // PVEPreset is the preset file pve-container writes at every start of a
