@@ -23,6 +23,7 @@ import (
 
 // Store is where the pki state lives; paths are relative to the pki directory.
 // ReadFile returns an error satisfying errors.Is(err, fs.ErrNotExist) for a missing file.
+// Ensure calls ReadFile from several goroutines at once (never beside a WriteFile).
 type Store interface {
 	ReadFile(name string) ([]byte, error)
 	WriteFile(name string, data []byte, perm fs.FileMode) error
@@ -116,15 +117,21 @@ func Ensure(c *spec.Cluster, st Store, o Options) (*Bundle, error) {
 		leaves = append(leaves, row)
 	}
 
-	// Decide which leaves to (re)issue, then issue them in parallel.
+	// Load every leaf there is (reading, parsing and checking the
+	// signature of each is most of a run that issues nothing), decide
+	// which to (re)issue, then issue those; both in parallel.
+	loaded := make([]*Pair, len(leaves))
+	reasons := make([]string, len(leaves))
+	inParallel(len(leaves), func(i int) {
+		loaded[i], reasons[i] = loadLeaf(st, leaves[i], b.Pairs[leaves[i].CA].X509, algo, now)
+	})
 	type job struct {
 		row    Cert
 		reason string
 	}
 	var jobs []job
-	for _, row := range leaves {
-		ca := b.Pairs[row.CA]
-		p, reason := loadLeaf(st, row, ca.X509, algo, now)
+	for i, row := range leaves {
+		p, reason := loaded[i], reasons[i]
 		if slices.Contains(o.Renew, row.Name) && reason == "" {
 			reason = "renewed on request"
 		}
@@ -132,29 +139,16 @@ func Ensure(c *spec.Cluster, st Store, o Options) (*Bundle, error) {
 			b.Pairs[row.Name] = p
 			continue
 		}
-		if ca.key == nil {
+		if ca := b.Pairs[row.CA]; ca.key == nil {
 			return nil, fmt.Errorf("%s must be issued (%s) but %s.key is missing: the %s CA is managed externally; issue %s.crt/.key with it", row.Name, reason, row.CA, row.CA, row.Name)
 		}
 		jobs = append(jobs, job{row, reason})
 	}
 	results := make([]*Pair, len(jobs))
 	errs := make([]error, len(jobs))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				results[i], errs[i] = newLeaf(b.Pairs[jobs[i].row.CA], jobs[i].row, algo, leafValidity, now)
-			}
-		}()
-	}
-	for i := range jobs {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	inParallel(len(jobs), func(i int) {
+		results[i], errs[i] = newLeaf(b.Pairs[jobs[i].row.CA], jobs[i].row, algo, leafValidity, now)
+	})
 	for i, j := range jobs {
 		if errs[i] != nil {
 			return nil, fmt.Errorf("issue %s: %w", j.row.Name, errs[i])
@@ -178,6 +172,24 @@ func Ensure(c *spec.Cluster, st Store, o Options) (*Bundle, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// inParallel calls f(0) ... f(n-1) on one goroutine per processor.
+func inParallel(n int, f func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for i := range next {
+				f(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 func read(st Store, name string) ([]byte, bool, error) {

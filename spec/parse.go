@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"gopkg.in/yaml.v3"
@@ -566,8 +567,21 @@ type Field struct {
 	Doc      string
 }
 
-// Fields lists the spec fields of a struct type in declaration order.
+// Fields lists the spec fields of a struct type in declaration order. The
+// list is made once per type (parsing and validating a spec of N nodes
+// asks N times per node type) and shared: callers must not modify it.
 func Fields(t reflect.Type) []Field {
+	if f, ok := fieldCache.Load(t); ok {
+		return f.([]Field)
+	}
+	f, _ := fieldCache.LoadOrStore(t, fields(t))
+	return f.([]Field)
+}
+
+// fieldCache maps a reflect.Type to its Fields.
+var fieldCache sync.Map
+
+func fields(t reflect.Type) []Field {
 	var out []Field
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
