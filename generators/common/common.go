@@ -70,13 +70,13 @@ func containerMasks(n spec.Node, t *tree.Tree) {
 // worker changes no other node's file but the gateway's.
 func identity(x *nodegen.Context, n spec.Node, t *tree.Tree) {
 	t.File(HostnameFile, 0o644, x.Render("common/hostname", n))
-	peers, why := hostsPeers(x.C, n)
+	peers, why := hostsPeers(x, n)
 	t.File(HostsFile, 0o644, x.Render("common/hosts", map[string]any{
 		"Node":    n.Name,
 		"Cluster": x.C.Metadata.Name,
 		"Nodes":   peers,
 		"Why":     why,
-		"API":     hostsAPI(x.C),
+		"API":     hostsAPI(x),
 	}))
 }
 
@@ -111,29 +111,35 @@ var hostsPeerTable = []hostsPeer{
 // hostsPeers returns the nodes n's /etc/hosts lists, in spec order (n
 // itself, the nodes hostsPeerTable gives its roles, and without a VIP the
 // first controller, the API endpoint), and why, one reason a line.
-func hostsPeers(c *spec.Cluster, n spec.Node) ([]hostLine, []string) {
-	want := map[string]bool{n.Name: true}
+//
+// The nodes of a role in the table are few (every node is a peer of the
+// gateway only): a worker's list is made without going through the others.
+func hostsPeers(x *nodegen.Context, n spec.Node) ([]hostLine, []string) {
+	c := x.C
+	self, _ := x.Index(n.Name)
+	want := []int{self}
 	why := []string{"itself"}
 	for _, r := range hostsPeerTable {
 		if !n.Has(r.Role) {
 			continue
 		}
 		why = append(why, r.Why)
-		for _, m := range c.Spec.Nodes {
+		for i, m := range c.Spec.Nodes {
 			if r.All || slices.ContainsFunc(r.Peers, m.Has) {
-				want[m.Name] = true
+				want = append(want, i)
 			}
 		}
 	}
 	if cp, ok := c.First(spec.RoleController); c.Spec.APIServer.VIP == "" && ok {
-		want[cp.Name] = true
+		i, _ := x.Index(cp.Name)
+		want = append(want, i)
 		why = append(why, "the API endpoint: no VIP, the first controller")
 	}
+	slices.Sort(want)
 	var out []hostLine
-	for _, m := range c.Spec.Nodes {
-		if want[m.Name] {
-			out = append(out, hostLine{IP: m.IP(), FQDN: c.FQDN(m), Name: m.Name})
-		}
+	for _, i := range slices.Compact(want) {
+		m := c.Spec.Nodes[i]
+		out = append(out, hostLine{IP: m.IP(), FQDN: c.FQDN(m), Name: m.Name})
 	}
 	return out, why
 }
@@ -151,14 +157,17 @@ type apiLine struct {
 // is invented for the VIP: one outside the certificate would fail TLS.
 // Wildcards cannot be hosts entries, and node names keep their node's address.
 // It returns nil when there is nothing to add.
-func hostsAPI(c *spec.Cluster) *apiLine {
-	taken := map[string]bool{}
-	for _, n := range c.Spec.Nodes {
-		taken[n.Name], taken[c.FQDN(n)] = true, true
+func hostsAPI(x *nodegen.Context) *apiLine {
+	c := x.C
+	taken := func(s string) bool { // a node's name or FQDN
+		_, name := x.Index(s)
+		short, fqdn := strings.CutSuffix(s, "."+c.Spec.Domain)
+		_, named := x.Index(short)
+		return name || fqdn && named
 	}
 	var names []string
 	for _, s := range c.Spec.APIServer.ExtraSANs {
-		if _, err := netip.ParseAddr(s); err == nil || strings.HasPrefix(s, "*.") || taken[s] || slices.Contains(names, s) {
+		if _, err := netip.ParseAddr(s); err == nil || strings.HasPrefix(s, "*.") || taken(s) || slices.Contains(names, s) {
 			continue
 		}
 		names = append(names, s)

@@ -43,6 +43,24 @@ type Context struct {
 	// row, and the set has a row per worker.
 	kubeconfigsOnce sync.Once
 	kubeconfigs     map[string]kubeconfig.Kubeconfig
+
+	indexOnce sync.Once
+	index     map[string]int // node name → position in spec.nodes
+}
+
+// Index returns the position in spec.nodes of the node called name. What a
+// generator asks of other nodes for every node goes through it (or another
+// answer made once per Context): a search of the node list per node would
+// make a cluster's generation quadratic in its nodes.
+func (x *Context) Index(name string) (int, bool) {
+	x.indexOnce.Do(func() {
+		x.index = make(map[string]int, len(x.C.Spec.Nodes))
+		for i, n := range x.C.Spec.Nodes {
+			x.index[n.Name] = i
+		}
+	})
+	i, ok := x.index[name]
+	return i, ok
 }
 
 // New builds a Context.
