@@ -117,7 +117,7 @@ FUZZTIME ?= 2m
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./spec
 
-## bench: generate 3 controllers + N workers (BENCH_WORKERS) against the cfssl CLI and kubeadm baselines,
+## bench: generate 3 controllers + N workers (BENCH_WORKERS) against the cfssl CLI and kubeadm baselines and tar -x of the output,
 ## then print issue #14's targets with the figures measured and met or not
 BENCH_WORKERS ?= 10,100,1000,10000
 bench: build tools
