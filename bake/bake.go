@@ -221,10 +221,11 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 	if width <= 0 {
 		width = min(len(jobs), maxFanOut)
 	}
-	pool, err := newFramePool(0, frameSize) // every template's frames, on every processor
+	pool, err := newFramePool(0, frameSize, width) // every template's frames, on every processor
 	if err != nil {
 		return nil, err
 	}
+	defer pool.Close()
 	var results []Result
 	for first := 0; first < len(jobs); first += width {
 		pass := jobs[first:min(first+width, len(jobs))]

@@ -1,10 +1,13 @@
 package bake
 
 import (
+	"fmt"
 	"io"
 	"runtime"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
 )
 
 // A template is a sequence of independent zstd frames, each the
@@ -36,33 +39,58 @@ const frameSize = 8 << 20
 // (frameSize, WithLowerEncoderMem) and its tables, each frame its chunk
 // and its compressed bytes, each template the chunk it fills.
 type framePool struct {
-	enc   *zstd.Encoder // EncodeAll only: at most procs calls at once
-	size  int           // of a frame's chunk: frameSize, smaller in tests
-	slots chan struct{} // frames taken from the stream and not yet written
-	bufs  chan []byte   // free buffers of size capacity: chunks, and compressed frames
+	enc    *zstd.Encoder // EncodeAll only: at most procs calls at once
+	size   int           // of a frame's chunk: frameSize, smaller in tests
+	slots  chan struct{} // frames taken from the stream and not yet written
+	bufs   chan []byte   // free buffers of size capacity: chunks, and compressed frames
+	region []byte        // the buffers' memory, mapped apart from the Go heap
+	open   sync.WaitGroup
 }
 
 // newFramePool makes a pool of procs encoders (every processor with 0)
-// for frames of size bytes.
-func newFramePool(procs, size int) (*framePool, error) {
+// for frames of size bytes, and the buffers of up to writers streams
+// compressed at once: two a slot (a chunk and its frame) and the chunk
+// each stream fills. Close releases them.
+//
+// The buffers are mapped once, apart from the Go heap, and asked to be
+// backed by huge pages: they are long-lived and written through, and on
+// this project's build machine (a virtual machine) a fresh 4 KiB page
+// costs a fault of some 10 µs; in the Go heap they would also double the
+// garbage collector's goal, and so the memory the rest touches.
+func newFramePool(procs, size, writers int) (*framePool, error) {
 	if procs <= 0 {
 		procs = runtime.GOMAXPROCS(0)
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(procs), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithZeroFrames(true), zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(size))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(procs), zstd.WithEncoderLevel(zstd.SpeedDefault),
+		zstd.WithZeroFrames(true), zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(size))
 	if err != nil {
 		return nil, err
 	}
-	// Buffers are kept rather than left to the garbage collector: a fresh
-	// one costs a page fault every 4 KiB. Two buffers a slot, and the chunk
-	// being filled of each template.
-	return &framePool{enc: enc, size: size, slots: make(chan struct{}, procs), bufs: make(chan []byte, 2*procs+maxFanOut)}, nil
+	n := 2*procs + max(writers, 1)
+	region, err := unix.Mmap(-1, 0, n*size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("zstd frame buffers: %w", err)
+	}
+	_ = unix.Madvise(region, unix.MADV_HUGEPAGE) // only fewer page faults: where it is refused, 4 KiB pages do
+	p := &framePool{enc: enc, size: size, slots: make(chan struct{}, procs), bufs: make(chan []byte, n), region: region}
+	for i := range n {
+		p.bufs <- region[i*size : i*size : (i+1)*size]
+	}
+	return p, nil
 }
 
-// buf is an empty buffer of the frames' size, a free one if there is.
+// Close unmaps the buffers once every frame writer is closed.
+func (p *framePool) Close() error {
+	p.open.Wait()
+	return unix.Munmap(p.region)
+}
+
+// buf is an empty buffer of the frames' size: a free one, or a new one
+// if more streams are compressed at once than the pool was made for.
 func (p *framePool) buf() []byte {
 	select {
 	case b := <-p.bufs:
-		return b[:0]
+		return b
 	default:
 		return make([]byte, 0, p.size)
 	}
@@ -70,11 +98,8 @@ func (p *framePool) buf() []byte {
 
 // free gives b back for reuse.
 func (p *framePool) free(b []byte) {
-	if cap(b) < p.size {
-		return
-	}
 	select {
-	case p.bufs <- b:
+	case p.bufs <- b[:0]:
 	default:
 	}
 }
@@ -102,6 +127,7 @@ type frameWriter struct {
 
 // newFrameWriter starts writing the frames of a stream to w.
 func (p *framePool) newFrameWriter(w io.Writer) *frameWriter {
+	p.open.Add(1)
 	z := &frameWriter{pool: p, cur: p.buf(), queue: make(chan *frame, cap(p.slots)),
 		done: make(chan struct{}), failed: make(chan struct{})}
 	go z.write(w)
@@ -168,5 +194,6 @@ func (z *frameWriter) Close() error {
 	close(z.queue)
 	<-z.done
 	z.pool.free(z.cur)
+	z.pool.open.Done()
 	return z.err
 }

@@ -53,11 +53,12 @@ func TestZstdDeterministic(t *testing.T) {
 		for _, procs := range []int{1, 2, 0} {
 			for _, step := range []int{10240, len(data)} {
 				prev := runtime.GOMAXPROCS(maxprocs)
-				pool, err := newFramePool(procs, testFrame)
+				pool, err := newFramePool(procs, testFrame, 1)
 				if err != nil {
 					t.Fatal(err)
 				}
 				got := compressFrames(t, pool, data, step)
+				pool.Close()
 				runtime.GOMAXPROCS(prev)
 				if first == nil {
 					first = got
@@ -91,10 +92,11 @@ func TestZstdDeterministic(t *testing.T) {
 // TestFramesShared: templates compressed at once on one pool get the bytes
 // each gets alone.
 func TestFramesShared(t *testing.T) {
-	pool, err := newFramePool(2, testFrame)
+	pool, err := newFramePool(2, testFrame, 2) // fewer than the streams: some buffers are made apart
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer pool.Close()
 	inputs := [][]byte{framesInput(), bytes.Repeat([]byte("hardway "), 3*testFrame/8+1), {}}
 	var alone [][]byte
 	for _, in := range inputs {
@@ -129,10 +131,11 @@ func (w *failWriter) Write(p []byte) (int, error) {
 // TestFramesWriteError: the output's error stops the writes and comes out
 // of Close; nothing waits forever.
 func TestFramesWriteError(t *testing.T) {
-	pool, err := newFramePool(2, testFrame)
+	pool, err := newFramePool(2, testFrame, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer pool.Close()
 	w := pool.newFrameWriter(&failWriter{n: 100})
 	var werr error
 	data := framesInput()
