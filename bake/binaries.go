@@ -74,7 +74,8 @@ func (e *MissingPinError) Error() string {
 
 // pinCache remembers the binaries already checked against their pins in a
 // run, so that baking many nodes hashes each file once before the bakes
-// (each bake hashes it again while copying it).
+// (each bake copies it, hashing it again only when it cannot tell that the
+// file is the one hashed: rootfs.PinnedFile).
 type pinCache map[string]rootfs.Entry
 
 // pinned returns the checked entry of src at dest.
