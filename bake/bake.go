@@ -21,8 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/hardway-dev/hardway/emit"
 	"github.com/hardway-dev/hardway/generators"
 	"github.com/hardway-dev/hardway/generators/nodegen"
@@ -223,6 +221,11 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 	if width <= 0 {
 		width = min(len(jobs), maxFanOut)
 	}
+	pool, err := newFramePool(0, frameSize, width) // every template's frames, on every processor
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
 	var results []Result
 	for first := 0; first < len(jobs); first += width {
 		pass := jobs[first:min(first+width, len(jobs))]
@@ -242,11 +245,7 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 			defer fo.readers[i].Close()
 			defer steps[i].Done.Store(true)
 			k := first + i
-			procs := 0 // a template alone: every processor
-			if len(pass) > 1 {
-				procs = 1
-			}
-			r, err := bakeLXC(ctx, cfg, jobs[k], layers[k], fo.readers[i].stream, steps[i], watch, check, procs)
+			r, err := bakeLXC(ctx, cfg, jobs[k], layers[k], fo.readers[i].stream, steps[i], watch, check, pool)
 			return []Result{r}, err
 		})
 		for _, fr := range fo.readers {
@@ -266,7 +265,8 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 func provisional(subject, ext string) string { return "hardway-" + subject + "." + ext }
 
 // maxFanOut is how many templates one read of the base feeds when
-// cfg.Parallel is 0: each holds a zstd encoder (about 40 MiB).
+// cfg.Parallel is 0: each holds the chunk it is filling (frameSize) and
+// its share of the decoded stream; the encoders are shared (framePool).
 const maxFanOut = 8
 
 // baseSize is the size of the base file, for progress (0 if unknown).
@@ -444,8 +444,8 @@ func runJobs(ctx context.Context, cfg Config, jobs []Job, bakeJob func(context.C
 }
 
 // bakeLXC writes one container template, reading the base from src.
-// procs is the zstd encoder's concurrency (newZstd).
-func bakeLXC(ctx context.Context, cfg Config, j Job, layers []rootfs.Layer, src io.Reader, s *Status, watch []string, check *baseCheck, procs int) (Result, error) {
+// pool compresses its frames, shared with the templates baked beside it.
+func bakeLXC(ctx context.Context, cfg Config, j Job, layers []rootfs.Layer, src io.Reader, s *Status, watch []string, check *baseCheck, pool *framePool) (Result, error) {
 	start := time.Now()
 	planner := func(info *rootfs.BaseInfo) (*rootfs.Plan, error) {
 		return rootfs.NewPlan(info, append([]rootfs.Layer{rootfs.Sysprep(info), lxcLayer(info, j)}, layers...)...)
@@ -459,7 +459,7 @@ func bakeLXC(ctx context.Context, cfg Config, j Job, layers []rootfs.Layer, src 
 	defer out.abort()
 	stats, info, err := mergeInto(ctx, cfg, src, planner, rootfs.Options{
 		Epoch: cfg.Epoch.Time(), Clamp: cfg.Epoch.Set, Exclude: lxcExclude, Xattr: lxcXattr, Counters: &s.Counters, Log: cfg.Log,
-	}, watch, &zstdSink{out: out, written: &s.Written, procs: procs})
+	}, watch, &zstdSink{out: out, written: &s.Written, pool: pool})
 	if err != nil {
 		return Result{}, err
 	}
@@ -482,17 +482,16 @@ func bakeLXC(ctx context.Context, cfg Config, j Job, layers []rootfs.Layer, src 
 type zstdSink struct {
 	out     *pending
 	written *atomic.Int64
-	procs   int // the encoder's goroutines (newZstd)
-	zw      *zstd.Encoder
+	pool    *framePool
+	zw      *frameWriter
 }
 
 func (z *zstdSink) start() (io.Writer, error) {
 	if err := z.out.reset(); err != nil {
 		return nil, err
 	}
-	zw, err := newZstd(countWriter{z.out, z.written}, z.procs)
-	z.zw = zw
-	return zw, err
+	z.zw = z.pool.newFrameWriter(countWriter{z.out, z.written})
+	return z.zw, nil
 }
 
 func (z *zstdSink) end(merr error) error {

@@ -2,14 +2,12 @@ package bake
 
 import (
 	"archive/tar"
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -199,36 +197,6 @@ func TestBinariesLayer(t *testing.T) {
 			t.Errorf("packaged mode: %v %v, want %v", got, err, want)
 		}
 	})
-}
-
-// TestZstdDeterministic: the template's bytes do not depend on the number
-// of processors of the machine that bakes it.
-func TestZstdDeterministic(t *testing.T) {
-	data := make([]byte, 12<<20)
-	for i := range data {
-		data[i] = byte(i*i>>7) ^ byte(i>>13)
-	}
-	var first []byte
-	for _, procs := range []int{1, 2, 8, 0} {
-		prev := runtime.GOMAXPROCS(max(procs, 4))
-		var buf bytes.Buffer
-		w, err := newZstd(&buf, procs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for off := 0; off < len(data); off += 10240 {
-			w.Write(data[off:min(off+10240, len(data))])
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		runtime.GOMAXPROCS(prev)
-		if first == nil {
-			first = buf.Bytes()
-		} else if !bytes.Equal(first, buf.Bytes()) {
-			t.Fatalf("%d encoder goroutines compress differently", procs)
-		}
-	}
 }
 
 func TestFileName(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/hardway-dev/hardway/generators/controller"
 	"github.com/hardway-dev/hardway/generators/etcd"
@@ -74,20 +75,31 @@ func (e *MissingPinError) Error() string {
 
 // pinCache remembers the binaries already checked against their pins in a
 // run, so that baking many nodes hashes each file once before the bakes
-// (each bake hashes it again while copying it).
-type pinCache map[string]rootfs.Entry
+// (each bake copies it, hashing it again only when it cannot tell that the
+// file is the one hashed: rootfs.PinnedFile).
+type pinCache map[string]*pinCheck
 
-// pinned returns the checked entry of src at dest.
-func (c pinCache) pinned(dest, src, want string) (rootfs.Entry, error) {
+// pinCheck is the check of one binary against its pin, made once.
+type pinCheck struct {
+	dest, src, want string
+	once            sync.Once
+	entry           rootfs.Entry
+	err             error
+}
+
+// check returns the check of src at dest against want.
+func (c pinCache) check(dest, src, want string) *pinCheck {
 	key := dest + "\x00" + src + "\x00" + want
-	if e, ok := c[key]; ok {
-		return e, nil
+	if c[key] == nil {
+		c[key] = &pinCheck{dest: dest, src: src, want: want}
 	}
-	e, err := rootfs.PinnedFile(dest, 0o755, src, want)
-	if err == nil {
-		c[key] = e
-	}
-	return e, err
+	return c[key]
+}
+
+// result hashes the file the first time, and gives the checked entry.
+func (p *pinCheck) result() (rootfs.Entry, error) {
+	p.once.Do(func() { p.entry, p.err = rootfs.PinnedFile(p.dest, 0o755, p.src, p.want) })
+	return p.entry, p.err
 }
 
 // nodeBinaries are the rows of roles that binaries.dir provides in
@@ -122,6 +134,8 @@ func binariesLayer(doc *spec.Document, subject string, roles []string, pins pinC
 	s := doc.Cluster.Spec
 	l := rootfs.Layer{Name: "binaries"}
 	var errs []error
+	var checks []*pinCheck
+	var names []string
 	for _, b := range nodeBinaries(s.Binaries.Mode, roles) {
 		dest := path.Join(b.Dir, b.Name)
 		src := filepath.Join(doc.BinariesDir(), b.Name)
@@ -132,9 +146,19 @@ func binariesLayer(doc *spec.Document, subject string, roles []string, pins pinC
 			}
 			continue
 		}
-		e, err := pins.pinned(dest, src, want)
+		checks = append(checks, pins.check(dest, src, want))
+		names = append(names, b.Name)
+	}
+	// Hashed on every processor: the check is the start of every bake.
+	var wg sync.WaitGroup
+	for _, c := range checks {
+		wg.Go(func() { c.result() })
+	}
+	wg.Wait()
+	for i, c := range checks {
+		e, err := c.result()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("spec.binaries.sha256.%s: %w", b.Name, err))
+			errs = append(errs, fmt.Errorf("spec.binaries.sha256.%s: %w", names[i], err))
 			continue
 		}
 		l.Entries = append(l.Entries, e)

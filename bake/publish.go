@@ -12,10 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
-
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/rootfs"
@@ -166,18 +163,6 @@ func syncDir(dir string) {
 		_ = d.Sync()
 		d.Close()
 	}
-}
-
-// newZstd is the template compressor: one zstd stream at zstd's default
-// level (3, as `zstd -T0`), its encoder allowed every processor when it is
-// alone (procs 0), else procs of them (templates baked together share the
-// processors, and each encoder goroutine holds its own buffers). The bytes
-// are the same either way.
-func newZstd(w io.Writer, procs int) (*zstd.Encoder, error) {
-	if procs <= 0 {
-		procs = runtime.GOMAXPROCS(0)
-	}
-	return zstd.NewWriter(w, zstd.WithEncoderConcurrency(procs), zstd.WithEncoderLevel(zstd.SpeedDefault))
 }
 
 // manifest is the JSON document of ManifestFile, the same shape as

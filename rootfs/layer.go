@@ -13,6 +13,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hardway-dev/hardway/tree"
@@ -100,28 +101,90 @@ func (e *HashMismatchError) Error() string {
 
 // PinnedFile is a regular file entry at p (root-owned, perm) whose content is
 // the build machine's file src, which must have SHA-256 want (hex). The file
-// is hashed now, so that a wrong pin fails before anything is written, and
-// again while it is copied into the stream, so that a file changed in
-// between fails the bake instead of slipping in.
+// is hashed now, so that a wrong pin fails before anything is written. A
+// file changed in between fails the bake instead of slipping in: the copy
+// into the stream is of the file hashed (its device, inode, size,
+// modification and change times, checked when it is opened and once it
+// is read), or, when its change time is too recent to tell a later write
+// from the hash (racyWindow, as git's racy entries), is hashed again as
+// it is copied. A write changes the change time, which cannot be set
+// back; a pinned binary is seldom younger than the bake, so it is hashed
+// once.
 func PinnedFile(p string, perm fs.FileMode, src, want string) (Entry, error) {
-	got, n, err := hashFile(src)
+	start := time.Now()
+	f, st, err := OpenRegular(src)
 	if err != nil {
 		return Entry{}, err
 	}
-	if got != want {
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return Entry{}, fmt.Errorf("%s: %w", src, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
 		return Entry{}, &HashMismatchError{File: src, Got: got, Want: want}
 	}
+	hashed := identity(st)
+	after, err := f.Stat()
+	trusted := err == nil && identity(after) == hashed && time.Unix(hashed.ctime.Unix()).Before(start.Add(-racyWindow))
 	return Entry{
-		Path: p, Mode: perm, Size: n,
+		Path: p, Mode: perm, Size: st.Size(),
 		Open: func() (io.ReadCloser, error) {
-			f, err := os.Open(src)
+			f, st, err := OpenRegular(src)
 			if err != nil {
 				return nil, err
+			}
+			if trusted && identity(st) == hashed {
+				return &unchangedReader{f: f, file: src, id: hashed}, nil
 			}
 			return &verifyingReader{f: f, h: sha256.New(), file: src, want: want}, nil
 		},
 	}, nil
 }
+
+// racyWindow is how recent a pinned file's change time may be, before its
+// hash began, for a write after the hash to show in it: file systems
+// keep times to a clock tick, some (FAT) to 2 s.
+var racyWindow = 2 * time.Second
+
+// fileID is what a write or a replacement of a file changes.
+type fileID struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime syscall.Timespec
+}
+
+func identity(st fs.FileInfo) fileID {
+	s := st.Sys().(*syscall.Stat_t)
+	return fileID{dev: s.Dev, ino: s.Ino, size: s.Size, mtime: s.Mtim, ctime: s.Ctim}
+}
+
+// ChangedError is a pinned file changed between its check and its copy.
+type ChangedError struct{ File string }
+
+func (e *ChangedError) Error() string {
+	return fmt.Sprintf("%s changed after it was checked against its pin", e.File)
+}
+
+// unchangedReader reads a pinned file whose identity is the one hashed,
+// and at EOF fails if it changed while read.
+type unchangedReader struct {
+	f    *os.File
+	file string
+	id   fileID
+}
+
+func (u *unchangedReader) Read(p []byte) (int, error) {
+	n, err := u.f.Read(p)
+	if err == io.EOF {
+		if st, serr := u.f.Stat(); serr != nil || identity(st) != u.id {
+			return n, &ChangedError{File: u.file}
+		}
+	}
+	return n, err
+}
+
+func (u *unchangedReader) Close() error { return u.f.Close() }
 
 // CopyFile copies the regular file src (symbolic links followed) to the new
 // file dst (replaced if it exists), with src's permissions.

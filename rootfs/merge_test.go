@@ -344,6 +344,67 @@ func TestPinnedFile(t *testing.T) {
 	}
 }
 
+// TestPinnedFileOld: a pinned file older than racyWindow is hashed once,
+// and copied unhashed only while it is the file hashed: a write after the
+// check, even of the same size, or a replacement by a rename with other
+// content fails the bake.
+func TestPinnedFileOld(t *testing.T) {
+	defer func(w time.Duration) { racyWindow = w }(racyWindow)
+	racyWindow = 0 // a file written before the check is old enough
+	merge := func(e Entry) (string, error) {
+		base := tarball(t, dir("./", 0o755, 0))
+		info, _ := Scan(context.Background(), bytes.NewReader(base))
+		p, err := NewPlan(info, Layer{Name: "binaries", Entries: []Entry{e}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		_, err = Merge(context.Background(), &out, bytes.NewReader(base), p, Options{})
+		return out.String(), err
+	}
+	for _, change := range []struct {
+		name string
+		do   func(src string)
+	}{
+		{"unchanged", func(string) {}},
+		{"written", func(src string) { writeFile(t, src, "the fake etcd") }},
+		{"replaced", func(src string) {
+			writeFile(t, src+".new", "the fake etcd")
+			if err := os.Rename(src+".new", src); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(change.name, func(t *testing.T) {
+			src := t.TempDir() + "/etcd"
+			writeFile(t, src, "the real etcd")
+			time.Sleep(20 * time.Millisecond) // past the clock tick of the write
+			e, err := PinnedFile("/usr/local/bin/etcd", 0o755, src, sha256hex("the real etcd"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, err := e.Open(); err != nil {
+				t.Fatal(err)
+			} else if _, ok := r.(*unchangedReader); !ok {
+				t.Fatalf("an old file is read through %T, want it unhashed", r)
+			} else {
+				r.Close()
+			}
+			time.Sleep(20 * time.Millisecond)
+			change.do(src)
+			out, err := merge(e)
+			var ce *ChangedError
+			var hm *HashMismatchError
+			switch {
+			case change.name == "unchanged" && (err != nil || !strings.Contains(out, "the real etcd")):
+				t.Errorf("merge: %v", err)
+			case change.name != "unchanged" && !errors.As(err, &ce) && !errors.As(err, &hm):
+				t.Errorf("merge of a file %s after its check: %v, want it refused", change.name, err)
+			}
+		})
+	}
+}
+
 // TestMergeScanReplan: MergeScan follows what the base tells as it goes
 // (a link before the member a layer replaces through it; a regular
 // machine-id that sysprep turns into a link), and says ErrReplan, with

@@ -133,9 +133,9 @@ func benchLXC(hardway, spec, base, node, dir string, runs int) {
 	fmt.Printf("\ntarget: hardway at least 0.8x the throughput of tar | zstd -T0 -3; measured %.2fx (the whole command)\n",
 		b.wall.Seconds()/h.wall.Seconds())
 	fmt.Println("\nhardway reads the zstd base once (checking it while it bakes), hashes the pinned binaries")
-	fmt.Println("(before, and again while copying them), and compresses with klauspost/compress (pure Go);")
-	fmt.Println("the whole command also runs generate. tar reads the unpacked template from the page cache and")
-	fmt.Println("zstd is the C implementation. CPU and peak RSS of the baseline are tar's plus zstd's.")
+	fmt.Println("once, and compresses with klauspost/compress (pure Go) as independent 8 MiB frames on every")
+	fmt.Println("processor; the whole command also runs generate. tar reads the unpacked template from the page")
+	fmt.Println("cache and zstd is the C implementation. CPU and peak RSS of the baseline are tar's plus zstd's.")
 }
 
 // benchKVM bakes node's qcow2 disk image runs times and compares it with
