@@ -20,6 +20,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hardway-dev/hardway/fileid"
 )
 
 // Artifact is one line of manifest.json.
@@ -209,7 +211,7 @@ func (d *Dir) Write(rel string, data []byte, perm fs.FileMode, kind, node string
 		d.dirty = append(d.dirty, rel)
 	}
 	if st != nil {
-		d.seen[rel] = statEntry{sum: sum, st: statOf(st)}
+		d.seen[rel] = statEntry{sum: sum, st: fileid.Of(st)}
 	}
 	d.mu.Unlock()
 	return errors.Join(jerr, err)
@@ -219,7 +221,7 @@ func (d *Dir) Write(rel string, data []byte, perm fs.FileMode, kind, node string
 // whose stat is st, holds content with sha256 sum and mode perm.
 func (d *Dir) knows(rel string, sum [32]byte, perm fs.FileMode, st *unix.Stat_t) bool {
 	e, ok := d.cache.entry(rel)
-	return ok && e.sum == sum && e.st == statOf(st) &&
+	return ok && e.sum == sum && e.st == fileid.Of(st) &&
 		st.Mode&unix.S_IFMT == unix.S_IFREG && st.Mode&0o7777 == uint32(perm.Perm())
 }
 
@@ -290,7 +292,7 @@ func (s *Sub) Mode(name string) (fs.FileMode, error) { return s.d.Mode(s.prefix 
 func (d *Dir) previous() manifest {
 	d.prevOnce.Do(func() {
 		var st unix.Stat_t
-		if e, ok := d.cache.entry(ManifestFile); ok && unix.Fstatat(d.fd, ManifestFile, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && statOf(&st) == e.st {
+		if e, ok := d.cache.entry(ManifestFile); ok && unix.Fstatat(d.fd, ManifestFile, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && fileid.Of(&st) == e.st {
 			// The file the last run wrote: the stat cache holds what it says.
 			d.prev = d.cache.manifest
 		} else {
@@ -401,7 +403,7 @@ func (d *Dir) writeManifest(m manifest) error {
 	e, ok := d.cache.entry(ManifestFile)
 	if ok && d.cache.manifest.Inputs == m.Inputs && slices.Equal(d.cache.manifest.Artifacts, m.Artifacts) {
 		var st unix.Stat_t
-		if unix.Fstatat(d.fd, ManifestFile, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && statOf(&st) == e.st {
+		if unix.Fstatat(d.fd, ManifestFile, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && fileid.Of(&st) == e.st {
 			d.seen[ManifestFile] = e
 			return nil
 		}
@@ -424,7 +426,7 @@ func (d *Dir) writeManifest(m manifest) error {
 		return err
 	}
 	if st != nil {
-		d.seen[ManifestFile] = statEntry{sum: sum, st: statOf(st)}
+		d.seen[ManifestFile] = statEntry{sum: sum, st: fileid.Of(st)}
 	}
 	if changed {
 		return d.sync([]string{ManifestFile}, []string{""})

@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hardway-dev/hardway/fileid"
 )
 
 // The stat cache lets a rerun trust a file without reading it, as git's
@@ -41,22 +44,7 @@ import (
 // statEntry is what a run knew about one file: content and stat together.
 type statEntry struct {
 	sum [32]byte // sha256 of the content (of the target for a symlink)
-	st  fileStat
-}
-
-// fileStat is the part of a stat(2) that any change of a file changes.
-type fileStat struct {
-	dev, ino     uint64
-	mode         uint32 // st_mode: type and permission bits
-	size         int64
-	mtime, ctime int64 // nanoseconds since the epoch
-}
-
-func statOf(st *unix.Stat_t) fileStat {
-	return fileStat{
-		dev: st.Dev, ino: st.Ino, mode: st.Mode, size: st.Size,
-		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
-	}
+	st  fileid.ID
 }
 
 // statCache is a decoded cache.
@@ -106,12 +94,12 @@ func encodeStatCache(t int64, m manifest, entries map[string]statEntry) []byte {
 			return
 		}
 		w.b = append(w.b, 1)
-		w.u64(e.st.dev)
-		w.u64(e.st.ino)
-		w.u32(e.st.mode)
-		w.u64(uint64(e.st.size))
-		w.u64(uint64(e.st.mtime))
-		w.u64(uint64(e.st.ctime))
+		w.u64(e.st.Dev)
+		w.u64(e.st.Ino)
+		w.u32(e.st.Mode)
+		w.u64(uint64(e.st.Size))
+		w.u64(uint64(e.st.Mtime))
+		w.u64(uint64(e.st.Ctime))
 	}
 	for _, a := range m.Artifacts {
 		sum, _ := sumOf(a)
@@ -178,8 +166,8 @@ func decodeStatCache(b []byte) *statCache {
 			r.bad = true
 		}
 		if r.byte() == 1 {
-			e.st = fileStat{dev: r.u64(), ino: r.u64(), mode: r.u32(), size: int64(r.u64()), mtime: int64(r.u64()), ctime: int64(r.u64())}
-			if e.st.ctime < t && e.st.mtime < t {
+			e.st = fileid.ID{Dev: r.u64(), Ino: r.u64(), Mode: r.u32(), Size: int64(r.u64()), Mtime: int64(r.u64()), Ctime: int64(r.u64())}
+			if e.st.Settled(time.Unix(0, t), 0) {
 				c.entries[p] = e
 			}
 		}
@@ -260,13 +248,13 @@ func (c *statCache) entry(p string) (statEntry, bool) {
 // that the file still has this stat.
 func (c *statCache) trusted(a Artifact) (statEntry, bool) {
 	e, ok := c.entry(a.Path)
-	if sum, valid := sumOf(a); !ok || !valid || e.sum != sum || a.Mode == "" || e.st.size != a.Size {
+	if sum, valid := sumOf(a); !ok || !valid || e.sum != sum || a.Mode == "" || e.st.Size != a.Size {
 		return statEntry{}, false
 	}
 	if a.Mode == ModeSymlink {
-		return e, e.st.mode&unix.S_IFMT == unix.S_IFLNK
+		return e, e.st.Mode&unix.S_IFMT == unix.S_IFLNK
 	}
-	return e, e.st.mode&unix.S_IFMT == unix.S_IFREG && rawMode(e.st.mode) == a.Mode
+	return e, e.st.Mode&unix.S_IFMT == unix.S_IFREG && rawMode(e.st.Mode) == a.Mode
 }
 
 // sumOf is a's sha256 as bytes; ok is false if it is not one.

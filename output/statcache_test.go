@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hardway-dev/hardway/fileid"
 )
 
 // cachedRun is one locked run as generate makes it: the files under pki/
@@ -88,20 +90,20 @@ func TestStatCacheReadsNothing(t *testing.T) {
 	if before[ManifestFile] != after[ManifestFile] {
 		t.Error("the manifest was written again")
 	}
-	if before[LockFile].size != after[LockFile].size {
+	if before[LockFile].Size != after[LockFile].Size {
 		t.Error("the stat cache was written again")
 	}
 }
 
-func stats(t *testing.T, root string, names ...string) map[string]fileStat {
+func stats(t *testing.T, root string, names ...string) map[string]fileid.ID {
 	t.Helper()
-	out := map[string]fileStat{}
+	out := map[string]fileid.ID{}
 	for _, n := range names {
 		var st unix.Stat_t
 		if err := unix.Lstat(filepath.Join(root, n), &st); err != nil {
 			t.Fatal(err)
 		}
-		out[n] = statOf(&st)
+		out[n] = fileid.Of(&st)
 	}
 	return out
 }
@@ -203,7 +205,7 @@ func forgeCache(t *testing.T, root string, tm int64, content map[string]string) 
 		if err := unix.Lstat(filepath.Join(root, p), &st); err != nil {
 			t.Fatal(err)
 		}
-		entries[p] = statEntry{sum: sha256.Sum256([]byte(text)), st: statOf(&st)}
+		entries[p] = statEntry{sum: sha256.Sum256([]byte(text)), st: fileid.Of(&st)}
 	}
 	if err := os.WriteFile(lock, append([]byte(cleanMark), encodeStatCache(tm, c.manifest, entries)...), 0o644); err != nil {
 		t.Fatal(err)
@@ -321,9 +323,9 @@ func TestStatCacheCodec(t *testing.T) {
 		{Path: "b/c", Node: "n", Kind: "k", SHA256: sumHex("BC"), Size: 2, Mode: ModeSymlink},
 	}}
 	entries := map[string]statEntry{
-		"a":          {sum: sha256.Sum256([]byte("A")), st: fileStat{dev: 1, ino: 2, mode: 0o100600, size: 1, mtime: 10, ctime: 11}},
-		"b/c":        {sum: sha256.Sum256([]byte("BC")), st: fileStat{dev: 1, ino: 3, mode: 0o120777, size: 2, mtime: 10, ctime: 20}},
-		ManifestFile: {sum: sha256.Sum256([]byte("M")), st: fileStat{dev: 1, ino: 4, mode: 0o100644, size: 9, mtime: 12, ctime: 12}},
+		"a":          {sum: sha256.Sum256([]byte("A")), st: fileid.ID{Dev: 1, Ino: 2, Mode: 0o100600, Size: 1, Mtime: 10, Ctime: 11}},
+		"b/c":        {sum: sha256.Sum256([]byte("BC")), st: fileid.ID{Dev: 1, Ino: 3, Mode: 0o120777, Size: 2, Mtime: 10, Ctime: 20}},
+		ManifestFile: {sum: sha256.Sum256([]byte("M")), st: fileid.ID{Dev: 1, Ino: 4, Mode: 0o100644, Size: 9, Mtime: 12, Ctime: 12}},
 	}
 	b := encodeStatCache(20, m, entries)
 	if statCacheLen(append(b, "journal\n"...)) != len(b) {

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hardway-dev/hardway/fileid"
 )
 
 // Unchanged reports whether the previous run was made from the same inputs
@@ -168,7 +170,7 @@ type verifier struct {
 // fstat, read, close), two for a symlink (fstatat, readlinkat).
 func (v *verifier) file(a Artifact) (statEntry, bool) {
 	if e, ok := v.d.cache.trusted(a); ok {
-		if st, ok := v.lstat(a.Path); ok && statOf(&st) == e.st {
+		if st, ok := v.lstat(a.Path); ok && fileid.Of(&st) == e.st {
 			return e, true
 		}
 	}
@@ -215,7 +217,7 @@ func (v *verifier) matches(a Artifact, st *unix.Stat_t, sum []byte) (statEntry, 
 	if !ok || string(sum) != string(want[:]) {
 		return statEntry{}, false
 	}
-	return statEntry{sum: want, st: statOf(st)}, true
+	return statEntry{sum: want, st: fileid.Of(st)}, true
 }
 
 // link reports whether a is a symlink whose target has a's sha256: its

@@ -13,9 +13,9 @@ import (
 	"path"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/hardway-dev/hardway/fileid"
 	"github.com/hardway-dev/hardway/tree"
 )
 
@@ -112,29 +112,22 @@ func (e *HashMismatchError) Error() string {
 // once.
 func PinnedFile(p string, perm fs.FileMode, src, want string) (Entry, error) {
 	start := time.Now()
-	f, st, err := OpenRegular(src)
+	got, size, hashed, err := hashFile(src)
 	if err != nil {
 		return Entry{}, err
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return Entry{}, fmt.Errorf("%s: %w", src, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+	if got != want {
 		return Entry{}, &HashMismatchError{File: src, Got: got, Want: want}
 	}
-	hashed := identity(st)
-	after, err := f.Stat()
-	trusted := err == nil && identity(after) == hashed && time.Unix(hashed.ctime.Unix()).Before(start.Add(-racyWindow))
+	trusted := hashed != fileid.ID{} && hashed.Settled(start, racyWindow)
 	return Entry{
-		Path: p, Mode: perm, Size: st.Size(),
+		Path: p, Mode: perm, Size: size,
 		Open: func() (io.ReadCloser, error) {
-			f, st, err := OpenRegular(src)
+			f, _, err := OpenRegular(src)
 			if err != nil {
 				return nil, err
 			}
-			if trusted && identity(st) == hashed {
+			if id, err := fileid.Stat(f); trusted && err == nil && id == hashed {
 				return &unchangedReader{f: f, file: src, id: hashed}, nil
 			}
 			return &verifyingReader{f: f, h: sha256.New(), file: src, want: want}, nil
@@ -147,18 +140,6 @@ func PinnedFile(p string, perm fs.FileMode, src, want string) (Entry, error) {
 // keep times to a clock tick, some (FAT) to 2 s.
 var racyWindow = 2 * time.Second
 
-// fileID is what a write or a replacement of a file changes.
-type fileID struct {
-	dev, ino     uint64
-	size         int64
-	mtime, ctime syscall.Timespec
-}
-
-func identity(st fs.FileInfo) fileID {
-	s := st.Sys().(*syscall.Stat_t)
-	return fileID{dev: s.Dev, ino: s.Ino, size: s.Size, mtime: s.Mtim, ctime: s.Ctim}
-}
-
 // ChangedError is a pinned file changed between its check and its copy.
 type ChangedError struct{ File string }
 
@@ -166,18 +147,18 @@ func (e *ChangedError) Error() string {
 	return fmt.Sprintf("%s changed after it was checked against its pin", e.File)
 }
 
-// unchangedReader reads a pinned file whose identity is the one hashed,
-// and at EOF fails if it changed while read.
+// unchangedReader reads a pinned file whose ID is the one hashed, and at
+// EOF fails if it changed while read.
 type unchangedReader struct {
 	f    *os.File
 	file string
-	id   fileID
+	id   fileid.ID
 }
 
 func (u *unchangedReader) Read(p []byte) (int, error) {
 	n, err := u.f.Read(p)
 	if err == io.EOF {
-		if st, serr := u.f.Stat(); serr != nil || identity(st) != u.id {
+		if id, serr := fileid.Stat(u.f); serr != nil || id != u.id {
 			return n, &ChangedError{File: u.file}
 		}
 	}
@@ -226,23 +207,29 @@ func OpenRegular(src string) (*os.File, fs.FileInfo, error) {
 // FileSHA256 is the SHA-256 (hex) of the regular file src (symbolic links
 // followed), as a pin in spec.binaries.sha256 gives it.
 func FileSHA256(src string) (string, error) {
-	sum, _, err := hashFile(src)
+	sum, _, _, err := hashFile(src)
 	return sum, err
 }
 
-// hashFile returns the SHA-256 (hex) and size of the regular file src.
-func hashFile(src string) (string, int64, error) {
+// hashFile returns the SHA-256 (hex) and size of the regular file src, and
+// its ID when that was the same as the file was opened and once it was
+// read (the zero ID when it changed meanwhile).
+func hashFile(src string) (sum string, size int64, id fileid.ID, err error) {
 	f, _, err := OpenRegular(src)
 	if err != nil {
-		return "", 0, err
+		return "", 0, id, err
 	}
 	defer f.Close()
+	before, berr := fileid.Stat(f)
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	size, err = io.Copy(h, f)
 	if err != nil {
-		return "", 0, fmt.Errorf("%s: %w", src, err)
+		return "", 0, id, fmt.Errorf("%s: %w", src, err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	if after, aerr := fileid.Stat(f); berr == nil && aerr == nil && after == before {
+		id = before
+	}
+	return hex.EncodeToString(h.Sum(nil)), size, id, nil
 }
 
 // verifyingReader hashes what it reads and fails at EOF on a mismatch.
