@@ -131,8 +131,8 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	if err := d.Finish("pki"); err != nil {
 		return nil, err
 	}
-	names := c.Names()
-	if err := d.RemoveEmptyDirs(nodefiles.NodesDir, func(name string) bool { return names[name] }); err != nil {
+	index := c.Index()
+	if err := d.RemoveEmptyDirs(nodefiles.NodesDir, func(name string) bool { _, ok := index[name]; return ok }); err != nil {
 		return nil, err
 	}
 	res := &Result{Dir: root, Bundle: b, Changed: d.Changed()}

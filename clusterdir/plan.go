@@ -65,9 +65,9 @@ func Actions(c *spec.Cluster, changes []output.Change) []Action {
 		}
 	}
 	var gone []string
-	names := c.Names()
+	index := c.Index()
 	for node := range kinds {
-		if !names[node] && node != "" {
+		if _, ok := index[node]; !ok && node != "" {
 			gone = append(gone, node)
 		}
 	}

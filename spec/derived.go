@@ -62,14 +62,15 @@ func (c *Cluster) First(r string) (Node, bool) {
 	return Node{}, false
 }
 
-// Names is the set of the nodes' names: for a caller that asks of many
-// names whether a node has it, where Node would search the list each time.
-func (c *Cluster) Names() map[string]bool {
-	names := make(map[string]bool, len(c.Spec.Nodes))
-	for _, n := range c.Spec.Nodes {
-		names[n.Name] = true
+// Index maps every node's name to its position in spec.nodes: for a
+// caller that asks of many names whether, or where, a node has it, where
+// Node would search the list each time.
+func (c *Cluster) Index() map[string]int {
+	index := make(map[string]int, len(c.Spec.Nodes))
+	for i, n := range c.Spec.Nodes {
+		index[n.Name] = i
 	}
-	return names
+	return index
 }
 
 // Node returns the node called name.

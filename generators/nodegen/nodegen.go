@@ -53,12 +53,7 @@ type Context struct {
 // answer made once per Context): a search of the node list per node would
 // make a cluster's generation quadratic in its nodes.
 func (x *Context) Index(name string) (int, bool) {
-	x.indexOnce.Do(func() {
-		x.index = make(map[string]int, len(x.C.Spec.Nodes))
-		for i, n := range x.C.Spec.Nodes {
-			x.index[n.Name] = i
-		}
-	})
+	x.indexOnce.Do(func() { x.index = x.C.Index() })
 	i, ok := x.index[name]
 	return i, ok
 }
