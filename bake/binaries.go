@@ -135,7 +135,6 @@ func binariesLayer(doc *spec.Document, subject string, roles []string, pins pinC
 	l := rootfs.Layer{Name: "binaries"}
 	var errs []error
 	var checks []*pinCheck
-	var names []string
 	for _, b := range nodeBinaries(s.Binaries.Mode, roles) {
 		dest := path.Join(b.Dir, b.Name)
 		src := filepath.Join(doc.BinariesDir(), b.Name)
@@ -147,7 +146,6 @@ func binariesLayer(doc *spec.Document, subject string, roles []string, pins pinC
 			continue
 		}
 		checks = append(checks, pins.check(dest, src, want))
-		names = append(names, b.Name)
 	}
 	// Hashed on every processor: the check is the start of every bake.
 	var wg sync.WaitGroup
@@ -155,10 +153,10 @@ func binariesLayer(doc *spec.Document, subject string, roles []string, pins pinC
 		wg.Go(func() { c.result() })
 	}
 	wg.Wait()
-	for i, c := range checks {
+	for _, c := range checks {
 		e, err := c.result()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("spec.binaries.sha256.%s: %w", names[i], err))
+			errs = append(errs, fmt.Errorf("spec.binaries.sha256.%s: %w", path.Base(c.dest), err))
 			continue
 		}
 		l.Entries = append(l.Entries, e)
