@@ -47,9 +47,10 @@ func rawMode(m uint32) string { return fmt.Sprintf("%04o", m&0o7777) }
 
 // manifest is the content of manifest.json.
 type manifest struct {
-	// Inputs is the digest of everything the outputs were made from; see Unchanged.
-	Inputs    string     `json:"inputs,omitempty"`
-	Artifacts []Artifact `json:"artifacts"`
+	// Parts holds, by part (a directory of the outputs, "" for the rest),
+	// the digest of everything its files were made from; see UnchangedParts.
+	Parts     map[string]string `json:"parts,omitempty"`
+	Artifacts []Artifact        `json:"artifacts"`
 }
 
 // ManifestFile is the name of the manifest inside the cluster directory.
@@ -81,7 +82,7 @@ type Dir struct {
 	mu        sync.Mutex
 	artifacts map[string]Artifact
 	changed   []string
-	inputs    string
+	parts     map[string]string // the digests UnchangedParts was given
 	err       error // the first bad path given to Note, returned by Finish
 	run       *run  // set by Lock
 
@@ -384,7 +385,7 @@ func (d *Dir) Finish(keep ...string) error {
 	if err := d.durable(); err != nil {
 		return err
 	}
-	m := manifest{Inputs: d.inputs, Artifacts: list}
+	m := manifest{Parts: d.parts, Artifacts: list}
 	if err := d.writeManifest(m); err != nil {
 		return err
 	}
@@ -401,7 +402,7 @@ func (d *Dir) Finish(keep ...string) error {
 // are the file's and are not even encoded.
 func (d *Dir) writeManifest(m manifest) error {
 	e, ok := d.cache.entry(ManifestFile)
-	if ok && d.cache.manifest.Inputs == m.Inputs && slices.Equal(d.cache.manifest.Artifacts, m.Artifacts) {
+	if ok && maps.Equal(d.cache.manifest.Parts, m.Parts) && slices.Equal(d.cache.manifest.Artifacts, m.Artifacts) {
 		var st unix.Stat_t
 		if unix.Fstatat(d.fd, ManifestFile, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && fileid.Of(&st) == e.st {
 			d.seen[ManifestFile] = e

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"maps"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,7 +59,8 @@ type statCache struct {
 
 // The encoding, little-endian: the magic; T as an int64; the numbers of
 // artifacts and of other entries (the manifest's) as uint32s; the length
-// of the whole cache as a uint64; the manifest's inputs; one record per
+// of the whole cache as a uint64; the number of the manifest's parts as a
+// uint32 and each part's name and digest, sorted by name; one record per
 // artifact, then one per other entry; and the sha256 of everything
 // before it. A record is the path, the sum in hex (the manifest's
 // spelling: decoding makes no string), a byte saying whether a stat
@@ -66,7 +69,7 @@ type statCache struct {
 // with a NUL byte, which no journal line of the lock file can hold
 // (CheckRel refuses it).
 const (
-	statMagic     = "\x00hardway stat cache 3\n"
+	statMagic     = "\x00hardway stat cache 4\n"
 	statHeaderLen = len(statMagic) + 8 + 4 + 4 + 8
 )
 
@@ -78,13 +81,17 @@ func encodeStatCache(t int64, m manifest, entries map[string]statEntry) []byte {
 		extra = append(extra, ManifestFile)
 	}
 
-	w := statWriter{b: make([]byte, 0, statHeaderLen+len(m.Inputs)+len(entries)*160)}
+	w := statWriter{b: make([]byte, 0, statHeaderLen+len(m.Parts)*100+len(entries)*160)}
 	w.b = append(w.b, statMagic...)
 	w.u64(uint64(t))
 	w.u32(uint32(len(m.Artifacts)))
 	w.u32(uint32(len(extra)))
 	w.u64(0) // the length, set below
-	w.str(m.Inputs)
+	w.u32(uint32(len(m.Parts)))
+	for _, p := range slices.Sorted(maps.Keys(m.Parts)) {
+		w.str(p)
+		w.str(m.Parts[p])
+	}
 	record := func(p string, sum [32]byte) {
 		w.str(p)
 		w.b = hex.AppendEncode(w.b, sum[:])
@@ -156,7 +163,12 @@ func decodeStatCache(b []byte) *statCache {
 	n, extra := int(r.u32()), int(r.u32())
 	r.u64()
 	c := &statCache{entries: make(map[string]statEntry, n+extra)}
-	c.manifest.Inputs = r.str()
+	parts := int(r.u32())
+	c.manifest.Parts = make(map[string]string, min(parts, len(body)/4))
+	for i := 0; i < parts && !r.bad; i++ {
+		p := r.str()
+		c.manifest.Parts[p] = r.str()
+	}
 	c.manifest.Artifacts = make([]Artifact, 0, min(n, len(body)/64))
 	record := func() (string, string) {
 		p := r.str()

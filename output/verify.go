@@ -13,14 +13,26 @@ import (
 	"github.com/hardway-dev/hardway/fileid"
 )
 
-// Unchanged reports whether the previous run was made from the same inputs
-// (a digest the caller computes) and every artifact it listed outside the
-// given prefixes is on disk as listed: the same type, mode, size and
-// sha256, reached without a symlink. If so, those artifacts are taken over
-// into this run's manifest and the caller may skip producing them. Any
-// difference (a file edited, even to the same size, or chmodded, or left
-// half-done by a run killed before its manifest) sends the caller down the
-// full path, which rewrites only what differs.
+// Unchanged is UnchangedParts with the whole directory as one part:
+// whether the previous run was made from the same inputs and every
+// artifact it listed outside the given prefixes is on disk as listed.
+func (d *Dir) Unchanged(inputs string, except ...string) bool {
+	return d.UnchangedParts(map[string]string{"": inputs}, except...)[""]
+}
+
+// UnchangedParts reports which parts of the outputs are as the previous
+// run left them. A part is a directory (a node's, say) whose files are
+// made from inputs of their own, or "" for every file under no other part;
+// parts gives each one's digest of those inputs, computed by the caller. A
+// part is unchanged when the previous run's digest of it is the same (and
+// not "") and every artifact that run listed in it, outside the given
+// prefixes, is on disk as listed: the same type, mode, size and sha256,
+// reached without a symlink. The artifacts of the unchanged parts are
+// taken over into this run's manifest and the caller may skip producing
+// them. Any difference in a part (a file edited, even to the same size, or
+// chmodded, or left half-done by a run killed before its manifest) sends
+// the caller down the full path for that part, which rewrites only what
+// differs.
 //
 // The manifest is written last, after every file it lists, and every file
 // is compared with it, so nothing a crash or an edit leaves can pass. A
@@ -29,31 +41,40 @@ import (
 // other is read and hashed (sha256 runs at 1-2 GB/s; 3 controllers and
 // 100 workers are ~19 MB in ~3,000 files), spread over GOMAXPROCS. Verify
 // starts it early.
-func (d *Dir) Unchanged(inputs string, except ...string) bool {
+func (d *Dir) UnchangedParts(parts map[string]string, except ...string) map[string]bool {
 	d.Verify(except...)
 	d.mu.Lock()
-	d.inputs = inputs
+	d.parts = parts
 	d.mu.Unlock()
 	v := d.verify
-	same := d.previous().Inputs == inputs && inputs != ""
-	if !same {
-		v.bad.Store(true) // stop reading: the caller writes now
+	prev := d.previous().Parts
+	for p, off := range v.off {
+		if in := parts[p]; in == "" || prev[p] != in {
+			off.Store(true) // stop reading it: the caller writes it now
+		}
 	}
 	<-v.done
-	if !same || v.bad.Load() {
-		return false
+	same := map[string]bool{}
+	for p, off := range v.off {
+		if !off.Load() {
+			same[p] = true
+		}
+	}
+	var take []seen
+	for _, s := range v.seen {
+		if same[v.part[s.at]] {
+			take = append(take, s)
+		}
 	}
 	d.mu.Lock()
-	d.artifacts = grown(d.artifacts, len(v.take))
-	for _, a := range v.take {
-		d.artifacts[a.Path] = a
-	}
-	d.seen = grown(d.seen, len(v.seen))
-	for _, s := range v.seen {
+	d.artifacts = grown(d.artifacts, len(take))
+	d.seen = grown(d.seen, len(take))
+	for _, s := range take {
+		d.artifacts[s.path] = v.take[s.at]
 		d.seen[s.path] = s.statEntry
 	}
 	d.mu.Unlock()
-	return true
+	return same
 }
 
 // grown returns m, or a copy of it with room for n more entries.
@@ -68,74 +89,99 @@ func grown[V any](m map[string]V, n int) map[string]V {
 
 // verification compares the previous run's artifacts with the disk.
 type verification struct {
-	take []Artifact   // the artifacts compared
-	seen []seen       // what the comparison found them to be
-	bad  atomic.Bool  // one differs, or the comparison was called off
+	take []Artifact // the artifacts compared
+	part []string   // the part of each (partOf)
+	// off is set for a part once one of its artifacts differs, or its
+	// comparison is called off: one flag for every part of the previous
+	// manifest, and for "".
+	off  map[string]*atomic.Bool
+	seen []seen       // the artifacts found as listed
 	read atomic.Int64 // files read to compare them: the stat cache did not know them
 	done chan struct{}
 }
 
-// seen is a file as a run wrote or verified it.
+// seen is a file as a run wrote or verified it: arts[at] of a comparison.
 type seen struct {
 	path string
+	at   int
 	statEntry
 }
 
 // Verify starts comparing, in the background, every artifact the previous
-// run listed outside the given prefixes with the disk, for Unchanged. The
-// prefixes must not be written meanwhile; nothing else may be until
-// Unchanged returns. Calling it early lets the reading overlap the
+// run listed outside the given prefixes with the disk, for UnchangedParts.
+// The prefixes must not be written meanwhile; nothing else may be until
+// UnchangedParts returns. Calling it early lets the reading overlap the
 // caller's work; a second call does nothing.
 func (d *Dir) Verify(except ...string) {
 	d.verifyOnce.Do(func() {
-		v := &verification{done: make(chan struct{})}
-		d.verify = v
 		old := d.previous()
+		v := &verification{off: map[string]*atomic.Bool{"": {}}, done: make(chan struct{})}
+		d.verify = v
+		for p := range old.Parts {
+			v.off[p] = new(atomic.Bool)
+		}
+		for p, off := range v.off {
+			off.Store(old.Parts[p] == "") // made from no known inputs: never unchanged
+		}
 		for _, a := range old.Artifacts {
 			if hasPrefix(a.Path, except) {
 				continue
 			}
+			p := partOf(a.Path, old.Parts)
 			if CheckRel(a.Path) != nil {
-				v.bad.Store(true)
-				break
+				v.off[p].Store(true)
+				continue
 			}
 			v.take = append(v.take, a)
-		}
-		if old.Inputs == "" || v.bad.Load() {
-			v.bad.Store(true)
-			close(v.done)
-			return
+			v.part = append(v.part, p)
 		}
 		go func() {
-			v.seen = d.compare(v.take, &v.bad, &v.read)
+			v.seen = d.compare(v.take, func(i int) *atomic.Bool { return v.off[v.part[i]] }, &v.read)
 			close(v.done)
 		}()
 	})
 }
 
+// partOf is the part of the artifact at rel: the deepest directory above
+// it that parts names, else "".
+func partOf(rel string, parts map[string]string) string {
+	part := ""
+	for i := range len(rel) {
+		if rel[i] == '/' {
+			if _, ok := parts[rel[:i]]; ok {
+				part = rel[:i]
+			}
+		}
+	}
+	return part
+}
+
 // compare compares arts with the disk on GOMAXPROCS goroutines and
-// returns what it found them to be. With stop, the first difference sets
-// it and ends the comparison (as does setting it from outside); without,
-// every artifact is compared and those that differ are left out. read
-// counts the files it had to read.
-func (d *Dir) compare(arts []Artifact, stop *atomic.Bool, read *atomic.Int64) []seen {
-	next := make(chan []Artifact)
+// returns those it found as listed. With off, an artifact whose flag
+// off(i) is set is skipped, and one that differs sets it (which skips
+// the rest of its part); without, every artifact is compared. read counts
+// the files it had to read.
+func (d *Dir) compare(arts []Artifact, off func(i int) *atomic.Bool, read *atomic.Int64) []seen {
+	next := make(chan int)
 	found := make(chan []seen)
 	workers := runtime.GOMAXPROCS(0) // read once: the runtime may change it meanwhile
 	for range workers {
 		go func() {
 			c := verifier{d: d, h: sha256.New(), buf: make([]byte, 256<<10), dirs: map[string]bool{}, read: read}
 			var out []seen
-			for batch := range next {
-				for _, a := range batch {
-					if stop != nil && stop.Load() {
-						break
+			for start := range next {
+				for i := start; i < min(start+64, len(arts)); i++ {
+					var flag *atomic.Bool
+					if off != nil {
+						flag = off(i)
+						if flag.Load() {
+							continue
+						}
 					}
-					e, ok := c.file(a)
-					if ok {
-						out = append(out, seen{a.Path, e})
-					} else if stop != nil {
-						stop.Store(true)
+					if e, ok := c.file(arts[i]); ok {
+						out = append(out, seen{arts[i].Path, i, e})
+					} else if flag != nil {
+						flag.Store(true)
 					}
 				}
 			}
@@ -143,8 +189,8 @@ func (d *Dir) compare(arts []Artifact, stop *atomic.Bool, read *atomic.Int64) []
 		}()
 	}
 	go func() {
-		for i := 0; i < len(arts) && (stop == nil || !stop.Load()); i += 64 {
-			next <- arts[i:min(i+64, len(arts))]
+		for i := 0; i < len(arts); i += 64 {
+			next <- i
 		}
 		close(next)
 	}()
