@@ -134,7 +134,9 @@ func newGenerate() *cobra.Command {
 		Long: `generate writes <dir>/<cluster>/: pki/ (kubeadm-compatible, kept as state across
 runs), kubeconfigs/, node files and manifest.json. A rerun with an unchanged
 spec changes no byte; a changed spec re-issues only the certificates whose
-identity changed, with the same CAs. Keys and CAs are never replaced silently.
+identity changed, with the same CAs, and regenerates only the nodes whose
+inputs changed: a worker's are its own and the other roles' nodes, so adding
+a worker leaves every other worker's files untouched. Keys and CAs are never replaced silently.
 Writes are atomic and a lock serialises concurrent runs on one directory.
 Binaries are not read: validate and bake check them.
 

@@ -46,6 +46,8 @@ type Context struct {
 
 	indexOnce sync.Once
 	index     map[string]int // node name → position in spec.nodes
+
+	view views // what View needs, made once (view.go)
 }
 
 // Index returns the position in spec.nodes of the node called name. What a
