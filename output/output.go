@@ -83,8 +83,8 @@ type Dir struct {
 	artifacts map[string]Artifact
 	changed   []string
 	parts     map[string]string // the digests UnchangedParts was given
-	err       error // the first bad path given to Note, returned by Finish
-	run       *run  // set by Lock
+	err       error             // the first bad path given to Note, returned by Finish
+	run       *run              // set by Lock
 
 	verifyOnce sync.Once
 	verify     *verification // started by Verify
