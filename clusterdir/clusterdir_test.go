@@ -141,6 +141,13 @@ func TestRerunRepairsBytesAndModes(t *testing.T) {
 		t.Fatal("no same-size edit of /etc/hosts")
 	}
 	os.WriteFile(hosts, tampered, 0o644)
+	// worker2's proxmox.conf lies in worker2's part of the outputs but is
+	// written with the cluster files: an edit of it must be put right too.
+	conf := filepath.Join(dir, "nodes/worker2/proxmox.conf")
+	origConf, _ := os.ReadFile(conf)
+	if err := os.WriteFile(conf, []byte(strings.Replace(string(origConf), "cores: 8", "cores: 9", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []string{"pki/ca.key", "pki/etcd/ca.key", "pki/sa.key", "pki/encryption.key", "pki/admin.key", "kubeconfigs/admin.kubeconfig", "nodes/worker1/overlay.tar"} {
 		if err := os.Chmod(filepath.Join(dir, p), 0o644); err != nil {
 			t.Fatal(err)
@@ -150,8 +157,11 @@ func TestRerunRepairsBytesAndModes(t *testing.T) {
 	if got, _ := os.ReadFile(hosts); string(got) != string(orig) {
 		t.Error("a same-size edit survived the rerun")
 	}
-	if len(res.Changed) != 8 {
-		t.Errorf("changed %v, want the 8 files put right", res.Changed)
+	if got, _ := os.ReadFile(conf); string(got) != string(origConf) {
+		t.Error("an edit of worker2's proxmox.conf survived the rerun")
+	}
+	if len(res.Changed) != 9 {
+		t.Errorf("changed %v, want the 9 files put right", res.Changed)
 	}
 	for p, a := range consistent(t, dir) {
 		if strings.HasSuffix(p, ".key") && a.Mode != "0600" {
