@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hardway-dev/hardway/generators/controller"
-	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/tree"
 )
@@ -179,7 +178,11 @@ func checkBooted(ctx context.Context, v *run) (string, error) {
 			return "", err
 		}
 		detail := fmt.Sprintf("%s %s", b.name, round(time.Since(b.started)))
-		if v.hasBootstrap(b.name) {
+		has, err := v.hasBootstrap(b.name)
+		if err != nil {
+			return "", err
+		}
+		if has {
 			if err := bootstrapped(ctx, g); err != nil {
 				return "", err
 			}
@@ -287,14 +290,18 @@ func (v *run) peakMemory() (string, error) {
 
 // bootstrapUnit is the generated bootstrap unit file of node (only the
 // first controller's tree has one).
-func (v *run) bootstrapUnit(node string) string {
-	return v.artifact(nodefiles.Rootfs, node, tree.UnitFile(controller.BootstrapUnit))
+func (v *run) bootstrapUnit(node string) (string, error) {
+	return v.nodeTree(node, tree.UnitFile(controller.BootstrapUnit))
 }
 
 // hasBootstrap says whether node's tree carries the bootstrap unit.
-func (v *run) hasBootstrap(node string) bool {
-	_, err := os.Stat(v.bootstrapUnit(node))
-	return err == nil
+func (v *run) hasBootstrap(node string) (bool, error) {
+	p, err := v.bootstrapUnit(node)
+	if err != nil {
+		return false, err
+	}
+	_, err = os.Stat(p)
+	return err == nil, nil
 }
 
 // bootstrapped waits until the bootstrap unit has applied the cluster's

@@ -28,7 +28,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/hardway-dev/hardway/generators/controller"
-	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/spec"
 	"github.com/hardway-dev/hardway/unitfile"
 )
@@ -375,7 +374,10 @@ func (v *run) sameManifests() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	nodeDir := v.artifact(nodefiles.Rootfs, v.firstController().spec.Name, "var", "lib", "kubernetes", "manifests")
+	nodeDir, err := v.nodeTree(v.firstController().spec.Name, "var", "lib", "kubernetes", "manifests")
+	if err != nil {
+		return "", err
+	}
 	for _, e := range entries {
 		a, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {

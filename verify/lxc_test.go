@@ -35,7 +35,7 @@ func TestHostContractParsers(t *testing.T) {
 		t.Errorf("host routes %v on %q, want %v on %q", routes, bridge, want, doc.Cluster.Spec.Proxmox.Bridge)
 	}
 
-	rs, err := networkRoutes(filepath.Join(dir, "nodes/worker1/rootfs/etc/systemd/network/eth0.network"))
+	rs, err := networkRoutes(filepath.Join(overlayTree(t, dir, "worker1"), "etc/systemd/network/eth0.network"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,9 +118,7 @@ func TestPctSetupMarkers(t *testing.T) {
 		root := t.TempDir()
 		if marked {
 			// What the template holds of the node's tree: the markers.
-			if err := os.CopyFS(root, os.DirFS(filepath.Join(dir, "nodes/worker1/rootfs"))); err != nil {
-				t.Fatal(err)
-			}
+			root = overlayTree(t, dir, "worker1")
 		}
 		if err := pctSetup(root, c); err != nil {
 			t.Fatal(err)

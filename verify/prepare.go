@@ -116,16 +116,16 @@ func (v *run) prepare() (string, error) {
 }
 
 // artifact is the path of node's artifact a in the cluster's output
-// directory, with rest joined below it.
-func (v *run) artifact(a nodefiles.Artifact, node string, rest ...string) string {
-	return filepath.Join(append([]string{v.o.Dir, a.Path(node)}, rest...)...)
+// directory. A file of the node's tree is read through nodeTree.
+func (v *run) artifact(a nodefiles.Artifact, node string) string {
+	return filepath.Join(v.o.Dir, a.Path(node))
 }
 
 // newNode sets up one node: its root, units and command lines.
 func (v *run) newNode(n spec.Node, comps []component) (*node, error) {
-	src := v.artifact(nodefiles.Rootfs, n.Name)
-	if _, err := os.Stat(src); err != nil {
-		return nil, fmt.Errorf("node %s: no generated tree: %w", n.Name, err)
+	src, err := v.nodeTree(n.Name)
+	if err != nil {
+		return nil, err
 	}
 	root, err := NewRoot(src, filepath.Join(v.work, "nodes", n.Name))
 	if err != nil {
@@ -150,7 +150,10 @@ func (v *run) newNode(n spec.Node, comps []component) (*node, error) {
 // loadUnit parses a node's unit and prepares its command line; it returns
 // how many node paths the arguments named and the configuration files rewritten.
 func (v *run) loadUnit(nd *node, unit string) (int, []string, error) {
-	p := v.artifact(nodefiles.Rootfs, nd.spec.Name, tree.UnitFile(unit))
+	p, err := v.nodeTree(nd.spec.Name, tree.UnitFile(unit))
+	if err != nil {
+		return 0, nil, err
+	}
 	u, err := unitfile.Read(p)
 	if err != nil {
 		return 0, nil, fmt.Errorf("node %s: %w", nd.spec.Name, err)
@@ -232,7 +235,10 @@ func (v *run) planLB() (string, error) {
 	case herr != nil:
 		why = "haproxy is not installed (apt-get install haproxy)"
 	default:
-		cfg := v.artifact(nodefiles.Rootfs, lbs[0].Name, lb.HAProxyConfig)
+		cfg, err := v.nodeTree(lbs[0].Name, lb.HAProxyConfig)
+		if err != nil {
+			return "", err
+		}
 		if _, err := os.Stat(cfg); err != nil {
 			why = fmt.Sprintf("%s has no %s", lbs[0].Name, lb.HAProxyConfig)
 			break
@@ -254,7 +260,10 @@ func (v *run) planLB() (string, error) {
 func (v *run) newLB(n spec.Node, haproxy string, vip netip.Prefix) error {
 	nd, stacked := v.byName[n.Name]
 	if !stacked {
-		src := v.artifact(nodefiles.Rootfs, n.Name)
+		src, err := v.nodeTree(n.Name)
+		if err != nil {
+			return err
+		}
 		root, err := NewRoot(src, filepath.Join(v.work, "nodes", n.Name))
 		if err != nil {
 			return err

@@ -21,8 +21,8 @@ import (
 var perNodeDirs = []string{"/etc", "/var", "/run"}
 
 // Root is one node's root directory on the build machine: a copy of the
-// node's generated tree (nodes/<node>/rootfs) that its processes use in place
-// of "/".
+// node's generated tree (its overlay.tar extracted, see nodeTree) that its
+// processes use in place of "/".
 //
 // The rule for paths: an absolute path refers to the node when the tree holds
 // it (a file, or a directory of one) or when it lies under /etc, /var or /run;
@@ -34,7 +34,7 @@ type Root struct {
 	done map[string]bool // configuration files already rewritten
 }
 
-// NewRoot copies the tree at src (a generated rootfs directory) to dir.
+// NewRoot copies the tree at src (a node's extracted tree) to dir.
 func NewRoot(src, dir string) (*Root, error) {
 	r := &Root{Dir: dir, tree: map[string]bool{}}
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {

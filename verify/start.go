@@ -309,7 +309,11 @@ func lastLine(s string) string {
 // rewritten, retried as Restart=on-failure would.
 func (v *run) bootstrap(ctx context.Context) (string, error) {
 	nd := v.byName[v.c.NodesWith(spec.RoleController)[0].Name]
-	u, err := unitfile.Read(v.bootstrapUnit(nd.spec.Name))
+	p, err := v.bootstrapUnit(nd.spec.Name)
+	if err != nil {
+		return "", err
+	}
+	u, err := unitfile.Read(p)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", nd.spec.Name, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/unitfile"
 )
 
@@ -21,7 +22,13 @@ func TestGeneratedUnits(t *testing.T) {
 	for _, example := range []string{"seed-lxc", "seed-kvm", "mixed"} {
 		t.Run(example, func(t *testing.T) {
 			dir := generateExample(t, filepath.Join("..", "examples", example+".yaml"))
-			units, _ := filepath.Glob(filepath.Join(dir, "nodes", "*", "rootfs", "etc", "systemd", "system", "*.service"))
+			tars, _ := filepath.Glob(filepath.Join(dir, "nodes", "*", nodefiles.OverlayTar.Name))
+			var units []string
+			for _, p := range tars {
+				node := filepath.Base(filepath.Dir(p))
+				found, _ := filepath.Glob(filepath.Join(overlayTree(t, dir, node), "etc", "systemd", "system", "*.service"))
+				units = append(units, found...)
+			}
 			if len(units) == 0 {
 				t.Fatal("no units generated")
 			}

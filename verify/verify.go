@@ -4,8 +4,9 @@
 // `hardway verify` starts every etcd member and every controller's
 // kube-apiserver, kube-controller-manager and kube-scheduler with the command
 // lines of the generated unit files (parsed, never rebuilt by hand), the node
-// trees copied to per-node root directories, then runs the smoke checks of
-// Kubernetes The Hard Way and stops everything by PID.
+// trees (their overlay.tar, extracted) copied to per-node root directories,
+// then runs the smoke checks of Kubernetes The Hard Way and stops everything
+// by PID.
 //
 // Networking: a hub namespace holds a bridge; every etcd, controller (and the
 // first lb) node gets a namespace with its own address on a veth pair to that
@@ -38,10 +39,11 @@ type Options struct {
 	Cluster *spec.Cluster // validated, defaults applied
 	Dir     string        // the generated cluster directory, <out>/<cluster>
 	BinDirs []string      // where unit binaries are looked up by base name
-	// WorkDir holds the node roots, the booted guests and the process
-	// logs (its nodes/, guests/ and logs/ are emptied first). Empty: a temp
-	// dir, removed after a passing run and kept (and named) after a
-	// failing one or with Keep.
+	// WorkDir holds the node trees extracted from their overlay.tar, the
+	// node roots, the booted guests and the process logs (its trees/,
+	// nodes/, guests/ and logs/ are emptied first). Empty: a temp dir,
+	// removed after a passing run and kept (and named) after a failing
+	// one or with Keep.
 	WorkDir string
 	Out     io.Writer // progress and the result table
 	Log     *slog.Logger
@@ -189,7 +191,7 @@ func (v *run) workDir() (bool, error) {
 		}
 		v.work = dir
 	}
-	for _, sub := range []string{"nodes", "logs", "guests"} {
+	for _, sub := range []string{"trees", "nodes", "logs", "guests"} {
 		if err := os.RemoveAll(filepath.Join(v.work, sub)); err != nil {
 			return false, err
 		}
@@ -260,6 +262,7 @@ type run struct {
 	net    *Network
 	procs  *Procs
 	rep    *Report
+	trees  overlayTrees // the nodes' extracted overlay.tar (nodeTree)
 
 	lb       *node          // the lb node running haproxy, if any
 	vipVia   string         // who serves the VIP, for the rows

@@ -18,7 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hardway-dev/hardway/generators/controller"
 	"github.com/hardway-dev/hardway/spec"
+	"github.com/hardway-dev/hardway/tree"
 )
 
 // runVerify generates spec into a temp dir, lets mutate break the bundle,
@@ -159,8 +161,11 @@ func TestVerifyCatchesSwappedCertificate(t *testing.T) {
 	rep := runVerify(t, "../examples/seed-lxc.yaml", func(t *testing.T, dir string, c *spec.Cluster) {
 		for _, n := range c.NodesWith(spec.RoleController) {
 			for _, ext := range []string{".crt", ".key"} {
-				copyFile(t, filepath.Join(dir, "pki", "kube-scheduler"+ext),
-					filepath.Join(dir, "nodes", n.Name, "rootfs", "var", "lib", "kubernetes", "apiserver"+ext))
+				other, err := os.ReadFile(filepath.Join(dir, "pki", "kube-scheduler"+ext))
+				if err != nil {
+					t.Fatal(err)
+				}
+				editOverlay(t, dir, n.Name, "/var/lib/kubernetes/apiserver"+ext, func([]byte) []byte { return other })
 			}
 		}
 	})
@@ -175,7 +180,7 @@ func TestVerifyCatchesSwappedCertificate(t *testing.T) {
 func TestVerifyCatchesDroppedFlag(t *testing.T) {
 	rep := runVerify(t, "../examples/seed-lxc.yaml", func(t *testing.T, dir string, c *spec.Cluster) {
 		for _, n := range c.NodesWith(spec.RoleController) {
-			dropLine(t, filepath.Join(dir, "nodes", n.Name, "rootfs", "etc", "systemd", "system", "kube-apiserver.service"), "--encryption-provider-config=")
+			editOverlay(t, dir, n.Name, tree.UnitFile(controller.APIServerUnit), dropLine(t, "--encryption-provider-config="))
 		}
 	})
 	wantRows(t, rep, []int{1, 2, 3, 4, 6, 7, 8, 9}, []int{5})
@@ -184,35 +189,21 @@ func TestVerifyCatchesDroppedFlag(t *testing.T) {
 	}
 }
 
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	data, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// dropLine removes the unit line holding needle (a continuation line).
-func dropLine(t *testing.T, path, needle string) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kept []string
-	for _, l := range strings.Split(string(data), "\n") {
-		if !strings.Contains(l, needle) {
-			kept = append(kept, l)
+// dropLine is an edit for editOverlay that removes the unit line holding
+// needle (a continuation line).
+func dropLine(t *testing.T, needle string) func([]byte) []byte {
+	return func(data []byte) []byte {
+		t.Helper()
+		var kept []string
+		for _, l := range strings.Split(string(data), "\n") {
+			if !strings.Contains(l, needle) {
+				kept = append(kept, l)
+			}
 		}
-	}
-	if len(kept) == strings.Count(string(data), "\n")+1 {
-		t.Fatalf("%s has no line with %s", path, needle)
-	}
-	if err := os.WriteFile(path, []byte(strings.Join(kept, "\n")), 0o644); err != nil {
-		t.Fatal(err)
+		if len(kept) == strings.Count(string(data), "\n")+1 {
+			t.Fatalf("no line with %s", needle)
+		}
+		return []byte(strings.Join(kept, "\n"))
 	}
 }
 

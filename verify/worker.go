@@ -117,7 +117,11 @@ func (v *run) hostNetwork(ctx context.Context) (string, error) {
 	}
 	n := 0
 	for _, nd := range v.nodes {
-		rs, err := networkRoutes(v.artifact(nodefiles.Rootfs, nd.spec.Name, "etc/systemd/network/eth0.network"))
+		p, err := v.nodeTree(nd.spec.Name, "etc/systemd/network/eth0.network")
+		if err != nil {
+			return "", err
+		}
+		rs, err := networkRoutes(p)
 		if err != nil {
 			return "", fmt.Errorf("node %s: %w", nd.spec.Name, err)
 		}
