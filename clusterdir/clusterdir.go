@@ -42,7 +42,23 @@ type Options struct {
 	// Plan makes the run change nothing: every output is rendered and
 	// compared with the disk, and Result.Planned lists the differences.
 	Plan bool
+	// Rootfs says whether to write each node's tree as files at their
+	// final paths, nodes/<node>/rootfs/, beside overlay.tar.
+	Rootfs Trees
 }
+
+// Trees is whether a run writes the nodes' rootfs/ directories. They hold
+// the entries of overlay.tar, which is what bake and verify read: they are
+// for people reading and diffing a node's files. Off unless asked for: the
+// trees are most of the output's files (4,954 of 3+100's 5,649), and
+// creating files is most of a first run's time.
+type Trees uint8
+
+const (
+	TreesAsBefore Trees = iota // as the last run did (none for a new directory)
+	TreesOn                    // write them
+	TreesOff                   // write none, removing the last run's
+)
 
 // Result describes what a run did.
 type Result struct {
@@ -119,8 +135,12 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	// mode. A worker's inputs are its view of the cluster (nodegen.View):
 	// adding a worker leaves the others' alone.
 	x := nodegen.New(c, b)
-	same := d.UnchangedParts(inputsDigests(x, o.Epoch), rewritten...)
-	if err := nodes(ctx, d.Dir, x, same, o.Epoch.Time()); err != nil {
+	// A command that generates on its way (bake, verify) keeps the trees
+	// a generate --rootfs asked for.
+	hadTrees := d.HadKind(nodefiles.Rootfs.Kind)
+	trees := o.Rootfs == TreesOn || o.Rootfs == TreesAsBefore && hadTrees
+	same := d.UnchangedParts(inputsDigests(x, o.Epoch, trees), rewritten...)
+	if err := nodes(ctx, d.Dir, x, same, o.Epoch.Time(), trees); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -137,6 +157,13 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 	index := c.Index()
 	if err := d.RemoveEmptyDirs(nodefiles.NodesDir, func(name string) bool { _, ok := index[name]; return ok }); err != nil {
 		return nil, err
+	}
+	if hadTrees && !trees {
+		for _, n := range c.Spec.Nodes {
+			if err := d.RemoveEmptyDirs(nodefiles.Dir(n.Name), func(name string) bool { return name != nodefiles.Rootfs.Name }); err != nil {
+				return nil, err
+			}
+		}
 	}
 	res := &Result{Dir: root, Bundle: b, Changed: d.Changed()}
 	if o.Plan {
@@ -182,8 +209,8 @@ func open(root string, plan bool, log *slog.Logger) (runDir, error) {
 // node's part. Nodes are generated and emitted one at a time per worker
 // goroutine, a worker from its view of the cluster, so memory holds at most
 // GOMAXPROCS trees whatever the cluster's size; mtime dates their
-// archives' entries.
-func nodes(ctx context.Context, d *output.Dir, x *nodegen.Context, same map[string]bool, mtime time.Time) error {
+// archives' entries, and trees writes their rootfs/ directories.
+func nodes(ctx context.Context, d *output.Dir, x *nodegen.Context, same map[string]bool, mtime time.Time, trees bool) error {
 	var todo []spec.Node
 	for _, n := range x.C.Spec.Nodes {
 		if !same[nodefiles.Dir(n.Name)] {
@@ -210,7 +237,7 @@ func nodes(ctx context.Context, d *output.Dir, x *nodegen.Context, same map[stri
 		go func() {
 			defer wg.Done()
 			for n := range work {
-				errs <- node(x.View(n), d, n, mtime)
+				errs <- node(x.View(n), d, n, mtime, trees)
 			}
 		}()
 	}
@@ -232,26 +259,28 @@ func nodes(ctx context.Context, d *output.Dir, x *nodegen.Context, same map[stri
 }
 
 // node generates node n's tree and writes it in every format its target
-// uses, archives dated mtime.
-func node(x *nodegen.Context, d *output.Dir, n spec.Node, mtime time.Time) error {
+// uses (and as a rootfs/ directory with trees), archives dated mtime.
+func node(x *nodegen.Context, d *output.Dir, n spec.Node, mtime time.Time, trees bool) error {
 	t, err := generators.Node(x, n)
 	if err != nil {
 		return err
 	}
-	root := nodefiles.Rootfs.Path(n.Name)
-	// emit.TreeDir works below the tree's root by path: make sure no
-	// directory on the way there is a symlink.
-	if err := d.MkdirAll(root); err != nil {
-		return err
-	}
-	if err := emit.TreeDir(d, root, t); err != nil {
-		return err
+	if trees {
+		root := nodefiles.Rootfs.Path(n.Name)
+		// emit.TreeDir works below the tree's root by path: make sure
+		// no directory on the way there is a symlink.
+		if err := d.MkdirAll(root); err != nil {
+			return err
+		}
+		if err := emit.TreeDir(d, root, t); err != nil {
+			return err
+		}
 	}
 	var tarball bytes.Buffer
 	if err := emit.Tar(&tarball, t, mtime); err != nil {
 		return err
 	}
-	if err := write(d, nodefiles.OverlayTar, n.Name, tarball.Bytes()); err != nil {
+	if err := writeOverlay(d, n.Name, tarball.Bytes()); err != nil {
 		return err
 	}
 	if n.Target != spec.TargetKVM {
@@ -297,6 +326,27 @@ func node(x *nodegen.Context, d *output.Dir, n spec.Node, mtime time.Time) error
 	return write(d, nodefiles.SeedISO, n.Name, iso)
 }
 
+// writeOverlay writes node's overlay.tar. A plan also names the entries
+// that would change inside it: without the rootfs/ trees, the one place
+// where an operator sees which of the node's files would change. An old
+// archive that does not read as a tar is planned as changed, no more.
+func writeOverlay(d *output.Dir, node string, data []byte) error {
+	p := nodefiles.OverlayTar.Path(node)
+	var old []byte
+	if d.Planning() {
+		old, _ = d.ReadFile(p)
+	}
+	if err := write(d, nodefiles.OverlayTar, node, data); err != nil {
+		return err
+	}
+	if old != nil && !bytes.Equal(old, data) {
+		if entries, err := emit.TarChanges(old, data); err == nil {
+			d.PlanEntries(p, entries)
+		}
+	}
+	return nil
+}
+
 // write writes a, node's artifact, with data (0600: it may hold the
 // node's keys).
 func write(d *output.Dir, a nodefiles.Artifact, node string, data []byte) error {
@@ -308,13 +358,14 @@ func write(d *output.Dir, a nodefiles.Artifact, node string, data []byte) error 
 // cluster-level files; nodes/<node> a worker's view of the cluster
 // (nodegen.View) or, for any other node, the whole cluster. Either is the
 // effective spec (as JSON: every exported field, maps sorted, ~4x faster
-// than yaml.v3), the PKI state, the epoch (tar mtimes) and this hardway
-// executable (its templates and code), by path, size and mtime. A view
+// than yaml.v3), the PKI state, the epoch (tar mtimes), whether the
+// rootfs/ trees are written (trees) and this hardway executable (its
+// templates and code), by path, size and mtime. A view
 // holds only the spec without its nodes, the Shared nodes and the worker
 // with their pod CIDRs, and the PKI rows of no node and of those nodes: a
 // digest of exactly that. A part whose digest is "" (the spec does not
 // encode) is never unchanged.
-func inputsDigests(x *nodegen.Context, e emit.Epoch) map[string]string {
+func inputsDigests(x *nodegen.Context, e emit.Epoch, trees bool) map[string]string {
 	c, b := x.C, x.PKI
 	bare := *c
 	bare.Spec.Nodes = nil
@@ -355,6 +406,7 @@ func inputsDigests(x *nodegen.Context, e emit.Epoch) map[string]string {
 	field(base, b.SAKeyPEM)
 	field(base, b.EncryptionKey)
 	field(base, []byte(emit.EpochEnv+"="+epoch))
+	field(base, []byte(nodefiles.Rootfs.Name+"="+strconv.FormatBool(trees)))
 	if exe, err := os.Executable(); err == nil {
 		if fi, err := os.Stat(exe); err == nil {
 			field(base, fmt.Appendf(nil, "%s %d %d", exe, fi.Size(), fi.ModTime().UnixNano()))

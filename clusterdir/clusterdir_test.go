@@ -54,7 +54,13 @@ func load(t *testing.T, name, text string) *spec.Document {
 
 func generate(t *testing.T, doc *spec.Document, out string) *Result {
 	t.Helper()
-	res, err := Run(context.Background(), doc, Options{Out: out})
+	return generateWith(t, doc, Options{Out: out})
+}
+
+// generateWith runs generate with o, failing t on an error.
+func generateWith(t *testing.T, doc *spec.Document, o Options) *Result {
+	t.Helper()
+	res, err := Run(context.Background(), doc, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,12 +134,12 @@ func TestInterruptedRunRepaired(t *testing.T) {
 	consistent(t, dir)
 }
 
-// TestRerunRepairsBytesAndModes: a same-size edit and wrong modes are
-// put right by a rerun with unchanged inputs.
+// TestRerunRepairsBytesAndModes: a same-size edit (of a rootfs/ tree's
+// file) and wrong modes are put right by a rerun with unchanged inputs.
 func TestRerunRepairsBytesAndModes(t *testing.T) {
 	out := t.TempDir()
 	doc := load(t, seed, "")
-	dir := generate(t, doc, out).Dir
+	dir := generateWith(t, doc, Options{Out: out, Rootfs: TreesOn}).Dir
 	hosts := filepath.Join(dir, "nodes/worker1/rootfs/etc/hosts")
 	orig, _ := os.ReadFile(hosts)
 	tampered := []byte(strings.Replace(string(orig), "127.0.0.1", "127.0.0.2", 1))
@@ -183,7 +189,7 @@ func TestSymlinkedDirsRefused(t *testing.T) {
 			if err := os.Symlink(elsewhere, p); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Run(context.Background(), doc, Options{Out: out})
+			_, err := Run(context.Background(), doc, Options{Out: out, Rootfs: TreesOn})
 			if err == nil || !strings.Contains(err.Error(), p+" is a symlink") {
 				t.Errorf("err = %v, want %s refused", err, p)
 			}
@@ -270,7 +276,7 @@ func TestSnippetsTooBig(t *testing.T) {
 // TestNodeFiles: every file generate records for a node lies in one of
 // its nodefiles artifacts, recorded with that artifact's kind, and the
 // examples between them write each artifact (Ignition made for a node booted
-// by Ignition without a sysext image).
+// by Ignition without a sysext image; rootfs/ trees asked for).
 func TestNodeFiles(t *testing.T) {
 	seen := map[nodefiles.Artifact]bool{}
 	text := ""
@@ -285,8 +291,7 @@ func TestNodeFiles(t *testing.T) {
 			}
 			text = strings.Replace(string(data), "{name: w3,  roles: [worker], target: kvm", "{name: w3,  roles: [gateway], target: kvm", 1)
 		}
-		out := t.TempDir()
-		res := generate(t, load(t, name, text), out)
+		res := generateWith(t, load(t, name, text), Options{Out: t.TempDir(), Rootfs: TreesOn})
 		for p, a := range consistent(t, res.Dir) {
 			if a.Node == "" || !strings.HasPrefix(p, nodefiles.NodesDir+"/") {
 				continue // a node's certificates and kubeconfigs are the cluster's

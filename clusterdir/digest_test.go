@@ -19,7 +19,7 @@ import (
 
 // digests returns inputsDigests of cluster c with bundle b and no epoch.
 func digests(c *spec.Cluster, b *pki.Bundle) map[string]string {
-	return inputsDigests(nodegen.New(c, b), emit.Epoch{})
+	return inputsDigests(nodegen.New(c, b), emit.Epoch{}, false)
 }
 
 // bundle issues the PKI of c in a directory of its own.
@@ -86,7 +86,8 @@ func TestInputsDigests(t *testing.T) {
 		{"worker1's certificate", digests(c, &renewed), append(whole, "nodes/worker1")},
 		{"the domain", digests(domain, b), nil},
 		{"the encryption key", digests(c, &other), nil},
-		{"the epoch", inputsDigests(nodegen.New(c, b), emit.Epoch{Unix: 1, Set: true}), nil},
+		{"the epoch", inputsDigests(nodegen.New(c, b), emit.Epoch{Unix: 1, Set: true}, false), nil},
+		{"writing the rootfs/ trees", inputsDigests(nodegen.New(c, b), emit.Epoch{}, true), nil},
 	} {
 		for part, was := range base {
 			must := tc.changed == nil || part == "" || slices.Contains(tc.changed, part)
@@ -147,7 +148,7 @@ func TestViewsGiveTheSameBytes(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if err := node(x, d, n, time.Unix(1, 0)); err != nil {
+					if err := node(x, d, n, time.Unix(1, 0), false); err != nil {
 						t.Fatal(err)
 					}
 				}

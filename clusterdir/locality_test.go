@@ -57,8 +57,9 @@ func snapshot(t *testing.T, dir string) map[string]entry {
 }
 
 // TestAddRemoveWorkerLocality generates an example, adds a worker, and
-// compares every node's outputs (nodes/<node>/: rootfs, overlay.tar,
-// proxmox.conf, cloud-init, seed.iso, ignition.json) byte for byte: none
+// compares every node's outputs (nodes/<node>/: overlay.tar, proxmox.conf,
+// cloud-init, seed.iso, ignition.json, and for the seed the rootfs/ trees
+// of generate --rootfs) byte for byte: none
 // may change but the new worker's, and the gateway's, whose /etc/hosts
 // lists every node for the bastion (common.hostsPeerTable). The lbs list
 // controllers and lbs, not workers: they stay. The other nodes' PKI files
@@ -68,10 +69,11 @@ func snapshot(t *testing.T, dir string) map[string]entry {
 func TestAddRemoveWorkerLocality(t *testing.T) {
 	cases := []struct {
 		example, worker, line string
+		trees                 Trees
 	}{
-		{seed, "worker3", "    - {name: worker3, roles: [worker], target: lxc, address: 10.240.0.33/24, vmid: 233}\n"},
+		{seed, "worker3", "    - {name: worker3, roles: [worker], target: lxc, address: 10.240.0.33/24, vmid: 233}\n", TreesOn},
 		// KVM controllers booted by cloud-init (seed.iso), a Flatcar worker (ignition.json).
-		{"../examples/mixed.yaml", "w4", "    - {name: w4, roles: [worker], target: kvm, address: 192.168.50.24/24, vmid: 324}\n"},
+		{"../examples/mixed.yaml", "w4", "    - {name: w4, roles: [worker], target: kvm, address: 192.168.50.24/24, vmid: 324}\n", TreesAsBefore},
 	}
 	for _, tc := range cases {
 		t.Run(filepath.Base(tc.example), func(t *testing.T) {
@@ -81,7 +83,7 @@ func TestAddRemoveWorkerLocality(t *testing.T) {
 			}
 			doc := load(t, tc.example, string(data))
 			out := t.TempDir()
-			dir := generate(t, doc, out).Dir
+			dir := generateWith(t, doc, Options{Out: out, Rootfs: tc.trees}).Dir
 			before := snapshot(t, dir)
 
 			bigger := load(t, tc.example, string(data)+tc.line)

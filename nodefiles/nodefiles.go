@@ -19,7 +19,7 @@ type Artifact struct {
 	Kind string
 }
 
-// The artifacts of a node: Rootfs and OverlayTar on every node,
+// The artifacts of a node: OverlayTar on every node, Rootfs when asked for,
 // ProxmoxConf on every node, CloudInit and SeedISO on a kvm node booted by
 // cloud-init, Ignition on one booted by Ignition (unless bake writes it:
 // IgnitionConfig).

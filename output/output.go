@@ -309,6 +309,12 @@ func (d *Dir) previous() manifest {
 	return d.prev
 }
 
+// HadKind reports whether the previous run's manifest lists an artifact
+// of kind.
+func (d *Dir) HadKind(kind string) bool {
+	return slices.ContainsFunc(d.previous().Artifacts, func(a Artifact) bool { return a.Kind == kind })
+}
+
 // listedBefore reports whether the previous run's manifest lists rel; d.mu
 // is held. The set is made on the first call: a run that writes nothing
 // new never needs it.

@@ -27,6 +27,9 @@ type Change struct {
 	Node string `json:"node,omitempty"`
 	Kind string `json:"kind"`
 	What string `json:"change"` // Added, Changed or Removed
+	// Entries, for an archive that changed, are what changed inside it
+	// ("/etc/hosts changed"), as its writer found them (PlanEntries).
+	Entries []string `json:"entries,omitempty"`
 }
 
 // What a Change is.
@@ -147,6 +150,20 @@ func (d *Dir) PlanSymlink(rel, target, kind, node string) error {
 		d.mu.Unlock()
 	}
 	return err
+}
+
+// PlanEntries records in a plan what changes inside rel, an archive whose
+// planned write changed it: entries, as the caller compared them.
+func (d *Dir) PlanEntries(rel string, entries []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// The change was just recorded: look from the end.
+	for i := len(d.changes) - 1; i >= 0; i-- {
+		if d.changes[i].Path == rel {
+			d.changes[i].Entries = entries
+			return
+		}
+	}
 }
 
 // plannedFile returns what a planned write left at rel.

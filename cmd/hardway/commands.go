@@ -146,8 +146,9 @@ changed files) and, on a terminal, the next steps.`,
   hardway generate -f cluster.yaml --dir /srv/hw   # writes /srv/hw/<cluster>/
   hardway generate -f cluster.yaml -o json | jq -r '.changed[]'`,
 	}
+	trees := rootfsFlag(cmd)
 	f := clusterCommand(cmd, "output root: generate writes <dir>/<cluster>/", func(cmd *cobra.Command, doc *spec.Document, f *clusterFlags) error {
-		res, err := runGenerate(cmd, doc, f.dir, nil, f.out)
+		res, err := runGenerate(cmd, doc, f.dir, nil, f.out, trees())
 		if err == nil && !f.out.json() && isTerminal(cmd.OutOrStdout()) {
 			nextSteps(cmd.OutOrStdout(), doc, f.file, f.dir, res.Dir)
 		}
@@ -158,10 +159,11 @@ changed files) and, on a terminal, the next steps.`,
 }
 
 // runGenerate runs generate and prints what changed.
-func runGenerate(cmd *cobra.Command, doc *spec.Document, dir string, renew []string, out *outputFlag) (*clusterdir.Result, error) {
+func runGenerate(cmd *cobra.Command, doc *spec.Document, dir string, renew []string, out *outputFlag, trees clusterdir.Trees) (*clusterdir.Result, error) {
 	start := time.Now()
 	o := generateOptions(dir)
 	o.Renew = renew
+	o.Rootfs = trees
 	res, err := clusterdir.Run(cmd.Context(), doc, o)
 	if err != nil {
 		return nil, err
@@ -256,7 +258,7 @@ file that embeds them. CAs are never renewed. It prints what generate prints.`,
 			if len(args) == 1 && args[0] == "all" {
 				names = leafNames(doc.Cluster)
 			}
-			_, err = runGenerate(cmd, doc, rdir, names, rout)
+			_, err = runGenerate(cmd, doc, rdir, names, rout, clusterdir.TreesAsBefore)
 			return err
 		},
 	}

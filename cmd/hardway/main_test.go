@@ -364,7 +364,7 @@ func TestSchemaAndInit(t *testing.T) {
 func TestRerunRestores(t *testing.T) {
 	out := t.TempDir()
 	hardway(t, "generate", "-f", seed, "--dir", out)
-	victim := filepath.Join(out, "kublxc", "nodes", "worker1", "rootfs", "etc", "hosts")
+	victim := filepath.Join(out, "kublxc", "nodes", "worker1", "overlay.tar")
 	want, err := os.ReadFile(victim)
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hardway-dev/hardway/output"
 )
 
 // openPTY opens a pseudo-terminal pair: the side the test reads and the
@@ -53,8 +55,12 @@ func TestNextSteps(t *testing.T) {
 	raw, _ := io.ReadAll(ptm) // ends with EIO once the command's side is closed
 	out := strings.ReplaceAll(string(raw), "\r\n", "\n")
 	cluster := filepath.Join(dir, "kublxc")
+	arts, err := output.ReadManifest(cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{
-		cluster + ": 311 files changed in ",
+		fmt.Sprintf("%s: %d files changed in ", cluster, len(arts)),
 		"\nNext steps:\n",
 		"  hardway certs check -f " + seed + " --dir " + dir + "  ",
 		"  hardway pin -f " + seed + " --write  ",

@@ -20,9 +20,10 @@ func newPlan() *cobra.Command {
 		Short: "Show what generate would change in <dir>/<cluster>/, and what to re-bake, without writing",
 		Long: `plan renders everything generate would write, in memory, and compares it with
 <dir>/<cluster>/: it lists the files that would be added, changed or removed,
-grouped by node and artifact (rootfs, overlay-tar, cloud-init, seed-iso,
-ignition, proxmox-conf, and for the cluster pki, kubeconfigs, manifests and
-the Proxmox host files), then what must be re-baked and re-uploaded: an LXC
+grouped by node and artifact (overlay-tar, with the node's files that would
+change inside it, rootfs with --rootfs, cloud-init, seed-iso, ignition,
+proxmox-conf, and for the cluster pki, kubeconfigs, manifests and the
+Proxmox host files), then what must be re-baked and re-uploaded: an LXC
 template or KVM node image whose overlay changed, cicustom snippets, host
 files. It writes nothing (no lock, no directory; a missing <dir>/<cluster>
 plans every file as added). Certificates that generate would issue are
@@ -33,9 +34,11 @@ It exits 0 when nothing would change and 3 when something would.`,
   hardway plan -f cluster.yaml --dir /srv/hw   # against /srv/hw/<cluster>/
   hardway plan -f cluster.yaml -o json | jq -r '.rebake[].do'`,
 	}
+	trees := rootfsFlag(cmd)
 	clusterCommand(cmd, "output root: plan compares with <dir>/<cluster>/", func(cmd *cobra.Command, doc *spec.Document, f *clusterFlags) error {
 		o := generateOptions(f.dir)
 		o.Plan = true
+		o.Rootfs = trees()
 		res, err := clusterdir.Run(cmd.Context(), doc, o)
 		if err != nil {
 			return err
@@ -62,6 +65,15 @@ It exits 0 when nothing would change and 3 when something would.`,
 
 // planShown is how many paths printPlan names per artifact; the rest are counted.
 const planShown = 6
+
+// shortList joins the first planShown of list and counts the rest.
+func shortList(list []string) string {
+	s := strings.Join(list[:min(len(list), planShown)], ", ")
+	if len(list) > planShown {
+		s += fmt.Sprintf(", … %d more", len(list)-planShown)
+	}
+	return s
+}
 
 // printPlan prints a plan grouped by node (the cluster's files first), then
 // by artifact (a node's paths relative to nodes/<node>/), then the actions.
@@ -108,6 +120,9 @@ func printPlan(w io.Writer, po planOutput) {
 				if node != "" {
 					p = strings.TrimPrefix(p, nodefiles.Dir(node)+"/")
 				}
+				if len(c.Entries) > 0 {
+					p += " (" + shortList(c.Entries) + ")"
+				}
 				byWhat[c.What] = append(byWhat[c.What], p)
 			}
 			var parts []string
@@ -116,12 +131,7 @@ func printPlan(w io.Writer, po planOutput) {
 				if len(ps) == 0 {
 					continue
 				}
-				shown := ps[:min(len(ps), planShown)]
-				s := fmt.Sprintf("%d %s: %s", len(ps), what, strings.Join(shown, ", "))
-				if len(ps) > len(shown) {
-					s += fmt.Sprintf(", … %d more", len(ps)-len(shown))
-				}
-				parts = append(parts, s)
+				parts = append(parts, fmt.Sprintf("%d %s: %s", len(ps), what, shortList(ps)))
 			}
 			fmt.Fprintf(w, "  %s: %s\n", a, strings.Join(parts, "; "))
 		}

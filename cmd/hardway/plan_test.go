@@ -46,11 +46,13 @@ func dirState(t *testing.T, dir string) map[string]string {
 // directory is not created), exits 0 when nothing would change and 3 when
 // something would, and lists exactly the files that generate then writes
 // or removes for the same spec: a worker added, a worker's memory changed,
-// an lb removed.
+// an lb removed. The first generate writes the rootfs/ trees, which plan
+// and generate keep without being told: their files and symlinks are
+// planned too.
 func TestPlan(t *testing.T) {
 	root := t.TempDir()
 	out := filepath.Join(root, "out")
-	if o, code := hardway(t, "generate", "-f", seed, "--dir", out); code != 0 {
+	if o, code := hardway(t, "generate", "-f", seed, "--dir", out, "--rootfs"); code != 0 {
 		t.Fatalf("generate: exit %d\n%s", code, o)
 	}
 	before := dirState(t, root)
@@ -143,5 +145,15 @@ func TestPlan(t *testing.T) {
 	}
 	if !slices.Contains(planned, "nodes/lb2/overlay.tar (removed)") || !slices.Contains(planned, "nodes/worker3/overlay.tar") {
 		t.Errorf("plan lacks lb2's removal or worker3's addition: %q", planned)
+	}
+
+	// Without the rootfs/ trees, plan names the files that would change
+	// inside an overlay.tar: worker3 enters the gateway's /etc/hosts.
+	bare := filepath.Join(root, "bare")
+	if o, code := hardway(t, "generate", "-f", seed, "--dir", bare); code != 0 {
+		t.Fatalf("generate: exit %d\n%s", code, o)
+	}
+	if o, code := hardway(t, "plan", "-f", changed, "--dir", bare); code != 3 || !strings.Contains(o, "overlay-tar: 1 changed: overlay.tar (/etc/hosts changed)") || strings.Contains(o, "rootfs") {
+		t.Errorf("plan without trees: exit %d, want gw's overlay.tar named with /etc/hosts changed, and no rootfs:\n%s", code, o)
 	}
 }

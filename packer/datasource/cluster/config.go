@@ -60,7 +60,9 @@ type Node struct {
 	VMID int `mapstructure:"vmid"`
 	// The node's output directory, `<directory>/nodes/<name>`.
 	Directory string `mapstructure:"directory"`
-	// The node's tree as files at their final paths.
+	// The node's tree as files at their final paths, written only by
+	// `hardway generate --rootfs` (overlay_tar holds the same entries on
+	// every run).
 	Rootfs string `mapstructure:"rootfs"`
 	// The node's tree as a reproducible tar (what hardway-node installs).
 	OverlayTar string `mapstructure:"overlay_tar"`

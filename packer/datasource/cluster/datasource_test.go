@@ -14,6 +14,7 @@ import (
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/hardway-dev/hardway/clusterdir"
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/packer/internal/load"
 	"github.com/hardway-dev/hardway/packer/internal/plugintest"
@@ -98,7 +99,8 @@ func TestConfigureInvalid(t *testing.T) {
 
 // TestPathsAreGenerated checks every path the data source returns against
 // what `hardway generate` writes: the paths of manifest.json, the rootfs
-// directory, and that a node has no path for a file it does not get.
+// directory (of generate --rootfs), and that a node has no path for a
+// file it does not get.
 func TestPathsAreGenerated(t *testing.T) {
 	file := plugintest.Write(t, plugintest.Cluster)
 	doc, _, errs := load.Spec("spec", file)
@@ -107,6 +109,10 @@ func TestPathsAreGenerated(t *testing.T) {
 	}
 	out := t.TempDir()
 	if _, _, err := load.Generate(context.Background(), doc, out, nil); err != nil {
+		t.Fatal(err)
+	}
+	// rootfs names the trees of generate --rootfs.
+	if _, err := clusterdir.Run(context.Background(), doc, clusterdir.Options{Out: out, Rootfs: clusterdir.TreesOn}); err != nil {
 		t.Fatal(err)
 	}
 	o := Describe(doc, out)
