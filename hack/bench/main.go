@@ -42,11 +42,23 @@ func main() {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "workers\ttool\twall\tCPU\tpeak RSS\tvs hardway\t")
 	all := map[int]*sizeResults{}
+	// Every run's directory is removed at the end, not after its size: on
+	// ext4 without a journal, files created soon after many were deleted
+	// cost several times more (recently_deleted, BENCHMARKS.md), and the
+	// kubeadm baseline's thousands of files would slow the next size's
+	// first run by what the bench itself deleted.
+	var dirs []string
+	defer func() {
+		for _, d := range dirs {
+			os.RemoveAll(d)
+		}
+	}()
 	for _, s := range strings.Split(*sizes, ",") {
 		var n int
 		fmt.Sscan(s, &n)
 		dir, err := os.MkdirTemp("", "hardway-bench")
 		check(err)
+		dirs = append(dirs, dir)
 		specFile := filepath.Join(dir, "cluster.yaml")
 		check(os.WriteFile(specFile, []byte(clusterSpec(n)), 0o644))
 		out := filepath.Join(dir, "out")
@@ -99,7 +111,6 @@ func main() {
 			fmt.Fprintf(tw, "%d\tbaselines\tskipped (-baseline-max %d)\t\t\t\t\n", n, *baselineMax)
 		}
 		tw.Flush()
-		os.RemoveAll(dir)
 	}
 	fmt.Printf("load average at end: %s\n\n", loadAverage())
 	targets(all, *timeout)
