@@ -385,3 +385,34 @@ func TestBakeBadInputs(t *testing.T) {
 		}
 	})
 }
+
+// TestBakeBadPin: a pinned binary whose bytes are not the pin's (changed
+// after `hardway pin`, same size) fails the bake, naming the pin, and
+// leaves nothing in the output directory: for the worker's template alone
+// and for every LXC node baked from one read of the base.
+func TestBakeBadPin(t *testing.T) {
+	doc := testSpec(t, spec.ModeUpstream, fakeBins(t, append(workerBins, controllerBins...)...), nil)
+	x, _ := generated(t, doc)
+	kubelet := filepath.Join(doc.BinariesDir(), "kubelet")
+	data, err := os.ReadFile(kubelet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-2] ^= 0x20
+	if err := os.WriteFile(kubelet, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base := syntheticBase(t)
+	for _, node := range []string{"w1", ""} {
+		t.Run(cmp.Or(node, "all"), func(t *testing.T) {
+			out := t.TempDir()
+			_, err := bakeOne(t, context.Background(), x, doc, base, out, node)
+			if err == nil || !strings.Contains(err.Error(), "spec.binaries.sha256.kubelet") {
+				t.Errorf("err = %v, want it to name spec.binaries.sha256.kubelet", err)
+			}
+			if got := entries(t, out); len(got) != 0 {
+				t.Errorf("output dir holds %v", got)
+			}
+		})
+	}
+}
