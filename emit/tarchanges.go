@@ -26,22 +26,20 @@ func TarChanges(old, new []byte) ([]string, error) {
 		return nil, err
 	}
 	var out []string
-	for _, p := range slices.Sorted(maps.Keys(a)) {
-		switch now, ok := b[p]; {
-		case !ok:
+	paths := slices.AppendSeq(slices.Collect(maps.Keys(a)), maps.Keys(b))
+	slices.Sort(paths)
+	for _, p := range slices.Compact(paths) {
+		was, had := a[p]
+		now, has := b[p]
+		switch {
+		case !has:
 			out = append(out, p+" removed")
-		case now != a[p]:
+		case !had:
+			out = append(out, p+" added")
+		case now != was:
 			out = append(out, p+" changed")
 		}
 	}
-	for _, p := range slices.Sorted(maps.Keys(b)) {
-		if _, ok := a[p]; !ok {
-			out = append(out, p+" added")
-		}
-	}
-	slices.SortStableFunc(out, func(x, y string) int {
-		return strings.Compare(x[:strings.LastIndexByte(x, ' ')], y[:strings.LastIndexByte(y, ' ')])
-	})
 	return out, nil
 }
 
