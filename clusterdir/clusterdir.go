@@ -116,11 +116,12 @@ func Run(ctx context.Context, doc *spec.Document, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	for _, k := range kubeconfig.Set(c) {
-		data := kubeconfig.Render(c, b, k, k.URL(c))
-		if err := d.Write("kubeconfigs/"+k.Name+".kubeconfig", data, 0o600, "kubeconfig", k.Node); err != nil {
-			return nil, err
-		}
+	kcs := kubeconfig.Set(c)
+	if err := output.Parallel(len(kcs), runtime.GOMAXPROCS(0), func(i int) error {
+		k := kcs[i]
+		return d.Write("kubeconfigs/"+k.Name+".kubeconfig", kubeconfig.Render(c, b, k, k.URL(c)), 0o600, "kubeconfig", k.Node)
+	}); err != nil {
+		return nil, err
 	}
 	if err := d.Write("pki/encryption-config.yaml", kubeconfig.EncryptionConfig(c, b), 0o600, "encryption-config", ""); err != nil {
 		return nil, err
@@ -224,28 +225,27 @@ func nodes(ctx context.Context, d *output.Dir, x *nodegen.Context, same map[stri
 	if err != nil {
 		return err
 	}
-	for _, f := range files {
-		if err := d.Write(f.Path, f.Data, f.Mode, f.Kind, f.Node); err != nil {
-			return err
-		}
-	}
-	work := make(chan spec.Node)
-	errs := make(chan error, len(todo))
+	// One job a cluster file (a proxmox.conf per node among them), then
+	// one a node: creating files is most of a first run, and the kernel
+	// creates them in parallel too.
+	work := make(chan func() error)
+	errs := make(chan error, len(files)+len(todo))
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := range work {
-				errs <- node(x.View(n), d, n, mtime, trees)
+		wg.Go(func() {
+			for job := range work {
+				errs <- job()
 			}
-		}()
+		})
+	}
+	for _, f := range files {
+		work <- func() error { return d.Write(f.Path, f.Data, f.Mode, f.Kind, f.Node) }
 	}
 	for _, n := range todo {
 		if ctx.Err() != nil {
 			break
 		}
-		work <- n
+		work <- func() error { return node(x.View(n), d, n, mtime, trees) }
 	}
 	close(work)
 	wg.Wait()

@@ -70,7 +70,7 @@ const syncers = 64
 // to the root, on syncers goroutines. A file or directory that is gone,
 // or is a symlink now, is skipped: it is not what this run wrote.
 func (d *Dir) sync(files, dirs []string) error {
-	return parallel(len(files)+len(dirs), func(i int) error {
+	return Parallel(len(files)+len(dirs), syncers, func(i int) error {
 		if i < len(files) {
 			return d.syncOne(files[i], unix.O_RDONLY|unix.O_NONBLOCK)
 		}
@@ -113,16 +113,16 @@ func syncPath(path string) error {
 // fsync is unix's; a test replaces it to see what is synced.
 var fsync = unix.Fsync
 
-// parallel calls f(0) ... f(n-1) on up to syncers goroutines and returns
-// the first error.
-func parallel(n int, f func(i int) error) error {
+// Parallel calls f(0) ... f(n-1) on up to workers goroutines and returns
+// the first error to happen (every call is made).
+func Parallel(n, workers int, f func(i int) error) error {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
 		next  = make(chan int)
 	)
-	for range min(n, syncers) {
+	for range min(n, workers) {
 		wg.Go(func() {
 			for i := range next {
 				if err := f(i); err != nil {

@@ -196,11 +196,11 @@ func newLeaf(ca *Pair, row Cert, k keyAlgo, validity time.Duration, now time.Tim
 	for _, ip := range row.IPs {
 		tpl.IPAddresses = append(tpl.IPAddresses, net.IP(ip.AsSlice()))
 	}
-	certPEM, cert, err := sign(tpl, ca.X509, key.Public(), ca.key)
+	certPEM, _, err := sign(tpl, ca.X509, key.Public(), ca.key)
 	if err != nil {
 		return nil, err
 	}
-	return &Pair{Cert: row, CertPEM: certPEM, KeyPEM: keyPEM, X509: cert, key: key}, nil
+	return &Pair{Cert: row, CertPEM: certPEM, KeyPEM: keyPEM}, nil
 }
 
 func validFrom(now time.Time) time.Time {

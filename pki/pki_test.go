@@ -372,7 +372,8 @@ func TestCAKeyWithoutCert(t *testing.T) {
 		if string(b.Get(row.Name).CertPEM) != string(first.Get(row.Name).CertPEM) {
 			t.Errorf("%s was re-issued", row.Name)
 		}
-		if err := b.Get(row.Name).X509.CheckSignatureFrom(b.Get(row.CA).X509); err != nil {
+		leaf := parseCert(t, filepath.Join(dir, "pki", row.Name+".crt"))
+		if err := leaf.CheckSignatureFrom(parseCert(t, filepath.Join(dir, "pki", row.CA+".crt"))); err != nil {
 			t.Errorf("%s does not verify against the new CA certificate: %v", row.Name, err)
 		}
 	}
