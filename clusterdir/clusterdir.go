@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/hardway-dev/hardway/emit"
@@ -227,33 +226,20 @@ func nodes(ctx context.Context, d *output.Dir, x *nodegen.Context, same map[stri
 	}
 	// One job a cluster file (a proxmox.conf per node among them), then
 	// one a node: creating files is most of a first run, and the kernel
-	// creates them in parallel too.
-	work := make(chan func() error)
-	errs := make(chan error, len(files)+len(todo))
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			for job := range work {
-				errs <- job()
-			}
-		})
-	}
-	for _, f := range files {
-		work <- func() error { return d.Write(f.Path, f.Data, f.Mode, f.Kind, f.Node) }
-	}
-	for _, n := range todo {
-		if ctx.Err() != nil {
-			break
+	// creates them in parallel too. Once ctx is done, no node is begun.
+	err = output.Parallel(len(files)+len(todo), runtime.GOMAXPROCS(0), func(i int) error {
+		if i < len(files) {
+			f := files[i]
+			return d.Write(f.Path, f.Data, f.Mode, f.Kind, f.Node)
 		}
-		work <- func() error { return node(x.View(n), d, n, mtime, trees) }
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
+		n := todo[i-len(files)]
+		return node(x.View(n), d, n, mtime, trees)
+	})
+	if err != nil {
+		return err
 	}
 	return ctx.Err()
 }
