@@ -2,7 +2,12 @@ package verify
 
 import (
 	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
 	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	authnv1 "k8s.io/api/authentication/v1"
@@ -11,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -60,29 +66,82 @@ func newKube(cfg *rest.Config) (*kube, error) {
 
 // get reads the object at an API path (e.g. /api/v1/namespaces/default/services/kubernetes).
 func (k *kube) get(ctx context.Context, path string, out runtime.Object) error {
-	return k.rc.Get().AbsPath(path).Do(ctx).Into(out)
+	return retry(ctx, true, func() error { return k.rc.Get().AbsPath(path).Do(ctx).Into(out) })
 }
 
 // list reads a collection, optionally filtered by a label selector.
 func (k *kube) list(ctx context.Context, path, selector string, out runtime.Object) error {
-	r := k.rc.Get().AbsPath(path)
-	if selector != "" {
-		r = r.Param("labelSelector", selector)
-	}
-	return r.Do(ctx).Into(out)
+	return retry(ctx, true, func() error {
+		r := k.rc.Get().AbsPath(path)
+		if selector != "" {
+			r = r.Param("labelSelector", selector)
+		}
+		return r.Do(ctx).Into(out)
+	})
 }
 
 // create posts in to a collection path and decodes the result into out.
+// It is retried only when the request never reached the API server: a
+// create that did may have made an object (one named by generateName
+// would be made twice).
 func (k *kube) create(ctx context.Context, path string, in, out runtime.Object) error {
-	return k.rc.Post().AbsPath(path).Body(in).Do(ctx).Into(out)
+	return retry(ctx, false, func() error { return k.rc.Post().AbsPath(path).Body(in).Do(ctx).Into(out) })
 }
 
 // mergePatch applies a JSON merge patch to the object at path.
 func (k *kube) mergePatch(ctx context.Context, path string, patch []byte, out runtime.Object) error {
-	return k.rc.Patch(types.MergePatchType).AbsPath(path).Body(patch).Do(ctx).Into(out)
+	return retry(ctx, true, func() error {
+		return k.rc.Patch(types.MergePatchType).AbsPath(path).Body(patch).Do(ctx).Into(out)
+	})
 }
 
 // remove deletes the object at path.
 func (k *kube) remove(ctx context.Context, path string) error {
-	return k.rc.Delete().AbsPath(path).Do(ctx).Error()
+	return retry(ctx, true, func() error { return k.rc.Delete().AbsPath(path).Do(ctx).Error() })
+}
+
+// retry runs an API call until it succeeds, fails for a reason waiting
+// will not change, or ctx ends. A check asks what the cluster serves, not
+// whether one connection to it got through: an API server of a 1-vCPU VM
+// under emulation lets TLS handshakes time out and, restarted by systemd,
+// refuses connections for seconds (CI's TestBootSeedKVM failed a NodePort
+// row on one "TLS handshake timeout"). Idempotent calls are retried on any
+// transient error; others only when the request was not sent (unsent).
+func retry(ctx context.Context, idempotent bool, call func() error) error {
+	wait := 250 * time.Millisecond
+	for {
+		err := call()
+		if err == nil || !(unsent(err) || idempotent && transient(err)) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 4*time.Second)
+	}
+}
+
+// unsent reports whether err ended a request before its body could reach
+// the API server: no connection, or no TLS session on it.
+func unsent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	// net/http's error type for it is unexported; its text is stable.
+	return strings.Contains(err.Error(), "TLS handshake timeout")
+}
+
+// transient reports whether err may heal by waiting: the API server busy,
+// timing out, or unreachable for a moment. An error the server decided
+// (not found, forbidden, invalid, conflict) is not.
+func transient(err error) bool {
+	if errors.As(err, new(apierrors.APIStatus)) {
+		return apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) ||
+			apierrors.IsServiceUnavailable(err) || apierrors.IsTimeout(err)
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }

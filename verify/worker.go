@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hardway-dev/hardway/generators/controller"
 	"github.com/hardway-dev/hardway/generators/worker"
 	"github.com/hardway-dev/hardway/nodefiles"
 	"github.com/hardway-dev/hardway/rootfs"
@@ -416,7 +417,9 @@ func (v *run) stopGuests() error {
 // workerUnits are the units whose journals a failing worker row shows.
 var workerUnits = []string{worker.ImagesUnit, worker.ContainerdUnit, worker.KubeletUnit, worker.ProxyUnit}
 
-// withJournals adds to err, for each booted worker, the tail of its units' journals.
+// withJournals adds to err, for each booted worker, the tail of its units'
+// journals, and for each booted controller its API server's, which every
+// such row goes through (a restart there explains refused connections).
 func (v *run) withJournals(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
@@ -425,10 +428,14 @@ func (v *run) withJournals(ctx context.Context, err error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
 	var b strings.Builder
-	for _, g := range v.workerGuests() {
-		for _, u := range workerUnits {
-			fmt.Fprintf(&b, "\n  node %s, unit %s:\n%s", g.info().name, u, indent(g.journal(ctx, u, 15)))
+	show := func(gs []guest, units ...string) {
+		for _, g := range gs {
+			for _, u := range units {
+				fmt.Fprintf(&b, "\n  node %s, unit %s:\n%s", g.info().name, u, indent(g.journal(ctx, u, 15)))
+			}
 		}
 	}
+	show(v.workerGuests(), workerUnits...)
+	show(v.guestsWith(spec.RoleController), controller.APIServerUnit)
 	return fmt.Errorf("%w%s", err, b.String())
 }
