@@ -29,6 +29,11 @@ type planned struct {
 type removal struct {
 	pattern string
 	depth   int // number of path components the pattern matches
+	// literal is the pattern up to its first special character (all of
+	// it when it has none): a path that does not start with it cannot
+	// match, which rules out nearly every base member at the cost of a
+	// comparison (removed runs for each of them).
+	literal string
 }
 
 // NewPlan combines layers, in order (a later layer's entry replaces an
@@ -67,7 +72,11 @@ func NewPlan(info *BaseInfo, layers ...Layer) (*Plan, error) {
 			if _, err := path.Match(r, "/"); err != nil || !strings.HasPrefix(r, "/") {
 				return nil, fmt.Errorf("layer %s: bad remove pattern %q", l.Name, r)
 			}
-			p.remove = append(p.remove, removal{pattern: r, depth: strings.Count(path.Clean(r), "/")})
+			lit := r
+			if i := strings.IndexAny(r, `*?[\`); i >= 0 {
+				lit = r[:i]
+			}
+			p.remove = append(p.remove, removal{pattern: r, depth: strings.Count(path.Clean(r), "/"), literal: lit})
 		}
 	}
 	return p, nil
@@ -158,34 +167,48 @@ func (p *Plan) at(path string) (*planned, bool) {
 
 // shadowed reports whether a base member at q lies below a layer entry
 // that is not a directory: the layer replaced a base directory (or what
-// held it) by a file or a link, so its base content goes.
+// held it) by a file or a link, so its base content goes. q is clean
+// (stream's clean): its directories are its prefixes before each slash.
 func (p *Plan) shadowed(q string) bool {
-	for d := path.Dir(q); d != "/"; d = path.Dir(d) {
+	for d := q; ; {
+		i := strings.LastIndexByte(d, '/')
+		if i <= 0 {
+			return false
+		}
+		d = d[:i]
 		if e, ok := p.entries[d]; ok && !e.IsDir() {
+			return true
+		}
+	}
+}
+
+// removed reports whether a base member at q (clean) is removed by a
+// layer: it, or a directory above it, matches a Remove pattern.
+func (p *Plan) removed(q string) bool {
+	if len(p.remove) == 0 || q == "/" {
+		return false
+	}
+	depth := strings.Count(q, "/")
+	for _, r := range p.remove {
+		if depth < r.depth || !strings.HasPrefix(q, r.literal) {
+			continue
+		}
+		if ok, _ := path.Match(r.pattern, ancestor(q, r.depth)); ok {
 			return true
 		}
 	}
 	return false
 }
 
-// removed reports whether a base member at q is removed by a layer: it, or
-// a directory above it, matches a Remove pattern.
-func (p *Plan) removed(q string) bool {
-	if len(p.remove) == 0 {
-		return false
-	}
-	depth := strings.Count(q, "/")
-	for _, r := range p.remove {
-		if q == "/" || depth < r.depth {
-			continue
-		}
-		a := q
-		for i := depth; i > r.depth; i-- {
-			a = path.Dir(a)
-		}
-		if ok, _ := path.Match(r.pattern, a); ok {
-			return true
+// ancestor is clean path q cut to its first depth components ("/a/b/c",
+// 2: "/a/b"), q itself when it has no more.
+func ancestor(q string, depth int) string {
+	for i := 1; i < len(q); i++ {
+		if q[i] == '/' {
+			if depth--; depth == 0 {
+				return q[:i]
+			}
 		}
 	}
-	return false
+	return q
 }
