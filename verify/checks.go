@@ -39,11 +39,12 @@ const rowTimeout = 45 * time.Second
 // permanentError ends a poll: waiting will not fix it.
 type permanentError struct{ error }
 
-// unlessRetryable marks an API error permanent unless it may heal by
-// waiting (not found yet, server busy or unreachable for a moment).
+// unlessRetryable marks an API error permanent unless the object is not
+// found yet, which a poll waits to appear. A server busy or unreachable for
+// a moment the kube client has already waited out (retry) by the time its
+// error gets here.
 func unlessRetryable(err error) error {
-	if err == nil || apierrors.IsNotFound(err) || apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) ||
-		apierrors.IsServiceUnavailable(err) || apierrors.IsTimeout(err) {
+	if err == nil || apierrors.IsNotFound(err) {
 		return err
 	}
 	return permanentError{err}

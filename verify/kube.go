@@ -100,7 +100,7 @@ func (k *kube) remove(ctx context.Context, path string) error {
 	return retry(ctx, true, func() error { return k.rc.Delete().AbsPath(path).Do(ctx).Error() })
 }
 
-// retry runs an API call until it succeeds, fails for a reason waiting
+// retry polls an API call until it succeeds, fails for a reason waiting
 // will not change, or ctx ends. A check asks what the cluster serves, not
 // whether one connection to it got through: an API server of a 1-vCPU VM
 // under emulation lets TLS handshakes time out and, restarted by systemd,
@@ -108,19 +108,13 @@ func (k *kube) remove(ctx context.Context, path string) error {
 // row on one "TLS handshake timeout"). Idempotent calls are retried on any
 // transient error; others only when the request was not sent (unsent).
 func retry(ctx context.Context, idempotent bool, call func() error) error {
-	wait := 250 * time.Millisecond
-	for {
+	return poll(ctx, 500*time.Millisecond, func() error {
 		err := call()
-		if err == nil || !(unsent(err) || idempotent && transient(err)) {
-			return err
+		if err != nil && !unsent(err) && !(idempotent && transient(err)) {
+			return permanentError{err}
 		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 4*time.Second)
-	}
+		return err
+	})
 }
 
 // unsent reports whether err ended a request before its body could reach
