@@ -161,9 +161,17 @@ base-small:
 base-kvm:
 	hack/base.sh --kvm
 
-## bench-bake: bake the seed's worker (real binaries) as an LXC template (full base) against tar -c | zstd -T0 -3,
-## and as a KVM qcow2 image (kvm base) against mke2fs -d + qemu-img convert, on the same content (BENCH_FORMAT=lxc|kvm|both)
+## bench-bake: bake the seed's worker (real binaries) as an LXC template (full base, indexed: hardway base index)
+## against tar -c | zstd -T0 -3, and as a KVM qcow2 image (kvm base) against mke2fs -d + qemu-img convert, on the
+## same content (BENCH_FORMAT=lxc|kvm|both; BENCH_BASE=plain bakes from the full base as debootstrap's tar wrote it)
 BENCH_FORMAT ?= both
+BENCH_BASE ?= indexed
 bench-bake: build tools base base-kvm
 	$(MAKE) images-list
-	$(GO) run ./hack/benchbake -hardway bin/hardway -format $(BENCH_FORMAT) -base $$(hack/base.sh path) -kvm-base $$(hack/base.sh path --kvm) -bin $$(hack/tools.sh path k8s) -images bin/images.list
+	base=$$(hack/base.sh path); \
+	if [ "$(BENCH_BASE)" = indexed ]; then \
+	  ix=$${base%.tar.zst}.indexed.tar.zst; \
+	  [ "$$ix" -nt "$$base" ] || bin/hardway base index "$$base" --to "$$ix" || exit 1; \
+	  base=$$ix; \
+	fi; \
+	$(GO) run ./hack/benchbake -hardway bin/hardway -format $(BENCH_FORMAT) -base "$$base" -kvm-base $$(hack/base.sh path --kvm) -bin $$(hack/tools.sh path k8s) -images bin/images.list

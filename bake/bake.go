@@ -235,7 +235,7 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, error) {
 			steps[i] = cfg.Progress.start(provisional(j.Subject, pvename.ExtTemplate), baseSize(cfg.Base))
 			read = append(read, &steps[i].Read)
 		}
-		fo, err := newFanOut(ctx, cfg.Base, len(pass), read)
+		fo, err := newFanOut(ctx, cfg.Base, len(pass), read, passOver(pass, layers[first:]))
 		if err != nil {
 			return results, err
 		}
@@ -443,13 +443,43 @@ func runJobs(ctx context.Context, cfg Config, jobs []Job, bakeJob func(context.C
 	return results, errors.Join(errs...)
 }
 
+// lxcPlanner plans j's template on a base.
+func lxcPlanner(j Job, layers []rootfs.Layer) rootfs.Planner {
+	return func(info *rootfs.BaseInfo) (*rootfs.Plan, error) {
+		return rootfs.NewPlan(info, append([]rootfs.Layer{rootfs.Sysprep(info), lxcLayer(info, j)}, layers...)...)
+	}
+}
+
+// passOver says which runs of an indexed base's frames a pass of
+// templates may go by undecoded: those every template's plan removes, as
+// planned before the base is read (rootfs.Removes; each MergeScan checks
+// it again under the plan of the whole base). layers are the pass's
+// jobs' first. A template that cannot be planned yet has every frame
+// decoded (nil): its merge says why it cannot be planned at all.
+func passOver(pass []Job, layers [][]rootfs.Layer) func(roots []string) bool {
+	var all []func([]string) bool
+	for i, j := range pass {
+		removes, err := rootfs.Removes(lxcPlanner(j, layers[i]))
+		if err != nil {
+			return nil
+		}
+		all = append(all, removes)
+	}
+	return func(roots []string) bool {
+		for _, removes := range all {
+			if !removes(roots) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 // bakeLXC writes one container template, reading the base from src.
 // pool compresses its frames, shared with the templates baked beside it.
 func bakeLXC(ctx context.Context, cfg Config, j Job, layers []rootfs.Layer, src io.Reader, s *Status, watch []string, check *baseCheck, pool *framePool) (Result, error) {
 	start := time.Now()
-	planner := func(info *rootfs.BaseInfo) (*rootfs.Plan, error) {
-		return rootfs.NewPlan(info, append([]rootfs.Layer{rootfs.Sysprep(info), lxcLayer(info, j)}, layers...)...)
-	}
+	planner := lxcPlanner(j, layers)
 	cfg.Log.Info("baking", "node", j.Node, "roles", j.Roles)
 	// The name says the base's OS, known once it is read.
 	out, err := create(cfg.Out, provisional(j.Subject, pvename.ExtTemplate))
@@ -516,6 +546,14 @@ func layerBytes(layers []rootfs.Layer) int64 {
 func logStats(log *slog.Logger, name string, st *rootfs.Stats, size int64, d time.Duration) {
 	log.Info("baked", "artifact", name, "members", st.Members, "content", st.Bytes, "size", size,
 		"from_base", st.FromBase, "from_layers", st.FromLayers, "replaced", st.Replaced, "took", d.Round(time.Millisecond))
+	if len(st.Skipped) > 0 {
+		var members int
+		var content int64
+		for _, s := range st.Skipped {
+			members, content = members+s.Members, content+s.Content
+		}
+		log.Info("passed over the indexed base's frames of removed members, undecoded", "artifact", name, "members", members, "bytes", content)
+	}
 	if len(st.DroppedXattrs) > 0 {
 		log.Info("dropped xattrs pct does not restore (it keeps user.* and security.capability)", "artifact", name, "xattrs", xattrSummary(st.DroppedXattrs))
 	}

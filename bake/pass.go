@@ -25,14 +25,25 @@ type sink interface {
 // learns and checks the base while it merges. When the base, read whole,
 // places the layers otherwise than its start said (rootfs.ErrReplan), k
 // starts afresh and the base file is read again with the plan of the
-// whole base. It returns what the base is (to check before publishing).
+// whole base; when that plan was made without what the frames an indexed
+// base let go by hold (rootfs.BaseInfo.Partial), the second read decodes
+// every frame and learns the base again. It returns what the base is (to
+// check before publishing).
 func mergeInto(ctx context.Context, cfg Config, src io.Reader, plan rootfs.Planner, o rootfs.Options, watch []string, k sink) (*rootfs.Stats, *rootfs.BaseInfo, error) {
 	w, err := k.start()
 	if err != nil {
 		return nil, nil, err
 	}
 	st, info, err := rootfs.MergeScan(ctx, w, src, plan, o, watch...)
-	if err = k.end(inBase(cfg, err)); !errors.Is(err, rootfs.ErrReplan) {
+	err = k.end(inBase(cfg, err))
+	if errors.Is(err, rootfs.ErrReplan) && info.Partial() {
+		cfg.Log.Info("the plan of the whole base reaches into what its index let go by: reading every frame again", "base", cfg.Base)
+		o.NoSkip = true
+		st, info, err = againFromFile(cfg, k, func(f io.Reader, w io.Writer) (*rootfs.Stats, *rootfs.BaseInfo, error) {
+			return rootfs.MergeScan(ctx, w, f, plan, o, watch...)
+		})
+	}
+	if !errors.Is(err, rootfs.ErrReplan) {
 		return st, info, err
 	}
 	cfg.Log.Info("the end of the base moved layer entries its start had placed: reading it again", "base", cfg.Base)
@@ -40,15 +51,25 @@ func mergeInto(ctx context.Context, cfg Config, src io.Reader, plan rootfs.Plann
 	if err != nil {
 		return nil, nil, err
 	}
+	st, _, err = againFromFile(cfg, k, func(f io.Reader, w io.Writer) (*rootfs.Stats, *rootfs.BaseInfo, error) {
+		st, err := rootfs.Merge(ctx, w, f, p, o)
+		return st, info, err
+	})
+	return st, info, err
+}
+
+// againFromFile starts k afresh and merges the base file into it with merge.
+func againFromFile(cfg Config, k sink, merge func(f io.Reader, w io.Writer) (*rootfs.Stats, *rootfs.BaseInfo, error)) (*rootfs.Stats, *rootfs.BaseInfo, error) {
 	f, _, err := openBase(cfg.Base)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	if w, err = k.start(); err != nil {
+	w, err := k.start()
+	if err != nil {
 		return nil, nil, err
 	}
-	st, err = rootfs.Merge(ctx, w, f, p, o)
+	st, info, err := merge(f, w)
 	return st, info, k.end(inBase(cfg, err))
 }
 
@@ -96,8 +117,10 @@ type fanOut struct {
 const fanChunk = 1 << 20
 
 // newFanOut starts reading base for n readers; the base file bytes read are
-// added to each of read (for progress).
-func newFanOut(ctx context.Context, base string, n int, read []*atomic.Int64) (*fanOut, error) {
+// added to each of read (for progress). An indexed base's runs of frames
+// that skip says every reader removes are passed over (rootfs.PassOver);
+// a nil skip decodes them all.
+func newFanOut(ctx context.Context, base string, n int, read []*atomic.Int64, skip func(roots []string) bool) (*fanOut, error) {
 	f, _, err := openBase(base)
 	if err != nil {
 		return nil, err
@@ -113,10 +136,14 @@ func newFanOut(ctx context.Context, base string, n int, read []*atomic.Int64) (*
 		f.Close()
 		return nil, fmt.Errorf("base %s: %w", base, err)
 	}
+	var skipped func() []rootfs.Skipped
+	if skip != nil {
+		skipped, _ = rootfs.PassOver(dec, skip)
+	}
 	fo := &fanOut{done: make(chan struct{})}
 	for range n {
 		r := &fanReader{ch: make(chan []byte, 4), closed: make(chan struct{})}
-		r.stream = rootfs.Decoded(r, comp)
+		r.stream = rootfs.DecodedPassing(r, comp, skipped)
 		fo.readers = append(fo.readers, r)
 	}
 	go func() {

@@ -30,7 +30,7 @@ func TestFanOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	var read, read2 atomic.Int64
-	fo, err := newFanOut(context.Background(), base, 3, []*atomic.Int64{&read, &read2})
+	fo, err := newFanOut(context.Background(), base, 3, []*atomic.Int64{&read, &read2}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestFanOut(t *testing.T) {
 	}
 
 	// All readers gone: the fan-out ends without reading the rest.
-	fo, err = newFanOut(context.Background(), base, 2, nil)
+	fo, err = newFanOut(context.Background(), base, 2, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

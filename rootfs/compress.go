@@ -41,7 +41,7 @@ var magics = []struct {
 const tarMagicOffset = 257
 
 // Decompress detects r's compression from its first bytes and returns the
-// tar stream inside. A stream that is none of gzip, xz, zstd or bzip2 must
+// tar stream inside (an indexed base's too, frame by frame: index.go). A stream that is none of gzip, xz, zstd or bzip2 must
 // be a tar archive itself (a ustar or GNU header). Close releases the
 // decoder; it does not close r.
 func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
@@ -49,6 +49,24 @@ func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
 	head, err := br.Peek(tarMagicOffset + 8)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, "", err
+	}
+	if skippable(head) { // an indexed base, or a zstd stream after a skippable frame
+		x, err := readIndex(br)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", Zstd, err)
+		}
+		if x != nil {
+			d, err := newIndexedDecoder(br, x)
+			if err != nil {
+				return nil, "", err
+			}
+			return d, Zstd, nil
+		}
+		rc, err := decoder(Zstd, br)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", Zstd, err)
+		}
+		return rc, Zstd, nil
 	}
 	for _, m := range magics {
 		if bytes.HasPrefix(head, m.magic) {

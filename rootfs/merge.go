@@ -34,6 +34,9 @@ type Options struct {
 	// Counters, when set, is updated while the merge runs (for progress).
 	Counters *Counters
 	Log      *slog.Logger
+	// NoSkip decodes every frame of an indexed base (index.go), as a merge
+	// of any other base does.
+	NoSkip bool
 }
 
 // Counters are a running merge's totals, safe to read from another goroutine.
@@ -55,6 +58,9 @@ type Stats struct {
 	DroppedXattrs map[string]int
 	HasSbin       bool // the stream has an /sbin directory or symlink
 	Dev           int  // members written below /dev
+	// Skipped are the runs of an indexed base's frames passed over
+	// undecoded, their members all removed (counted in Dropped as such).
+	Skipped []Skipped
 	// Secrets are the paths of the layer entries written that are secrets
 	// (Entry.Secret: private keys, kubeconfigs with a client key), sorted.
 	Secrets  []string
@@ -131,7 +137,7 @@ func mergeBase(ctx context.Context, w io.Writer, base io.Reader, p *Plan, planne
 	}
 	defer b.close()
 	m := &merger{
-		ctx: ctx, o: o, plan: p, tw: tar.NewWriter(w), buf: make([]byte, 1<<20),
+		ctx: ctx, o: o, tw: tar.NewWriter(w), buf: make([]byte, 1<<20),
 		emitted: map[string]bool{}, written: map[string]byte{},
 		st: &Stats{Dropped: map[string]int{}, DroppedXattrs: map[string]int{}},
 	}
@@ -143,11 +149,14 @@ func mergeBase(ctx context.Context, w io.Writer, base io.Reader, p *Plan, planne
 	}
 	if planner != nil {
 		m.scan, m.planner = newScanner(b.comp, watch), planner
-		first, err := planner(m.scan.info)
-		if err != nil {
+		if p, err = planner(m.scan.info); err != nil {
 			return nil, nil, err
 		}
-		m.setPlan(first)
+	}
+	m.setPlan(p)
+	if d, ok := b.dec.(*indexedDecoder); ok && !o.NoSkip {
+		d.skip = m.passable
+		m.indexed = d
 	}
 	for {
 		h, q, err := b.next(ctx)
@@ -162,7 +171,17 @@ func mergeBase(ctx context.Context, w io.Writer, base io.Reader, p *Plan, planne
 		}
 	}
 	var info *BaseInfo
+	switch {
+	case m.indexed != nil:
+		m.st.Skipped = m.indexed.skipped
+	case b.skipped != nil:
+		m.st.Skipped = b.skipped()
+	}
+	for _, s := range m.st.Skipped {
+		m.st.Dropped[DropRemoved] += s.Members
+	}
 	if m.scan != nil {
+		m.scan.skipped(m.st.Skipped)
 		if info, err = m.scan.finish(); err != nil {
 			return nil, nil, err
 		}
@@ -170,7 +189,7 @@ func mergeBase(ctx context.Context, w io.Writer, base io.Reader, p *Plan, planne
 		if err != nil {
 			return nil, info, err
 		}
-		if !m.same(final) {
+		if info.unsure || !m.same(final) {
 			return nil, info, ErrReplan
 		}
 	}
@@ -210,8 +229,10 @@ type merger struct {
 	// MergeScan's
 	scan     *scanner        // learns the base as it goes
 	planner  Planner         // makes m.plan again from what scan learned
-	relevant map[string]bool // paths where a new symlink may move a layer entry
+	relevant map[string]bool // paths at or above a layer entry (final or raw)
 	taken    []decision      // every base member's fate, in stream order
+
+	indexed *indexedDecoder // the base's, when it is indexed and frames may be passed over
 }
 
 // decision is the fate a base member met.
@@ -229,18 +250,41 @@ const (
 	outReplaced = "replaced" // by a layer entry
 )
 
-// setPlan makes p the merge's plan, and notes the paths where a symlink
-// would move its entries.
+// setPlan makes p the merge's plan, and notes the paths at or above its
+// entries: where a symlink would move them, and where a base member is
+// no removed subtree.
 func (m *merger) setPlan(p *Plan) {
-	m.plan = p
-	m.relevant = map[string]bool{}
+	m.plan, m.relevant = p, relevant(p)
+}
+
+// relevant are the paths at or above p's entries, where they are and
+// where their layers placed them.
+func relevant(p *Plan) map[string]bool {
+	r := map[string]bool{}
 	for _, e := range p.entries {
 		for _, q := range []string{e.Path, e.raw} {
-			for ; q != "/" && q != "" && !m.relevant[q]; q = path.Dir(q) {
-				m.relevant[q] = true
+			for ; q != "/" && q != "" && !r[q]; q = path.Dir(q) {
+				r[q] = true
 			}
 		}
 	}
+	return r
+}
+
+// passable reports whether everything at or below roots is removed under
+// the merge's plan, with no layer entry there: an indexed base's frames
+// holding only such members go by undecoded.
+func (m *merger) passable(roots []string) bool { return removedTrees(m.plan, m.relevant, roots) }
+
+// removedTrees reports whether p removes every path at or below roots
+// and places no entry there (relevant is p's, relevant(p)).
+func removedTrees(p *Plan, relevant map[string]bool, roots []string) bool {
+	for _, r := range roots {
+		if !p.removed(r) || relevant[r] {
+			return false
+		}
+	}
+	return true
 }
 
 // learn has the scanner learn the member h at q, keeping os-release's
@@ -269,6 +313,13 @@ func (m *merger) learn(b *baseStream, h *tar.Header, q string) error {
 // met: then the output is what a merge with p writes, and p becomes the
 // merge's plan, with the layer entries it wrote.
 func (m *merger) same(p *Plan) bool {
+	rel := relevant(p)
+	for _, s := range m.st.Skipped {
+		if !removedTrees(p, rel, s.Roots) {
+			m.o.Log.Debug("the plan keeps what the base's index let go by", "roots", s.Roots)
+			return false
+		}
+	}
 	emitted := map[string]bool{}
 	merged := 0
 	for _, d := range m.taken {

@@ -24,6 +24,12 @@ type BaseInfo struct {
 	kinds       map[string]byte   // tar type of the watched paths
 	osFiles     map[string][]byte // /etc/os-release and /usr/lib/os-release when regular files
 	hardTargets map[string]bool   // the targets of the base's hard links
+
+	// skipped are the roots of an indexed base's frames a merge passed
+	// over: what lies at or below them is not known (Kind says nothing is
+	// there), and unsure is set once Kind, Link or Resolve was asked.
+	skipped map[string]bool
+	unsure  bool
 }
 
 // OSRelease holds the fields of os-release(5) that name an artifact.
@@ -120,6 +126,42 @@ func (s *scanner) member(h *tar.Header, p string) learned {
 	return l
 }
 
+// Partial reports whether a merge passed over frames of an indexed base:
+// what lies below them is not known.
+func (b *BaseInfo) Partial() bool { return len(b.skipped) > 0 }
+
+// skipped counts the members of the frames the merge passed over, and
+// notes their roots.
+func (s *scanner) skipped(runs []Skipped) {
+	for _, r := range runs {
+		s.info.Members += r.Members
+		s.info.Size += r.Bytes
+		for _, root := range r.Roots {
+			if s.info.skipped == nil {
+				s.info.skipped = map[string]bool{}
+			}
+			s.info.skipped[root] = true
+		}
+	}
+}
+
+// known reports whether what lies at p is known: it is not at or below a
+// skipped root; when it is, that is noted (unsure).
+func (b *BaseInfo) known(p string) bool {
+	if len(b.skipped) == 0 {
+		return true
+	}
+	for q := p; ; q = parent(q) {
+		if b.skipped[q] {
+			b.unsure = true
+			return false
+		}
+		if q == "/" {
+			return true
+		}
+	}
+}
+
 // finish is what the scanner learned of the whole base, or its refusal.
 func (s *scanner) finish() (*BaseInfo, error) {
 	if err := s.check.err(); err != nil {
@@ -182,6 +224,7 @@ func (b *BaseInfo) resolve(p string, final bool, keep func(string) bool) (string
 		if keep != nil && keep(d) {
 			return "", false
 		}
+		b.known(d)
 		t, ok := b.links[d]
 		return t, ok
 	})
@@ -231,12 +274,12 @@ func ResolveLinks(p string, final bool, link func(string) (string, bool)) (strin
 // itself). Only watched base names and top-level entries are known.
 func (b *BaseInfo) Kind(p string) (byte, bool) {
 	r, err := b.Resolve(p, true)
-	if err == nil {
+	if err == nil && b.known(r) {
 		if k, ok := b.kinds[r]; ok {
 			return k, true
 		}
 	}
-	if r, err := b.Resolve(p, false); err == nil {
+	if r, err := b.Resolve(p, false); err == nil && b.known(r) {
 		if k, ok := b.kinds[r]; ok {
 			return k, true
 		}
@@ -252,6 +295,7 @@ func (b *BaseInfo) Has(p string) bool {
 
 // Link returns the target of the base's symlink at p, without following any link.
 func (b *BaseInfo) Link(p string) (string, bool) {
+	b.known(p)
 	t, ok := b.links[p]
 	return t, ok
 }

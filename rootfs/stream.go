@@ -40,6 +40,7 @@ func under(p, d string) bool {
 // end-of-archive marker, a bad header) into an error that says so.
 type baseStream struct {
 	dec     io.ReadCloser
+	skipped func() []Skipped // runs a shared decoder passed over (DecodedPassing)
 	comp    Compression
 	tail    *zeroTail
 	tr      *tar.Reader
@@ -51,8 +52,9 @@ type baseStream struct {
 func openBase(r io.Reader) (*baseStream, error) {
 	var dec io.ReadCloser
 	var comp Compression
+	var skipped func() []Skipped
 	if d, ok := r.(decoded); ok {
-		dec, comp = io.NopCloser(d.r), d.c
+		dec, comp, skipped = io.NopCloser(d.r), d.c, d.skipped
 	} else {
 		var err error
 		if dec, comp, err = Decompress(r); err != nil {
@@ -60,7 +62,7 @@ func openBase(r io.Reader) (*baseStream, error) {
 		}
 	}
 	tail := &zeroTail{r: dec}
-	return &baseStream{dec: dec, comp: comp, tail: tail, tr: tar.NewReader(tail)}, nil
+	return &baseStream{dec: dec, comp: comp, skipped: skipped, tail: tail, tr: tar.NewReader(tail)}, nil
 }
 
 // next returns the next member and its clean path, or io.EOF after the last
@@ -115,11 +117,19 @@ func (b *baseStream) broken(err error) error {
 // Decoded is r, the tar stream that Decompress found compressed with c,
 // for readers that share one decompression of a base: Scan, Merge and
 // MergeScan read it as it is, and word its errors as c's.
-func Decoded(r io.Reader, c Compression) io.Reader { return decoded{r, c} }
+func Decoded(r io.Reader, c Compression) io.Reader { return decoded{r: r, c: c} }
+
+// DecodedPassing is Decoded for a stream whose decoder passed over runs
+// of an indexed base's frames (PassOver): skipped says which, once r is
+// read to its end.
+func DecodedPassing(r io.Reader, c Compression, skipped func() []Skipped) io.Reader {
+	return decoded{r: r, c: c, skipped: skipped}
+}
 
 type decoded struct {
-	r io.Reader
-	c Compression
+	r       io.Reader
+	c       Compression
+	skipped func() []Skipped
 }
 
 func (d decoded) Read(p []byte) (int, error) { return d.r.Read(p) }

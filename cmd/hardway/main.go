@@ -234,7 +234,7 @@ Start with:  hardway init && hardway validate -f cluster.yaml && hardway generat
 	}
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug details")
 	root.SetVersionTemplate("hardway {{.Version}}\n")
-	root.AddCommand(newInit(), newValidate(), newGenerate(), newPlan(), newCerts(), newVerify(), newBake(), newPin(), newSchema(), newVersion())
+	root.AddCommand(newInit(), newValidate(), newGenerate(), newPlan(), newCerts(), newVerify(), newBake(), newBase(), newPin(), newSchema(), newVersion())
 	markRunErrors(root)
 	return root
 }
