@@ -41,9 +41,9 @@ var magics = []struct {
 const tarMagicOffset = 257
 
 // Decompress detects r's compression from its first bytes and returns the
-// tar stream inside (an indexed base's too, frame by frame: index.go). A stream that is none of gzip, xz, zstd or bzip2 must
-// be a tar archive itself (a ustar or GNU header). Close releases the
-// decoder; it does not close r.
+// tar stream inside (an indexed base's frame by frame: index.go). A stream
+// that is none of gzip, xz, zstd or bzip2 must be a tar archive itself (a
+// ustar or GNU header). Close releases the decoder; it does not close r.
 func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	head, err := br.Peek(tarMagicOffset + 8)
@@ -62,14 +62,9 @@ func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
 			}
 			return d, Zstd, nil
 		}
-		rc, err := decoder(Zstd, br)
-		if err != nil {
-			return nil, "", fmt.Errorf("%s: %w", Zstd, err)
-		}
-		return rc, Zstd, nil
 	}
 	for _, m := range magics {
-		if bytes.HasPrefix(head, m.magic) {
+		if bytes.HasPrefix(head, m.magic) || m.c == Zstd && skippable(head) {
 			rc, err := decoder(m.c, br)
 			if err != nil {
 				return nil, "", fmt.Errorf("%s: %w", m.c, err)

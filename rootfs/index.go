@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"path"
 	"runtime"
 	"strings"
 
@@ -69,6 +70,17 @@ type IndexFrame struct {
 	// removed. None, or "/", and it is always read.
 	Roots []string `json:"roots,omitempty"`
 	CRC   uint32   `json:"crc32c"` // of the compressed frame
+}
+
+// Named reports whether the frame names roots a merge may remove: some,
+// every one absolute and none the root itself.
+func (f IndexFrame) Named() bool {
+	for _, r := range f.Roots {
+		if r == "/" || !strings.HasPrefix(r, "/") {
+			return false
+		}
+	}
+	return len(f.Roots) > 0
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -299,7 +311,7 @@ func roots(paths []string) []string {
 	common := paths[0]
 	for _, p := range paths[1:] {
 		for p != common && !under(p, common) {
-			common = parent(common)
+			common = path.Dir(common)
 		}
 	}
 	depth := strings.Count(common, "/") + 1
@@ -321,15 +333,6 @@ func roots(paths []string) []string {
 		return []string{common}
 	}
 	return out
-}
-
-// parent is the directory of clean path q ("/" for "/" and top-level paths).
-func parent(q string) string {
-	i := strings.LastIndexByte(q, '/')
-	if i <= 0 {
-		return "/"
-	}
-	return q[:i]
 }
 
 // WriteTo writes the index as the skippable frame an indexed base starts with.
@@ -458,8 +461,7 @@ func (d *indexedDecoder) start() error {
 		for end < len(d.x.Frames) && d.x.Frames[end].Continues {
 			end++
 		}
-		// A frame that continues a decoded one is decoded.
-		if s, ok := d.passable(d.next, end); ok && !d.x.Frames[d.next].Continues && d.skip(s.Roots) {
+		if s, ok := d.passable(d.next, end); ok && d.skip(s.Roots) {
 			for i := d.next; i < end; i++ {
 				if _, err := d.read(i); err != nil {
 					return err
@@ -485,22 +487,20 @@ func (d *indexedDecoder) start() error {
 }
 
 // passable is the run of frames [i, end) as a Skipped, and whether skip
-// may be asked about it: it does not end the archive, and every frame
-// names roots other than "/".
+// may be asked about it: it starts at a member (a frame that continues a
+// decoded one is decoded), does not end the archive, and every frame
+// names its roots (IndexFrame.Named).
 func (d *indexedDecoder) passable(i, end int) (Skipped, bool) {
 	var s Skipped
-	if d.skip == nil || end == len(d.x.Frames) {
+	if d.skip == nil || d.x.Frames[i].Continues || end == len(d.x.Frames) {
 		return s, false
 	}
 	seen := map[string]bool{}
 	for _, f := range d.x.Frames[i:end] {
-		if len(f.Roots) == 0 {
+		if !f.Named() {
 			return s, false
 		}
 		for _, r := range f.Roots {
-			if r == "/" || !strings.HasPrefix(r, "/") {
-				return s, false
-			}
 			if !seen[r] {
 				seen[r] = true
 				s.Roots = append(s.Roots, r)
@@ -530,10 +530,11 @@ func (d *indexedDecoder) read(i int) ([]byte, error) {
 }
 
 // PassOver has the indexed base that Decompress returned as rc pass over
-// the runs of frames skip says every reader of it removes: a decoder
-// shared by several merges (Decoded), where no one merge's plan decides.
-// skipped, once rc is read to its end, are the runs it passed over; ok is
-// false, and nothing changes, when rc is not an indexed base.
+// the runs of frames skip says are removed: a merge's own decoder asks its
+// plan, a decoder shared by several merges (Decoded) what every one of
+// them removes. skipped, once rc is read to its end, are the runs it
+// passed over; ok is false, and nothing changes, when rc is not an
+// indexed base.
 func PassOver(rc io.ReadCloser, skip func(roots []string) bool) (skipped func() []Skipped, ok bool) {
 	d, ok := rc.(*indexedDecoder)
 	if !ok {

@@ -154,9 +154,10 @@ func mergeBase(ctx context.Context, w io.Writer, base io.Reader, p *Plan, planne
 		}
 	}
 	m.setPlan(p)
-	if d, ok := b.dec.(*indexedDecoder); ok && !o.NoSkip {
-		d.skip = m.passable
-		m.indexed = d
+	if !o.NoSkip {
+		if skipped, ok := PassOver(b.dec, m.passable); ok { // the base's own decoder: its plan decides
+			b.skipped = skipped
+		}
 	}
 	for {
 		h, q, err := b.next(ctx)
@@ -171,10 +172,7 @@ func mergeBase(ctx context.Context, w io.Writer, base io.Reader, p *Plan, planne
 		}
 	}
 	var info *BaseInfo
-	switch {
-	case m.indexed != nil:
-		m.st.Skipped = m.indexed.skipped
-	case b.skipped != nil:
+	if b.skipped != nil {
 		m.st.Skipped = b.skipped()
 	}
 	for _, s := range m.st.Skipped {
@@ -231,8 +229,6 @@ type merger struct {
 	planner  Planner         // makes m.plan again from what scan learned
 	relevant map[string]bool // paths at or above a layer entry (final or raw)
 	taken    []decision      // every base member's fate, in stream order
-
-	indexed *indexedDecoder // the base's, when it is indexed and frames may be passed over
 }
 
 // decision is the fate a base member met.

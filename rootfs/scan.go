@@ -133,13 +133,13 @@ func (b *BaseInfo) Partial() bool { return len(b.skipped) > 0 }
 // skipped counts the members of the frames the merge passed over, and
 // notes their roots.
 func (s *scanner) skipped(runs []Skipped) {
+	if len(runs) > 0 {
+		s.info.skipped = map[string]bool{}
+	}
 	for _, r := range runs {
 		s.info.Members += r.Members
 		s.info.Size += r.Bytes
 		for _, root := range r.Roots {
-			if s.info.skipped == nil {
-				s.info.skipped = map[string]bool{}
-			}
 			s.info.skipped[root] = true
 		}
 	}
@@ -151,7 +151,7 @@ func (b *BaseInfo) known(p string) bool {
 	if len(b.skipped) == 0 {
 		return true
 	}
-	for q := p; ; q = parent(q) {
+	for q := p; ; q = path.Dir(q) {
 		if b.skipped[q] {
 			b.unsure = true
 			return false

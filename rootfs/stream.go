@@ -40,7 +40,7 @@ func under(p, d string) bool {
 // end-of-archive marker, a bad header) into an error that says so.
 type baseStream struct {
 	dec     io.ReadCloser
-	skipped func() []Skipped // runs a shared decoder passed over (DecodedPassing)
+	skipped func() []Skipped // runs of an indexed base's frames its decoder passed over (PassOver)
 	comp    Compression
 	tail    *zeroTail
 	tr      *tar.Reader

@@ -48,16 +48,16 @@ leaves the previous file).`,
 			if err != nil {
 				return err
 			}
-			var size, content, passable int64
+			var size, content, named int64
 			for _, f := range x.Frames {
 				size += f.Size
 				content += f.Content
-				if len(f.Roots) > 0 && !(len(f.Roots) == 1 && f.Roots[0] == "/") {
-					passable++
+				if f.Named() {
+					named++
 				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d frames, %s of tar in %s (%d frames name the directories they hold)\n",
-				dst, len(x.Frames), mib(content), mib(size), passable)
+				dst, len(x.Frames), mib(content), mib(size), named)
 			return nil
 		},
 	}
