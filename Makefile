@@ -149,9 +149,9 @@ plugin-generate:
 clean:
 	rm -rf bin out
 
-## base: a Debian bookworm base rootfs (debootstrap), cached under ~/.cache/hardway/base
-base:
-	hack/base.sh
+## base: a Debian bookworm base rootfs (debootstrap), cached under ~/.cache/hardway/base, indexed (hardway base index)
+base: build
+	HARDWAY=$(CURDIR)/bin/hardway hack/base.sh
 
 ## base-small: minbase + systemd only, what the bake tests boot (about 6 minutes once, cached)
 base-small:
@@ -161,17 +161,17 @@ base-small:
 base-kvm:
 	hack/base.sh --kvm
 
-## bench-bake: bake the seed's worker (real binaries) as an LXC template (full base, indexed: hardway base index)
+## bench-bake: bake the seed's worker (real binaries) as an LXC template (full base, indexed as hack/base.sh writes it)
 ## against tar -c | zstd -T0 -3, and as a KVM qcow2 image (kvm base) against mke2fs -d + qemu-img convert, on the
-## same content (BENCH_FORMAT=lxc|kvm|both; BENCH_BASE=plain bakes from the full base as debootstrap's tar wrote it)
+## same content (BENCH_FORMAT=lxc|kvm|both; BENCH_BASE=plain bakes from the same tar stream as one zstd stream, zstd -T0 -3)
 BENCH_FORMAT ?= both
 BENCH_BASE ?= indexed
 bench-bake: build tools base base-kvm
 	$(MAKE) images-list
 	base=$$(hack/base.sh path); \
-	if [ "$(BENCH_BASE)" = indexed ]; then \
-	  ix=$${base%.tar.zst}.indexed.tar.zst; \
-	  [ "$$ix" -nt "$$base" ] || bin/hardway base index "$$base" --to "$$ix" || exit 1; \
-	  base=$$ix; \
+	if [ "$(BENCH_BASE)" = plain ]; then \
+	  plain=$${base%.tar.zst}.plain.tar.zst; \
+	  [ "$$plain" -nt "$$base" ] || { zstd -dc "$$base" | zstd -q -T0 -3 -o "$$plain.tmp" -f && mv -f "$$plain.tmp" "$$plain"; } || exit 1; \
+	  base=$$plain; \
 	fi; \
 	$(GO) run ./hack/benchbake -hardway bin/hardway -format $(BENCH_FORMAT) -base "$$base" -kvm-base $$(hack/base.sh path --kvm) -bin $$(hack/tools.sh path k8s) -images bin/images.list

@@ -15,10 +15,17 @@
 #                            prints nothing and exits 1 when it is not built
 #   hack/base.sh --force ... rebuild even when the tarball is cached
 #
+# The full base is written indexed (`hardway base index`: the same tar stream
+# as independent zstd frames after an index of the paths each holds, still a
+# .tar.zst for every tool), so that LXC bakes pass over its kernel undecoded;
+# a cached full base written before is indexed in place. The hardway binary
+# is $HARDWAY, else built from this checkout with go.
+#
 # A tarball is cached with the package list it was built from (<tarball>.pkgs);
 # when this script's list changes, the next run rebuilds it.
 #
-# Output (zstd-compressed tar, numeric owners, xattrs, entries sorted by name):
+# Output (zstd-compressed tar, numeric owners, xattrs, entries sorted by name;
+# the full base indexed):
 #   ${HARDWAY_CACHE:-$HOME/.cache/hardway}/base/debian-12-base.tar.zst    (full)
 #   ${HARDWAY_CACHE:-$HOME/.cache/hardway}/base/debian-12-small.tar.zst   (--small)
 #   ${HARDWAY_CACHE:-$HOME/.cache/hardway}/base/debian-12-kvm.tar.zst     (--kvm)
@@ -81,7 +88,7 @@ log() { printf 'base.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -158,9 +165,30 @@ cached() {
   [[ -s "${out}" && -f "${out}.pkgs" && "$(cat -- "${out}.pkgs")" == "$(pkglist "$@")" ]]
 }
 
+# indexed says whether the tarball starts with the skippable zstd frame
+# (magic 0x184D2A5D, little-endian) that holds hardway's index.
+indexed() { [[ "$(head -c 4 -- "$1" | od -An -tx1 | tr -d ' \n')" == "5d2a4d18" ]]; }
+
+# index_base rewrites the tarball in place as an indexed base (atomically:
+# hardway writes a temp file and renames it).
+index_base() {
+  local tarball="$1" hw="${HARDWAY:-}" dir
+  if [[ -z "${hw}" ]]; then
+    command -v go >/dev/null || die "go not found: needed to build hardway for indexing the base (or set HARDWAY=path/to/hardway)"
+    dir="$(mktemp -d "${CACHE_BASE}/.hardway.XXXXXX")"
+    CLEANUP+=("${dir}")
+    (cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && go build -o "${dir}/hardway" ./cmd/hardway) ||
+      die "building hardway to index the base failed"
+    hw="${dir}/hardway"
+  fi
+  log "indexing ${tarball}"
+  "${hw}" base index "${tarball}" >&2 || die "hardway base index ${tarball} failed"
+}
+
+# build writes out from the packages (cached), indexed when index is 1.
 build() {
-  local out="$1" lock_fd tmp work start mirror_uri includes
-  shift
+  local out="$1" index="$2" lock_fd tmp work start mirror_uri includes
+  shift 2
   local -a pkgs=("$@")
   [[ "$(id -u)" -eq 0 ]] || die "debootstrap needs root"
   command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
@@ -172,6 +200,9 @@ build() {
     flock "${lock_fd}"
   fi
   if cached "${out}" "${pkgs[@]}"; then
+    if [[ "${index}" -eq 1 ]] && ! indexed "${out}"; then
+      index_base "${out}"
+    fi
     log "${out} is cached"
     printf '%s\n' "${out}"
     return
@@ -196,6 +227,7 @@ build() {
   tar --sort=name --numeric-owner --xattrs --xattrs-include='*' -C "${work}/root" -cf - . |
     zstd -q -T0 -o "${tmp}" -f
   chmod 0644 "${tmp}"
+  [[ "${index}" -eq 0 ]] || index_base "${tmp}"
   mv -f -- "${tmp}" "${out}"
   pkglist "${pkgs[@]}" >"${out}.pkgs.tmp" && mv -f -- "${out}.pkgs.tmp" "${out}.pkgs"
   log "packed $(du -h "${out}" | cut -f1) in $((SECONDS - start))s: ${out}"
@@ -203,7 +235,7 @@ build() {
 }
 
 main() {
-  local small=0 kvm=0 force=0 path_only=0 out
+  local small=0 kvm=0 force=0 path_only=0 out index=1
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --small) small=1 ;;
@@ -219,9 +251,9 @@ main() {
   out="${CACHE_BASE}/debian-12-base.tar.zst"
   [[ "${small}" -eq 1 && "${kvm}" -eq 1 ]] && usage
   if [[ "${small}" -eq 1 ]]; then
-    out="${CACHE_BASE}/debian-12-small.tar.zst" pkgs=("${SMALL_PKGS[@]}")
+    out="${CACHE_BASE}/debian-12-small.tar.zst" pkgs=("${SMALL_PKGS[@]}") index=0
   elif [[ "${kvm}" -eq 1 ]]; then
-    out="${CACHE_BASE}/debian-12-kvm.tar.zst" pkgs=("${KVM_PKGS[@]}")
+    out="${CACHE_BASE}/debian-12-kvm.tar.zst" pkgs=("${KVM_PKGS[@]}") index=0
   fi
   if [[ "${path_only}" -eq 1 ]]; then
     cached "${out}" "${pkgs[@]}" || exit 1
@@ -229,7 +261,7 @@ main() {
     return
   fi
   [[ "${force}" -eq 1 ]] && rm -f -- "${out}" "${out}.pkgs"
-  build "${out}" "${pkgs[@]}"
+  build "${out}" "${index}" "${pkgs[@]}"
 }
 
 main "$@"
