@@ -218,12 +218,23 @@ func (d *Dir) Write(rel string, data []byte, perm fs.FileMode, kind, node string
 	return errors.Join(jerr, err)
 }
 
-// knows reports whether the stat cache knows that the regular file at rel,
-// whose stat is st, holds content with sha256 sum and mode perm.
+// knows reports whether the stat cache, or this run's own write or
+// verification of rel (the PKI's files are written by pki.Ensure, then
+// again with their kind and node: a first run read each back), knows that
+// the regular file at rel, whose stat is st, holds content with sha256 sum
+// and mode perm. Either is trusted as the next run trusts the cache.
 func (d *Dir) knows(rel string, sum [32]byte, perm fs.FileMode, st *unix.Stat_t) bool {
-	e, ok := d.cache.entry(rel)
-	return ok && e.sum == sum && e.st == fileid.Of(st) &&
-		st.Mode&unix.S_IFMT == unix.S_IFREG && st.Mode&0o7777 == uint32(perm.Perm())
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o7777 != uint32(perm.Perm()) {
+		return false
+	}
+	id := fileid.Of(st)
+	if e, ok := d.cache.entry(rel); ok && e.sum == sum && e.st == id {
+		return true
+	}
+	d.mu.Lock()
+	e, ok := d.seen[rel]
+	d.mu.Unlock()
+	return ok && e.sum == sum && e.st == id
 }
 
 // Note records in the manifest a symlink (data is its target) or file that

@@ -361,3 +361,35 @@ func sumHex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
 }
+
+// TestWrittenTwiceInARun: a file this run wrote is known to it (the PKI's
+// files are written by pki.Ensure and again with their kind and node):
+// the same bytes again change nothing; a change made since, by anyone
+// else, shows in the stat and is written over.
+func TestWrittenTwiceInARun(t *testing.T) {
+	root := t.TempDir()
+	d, unlock, _ := locked(t, root)
+	defer unlock()
+	rel, data := "pki/ca.key", []byte("secret")
+	for range 2 {
+		if err := d.Write(rel, data, 0o600, "test", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := d.Changed(); len(got) != 1 {
+		t.Fatalf("written twice with the same bytes: changed %v, want it once", got)
+	}
+	time.Sleep(10 * time.Millisecond) // past the clock tick of the write
+	if err := os.WriteFile(filepath.Join(root, rel), []byte("terces"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Write(rel, data, 0o600, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(root, rel)); err != nil || string(got) != string(data) {
+		t.Errorf("after a change of the same size: %q, %v; want %q written again", got, err, data)
+	}
+	if got := d.Changed(); len(got) != 2 {
+		t.Errorf("changed %v, want the file twice (written, then written over)", got)
+	}
+}
