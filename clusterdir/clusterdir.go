@@ -205,11 +205,11 @@ func open(root string, plan bool, log *slog.Logger) (runDir, error) {
 // nodes writes the cluster-level files and the outputs of every node
 // whose part (nodefiles.Dir) is not the same as the last run left it. The
 // cluster-level files are written unless every part is the same: they are
-// made from the whole cluster, and one of them, proxmox.conf, lies in each
-// node's part. Nodes are generated and emitted one at a time per worker
-// goroutine, a worker from its view of the cluster, so memory holds at most
-// GOMAXPROCS trees whatever the cluster's size; mtime dates their
-// archives' entries, and trees writes their rootfs/ directories.
+// made from the whole cluster, and one of them, each node's proxmox.conf,
+// lies in that node's part. Nodes are generated and emitted one at a time
+// per worker goroutine, a worker from its view of the cluster, so memory
+// holds at most GOMAXPROCS trees whatever the cluster's size; mtime dates
+// their archives' entries, and trees writes their rootfs/ directories.
 func nodes(ctx context.Context, d *output.Dir, x *nodegen.Context, same map[string]bool, mtime time.Time, trees bool) error {
 	var todo []spec.Node
 	for _, n := range x.C.Spec.Nodes {
@@ -224,21 +224,27 @@ func nodes(ctx context.Context, d *output.Dir, x *nodegen.Context, same map[stri
 	if err != nil {
 		return err
 	}
-	// One job a cluster file (a proxmox.conf per node among them), then
-	// one a node: creating files is most of a first run, and the kernel
-	// creates them in parallel too. Once ctx is done, no node is begun.
-	err = output.Parallel(len(files)+len(todo), runtime.GOMAXPROCS(0), func(i int) error {
-		if i < len(files) {
+	// One job a cluster file, then one a node's proxmox.conf, made in its
+	// job, then one a node: creating files is most of a first run, and
+	// the kernel creates them in parallel too. Once ctx is done, no node
+	// is begun.
+	all := x.C.Spec.Nodes
+	err = output.Parallel(len(files)+len(all)+len(todo), runtime.GOMAXPROCS(0), func(i int) error {
+		switch {
+		case i < len(files):
 			f := files[i]
 			// Dropped once written: create-nodes.sh alone is 22 MB at
 			// 3+10000, and the nodes are made after these jobs.
 			files[i] = nodegen.File{}
 			return d.Write(f.Path, f.Data, f.Mode, f.Kind, f.Node)
+		case i < len(files)+len(all):
+			f := proxmox.Conf(x, all[i-len(files)])
+			return d.Write(f.Path, f.Data, f.Mode, f.Kind, f.Node)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n := todo[i-len(files)]
+		n := todo[i-len(files)-len(all)]
 		return node(x.View(n), d, n, mtime, trees)
 	})
 	if err != nil {
@@ -265,11 +271,11 @@ func node(x *nodegen.Context, d *output.Dir, n spec.Node, mtime time.Time, trees
 			return err
 		}
 	}
-	var tarball bytes.Buffer
-	if err := emit.Tar(&tarball, t, mtime); err != nil {
+	tarball, err := emit.TarBytes(t, mtime)
+	if err != nil {
 		return err
 	}
-	if err := writeOverlay(d, n.Name, tarball.Bytes()); err != nil {
+	if err := writeOverlay(d, n.Name, tarball); err != nil {
 		return err
 	}
 	if n.Target != spec.TargetKVM {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hardway-dev/hardway/tree"
 )
 
 // sampleTime is the mtime the tests give Tar: 2023-11-14 22:13:20 UTC.
@@ -36,6 +38,42 @@ func TestTarReproducible(t *testing.T) {
 	}
 	if !bytes.Contains(a, []byte("path="+strings.TrimPrefix(longDir, "/"))) {
 		t.Error("the long path is not carried by a PAX path record")
+	}
+}
+
+// TestTarBytes: the in-memory stream is Tar's, byte for byte, and for a
+// tree whose names all fit USTAR headers its buffer was sized exactly
+// (tarSize), with the long name's PAX records only larger.
+func TestTarBytes(t *testing.T) {
+	got, err := TarBytes(sampleTree(), sampleTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, tarBytes(t)) {
+		t.Fatal("TarBytes differs from Tar")
+	}
+	short := tree.New("w1")
+	short.File("/etc/hosts", 0o644, []byte("127.0.0.1 localhost\n"))
+	short.Secret("/etc/kubernetes/kubelet.key", bytes.Repeat([]byte("k"), 1025))
+	short.File("/etc/empty.conf", 0o600, nil)
+	short.Symlink("/etc/alternatives/tool", "/usr/local/bin/tool")
+	var want bytes.Buffer
+	if err := Tar(&want, short, sampleTime); err != nil {
+		t.Fatal(err)
+	}
+	es, err := entries(short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := tarSize(es); n != want.Len() {
+		t.Errorf("tarSize = %d, the stream is %d bytes", n, want.Len())
+	}
+	es, err = entries(sampleTree())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := tarSize(es); n >= len(got) {
+		t.Errorf("tarSize = %d for a stream of %d bytes with PAX records", n, len(got))
 	}
 }
 

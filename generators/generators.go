@@ -97,7 +97,8 @@ func Nodes(x *nodegen.Context) ([]*tree.Tree, error) {
 }
 
 // Cluster returns the cluster-level files: manifests/ and the Proxmox host
-// contract. A spec that nodegen.Check refuses gives none.
+// contract (proxmox/; each node's proxmox.conf is proxmox.Conf's, made
+// as it is written). A spec that nodegen.Check refuses gives none.
 func Cluster(x *nodegen.Context) ([]nodegen.File, error) {
 	if err := x.Check(); err != nil {
 		return nil, err
@@ -106,7 +107,7 @@ func Cluster(x *nodegen.Context) ([]nodegen.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := proxmox.Files(x)
+	p, err := proxmox.HostFiles(x)
 	if err != nil {
 		return nil, err
 	}

@@ -27,23 +27,41 @@ const Kind = "proxmox"
 const CreateNodesPath = "proxmox/create-nodes.sh"
 
 // Files returns proxmox/... and nodes/<node>/proxmox.conf, relative to the
-// cluster directory. A spec that nodegen.Check refuses gives none: these files
-// cannot quote what they hold, and the host runs some as root.
+// cluster directory: Conf of every node, then HostFiles. A spec that
+// nodegen.Check refuses gives none: these files cannot quote what they
+// hold, and the host runs some as root.
 func Files(x *nodegen.Context) ([]nodegen.File, error) {
-	if err := x.Check(); err != nil {
+	host, err := HostFiles(x)
+	if err != nil {
 		return nil, err
 	}
 	var out []nodegen.File
-	gs := guests(x)
-	for _, g := range gs {
-		tmpl := "proxmox/qemu.conf"
-		if g.LXC {
-			tmpl = "proxmox/lxc.conf"
-		}
-		out = append(out, nodegen.File{Path: nodefiles.ProxmoxConf.Path(g.Name), Mode: 0o644, Data: x.Render(tmpl, g), Node: g.Name, Kind: nodefiles.ProxmoxConf.Kind})
+	for _, n := range x.C.Spec.Nodes {
+		out = append(out, Conf(x, n))
 	}
-	out = append(out, createNodes(x, gs))
-	return append(out, host(x)...), nil
+	return append(out, host...), nil
+}
+
+// HostFiles returns proxmox/...: create-nodes.sh and the host's modules,
+// sysctls, routes and chrony. A spec that nodegen.Check refuses gives none.
+func HostFiles(x *nodegen.Context) ([]nodegen.File, error) {
+	if err := x.Check(); err != nil {
+		return nil, err
+	}
+	return append([]nodegen.File{createNodes(x, guests(x))}, host(x)...), nil
+}
+
+// Conf returns node n's nodes/<node>/proxmox.conf, which depends on the
+// cluster's Proxmox settings and n alone: a writer of many nodes makes
+// each when it writes it rather than hold them all (21 MB with 10,000
+// workers). x must have passed nodegen.Check (Files and HostFiles check).
+func Conf(x *nodegen.Context, n spec.Node) nodegen.File {
+	g := guestOf(x, n)
+	tmpl := "proxmox/qemu.conf"
+	if g.LXC {
+		tmpl = "proxmox/lxc.conf"
+	}
+	return nodegen.File{Path: nodefiles.ProxmoxConf.Path(g.Name), Mode: 0o644, Data: x.Render(tmpl, g), Node: g.Name, Kind: nodefiles.ProxmoxConf.Kind}
 }
 
 // option is one pct/qm option: `--key value` on the command line, `key: value`
@@ -92,38 +110,44 @@ const TagAll = "hardway"
 // Tag is the Proxmox tag of the guests of cluster.
 func Tag(cluster string) string { return TagAll + "-" + cluster }
 
+// guests is every node as Proxmox sees it, in spec order.
 func guests(x *nodegen.Context) []guest {
-	var out []guest
+	out := make([]guest, 0, len(x.C.Spec.Nodes))
 	for _, n := range x.C.Spec.Nodes {
-		g := guest{
-			Name: n.Name, Roles: strings.Join(n.Roles, ", "), Cluster: x.C.Metadata.Name, VMID: n.VMID, Version: version(x.C),
-			LXC: n.Target == spec.TargetLXC, TemplateStorage: x.C.Spec.Proxmox.TemplateStorage,
-			Storage: x.C.Spec.Proxmox.Storage, DiskGiB: n.DiskGiB,
-		}
-		subject, ext := ArtifactSubject(n), pvename.ExtQCOW2
-		if g.LXC {
-			g.Type, ext = "lxc", pvename.ExtTemplate
-			container(x, n, &g)
-		} else {
-			g.Type = "qemu"
-			vm(x, n, &g)
-		}
-		switch {
-		case g.LXC:
-			g.Artifact = artifactWord(`${TEMPLATE_STORAGE}:vztmpl/`, subject, ext)
-		case n.BootsByIgnition():
-			// The distribution's own image, which bake does not make.
-			g.Artifact = `"${IMAGE_DIR}/"` + templates.ShellQuote(x.C.Spec.Ignition.Images[n.Ignition])
-		default:
-			g.Artifact = artifactWord(`${IMAGE_DIR}/`, subject, ext)
-		}
-		g.Options = append(g.Options,
-			option{"tags", TagAll + ";" + Tag(g.Cluster)},
-			option{"description", fmt.Sprintf("Node %s (%s) of the hardway cluster %s, created by proxmox/create-nodes.sh "+
-				"with the settings of nodes/%s/proxmox.conf: change the spec and regenerate rather than this guest.", g.Name, g.Roles, g.Cluster, g.Name)})
-		out = append(out, g)
+		out = append(out, guestOf(x, n))
 	}
 	return out
+}
+
+// guestOf is node n as Proxmox sees it.
+func guestOf(x *nodegen.Context, n spec.Node) guest {
+	g := guest{
+		Name: n.Name, Roles: strings.Join(n.Roles, ", "), Cluster: x.C.Metadata.Name, VMID: n.VMID, Version: version(x.C),
+		LXC: n.Target == spec.TargetLXC, TemplateStorage: x.C.Spec.Proxmox.TemplateStorage,
+		Storage: x.C.Spec.Proxmox.Storage, DiskGiB: n.DiskGiB,
+	}
+	subject, ext := ArtifactSubject(n), pvename.ExtQCOW2
+	if g.LXC {
+		g.Type, ext = "lxc", pvename.ExtTemplate
+		container(x, n, &g)
+	} else {
+		g.Type = "qemu"
+		vm(x, n, &g)
+	}
+	switch {
+	case g.LXC:
+		g.Artifact = artifactWord(`${TEMPLATE_STORAGE}:vztmpl/`, subject, ext)
+	case n.BootsByIgnition():
+		// The distribution's own image, which bake does not make.
+		g.Artifact = `"${IMAGE_DIR}/"` + templates.ShellQuote(x.C.Spec.Ignition.Images[n.Ignition])
+	default:
+		g.Artifact = artifactWord(`${IMAGE_DIR}/`, subject, ext)
+	}
+	g.Options = append(g.Options,
+		option{"tags", TagAll + ";" + Tag(g.Cluster)},
+		option{"description", fmt.Sprintf("Node %s (%s) of the hardway cluster %s, created by proxmox/create-nodes.sh "+
+			"with the settings of nodes/%s/proxmox.conf: change the spec and regenerate rather than this guest.", g.Name, g.Roles, g.Cluster, g.Name)})
+	return g
 }
 
 // ArtifactSubject is the node or role a node's template or image is named

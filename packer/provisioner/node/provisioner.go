@@ -62,13 +62,13 @@ func (p *Provisioner) Provision(ctx context.Context, ui packersdk.Ui, comm packe
 	if err != nil {
 		return err
 	}
-	var overlay bytes.Buffer
-	if err := emit.Tar(&overlay, t, load.Epoch().Time()); err != nil {
+	overlay, err := emit.TarBytes(t, load.Epoch().Time())
+	if err != nil {
 		return err
 	}
 	staged := path.Join(c.StagingDirectory, "hardway-"+p.node.Name+"-overlay.tar")
-	ui.Say(fmt.Sprintf("Uploading the tree of %s (%d bytes) to %s", p.node.Name, overlay.Len(), staged))
-	unstage, err := upload(ctx, ui, comm, staged, &overlay)
+	ui.Say(fmt.Sprintf("Uploading the tree of %s (%d bytes) to %s", p.node.Name, len(overlay), staged))
+	unstage, err := upload(ctx, ui, comm, staged, bytes.NewReader(overlay))
 	if err != nil {
 		return err
 	}
