@@ -151,7 +151,7 @@ clean:
 
 ## base: a Debian bookworm base rootfs (debootstrap), cached under ~/.cache/hardway/base, indexed (hardway base index)
 base: build
-	HARDWAY=$(CURDIR)/bin/hardway hack/base.sh
+	hack/base.sh
 
 ## base-small: minbase + systemd only, what the bake tests boot (about 6 minutes once, cached)
 base-small:

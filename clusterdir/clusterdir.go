@@ -271,7 +271,7 @@ func node(x *nodegen.Context, d *output.Dir, n spec.Node, mtime time.Time, trees
 			return err
 		}
 	}
-	tarball, err := emit.TarBytes(t, mtime)
+	tarball, err := emit.Tar(t, mtime)
 	if err != nil {
 		return err
 	}

@@ -4,56 +4,43 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
 	"github.com/hardway-dev/hardway/tree"
 )
 
-// Tar writes t as a reproducible tar stream: every entry of t.Entries() in
-// path order, names relative to / (directories end in "/"), numeric owners
-// only (no user or group names), every mtime the given one, no atime or ctime.
-// archive/tar writes USTAR when an entry fits it and PAX otherwise (long
-// names), a choice made from the entry alone: the same tree gives the same
-// bytes. Secrets keep the tree's owner and mode, which tree.Check guarantees
-// is 0600 or stricter.
-func Tar(w io.Writer, t *tree.Tree, mtime time.Time) error {
-	es, err := entries(t)
-	if err != nil {
-		return err
-	}
-	return writeTar(w, t.Node, es, mtime)
-}
-
-func writeTar(w io.Writer, node string, es []*tree.Entry, mtime time.Time) error {
-	tw := tar.NewWriter(w)
-	for _, e := range es {
-		if err := tw.WriteHeader(tarHeader(e, mtime)); err != nil {
-			return fmt.Errorf("tar %s: %s: %w", node, e.Path, err)
-		}
-		if e.IsFile() {
-			if _, err := tw.Write(e.Data); err != nil {
-				return fmt.Errorf("tar %s: %s: %w", node, e.Path, err)
-			}
-		}
-	}
-	return tw.Close()
-}
-
-// TarBytes is Tar into memory: the stream of t in one buffer, allocated
-// at the size the stream takes when every name fits a USTAR header (a
-// longer one's PAX record makes the buffer grow once). Grown from empty,
-// the buffer of a worker's 48 KiB overlay was allocated, cleared and
-// copied eight times, 13% of a first generate's CPU.
-func TarBytes(t *tree.Tree, mtime time.Time) ([]byte, error) {
+// Tar returns t as a reproducible tar stream: every entry of t.Entries()
+// in path order, names relative to / (directories end in "/"), numeric
+// owners only (no user or group names), every mtime the given one, no
+// atime or ctime. archive/tar writes USTAR when an entry fits it and PAX
+// otherwise (long names), a choice made from the entry alone: the same
+// tree gives the same bytes. Secrets keep the tree's owner and mode, which
+// tree.Check guarantees is 0600 or stricter.
+//
+// The stream is written into one buffer allocated at its USTAR size
+// (tarSize; a long name's PAX record makes it grow once): grown from
+// empty, the buffer of a worker's 48 KiB overlay was allocated, cleared
+// and copied eight times, 13% of a first generate's CPU.
+func Tar(t *tree.Tree, mtime time.Time) ([]byte, error) {
 	es, err := entries(t)
 	if err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
 	b.Grow(tarSize(es))
-	if err := writeTar(&b, t.Node, es, mtime); err != nil {
+	tw := tar.NewWriter(&b)
+	for _, e := range es {
+		if err := tw.WriteHeader(tarHeader(e, mtime)); err != nil {
+			return nil, fmt.Errorf("tar %s: %s: %w", t.Node, e.Path, err)
+		}
+		if e.IsFile() {
+			if _, err := tw.Write(e.Data); err != nil {
+				return nil, fmt.Errorf("tar %s: %s: %w", t.Node, e.Path, err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil

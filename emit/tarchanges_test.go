@@ -33,11 +33,11 @@ func TestTarChanges(t *testing.T) {
 		} else {
 			tr.File("/etc/new", 0o644, []byte("y\n"))
 		}
-		var b bytes.Buffer
-		if err := Tar(&b, tr, time.Unix(n.mtime, 0)); err != nil {
+		b, err := Tar(tr, time.Unix(n.mtime, 0))
+		if err != nil {
 			t.Fatal(err)
 		}
-		return b.Bytes()
+		return b
 	}
 	was := node{"127.0.0.1 localhost\n", 0o644, 0, "/etc/hosts", true, 1}
 	old := archive(was)

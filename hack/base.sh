@@ -19,7 +19,7 @@
 # as independent zstd frames after an index of the paths each holds, still a
 # .tar.zst for every tool), so that LXC bakes pass over its kernel undecoded;
 # a cached full base written before is indexed in place. The hardway binary
-# is $HARDWAY, else built from this checkout with go.
+# is $HARDWAY, else this checkout's bin/hardway (make build).
 #
 # A tarball is cached with the package list it was built from (<tarball>.pkgs);
 # when this script's list changes, the next run rebuilds it.
@@ -172,15 +172,8 @@ indexed() { [[ "$(head -c 4 -- "$1" | od -An -tx1 | tr -d ' \n')" == "5d2a4d18" 
 # index_base rewrites the tarball in place as an indexed base (atomically:
 # hardway writes a temp file and renames it).
 index_base() {
-  local tarball="$1" hw="${HARDWAY:-}" dir
-  if [[ -z "${hw}" ]]; then
-    command -v go >/dev/null || die "go not found: needed to build hardway for indexing the base (or set HARDWAY=path/to/hardway)"
-    dir="$(mktemp -d "${CACHE_BASE}/.hardway.XXXXXX")"
-    CLEANUP+=("${dir}")
-    (cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && go build -o "${dir}/hardway" ./cmd/hardway) ||
-      die "building hardway to index the base failed"
-    hw="${dir}/hardway"
-  fi
+  local tarball="$1" hw="${HARDWAY:-$(dirname -- "${BASH_SOURCE[0]}")/../bin/hardway}"
+  [[ -x "${hw}" ]] || die "${hw} not found: make build first (or set HARDWAY=path/to/hardway), to index the base"
   log "indexing ${tarball}"
   "${hw}" base index "${tarball}" >&2 || die "hardway base index ${tarball} failed"
 }

@@ -227,14 +227,13 @@ func (d *Dir) knows(rel string, sum [32]byte, perm fs.FileMode, st *unix.Stat_t)
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o7777 != uint32(perm.Perm()) {
 		return false
 	}
-	id := fileid.Of(st)
-	if e, ok := d.cache.entry(rel); ok && e.sum == sum && e.st == id {
+	want := statEntry{sum: sum, st: fileid.Of(st)}
+	if e, ok := d.cache.entry(rel); ok && e == want {
 		return true
 	}
 	d.mu.Lock()
-	e, ok := d.seen[rel]
-	d.mu.Unlock()
-	return ok && e.sum == sum && e.st == id
+	defer d.mu.Unlock()
+	return d.seen[rel] == want
 }
 
 // Note records in the manifest a symlink (data is its target) or file that

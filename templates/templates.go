@@ -55,35 +55,12 @@ func Render(name string, data any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("templates: %w", err)
 	}
-	b := buffers.Get().(*bytes.Buffer)
-	b.Reset()
-	e := set.ExecuteTemplate(b, name, data)
-	var out []byte
-	switch {
-	case e != nil:
-		e = fmt.Errorf("render %s: %w", name, e)
-	case b.Cap() > maxPooled:
-		return b.Bytes(), nil // the caller's now, not copied again
-	default:
-		out = bytes.Clone(b.Bytes())
+	var b bytes.Buffer
+	if e := set.ExecuteTemplate(&b, name, data); e != nil {
+		return nil, fmt.Errorf("render %s: %w", name, e)
 	}
-	if b.Cap() <= maxPooled {
-		buffers.Put(b)
-	}
-	return out, e
+	return b.Bytes(), nil
 }
-
-// buffers are Render's: a rendered file is copied out at its size. Grown
-// from empty for each file, a buffer was allocated and copied some ten
-// times on its way to up to twice the file's size, and the callers kept
-// it whole (the proxmox.conf of every node are held until written: 21 MB
-// with 10,000 workers).
-var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// maxPooled is the largest buffer that goes back to buffers: a rare large
-// file (create-nodes.sh, 22 MB with 10,000 workers) keeps its buffer
-// rather than be copied, and no buffer of its size waits for the next.
-const maxPooled = 1 << 20
 
 // MustRender is Render for templates whose data is produced by our own code
 // (values from a validated spec, keys and types from Go): a failure is a

@@ -34,12 +34,26 @@ func (v *run) apiReady(ctx context.Context, addr netip.AddrPort) error {
 // readyz GETs /readyz at addr from the hub once, verified with the bundle's
 // CA: nil if it answers ok.
 func (v *run) readyz(ctx context.Context, addr netip.AddrPort) error {
-	pool, err := certPool(filepath.Join(v.o.Dir, "pki", "ca.crt"))
+	cl, err := v.apiClient()
 	if err != nil {
 		return permanentError{err}
 	}
-	url := "https://" + addr.String() + "/readyz"
-	code, body, err := get(ctx, httpClient(v.net.Hub, &tls.Config{RootCAs: pool}), url)
+	return answersOK(ctx, cl, addr, "/readyz")
+}
+
+// apiClient is an HTTPS client from the hub that trusts the bundle's CA.
+func (v *run) apiClient() (*http.Client, error) {
+	pool, err := certPool(filepath.Join(v.o.Dir, "pki", "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	return httpClient(v.net.Hub, &tls.Config{RootCAs: pool}), nil
+}
+
+// answersOK GETs path at addr once with cl: nil if it answers 200 "ok".
+func answersOK(ctx context.Context, cl *http.Client, addr netip.AddrPort, path string) error {
+	url := "https://" + addr.String() + path
+	code, body, err := get(ctx, cl, url)
 	switch {
 	case err != nil:
 		return fmt.Errorf("%s: %w", url, err)

@@ -99,11 +99,10 @@ func (v *run) clientsetAt(name string, host netip.Addr) (*kube, error) {
 // it answers ok within the row's bound, and the detail says who was
 // waited for.
 func checkAPIServers(ctx context.Context, v *run) (string, error) {
-	pool, err := certPool(filepath.Join(v.o.Dir, "pki", "ca.crt"))
+	cl, err := v.apiClient()
 	if err != nil {
 		return "", err
 	}
-	cl := httpClient(v.net.Hub, &tls.Config{RootCAs: pool})
 	var targets []netip.AddrPort
 	for _, nd := range v.controllers() {
 		targets = append(targets, netip.AddrPortFrom(nd.spec.IP(), v.apiPort(nd)))
@@ -117,14 +116,7 @@ func checkAPIServers(ctx context.Context, v *run) (string, error) {
 		for _, path := range []string{"/livez", "/readyz"} {
 			err := poll(ctx, 250*time.Millisecond, func() error {
 				tries++
-				code, body, err := get(ctx, cl, "https://"+t.String()+path)
-				if err != nil {
-					return fmt.Errorf("%s%s: %w", t, path, err)
-				}
-				if code != http.StatusOK || body != "ok" {
-					return fmt.Errorf("%s%s: %d %s", t, path, code, lastLine(body))
-				}
-				return nil
+				return answersOK(ctx, cl, t, path)
 			})
 			if err != nil {
 				return "", err

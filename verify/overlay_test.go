@@ -38,11 +38,11 @@ func sampleOverlay() *tree.Tree {
 // tarOf is t as generate writes it to overlay.tar.
 func tarOf(t *testing.T, tr *tree.Tree) []byte {
 	t.Helper()
-	var b bytes.Buffer
-	if err := emit.Tar(&b, tr, time.Unix(0, 0)); err != nil {
+	b, err := emit.Tar(tr, time.Unix(0, 0))
+	if err != nil {
 		t.Fatal(err)
 	}
-	return b.Bytes()
+	return b
 }
 
 // TestExtractOverlay: every entry of an overlay comes out with its type,

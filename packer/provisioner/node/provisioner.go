@@ -62,7 +62,7 @@ func (p *Provisioner) Provision(ctx context.Context, ui packersdk.Ui, comm packe
 	if err != nil {
 		return err
 	}
-	overlay, err := emit.TarBytes(t, load.Epoch().Time())
+	overlay, err := emit.Tar(t, load.Epoch().Time())
 	if err != nil {
 		return err
 	}
