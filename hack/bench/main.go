@@ -11,12 +11,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -34,11 +36,16 @@ func main() {
 	baselineMax := flag.Int("baseline-max", 100, "largest worker count for which the slow baselines run")
 	floorMax := flag.Int("floor-max", 1000, "largest worker count for which tar -x of hardway's output is measured")
 	timeout := flag.Duration("timeout", 10*time.Minute, "longest a hardway run may take before it counts as not completed")
+	runs := flag.Int("runs", 5, "hardway's runs of each kind per size up to -floor-max (larger sizes run once): its rows give the run of median wall time and the largest peak RSS")
 	flag.Parse()
 	// The baseline scripts change directory: tool paths must be absolute.
 	*tools, _ = filepath.Abs(*tools)
 
+	if *runs < 1 {
+		check(fmt.Errorf("-runs %d: want 1 or more", *runs))
+	}
 	fmt.Printf("load average at start: %s\n", loadAverage())
+	fmt.Printf("hardway's rows: the run of median wall time of %d (sizes up to %d workers; larger ones 1), with the largest peak RSS of them; tar and the baselines: 1 run\n", *runs, *floorMax)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "workers\ttool\twall\tCPU\tpeak RSS\tvs hardway\t")
 	all := map[int]*sizeResults{}
@@ -46,12 +53,15 @@ func main() {
 	// ext4 without a journal, files created soon after many were deleted
 	// cost several times more (recently_deleted, BENCHMARKS.md), and the
 	// kubeadm baseline's thousands of files would slow the next size's
-	// first run by what the bench itself deleted.
+	// first run by what the bench itself deleted. The same holds for the
+	// next bench: creating files here took up to 8x longer for about two
+	// minutes after one bench removed its runs.
 	var dirs []string
 	defer func() {
 		for _, d := range dirs {
 			os.RemoveAll(d)
 		}
+		fmt.Fprintln(os.Stderr, "bench: runs removed; creating files may be slower here for a few minutes (BENCHMARKS.md): wait before the next bench")
 	}()
 	for _, s := range strings.Split(*sizes, ",") {
 		var n int
@@ -61,36 +71,53 @@ func main() {
 		dirs = append(dirs, dir)
 		specFile := filepath.Join(dir, "cluster.yaml")
 		check(os.WriteFile(specFile, []byte(clusterSpec(n)), 0o644))
-		out := filepath.Join(dir, "out")
-		generate := func(spec string) result {
+		k := *runs
+		if n > *floorMax {
+			k = 1
+		}
+		outs := make([]string, k)
+		for i := range outs {
+			outs[i] = filepath.Join(dir, fmt.Sprintf("out%d", i))
+		}
+		generate := func(spec, out string) result {
 			ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 			defer cancel()
 			return run(exec.CommandContext(ctx, *hardway, "generate", "-f", spec, "--dir", out))
 		}
+		// Each kind of run k times, one output directory a time: the
+		// first runs, then a no-op rerun of each, then one worker added
+		// to each.
+		each := func(spec string) result {
+			rs := make([]result, k)
+			for i, out := range outs {
+				rs[i] = generate(spec, out)
+			}
+			return median(rs)
+		}
 
-		r := &sizeResults{first: generate(specFile)}
+		r := &sizeResults{first: each(specFile)}
 		all[n] = r
 		row(tw, n, "hardway generate", r.first, r.first)
 		if r.first.err == nil {
-			r.noop = generate(specFile)
+			r.noop = each(specFile)
 			row(tw, n, "hardway no-op rerun", r.noop, r.first)
 		}
 		// The floor: the same files written by tar, which renders,
 		// checks and syncs nothing. Archived now, extracted after the
-		// add-one run so its writeback does not slow that run.
+		// add-one runs so its writeback does not slow them.
 		archive := filepath.Join(dir, "out.tar")
 		if r.noop.err == nil && n <= *floorMax {
-			check(exec.Command("tar", "-C", out, "-cf", archive, ".").Run())
+			check(exec.Command("tar", "-C", outs[0], "-cf", archive, ".").Run())
 		}
 		if n == addOneAt && r.noop.err == nil {
-			before, err := output.ReadManifest(filepath.Join(out, "bench"))
+			before, err := output.ReadManifest(filepath.Join(outs[0], "bench"))
 			check(err)
 			plusOne := filepath.Join(dir, "cluster-plus-one.yaml")
 			check(os.WriteFile(plusOne, []byte(clusterSpec(n+1)), 0o644))
-			r.addOne = generate(plusOne)
+			r.addOne = each(plusOne)
 			row(tw, n, "hardway add one worker", r.addOne, r.first)
 			if r.addOne.err == nil {
-				after, err := output.ReadManifest(filepath.Join(out, "bench"))
+				after, err := output.ReadManifest(filepath.Join(outs[0], "bench"))
 				check(err)
 				r.othersChanged, r.othersBytes = othersChanged(before, after, fmt.Sprintf("w%d", n))
 			}
@@ -107,10 +134,12 @@ func main() {
 			row(tw, n, "cfssl CLI per cert", r.cfssl, r.first)
 			r.kubeadm = kubeadmBaseline(c, dir, *tools)
 			row(tw, n, "kubeadm per node", r.kubeadm, r.first)
-		} else {
-			fmt.Fprintf(tw, "%d\tbaselines\tskipped (-baseline-max %d)\t\t\t\t\n", n, *baselineMax)
 		}
 		tw.Flush()
+		if n > *baselineMax {
+			// Outside the table: a cell this wide would widen its column.
+			fmt.Printf("%d: baselines skipped (-baseline-max %d)\n", n, *baselineMax)
+		}
 	}
 	fmt.Printf("load average at end: %s\n\n", loadAverage())
 	targets(all, *timeout)
@@ -260,6 +289,23 @@ func row(tw *tabwriter.Writer, n int, name string, r, base result) {
 	}
 	ratio := float64(r.wall) / float64(base.wall)
 	fmt.Fprintf(tw, "%d\t%s\t%.3fs\t%.3fs\t%.1f MiB\t%.1fx\t\n", n, name, r.wall.Seconds(), r.cpu.Seconds(), float64(r.rss)/1024, ratio)
+}
+
+// median is the run of rs with the median wall time (the slower of the two
+// middle ones for an even count), its peak RSS the largest of rs: a memory
+// target holds for every run. A failed run makes the result its failure.
+func median(rs []result) result {
+	for _, r := range rs {
+		if r.err != nil {
+			return r
+		}
+	}
+	sorted := slices.SortedFunc(slices.Values(rs), func(a, b result) int { return cmp.Compare(a.wall, b.wall) })
+	m := sorted[len(sorted)/2]
+	for _, r := range rs {
+		m.rss = max(m.rss, r.rss)
+	}
+	return m
 }
 
 // run executes cmd and reports wall time and the peak RSS of it and its children.
