@@ -230,15 +230,15 @@ func nodes(ctx context.Context, d *output.Dir, x *nodegen.Context, same map[stri
 	// is begun.
 	all := x.C.Spec.Nodes
 	err = output.Parallel(len(files)+len(all)+len(todo), runtime.GOMAXPROCS(0), func(i int) error {
-		switch {
-		case i < len(files):
-			f := files[i]
-			// Dropped once written: create-nodes.sh alone is 22 MB at
-			// 3+10000, and the nodes are made after these jobs.
-			files[i] = nodegen.File{}
-			return d.Write(f.Path, f.Data, f.Mode, f.Kind, f.Node)
-		case i < len(files)+len(all):
-			f := proxmox.Conf(x, all[i-len(files)])
+		if i < len(files)+len(all) {
+			var f nodegen.File
+			if i < len(files) {
+				// Dropped once written: create-nodes.sh alone is 22 MB
+				// at 3+10000, and the nodes are made after these jobs.
+				f, files[i] = files[i], nodegen.File{}
+			} else {
+				f = proxmox.Conf(x, all[i-len(files)])
+			}
 			return d.Write(f.Path, f.Data, f.Mode, f.Kind, f.Node)
 		}
 		if err := ctx.Err(); err != nil {

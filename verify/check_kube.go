@@ -110,10 +110,11 @@ func checkAPIServers(ctx context.Context, v *run) (string, error) {
 	if v.c.Spec.APIServer.VIP != "" {
 		targets = append(targets, v.endpoint)
 	}
+	paths := []string{"/livez", "/readyz"}
 	var ok []string
 	for _, t := range targets {
 		start, tries := time.Now(), 0
-		for _, path := range []string{"/livez", "/readyz"} {
+		for _, path := range paths {
 			err := poll(ctx, 250*time.Millisecond, func() error {
 				tries++
 				return answersOK(ctx, cl, t, path)
@@ -122,7 +123,7 @@ func checkAPIServers(ctx context.Context, v *run) (string, error) {
 				return "", err
 			}
 		}
-		if tries > 2 {
+		if tries > len(paths) {
 			ok = append(ok, fmt.Sprintf("%s (ok after %s)", t, round(time.Since(start))))
 		} else {
 			ok = append(ok, t.String())

@@ -26,24 +26,9 @@ const Kind = "proxmox"
 // the script the operator reads, then runs on the Proxmox host.
 const CreateNodesPath = "proxmox/create-nodes.sh"
 
-// Files returns proxmox/... and nodes/<node>/proxmox.conf, relative to the
-// cluster directory: Conf of every node, then HostFiles. A spec that
-// nodegen.Check refuses gives none: these files cannot quote what they
-// hold, and the host runs some as root.
-func Files(x *nodegen.Context) ([]nodegen.File, error) {
-	host, err := HostFiles(x)
-	if err != nil {
-		return nil, err
-	}
-	var out []nodegen.File
-	for _, n := range x.C.Spec.Nodes {
-		out = append(out, Conf(x, n))
-	}
-	return append(out, host...), nil
-}
-
 // HostFiles returns proxmox/...: create-nodes.sh and the host's modules,
-// sysctls, routes and chrony. A spec that nodegen.Check refuses gives none.
+// sysctls, routes and chrony. A spec that nodegen.Check refuses gives none:
+// these files cannot quote what they hold, and the host runs some as root.
 func HostFiles(x *nodegen.Context) ([]nodegen.File, error) {
 	if err := x.Check(); err != nil {
 		return nil, err
@@ -54,7 +39,7 @@ func HostFiles(x *nodegen.Context) ([]nodegen.File, error) {
 // Conf returns node n's nodes/<node>/proxmox.conf, which depends on the
 // cluster's Proxmox settings and n alone: a writer of many nodes makes
 // each when it writes it rather than hold them all (21 MB with 10,000
-// workers). x must have passed nodegen.Check (Files and HostFiles check).
+// workers). x must have passed nodegen.Check (HostFiles checks).
 func Conf(x *nodegen.Context, n spec.Node) nodegen.File {
 	g := guestOf(x, n)
 	tmpl := "proxmox/qemu.conf"
